@@ -1,0 +1,279 @@
+//! Command-line arguments, in two stages (as ripgrep does): clap reads the raw flags, then
+//! [`PlanArgs::resolve`] turns them, with the estate file, into a validated operation, so a
+//! bad flag or a reference the estate does not define fails before anything runs.
+
+use std::path::{Path, PathBuf};
+
+use bulwark_model::{AccountId, Estate, InstanceId, KeyRef, Region};
+use bulwark_plan::{Operation, Placement, RestoreSource};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Bulwark: backups of EC2 instances across accounts and regions.
+#[derive(Parser)]
+#[command(name = "bulwark", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Show what an operation will do: every API call, who makes it, which KMS permissions it
+    /// needs, and the cleanup; or why AWS would refuse it.
+    Plan(PlanCommand),
+    /// Print IAM and KMS policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Plan every documented scenario on the example estate and show the outcome.
+    Demo {
+        /// Print each plan in full.
+        #[arg(long)]
+        full: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// The worker role of production accounts: its permissions, or with --trust its trust
+    /// policy, as JSON.
+    WorkerRole {
+        /// Print the trust policy instead of the permissions.
+        #[arg(long)]
+        trust: bool,
+    },
+    /// The least-privilege IAM policy of each role a plan uses, with its trust policy, and
+    /// the statements each customer managed key's policy needs.
+    Plan(PlanCommand),
+}
+
+#[derive(Args)]
+pub struct PlanCommand {
+    #[command(subcommand)]
+    pub operation: PlanArgs,
+}
+
+/// Flags every plan takes.
+#[derive(Args)]
+pub struct Common {
+    /// The estate file (TOML; see docs/estate.md).
+    #[arg(long, value_name = "FILE")]
+    pub estate: PathBuf,
+    /// The instance to process.
+    #[arg(long, value_name = "ID")]
+    pub instance: InstanceId,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum PlanArgs {
+    /// Cloud-native snapshots of an instance.
+    Snapshot {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// An image-level backup into the repository.
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        /// Where workers run (default: backup-account).
+        #[arg(long, value_enum)]
+        workers: Option<Workers>,
+    },
+    /// A snapshot replica in another region and/or account.
+    Replicate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// A restore of the whole instance.
+    Restore {
+        #[command(flatten)]
+        common: Common,
+        /// What to restore from.
+        #[arg(long, value_enum)]
+        from: From,
+        #[command(flatten)]
+        target: Target,
+        /// Where workers run, for restores from backups (default: backup-account).
+        #[arg(long, value_enum)]
+        workers: Option<Workers>,
+    },
+}
+
+/// Where a replica or restore goes.
+#[derive(Args)]
+pub struct Target {
+    /// The target account.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub to_account: AccountId,
+    /// The target region.
+    #[arg(long, value_name = "REGION")]
+    pub to_region: Region,
+    /// The KMS key of the result: a key ARN in the target region, or aws/ebs. Default: the
+    /// default EBS key of the target account and region.
+    #[arg(long, value_name = "ARN")]
+    pub target_key: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Workers {
+    /// Workers in the backup account, with temporary roles.
+    BackupAccount,
+    /// Workers in the production account, with its worker role.
+    ProductionAccount,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum From {
+    /// The latest cloud-native snapshots.
+    Snapshot,
+    /// The latest image-level backup.
+    Backup,
+}
+
+/// A wrong argument or estate: the user must change what they typed (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read the estate file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Estate(#[from] bulwark_model::EstateError),
+    #[error("{file}: {what} is not defined in this file; {fix}")]
+    Undefined { file: String, what: String, fix: String },
+    #[error("--target-key: {0}")]
+    TargetKey(bulwark_model::InvalidId),
+    #[error(
+        "--workers applies to backups and restores from backups; a restore from snapshots uses no workers"
+    )]
+    WorkersWithoutWorkers,
+}
+
+/// A resolved plan request: the estate and the operation.
+pub struct Resolved {
+    pub estate: Estate,
+    pub operation: Operation,
+}
+
+impl PlanArgs {
+    fn common(&self) -> &Common {
+        match self {
+            PlanArgs::Snapshot { common }
+            | PlanArgs::Backup { common, .. }
+            | PlanArgs::Replicate { common, .. }
+            | PlanArgs::Restore { common, .. } => common,
+        }
+    }
+
+    /// Whether the output should be JSON; known before the estate is read, so that errors
+    /// reading it are reported in the right form.
+    pub fn json(&self) -> bool {
+        self.common().json
+    }
+
+    /// Reads the estate and checks every reference the arguments make to it.
+    pub fn resolve(&self) -> Result<Resolved, InputError> {
+        let common = self.common();
+        let estate = read_estate(&common.estate)?;
+        let file = common.estate.display().to_string();
+        if estate.instance(&common.instance).is_none() {
+            let known: Vec<String> = estate.instances.iter().map(|i| i.id.to_string()).collect();
+            return Err(InputError::Undefined {
+                file,
+                what: format!("instance {}", common.instance),
+                fix: format!("the instances it defines are: {}", list_or_none(&known)),
+            });
+        }
+        let instance = common.instance.clone();
+        let operation = match self {
+            PlanArgs::Snapshot { .. } => Operation::Snapshot { instance },
+            PlanArgs::Backup { workers, .. } => Operation::Backup {
+                instance,
+                workers: workers.map(placement),
+            },
+            PlanArgs::Replicate { target, .. } => {
+                let target_key = target.resolve(&estate, &file)?;
+                Operation::Replicate {
+                    instance,
+                    to_account: target.to_account.clone(),
+                    to_region: target.to_region.clone(),
+                    target_key,
+                }
+            }
+            PlanArgs::Restore {
+                from,
+                target,
+                workers,
+                ..
+            } => {
+                let from = match from {
+                    From::Snapshot => RestoreSource::Snapshot,
+                    From::Backup => RestoreSource::Backup,
+                };
+                if from == RestoreSource::Snapshot && workers.is_some() {
+                    return Err(InputError::WorkersWithoutWorkers);
+                }
+                let target_key = target.resolve(&estate, &file)?;
+                Operation::Restore {
+                    instance,
+                    from,
+                    to_account: target.to_account.clone(),
+                    to_region: target.to_region.clone(),
+                    target_key,
+                    workers: workers.map(placement),
+                }
+            }
+        };
+        Ok(Resolved { estate, operation })
+    }
+}
+
+impl Target {
+    /// Checks the target account is defined and parses the key in its context.
+    fn resolve(&self, estate: &Estate, file: &str) -> Result<Option<KeyRef>, InputError> {
+        if estate.account(&self.to_account).is_none() {
+            let known: Vec<String> = estate.accounts.keys().map(ToString::to_string).collect();
+            return Err(InputError::Undefined {
+                file: file.to_owned(),
+                what: format!("account {}", self.to_account),
+                fix: format!(
+                    "add an [[account]] with id = \"{}\" and its roles (the accounts it defines are: {})",
+                    self.to_account,
+                    list_or_none(&known)
+                ),
+            });
+        }
+        self.target_key
+            .as_deref()
+            .map(|k| KeyRef::parse_in(k, &self.to_account, &self.to_region))
+            .transpose()
+            .map_err(InputError::TargetKey)
+    }
+}
+
+fn placement(w: Workers) -> Placement {
+    match w {
+        Workers::BackupAccount => Placement::BackupAccount,
+        Workers::ProductionAccount => Placement::ProductionAccount,
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Reads and validates an estate file.
+pub fn read_estate(path: &Path) -> Result<Estate, InputError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    Ok(Estate::parse(&name, &text)?)
+}

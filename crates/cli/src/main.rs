@@ -1,0 +1,92 @@
+//! `bulwark`: the one binary of Bulwark. It reads arguments and files, calls the library
+//! crates, and prints; the crates below it never print.
+//!
+//! Exit codes: 0 done; 2 wrong input (a flag, the estate file, an undefined reference);
+//! 3 refused (AWS would reject the operation; the output says why and what to change);
+//! 1 anything else.
+
+mod args;
+mod demo;
+mod render;
+
+use std::process::ExitCode;
+
+use bulwark_plan::Refusal;
+use clap::Parser;
+use serde_json::json;
+
+use args::{Cli, Command, InputError, PlanCommand, PolicyCommand};
+
+const EXIT_INPUT: u8 = 2;
+const EXIT_REFUSED: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Plan(cmd) => run_plan(&cmd, false),
+        Command::Policy(PolicyCommand::Plan(cmd)) => run_plan(&cmd, true),
+        Command::Policy(PolicyCommand::WorkerRole { trust }) => {
+            let doc = if trust {
+                bulwark_plan::worker_role_trust()
+            } else {
+                bulwark_plan::worker_role_permissions()
+            };
+            println!("{}", render::pretty(&doc));
+            ExitCode::SUCCESS
+        }
+        Command::Demo { full } => demo::run(full),
+    }
+}
+
+/// Plans (and with `policies`, derives the policies of) the operation in `cmd`.
+fn run_plan(cmd: &PlanCommand, policies: bool) -> ExitCode {
+    let json = cmd.operation.json();
+    let resolved = match cmd.operation.resolve() {
+        Ok(r) => r,
+        Err(e) => return input_error(&e, json),
+    };
+    match bulwark_plan::plan(&resolved.estate, &resolved.operation) {
+        Ok(plan) if policies => {
+            let policies = bulwark_plan::policies(&resolved.estate, &plan);
+            if json {
+                println!("{}", render::pretty(&policies));
+            } else {
+                print!("{}", render::policies(&policies));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(plan) => {
+            if json {
+                println!("{}", render::pretty(&plan));
+            } else {
+                print!("{}", render::plan(&plan));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(refusal) => refused(&refusal, json),
+    }
+}
+
+fn refused(refusal: &Refusal, json: bool) -> ExitCode {
+    if json {
+        println!("{}", render::pretty(&json!({ "error": refusal })));
+    } else {
+        eprint!("{}", render::refusal(refusal));
+    }
+    ExitCode::from(EXIT_REFUSED)
+}
+
+fn input_error(error: &InputError, json: bool) -> ExitCode {
+    if json {
+        let code = match error {
+            InputError::Read { .. } | InputError::Estate(_) => "invalid-estate",
+            InputError::Undefined { .. } => "undefined-reference",
+            InputError::TargetKey(_) | InputError::WorkersWithoutWorkers => "invalid-argument",
+        };
+        let doc = json!({ "error": { "code": code, "message": error.to_string(), "remedy": "correct the input named in the message" } });
+        println!("{}", render::pretty(&doc));
+    } else {
+        eprintln!("error: {error}");
+    }
+    ExitCode::from(EXIT_INPUT)
+}

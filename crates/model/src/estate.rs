@@ -1,0 +1,702 @@
+//! The estate file: the accounts, roles, keys and instances Bulwark protects.
+//!
+//! The file is TOML (documented with examples in `docs/estate.md`). It is read in two stages,
+//! as ripgrep does with its flags: serde reads raw strings with their positions, then every
+//! value is validated into the types of this crate. All problems are collected, each with its
+//! line and field, so one run tells the user everything to fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::arn::{KeyRef, RoleArn};
+use crate::error::{EstateError, InvalidId, Problem};
+use crate::ids::{AccountId, BucketName, InstanceId, Partition, Region, VolumeId};
+
+/// Largest EBS volume, in GiB (io2 Block Express and the EBS direct APIs allow 64 TiB).
+pub const MAX_VOLUME_GIB: u32 = 65_536;
+
+/// A validated estate: everything the planner needs to know about the AWS environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Estate {
+    /// The backup appliance and its account.
+    pub appliance: Appliance,
+    /// The production accounts, by id.
+    pub accounts: BTreeMap<AccountId, Account>,
+    /// Default EBS encryption keys that are not `aws/ebs`, per account and region.
+    pub default_keys: BTreeMap<(AccountId, Region), KeyRef>,
+    /// Account and region pairs where EBS encryption by default is on.
+    pub encryption_by_default: BTreeSet<(AccountId, Region)>,
+    /// The protected instances.
+    pub instances: Vec<Instance>,
+    /// Where image-level backups are kept, if configured.
+    pub repository: Option<Repository>,
+}
+
+/// The backup appliance: the backup account and the roles it uses there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appliance {
+    /// The backup account: where the appliance runs and where workers go by default.
+    pub account: AccountId,
+    /// The role that deploys workers in the backup account and creates their temporary roles.
+    pub worker_deployment_role: RoleArn,
+    /// The identity the appliance itself runs as; `None` means any principal of the backup
+    /// account that its IAM policies allow (trust policies then name the account).
+    pub role: Option<RoleArn>,
+}
+
+impl Appliance {
+    /// The principal that assumes roles on the appliance's behalf, as an ARN: its role, or the
+    /// backup account's root (meaning "principals of that account").
+    pub fn principal_arn(&self) -> String {
+        match &self.role {
+            Some(role) => role.to_string(),
+            None => format!(
+                "arn:{}:iam::{}:root",
+                self.worker_deployment_role.partition().as_str(),
+                self.account
+            ),
+        }
+    }
+}
+
+/// A production account and the roles Bulwark may assume in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The account id.
+    pub id: AccountId,
+    /// Creates, shares and copies snapshots; deploys workers there for backups.
+    pub backup_role: Option<RoleArn>,
+    /// Creates restored volumes and instances; deploys workers there for restores.
+    pub restore_role: Option<RoleArn>,
+    /// Pre-configured role attached to workers deployed in this account (never removed).
+    pub worker_role: Option<RoleArn>,
+    /// The `sts:ExternalId` the account's role trust policies require, if any.
+    pub external_id: Option<String>,
+}
+
+/// A protected EC2 instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The instance id.
+    pub id: InstanceId,
+    /// The account that owns it.
+    pub account: AccountId,
+    /// Its region.
+    pub region: Region,
+    /// Its EBS volumes, in device order.
+    pub volumes: Vec<Volume>,
+}
+
+/// An EBS volume of a protected instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Volume {
+    /// The volume id.
+    pub id: VolumeId,
+    /// Its size in GiB.
+    pub size_gib: u32,
+    /// The key that encrypts it; `None` for an unencrypted volume.
+    pub key: Option<KeyRef>,
+}
+
+/// The S3 repository that holds image-level backups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repository {
+    /// The bucket.
+    pub bucket: BucketName,
+    /// The key prefix inside the bucket (empty, or ending without a slash).
+    pub prefix: String,
+    /// The region of the bucket.
+    pub region: Region,
+    /// The role whose short-lived credentials workers receive to read and write the repository.
+    pub role: RoleArn,
+}
+
+impl Estate {
+    /// Reads an estate from TOML `text`; `file` names the file in error messages.
+    pub fn parse(file: &str, text: &str) -> Result<Self, EstateError> {
+        let mut check = Checker {
+            text,
+            problems: Vec::new(),
+        };
+        let estate = match toml::from_str::<RawEstate>(text) {
+            Ok(raw) => check.estate(raw),
+            Err(e) => {
+                check.problems.push(Problem {
+                    line: e.span().map(|s| check.line(s.start)),
+                    field: "(file)".into(),
+                    message: e.message().trim().to_owned(),
+                });
+                None
+            }
+        };
+        match estate {
+            Some(estate) if check.problems.is_empty() => Ok(estate),
+            _ => Err(EstateError {
+                file: file.to_owned(),
+                problems: check.problems,
+            }),
+        }
+    }
+
+    /// The default EBS encryption key of `account` in `region`: the configured one, else
+    /// `aws/ebs`, as AWS has it out of the box.
+    pub fn default_key(&self, account: &AccountId, region: &Region) -> KeyRef {
+        self.default_keys
+            .get(&(account.clone(), region.clone()))
+            .cloned()
+            .unwrap_or_else(|| KeyRef::AwsManaged {
+                account: account.clone(),
+                region: region.clone(),
+            })
+    }
+
+    /// Whether EBS encryption by default is on in `account` and `region`.
+    pub fn encrypts_by_default(&self, account: &AccountId, region: &Region) -> bool {
+        self.encryption_by_default
+            .contains(&(account.clone(), region.clone()))
+    }
+
+    /// The instance with this id.
+    pub fn instance(&self, id: &InstanceId) -> Option<&Instance> {
+        self.instances.iter().find(|i| &i.id == id)
+    }
+
+    /// The production account with this id.
+    pub fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+
+    /// The partition of the estate (all its ARNs share it).
+    pub fn partition(&self) -> Partition {
+        self.appliance.worker_deployment_role.partition()
+    }
+}
+
+// ---- raw form, as serde reads it --------------------------------------------------------
+
+type Text = Spanned<String>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEstate {
+    appliance: RawAppliance,
+    #[serde(default, rename = "account")]
+    accounts: Vec<RawAccount>,
+    #[serde(default)]
+    default_keys: BTreeMap<String, Text>,
+    #[serde(default)]
+    encryption_by_default: BTreeMap<String, Spanned<bool>>,
+    #[serde(default, rename = "instance")]
+    instances: Vec<RawInstance>,
+    repository: Option<RawRepository>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAppliance {
+    account: Text,
+    worker_deployment_role: Text,
+    role: Option<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    id: Text,
+    backup_role: Option<Text>,
+    restore_role: Option<Text>,
+    worker_role: Option<Text>,
+    external_id: Option<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    id: Text,
+    account: Text,
+    region: Text,
+    volumes: Vec<RawVolume>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVolume {
+    id: Text,
+    size_gib: Spanned<i64>,
+    key: Option<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    bucket: Text,
+    #[serde(default)]
+    prefix: Option<Text>,
+    region: Text,
+    role: Text,
+}
+
+// ---- validation --------------------------------------------------------------------------
+
+/// Validates raw values, collecting every problem with its location.
+struct Checker<'t> {
+    text: &'t str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn problem<T>(&mut self, at: &Spanned<T>, field: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: Some(self.line(at.span().start)),
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Parses one identifier, recording a problem if it is malformed.
+    fn id<T: FromStr<Err = InvalidId>>(&mut self, v: &Text, field: &str) -> Option<T> {
+        match v.get_ref().parse() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem(v, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Parses a role ARN that must belong to `account`.
+    fn role_in(&mut self, v: &Text, field: &str, account: Option<&AccountId>) -> Option<RoleArn> {
+        let role: RoleArn = self.id(v, field)?;
+        match account {
+            Some(a) if role.account() != a => {
+                self.problem(
+                    v,
+                    field,
+                    format!(
+                        "the role belongs to account {}, expected a role of account {a}",
+                        role.account()
+                    ),
+                );
+                None
+            }
+            _ => Some(role),
+        }
+    }
+
+    /// Parses an `"ACCOUNT/REGION"` table key, which must name a defined account.
+    fn place(
+        &mut self,
+        key: &str,
+        at: &Spanned<impl Sized>,
+        field: &str,
+        defined: &BTreeSet<AccountId>,
+    ) -> Option<(AccountId, Region)> {
+        let Some((a, r)) = key.split_once('/') else {
+            self.problem(
+                at,
+                field,
+                format!("{key:?} is not \"ACCOUNT/REGION\", like \"123456789012/us-east-1\""),
+            );
+            return None;
+        };
+        let parsed = (a.parse::<AccountId>(), r.parse::<Region>());
+        match parsed {
+            (Ok(account), Ok(region)) => {
+                if !defined.contains(&account) {
+                    self.problem(at, field, undefined_account(&account));
+                    return None;
+                }
+                Some((account, region))
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.problem(at, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn key_in(&mut self, v: &Text, field: &str, account: &AccountId, region: &Region) -> Option<KeyRef> {
+        match KeyRef::parse_in(v.get_ref(), account, region) {
+            Ok(key) if key.region() != region => {
+                self.problem(
+                    v,
+                    field,
+                    format!(
+                        "the key is in region {}, but KMS keys are regional: expected a key of {region}",
+                        key.region()
+                    ),
+                );
+                None
+            }
+            Ok(key) => Some(key),
+            Err(e) => {
+                self.problem(v, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn estate(&mut self, raw: RawEstate) -> Option<Estate> {
+        let appliance = self.appliance(&raw.appliance);
+        let accounts = self.accounts(&raw.accounts);
+
+        // Accounts that may be named elsewhere: the production accounts and the backup account.
+        let mut defined: BTreeSet<AccountId> = accounts.keys().cloned().collect();
+        defined.extend(appliance.as_ref().map(|a| a.account.clone()));
+
+        let mut default_keys = BTreeMap::new();
+        for (place, value) in &raw.default_keys {
+            let field = format!("default_keys.{place:?}");
+            if let Some((account, region)) = self.place(place, value, &field, &defined) {
+                if let Some(key) = self.key_in(value, &field, &account, &region) {
+                    // Writing `aws/ebs` explicitly is the same as leaving the entry out.
+                    if !key.is_aws_managed() {
+                        default_keys.insert((account, region), key);
+                    }
+                }
+            }
+        }
+
+        let mut encryption_by_default = BTreeSet::new();
+        for (place, on) in &raw.encryption_by_default {
+            let field = format!("encryption_by_default.{place:?}");
+            if let Some(p) = self.place(place, on, &field, &defined) {
+                if *on.get_ref() {
+                    encryption_by_default.insert(p);
+                }
+            }
+        }
+
+        let instances = self.instances(&raw.instances, &accounts);
+        let repository = raw.repository.as_ref().and_then(|r| self.repository(r));
+        Some(Estate {
+            appliance: appliance?,
+            accounts,
+            default_keys,
+            encryption_by_default,
+            instances,
+            repository,
+        })
+    }
+
+    fn appliance(&mut self, raw: &RawAppliance) -> Option<Appliance> {
+        let account: Option<AccountId> = self.id(&raw.account, "appliance.account");
+        let worker_deployment_role = self.role_in(
+            &raw.worker_deployment_role,
+            "appliance.worker_deployment_role",
+            account.as_ref(),
+        );
+        let role = match &raw.role {
+            Some(r) => Some(self.role_in(r, "appliance.role", account.as_ref())?),
+            None => None,
+        };
+        Some(Appliance {
+            account: account?,
+            worker_deployment_role: worker_deployment_role?,
+            role,
+        })
+    }
+
+    fn accounts(&mut self, raw: &[RawAccount]) -> BTreeMap<AccountId, Account> {
+        let mut accounts = BTreeMap::new();
+        for (i, a) in raw.iter().enumerate() {
+            let field = |name: &str| format!("account[{i}].{name}");
+            let Some(id) = self.id::<AccountId>(&a.id, &field("id")) else {
+                continue;
+            };
+            let mut role = |v: &Option<Text>, name: &str| {
+                v.as_ref().and_then(|v| self.role_in(v, &field(name), Some(&id)))
+            };
+            let account = Account {
+                backup_role: role(&a.backup_role, "backup_role"),
+                restore_role: role(&a.restore_role, "restore_role"),
+                worker_role: role(&a.worker_role, "worker_role"),
+                external_id: a.external_id.as_ref().map(|e| e.get_ref().clone()),
+                id: id.clone(),
+            };
+            if let Some(e) = &a.external_id {
+                // sts:ExternalId: 2 to 1224 characters of [\w+=,.@:/-].
+                let ok = (2..=1224).contains(&e.get_ref().len())
+                    && e.get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
+                if !ok {
+                    self.problem(
+                        e,
+                        &field("external_id"),
+                        "expected 2 to 1224 letters, digits or _+=,.@:/-",
+                    );
+                }
+            }
+            if accounts.insert(id.clone(), account).is_some() {
+                self.problem(&a.id, &field("id"), format!("account {id} is defined twice"));
+            }
+        }
+        accounts
+    }
+
+    fn instances(&mut self, raw: &[RawInstance], accounts: &BTreeMap<AccountId, Account>) -> Vec<Instance> {
+        let mut instances = Vec::new();
+        let mut seen_instances = BTreeSet::new();
+        let mut seen_volumes = BTreeSet::new();
+        for (i, inst) in raw.iter().enumerate() {
+            let field = |name: &str| format!("instance[{i}].{name}");
+            let id: Option<InstanceId> = self.id(&inst.id, &field("id"));
+            let region: Option<Region> = self.id(&inst.region, &field("region"));
+            let mut account: Option<AccountId> = self.id(&inst.account, &field("account"));
+            if let Some(a) = account.as_ref().filter(|a| !accounts.contains_key(*a)) {
+                self.problem(&inst.account, &field("account"), undefined_account(a));
+                account = None;
+            }
+            if let Some(id) = &id {
+                if !seen_instances.insert(id.clone()) {
+                    self.problem(&inst.id, &field("id"), format!("instance {id} is defined twice"));
+                }
+            }
+            if inst.volumes.is_empty() {
+                self.problem(&inst.id, &field("volumes"), "an instance has at least one volume");
+            }
+            let mut volumes = Vec::new();
+            for (j, v) in inst.volumes.iter().enumerate() {
+                let vfield = |name: &str| format!("instance[{i}].volumes[{j}].{name}");
+                let vid: Option<VolumeId> = self.id(&v.id, &vfield("id"));
+                if let Some(vid) = &vid {
+                    if !seen_volumes.insert(vid.clone()) {
+                        self.problem(&v.id, &vfield("id"), format!("volume {vid} is defined twice"));
+                    }
+                }
+                let size = *v.size_gib.get_ref();
+                let size_ok = u32::try_from(size)
+                    .ok()
+                    .filter(|s| (1..=MAX_VOLUME_GIB).contains(s));
+                if size_ok.is_none() {
+                    self.problem(
+                        &v.size_gib,
+                        &vfield("size_gib"),
+                        format!("{size} is not a volume size: expected 1 to {MAX_VOLUME_GIB} GiB"),
+                    );
+                }
+                let key = match (&v.key, &account, &region) {
+                    (Some(k), Some(a), Some(r)) => self.key_in(k, &vfield("key"), a, r).map(Some),
+                    (Some(_), _, _) => None,
+                    (None, _, _) => Some(None),
+                };
+                if let (Some(id), Some(size_gib), Some(key)) = (vid, size_ok, key) {
+                    volumes.push(Volume { id, size_gib, key });
+                }
+            }
+            if let (Some(id), Some(account), Some(region)) = (id, account, region) {
+                instances.push(Instance {
+                    id,
+                    account,
+                    region,
+                    volumes,
+                });
+            }
+        }
+        instances
+    }
+
+    fn repository(&mut self, raw: &RawRepository) -> Option<Repository> {
+        let bucket = self.id(&raw.bucket, "repository.bucket");
+        let region = self.id(&raw.region, "repository.region");
+        let role = self.id(&raw.role, "repository.role");
+        let prefix = raw
+            .prefix
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_default();
+        if prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains("//") {
+            if let Some(p) = &raw.prefix {
+                self.problem(
+                    p,
+                    "repository.prefix",
+                    "expected a key prefix without leading, trailing or double slashes, like backups/ec2",
+                );
+            }
+            return None;
+        }
+        Some(Repository {
+            bucket: bucket?,
+            prefix,
+            region: region?,
+            role: role?,
+        })
+    }
+}
+
+fn undefined_account(account: &AccountId) -> String {
+    format!(
+        "account {account} is not defined in this file: add an [[account]] with id = \"{account}\" \
+         and its roles"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[appliance]
+account = "111111111111"
+worker_deployment_role = "arn:aws:iam::111111111111:role/WorkerDeployment"
+
+[[account]]
+id = "222222222222"
+backup_role = "arn:aws:iam::222222222222:role/Backup"
+restore_role = "arn:aws:iam::222222222222:role/Restore"
+worker_role = "arn:aws:iam::222222222222:role/Worker"
+
+[default_keys]
+"222222222222/eu-west-1" = "arn:aws:kms:eu-west-1:222222222222:key/0c1d2e3f-1111-2222-3333-444455556666"
+
+[[instance]]
+id = "i-0123456789abcdef0"
+account = "222222222222"
+region = "us-east-1"
+volumes = [
+  { id = "vol-0aaaaaaaaaaaaaaaa", size_gib = 8, key = "arn:aws:kms:us-east-1:222222222222:key/1b2c3d4e-1111-2222-3333-444455556666" },
+  { id = "vol-0bbbbbbbbbbbbbbbb", size_gib = 100, key = "aws/ebs" },
+  { id = "vol-0cccccccccccccccc", size_gib = 20 },
+]
+"#;
+
+    #[test]
+    fn the_documented_form_parses() {
+        let estate = Estate::parse("estate.toml", GOOD).unwrap();
+        let instance = &estate.instances[0];
+        assert_eq!(instance.volumes.len(), 3);
+        assert!(matches!(instance.volumes[0].key, Some(KeyRef::Customer(_))));
+        assert!(instance.volumes[1]
+            .key
+            .as_ref()
+            .is_some_and(KeyRef::is_aws_managed));
+        assert_eq!(instance.volumes[2].key, None);
+        let a: AccountId = "222222222222".parse().unwrap();
+        assert!(!estate
+            .default_key(&a, &"eu-west-1".parse().unwrap())
+            .is_aws_managed());
+        assert!(estate
+            .default_key(&a, &"us-east-1".parse().unwrap())
+            .is_aws_managed());
+        assert_eq!(estate.appliance.principal_arn(), "arn:aws:iam::111111111111:root");
+    }
+
+    /// Replaces `from` in the good estate and returns the one problem reported.
+    fn problem_after(from: &str, to: &str) -> Problem {
+        assert!(GOOD.contains(from), "{from}");
+        let err = Estate::parse("estate.toml", &GOOD.replacen(from, to, 1)).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        err.problems[0].clone()
+    }
+
+    #[test]
+    fn every_malformed_value_is_located_and_explained() {
+        let cases = [
+            (
+                "account = \"111111111111\"",
+                "account = \"11111111111\"",
+                "appliance.account",
+                "12 digits",
+            ),
+            (
+                "role/Backup\"",
+                "user/Backup\"",
+                "account[0].backup_role",
+                "IAM role ARN",
+            ),
+            (
+                "222222222222:role/Restore",
+                "333333333333:role/Restore",
+                "account[0].restore_role",
+                "expected a role of account 222222222222",
+            ),
+            (
+                "region = \"us-east-1\"",
+                "region = \"us-east-9\"",
+                "instance[0].region",
+                "AWS region code",
+            ),
+            (
+                "id = \"i-0123456789abcdef0\"",
+                "id = \"i-xyz\"",
+                "instance[0].id",
+                "instance id",
+            ),
+            (
+                "vol-0cccccccccccccccc",
+                "vol-0CCCCCCCCCCCCCCCC",
+                "instance[0].volumes[2].id",
+                "volume id",
+            ),
+            (
+                "size_gib = 8",
+                "size_gib = 0",
+                "instance[0].volumes[0].size_gib",
+                "1 to 65536",
+            ),
+            (
+                "key/1b2c3d4e-1111-2222-3333-444455556666",
+                "key/1b2c....",
+                "instance[0].volumes[0].key",
+                "KMS key ARN",
+            ),
+            (
+                "kms:us-east-1:222222222222:key/1b2c",
+                "kms:eu-west-1:222222222222:key/1b2c",
+                "instance[0].volumes[0].key",
+                "regional",
+            ),
+            (
+                "account = \"222222222222\"\nregion",
+                "account = \"444444444444\"\nregion",
+                "instance[0].account",
+                "not defined in this file",
+            ),
+            (
+                "\"222222222222/eu-west-1\"",
+                "\"555555555555/eu-west-1\"",
+                "default_keys.\"555555555555/eu-west-1\"",
+                "not defined",
+            ),
+            (
+                "worker_role =",
+                "worker_rol =",
+                "(file)",
+                "unknown field `worker_rol`",
+            ),
+        ];
+        for (from, to, field, message) in cases {
+            let p = problem_after(from, to);
+            assert_eq!(p.field, field, "{from} -> {to}: {p:?}");
+            assert!(p.message.contains(message), "{from} -> {to}: {p:?}");
+            assert!(p.line.is_some(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let err = Estate::parse("prod.toml", &GOOD.replace("size_gib = 20", "size_gib = -1")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("prod.toml:22: instance[0].volumes[2].size_gib:"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let bad = GOOD
+            .replace("size_gib = 8", "size_gib = 0")
+            .replace("region = \"us-east-1\"", "region = \"mars-1\"");
+        let err = Estate::parse("estate.toml", &bad).unwrap_err();
+        assert!(err.problems.len() >= 2, "{err}");
+    }
+}

@@ -1,0 +1,114 @@
+//! Bulwark's planner: a pure function from an operation and an [`Estate`] to a [`Plan`] (every
+//! API call in order, who makes it where, on what, with which KMS key permissions and why, and
+//! the cleanup) or a [`Refusal`] (a stable code, the reason, the remedy) where AWS would refuse
+//! later. From a plan, [`policies`] derives the least-privilege IAM policies, trust policies
+//! and KMS key-policy statements.
+//!
+//! Where the knowledge comes from:
+//! - which role does what, and which keys it needs: the seed documents in `reference/seeds/`
+//!   (worker deployment options, worker IAM role permissions, image-level backups of
+//!   encrypted volumes, IAM role permissions on CMKs). Each operation's module cites them.
+//! - what AWS allows: `reference/aws-rules.md`, made executable in [`rules`].
+//!
+//! Design: plan, then execute (as rustic_core separates `prune_plan` from `prune`). The plan
+//! is complete before anything runs, so a refusal means nothing ran. Every step that creates
+//! something registers its undo, so cleanup cannot forget a resource.
+//!
+//! This crate does no I/O, prints nothing, and depends only on `bulwark-model`.
+#![deny(missing_docs)]
+
+mod build;
+mod operation;
+mod ops;
+mod policy;
+mod refusal;
+mod resource;
+pub mod rules;
+mod step;
+
+use bulwark_model::Estate;
+
+pub use operation::{Operation, Placement, RestoreSource};
+pub use policy::{policies, worker_role_permissions, worker_role_trust, KeyPolicy, Policies, RolePolicy};
+pub use refusal::{Refusal, RefusalCode};
+pub use resource::{Resource, Snapshot, SnapshotOrigin, VolumeOrigin, NAME_PREFIX};
+pub use step::{Actor, KeyGrant, KeyNeed, KeyUse, Permission, Plan, Step, CREATE_GRANT, EBS_KEY_ACTIONS};
+
+/// Plans `operation` on `estate`, or refuses it.
+pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
+    let instance = estate.instance(operation.instance()).ok_or_else(|| {
+        Refusal::new(
+            RefusalCode::UnknownInstance,
+            format!("instance {} is not in the estate", operation.instance()),
+            "add it as an [[instance]] of the estate file, with its account, region and volumes",
+        )
+    })?;
+    let mut b = build::Builder::new(estate);
+    let summary = match operation {
+        Operation::Snapshot { .. } => ops::snapshot::plan(&mut b, instance)?,
+        Operation::Backup { workers, .. } => {
+            ops::backup::plan(&mut b, instance, workers.unwrap_or(Placement::BackupAccount))?
+        }
+        Operation::Replicate {
+            to_account,
+            to_region,
+            target_key,
+            ..
+        } => {
+            check_target(estate, to_account, to_region, target_key.as_ref())?;
+            ops::replicate::plan(&mut b, instance, to_account, to_region, target_key.as_ref())?
+        }
+        Operation::Restore {
+            from,
+            to_account,
+            to_region,
+            target_key,
+            workers,
+            ..
+        } => {
+            check_target(estate, to_account, to_region, target_key.as_ref())?;
+            let target = ops::restore::Target {
+                account: to_account,
+                region: to_region,
+                key: target_key.as_ref(),
+            };
+            match from {
+                RestoreSource::Snapshot => ops::restore::from_snapshot(&mut b, instance, &target)?,
+                RestoreSource::Backup => ops::restore::from_backup(
+                    &mut b,
+                    instance,
+                    &target,
+                    workers.unwrap_or(Placement::BackupAccount),
+                )?,
+            }
+        }
+    };
+    b.finish(operation.clone(), summary)
+}
+
+/// A target must be a known account, and a target key must live in the target region.
+fn check_target(
+    estate: &Estate,
+    account: &bulwark_model::AccountId,
+    region: &bulwark_model::Region,
+    key: Option<&bulwark_model::KeyRef>,
+) -> Result<(), Refusal> {
+    if estate.account(account).is_none() {
+        return Err(Refusal::new(
+            RefusalCode::UnknownAccount,
+            format!("account {account} is not in the estate"),
+            format!("add an [[account]] with id = \"{account}\" and its roles to the estate file"),
+        ));
+    }
+    match key {
+        Some(key) if key.region() != region => Err(Refusal::new(
+            RefusalCode::KeyNotInTargetRegion,
+            format!(
+                "the target key {key} is in {}, but the target region is {region}: KMS keys are regional",
+                key.region()
+            ),
+            format!("give a key of {region} (a multi-Region key needs its replica ARN in {region})"),
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,110 @@
+//! The operations Bulwark plans.
+
+use std::fmt;
+
+use bulwark_model::{AccountId, InstanceId, KeyRef, Region};
+
+/// Where worker instances run (`reference/seeds`, "worker deployment options").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Placement {
+    /// In the backup account: the worker deployment role launches one worker per processed
+    /// instance and creates a temporary role and instance profile for it, removed at the end.
+    /// The default for image-level backups and restores from them.
+    BackupAccount,
+    /// In the account of the processed instance (or of the restore target): the backup or
+    /// restore role launches it with the account's pre-configured worker role, which stays.
+    ProductionAccount,
+}
+
+impl Placement {
+    /// The name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::BackupAccount => "backup-account",
+            Placement::ProductionAccount => "production-account",
+        }
+    }
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a restore reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RestoreSource {
+    /// The instance's latest cloud-native snapshots, in its own account and region.
+    Snapshot,
+    /// The instance's latest image-level backup, in the repository.
+    Backup,
+}
+
+/// An operation to plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Cloud-native snapshots of every volume of an instance, in its account and region.
+    Snapshot {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// An image-level backup: volume data read by a worker into the repository.
+    Backup {
+        /// The instance.
+        instance: InstanceId,
+        /// Where workers run; `None` for the default (the backup account).
+        workers: Option<Placement>,
+    },
+    /// A snapshot replica in another region and/or account.
+    Replicate {
+        /// The instance.
+        instance: InstanceId,
+        /// The account that will own the replica.
+        to_account: AccountId,
+        /// The region of the replica.
+        to_region: Region,
+        /// The key of the replica; `None` for the default EBS key of the target account and
+        /// region.
+        target_key: Option<KeyRef>,
+    },
+    /// A restore of the whole instance into an account and region.
+    Restore {
+        /// The instance.
+        instance: InstanceId,
+        /// Snapshot or backup.
+        from: RestoreSource,
+        /// Target account.
+        to_account: AccountId,
+        /// Target region.
+        to_region: Region,
+        /// The key of the restored volumes; `None` keeps the source key where AWS allows it,
+        /// else the default EBS key of the target account and region.
+        target_key: Option<KeyRef>,
+        /// Where workers run for restores from backups; `None` for the default (the backup
+        /// account). Restores from snapshots use no workers.
+        workers: Option<Placement>,
+    },
+}
+
+impl Operation {
+    /// The instance the operation processes.
+    pub fn instance(&self) -> &InstanceId {
+        match self {
+            Operation::Snapshot { instance }
+            | Operation::Backup { instance, .. }
+            | Operation::Replicate { instance, .. }
+            | Operation::Restore { instance, .. } => instance,
+        }
+    }
+
+    /// The operation's name, as on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Snapshot { .. } => "snapshot",
+            Operation::Backup { .. } => "backup",
+            Operation::Replicate { .. } => "replicate",
+            Operation::Restore { .. } => "restore",
+        }
+    }
+}

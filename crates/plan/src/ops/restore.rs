@@ -1,0 +1,214 @@
+//! Restores of a whole instance (seeds: "IAM role permissions on CMKs", restoring from
+//! cloud-native snapshots and from image-level backups).
+//!
+//! From snapshots (no workers), by where the target is:
+//! - same account and region: the restore role creates volumes from the snapshots; it needs
+//!   the source keys and the target key;
+//! - same account, another region: the backup role (which made the snapshots) copies them to
+//!   the target region under the target key, then the restore role creates volumes there;
+//! - another account, same region: the backup role shares the snapshots (refused for
+//!   `aws/ebs`), the target account's restore role creates volumes; it needs the source keys
+//!   and the target key;
+//! - another account and region: the backup role copies the snapshots to the target region
+//!   in the source account, under that account's default key of the target region, and
+//!   shares the copies (refused if that default key is `aws/ebs`); the restore role needs
+//!   that default key and the target key.
+//!
+//! From backups, with a worker:
+//! - worker in the target account: it writes into new volumes under the target key; the role
+//!   that deploys it needs the target key;
+//! - worker in another account: it writes into volumes of its own account under that
+//!   account's default key of the target region, which are snapshotted and shared with the
+//!   target account (refused if that default key is `aws/ebs`); the restore role creates the
+//!   final volumes and needs that default key and the target key.
+
+use bulwark_model::{AccountId, Instance, KeyRef, Region};
+
+use crate::build::Builder;
+use crate::operation::Placement;
+use crate::refusal::Refusal;
+use crate::resource::{Snapshot, SnapshotOrigin, VolumeOrigin};
+use crate::rules;
+
+/// Where a restore goes.
+pub(crate) struct Target<'a> {
+    pub account: &'a AccountId,
+    pub region: &'a Region,
+    pub key: Option<&'a KeyRef>,
+}
+
+pub(crate) fn from_snapshot(
+    b: &mut Builder,
+    instance: &Instance,
+    target: &Target,
+) -> Result<String, Refusal> {
+    let source_role = b.backup_role(&instance.account)?;
+    let restore_role = b.restore_role(target.account)?;
+    // The restore points: the instance's latest cloud-native snapshots.
+    let points: Vec<Snapshot> = instance
+        .volumes
+        .iter()
+        .map(|v| Snapshot {
+            owner: instance.account.clone(),
+            region: instance.region.clone(),
+            volume: v.id.clone(),
+            origin: SnapshotOrigin::Volume,
+            key: v.key.clone(),
+        })
+        .collect();
+    let same_account = target.account == &instance.account;
+    let same_region = target.region == &instance.region;
+
+    let sources: Vec<Snapshot> = match (same_account, same_region) {
+        (true, true) => points,
+        (true, false) => points
+            .iter()
+            .map(|s| {
+                b.copy_snapshot(
+                    &source_role,
+                    s,
+                    target.region,
+                    target.key,
+                    false,
+                    "a temporary copy in the target region",
+                )
+            })
+            .collect(),
+        (false, true) => {
+            let remedy = format!(
+                "restore into account {} (the snapshot's own account), or into another region, where \
+                 the copy is re-encrypted under account {}'s default EBS key of that region (which \
+                 must then be a customer managed key allowing account {})",
+                instance.account, instance.account, target.account
+            );
+            for s in &points {
+                b.share(&source_role, s, target.account, &remedy)?;
+            }
+            points
+        }
+        (false, false) => {
+            let remedy = format!(
+                "make the default EBS key of account {} in {} a customer managed key whose key policy \
+                 allows account {} (ModifyEbsDefaultKmsKeyId, and list it under [default_keys]), or \
+                 restore into account {}",
+                instance.account, target.region, target.account, instance.account
+            );
+            let copies: Vec<Snapshot> = points
+                .iter()
+                .map(|s| {
+                    b.copy_snapshot(
+                        &source_role,
+                        s,
+                        target.region,
+                        None,
+                        false,
+                        "a temporary copy in the target region, in the source account",
+                    )
+                })
+                .collect();
+            for c in &copies {
+                b.share(&source_role, c, target.account, &remedy)?;
+            }
+            copies
+        }
+    };
+    let volumes: Vec<_> = sources
+        .iter()
+        .map(|s| b.volume_from_snapshot(&restore_role, s, target.key, VolumeOrigin::Restored, true))
+        .collect();
+    b.launch_restored(&restore_role, target.region, instance, &volumes);
+    Ok(format!(
+        "restore of {} ({}/{}) from its cloud-native snapshots into {}/{}",
+        instance.id, instance.account, instance.region, target.account, target.region
+    ))
+}
+
+pub(crate) fn from_backup(
+    b: &mut Builder,
+    instance: &Instance,
+    target: &Target,
+    placement: Placement,
+) -> Result<String, Refusal> {
+    let repository = b.repository()?;
+    let restore_role = b.restore_role(target.account)?;
+    let appliance = &b.estate.appliance;
+    let (deployer, worker_account) = match placement {
+        Placement::BackupAccount => (
+            appliance.worker_deployment_role.clone(),
+            appliance.account.clone(),
+        ),
+        Placement::ProductionAccount => (restore_role.clone(), target.account.clone()),
+    };
+    let estate = b.estate;
+    let worker = b.deploy_worker(placement, &deployer, target.region, instance)?;
+
+    let restored = if &worker_account == target.account {
+        let mut volumes = Vec::new();
+        let mut attachments = Vec::new();
+        for v in &instance.volumes {
+            // A volume that was encrypted is never restored unencrypted: without a target key
+            // it gets the default key of the target account and region.
+            let wanted = target.key.cloned().or_else(|| {
+                v.key
+                    .as_ref()
+                    .map(|_| estate.default_key(target.account, target.region))
+            });
+            let key = rules::empty_volume_key(estate, target.account, target.region, wanted.as_ref());
+            let words = key_words(key.as_ref(), target.key.is_some());
+            let volume = b.empty_volume(&deployer, target.region, v, key.as_ref(), true, &words);
+            attachments.push(b.attach(&deployer, &volume, &worker.instance, false));
+            volumes.push(volume);
+        }
+        b.transfer(&worker, repository, false, &volumes);
+        for attachment in &attachments {
+            b.release(attachment);
+        }
+        volumes
+    } else {
+        // The data stays encrypted while it is in the worker's account, under that account's
+        // default key of the target region, whatever it was originally.
+        let interim_key = estate.default_key(&worker_account, target.region);
+        let words = format!("encrypted with the default EBS key of {worker_account} in {}, {interim_key}, while the data is in the worker's account", target.region);
+        let mut interim = Vec::new();
+        for v in &instance.volumes {
+            let volume = b.empty_volume(&deployer, target.region, v, Some(&interim_key), false, &words);
+            b.attach(&deployer, &volume, &worker.instance, false);
+            interim.push((volume, v));
+        }
+        let interim_volumes: Vec<_> = interim.iter().map(|(vol, _)| vol.clone()).collect();
+        b.transfer(&worker, repository, false, &interim_volumes);
+        let remedy = format!(
+            "deploy the workers in the target account (`--workers production-account`, with a \
+             worker_role for account {}), or make the default EBS key of account {worker_account} in \
+             {} a customer managed key whose key policy allows account {} (and list it under \
+             [default_keys])",
+            target.account, target.region, target.account
+        );
+        let mut snapshots = Vec::new();
+        for (volume, v) in &interim {
+            snapshots.push(b.snapshot_volume(&deployer, volume, target.region, &v.id));
+        }
+        for s in &snapshots {
+            b.share(&deployer, s, target.account, &remedy)?;
+        }
+        snapshots
+            .iter()
+            .map(|s| b.volume_from_snapshot(&restore_role, s, target.key, VolumeOrigin::Restored, true))
+            .collect()
+    };
+    b.launch_restored(&restore_role, target.region, instance, &restored);
+    Ok(format!(
+        "restore of {} ({}/{}) from its latest image-level backup into {}/{}, worker in account {worker_account}",
+        instance.id, instance.account, instance.region, target.account, target.region
+    ))
+}
+
+fn key_words(key: Option<&KeyRef>, requested: bool) -> String {
+    match (key, requested) {
+        (None, _) => "unencrypted, like the original volume".to_owned(),
+        (Some(k), true) => format!("encrypted with the requested key {k}"),
+        (Some(k), false) => {
+            format!("encrypted with the default EBS key of the target account and region, {k}")
+        }
+    }
+}
