@@ -905,7 +905,14 @@ impl<'e> Builder<'e> {
             .also("ec2:RunInstances", run_instances_resources(p.as_str(), account, region))
             .also("ec2:CreateTags", instance.iam_resources(p))
             .also("ec2:DescribeInstances", vec!["*".into()]);
-        self.push(run, Vec::new());
+        let terminate = self.step(
+            &actor,
+            Some(region),
+            "ec2:TerminateInstances",
+            instance.clone(),
+            "the restore failed: remove the half-restored instance",
+        );
+        self.push(run, vec![terminate]);
         for volume in volumes {
             self.attach(role, volume, &instance, true);
         }
