@@ -629,15 +629,15 @@ impl<'e> Builder<'e> {
         };
         let actor = Actor::Role(role.clone());
         let step = self
-            .step(&actor, volume.region(), "ec2:AttachVolume", attachment.clone(), format!("attach the {volume} to the {instance}"))
+            .step(&actor, volume.region(), "ec2:AttachVolume", attachment.clone(), "attach the volume")
             .creating(vec![attachment.clone()], kept)
-            .using_key(volume.key(), KeyUse::Ebs, format!("AttachVolume has EBS decrypt the {volume} for the {instance}, through a grant the caller creates."));
+            .using_key(volume.key(), KeyUse::Ebs, "AttachVolume has EBS use the volume's key for the instance, through a grant the caller creates.");
         let undo = vec![self.step(
             &actor,
             volume.region(),
             "ec2:DetachVolume",
             attachment.clone(),
-            format!("detach the {volume} from the {instance}"),
+            "detach the volume",
         )];
         self.push(step, undo);
         attachment

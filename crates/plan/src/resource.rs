@@ -242,6 +242,19 @@ impl Resource {
     }
 }
 
+impl Resource {
+    /// The name of an instance-like resource without its account and region, for text that
+    /// already names them.
+    fn short_name(&self) -> String {
+        match self {
+            Resource::Worker { serves, .. } => format!("worker for {serves}"),
+            Resource::RestoredInstance { from, .. } => format!("restored instance of {from}"),
+            Resource::Instance { id, .. } => format!("instance {id}"),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -282,7 +295,7 @@ impl fmt::Display for Resource {
                 write!(f, "{what} of {of} ({account}, {region})")
             }
             Resource::Attachment { volume, instance } => {
-                write!(f, "attachment of the {volume} to the {instance}")
+                write!(f, "attachment of the {volume} to the {}", instance.short_name())
             }
             Resource::Worker {
                 account,

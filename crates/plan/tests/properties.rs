@@ -10,6 +10,7 @@
 //! The key each step touches is worked out here from the resources themselves (the snapshot
 //! a volume comes from, the volume attached), not from the step's own list of key needs, so
 //! that a step that forgot a key fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 

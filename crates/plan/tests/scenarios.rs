@@ -5,6 +5,7 @@
 //! backup account, P production, T the restore/replica target, N an account with only a backup
 //! role) and keys by name. `sts:AssumeRole` and the session queue's `sqs:` calls are left out
 //! of the tables; `worker_plans_talk_over_the_session_queue` and the property tests cover them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bulwark_model::{Estate, KeyRef};
 use bulwark_plan::{plan, Actor, Operation, Placement, Plan, RefusalCode, RestoreSource, Step};
