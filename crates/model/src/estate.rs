@@ -132,6 +132,8 @@ impl Estate {
                 None
             }
         };
+        // Checks run section by section; report in file order.
+        check.problems.sort_by_key(|p| p.line);
         match estate {
             Some(estate) if check.problems.is_empty() => Ok(estate),
             _ => Err(EstateError {
@@ -689,6 +691,18 @@ volumes = [
             text.starts_with("prod.toml:22: instance[0].volumes[2].size_gib:"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn problems_are_reported_in_file_order() {
+        let bad = GOOD
+            .replace("\"222222222222/eu-west-1\"", "\"555555555555/eu-west-1\"")
+            .replace("size_gib = 20", "size_gib = 0");
+        let with_repository = format!("{bad}\n[repository]\nbucket = \"Bad\"\nregion = \"us-east-1\"\nrole = \"arn:aws:iam::111111111111:role/R\"\n");
+        let err = Estate::parse("estate.toml", &with_repository).unwrap_err();
+        let lines: Vec<usize> = err.problems.iter().filter_map(|p| p.line).collect();
+        assert_eq!(lines.len(), 3, "{err}");
+        assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
     }
 
     #[test]

@@ -142,9 +142,14 @@ pub fn policies(estate: &Estate, plan: &Plan) -> Policies {
                         worker_role_trust(),
                     )
                 } else {
+                    // The seeds require that the appliance can assume the worker role too (to
+                    // check it), under the account's external id like every other role there.
+                    let external_id = estate
+                        .account(role.account())
+                        .and_then(|a| a.external_id.as_deref());
                     let mut trust = worker_role_trust();
                     if let Some(statements) = trust["Statement"].as_array_mut() {
-                        statements.push(assume_statement(appliance_arn, None));
+                        statements.push(assume_statement(appliance_arn, external_id));
                     }
                     (
                         "pre-configured worker role (kept); put it in an instance profile",

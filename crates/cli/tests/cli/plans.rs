@@ -1,0 +1,124 @@
+//! The JSON and text forms of plans.
+
+use super::support::*;
+
+#[test]
+fn plan_backup_json_has_steps_key_grants_and_cleanup() {
+    let plan = bulwark_json(
+        &with_estate(&["plan", "backup"], &["--instance", DB, "--json"]),
+        EXIT_OK,
+    );
+    assert_eq!(plan["operation"], "backup");
+    assert!(
+        plan["summary"].as_str().unwrap().contains(DB),
+        "{}",
+        plan["summary"]
+    );
+    let keys = assert_plan_shape(&plan, "backup db");
+    assert!(
+        !plan["key_grants"].as_array().unwrap().is_empty(),
+        "db's volumes are under a CMK"
+    );
+    assert!(
+        !plan["cleanup"].as_array().unwrap().is_empty(),
+        "a backup cleans up"
+    );
+    // All of db's volumes are under a CMK of 222222222222: no AWS managed key anywhere.
+    assert!(keys.iter().all(|k| !k.contains("aws/ebs")), "{keys:?}");
+    assert!(
+        keys.contains("arn:aws:kms:us-east-1:222222222222:key/22222222-aaaa-4bbb-8ccc-000000000001"),
+        "{keys:?}"
+    );
+    // The first step: the appliance assumes the production account's backup role.
+    let first = &plan["steps"][0];
+    assert_eq!(first["actor"], APPLIANCE_PRINCIPAL);
+    assert_eq!(first["action"], "sts:AssumeRole");
+    assert!(first["resource"]
+        .as_str()
+        .unwrap()
+        .contains("arn:aws:iam::222222222222:role/Backup"));
+    // Every step's account is one of the estate's.
+    let accounts: BTreeSet<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(accounts, BTreeSet::from(["111111111111", PROD]));
+}
+
+#[test]
+fn plan_writes_the_aws_managed_key_as_its_alias_arn() {
+    // web has a volume under aws/ebs; with workers in its own account the backup is allowed.
+    let args = with_estate(
+        &["plan", "backup"],
+        &["--instance", WEB, "--workers", "production-account", "--json"],
+    );
+    let plan = bulwark_json(&args, EXIT_OK);
+    let keys = assert_plan_shape(&plan, "backup web in production");
+    let aws_ebs = "arn:aws:kms:us-east-1:222222222222:alias/aws/ebs";
+    assert!(keys.contains(aws_ebs), "{keys:?}");
+    assert!(
+        keys.iter()
+            .filter(|k| k.contains("aws/ebs"))
+            .all(|k| k == aws_ebs),
+        "{keys:?}"
+    );
+    let grant = plan["key_grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == aws_ebs)
+        .expect("a grant on aws/ebs");
+    assert_eq!(
+        grant["implicit"], true,
+        "aws/ebs needs no key policy change: {grant:#}"
+    );
+}
+
+#[test]
+fn every_demo_scenario_plan_has_the_documented_shape() {
+    for scenario in demo_scenarios() {
+        let args = plan_args(&["plan"], &scenario);
+        let (code, stdout, stderr) = bulwark(&args);
+        let doc: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}\n{stdout}"));
+        assert!(
+            stderr.is_empty(),
+            "{args:?}: --json writes nothing to stderr: {stderr}"
+        );
+        match code {
+            EXIT_OK => {
+                assert_plan_shape(&doc, &format!("{scenario:?}"));
+            }
+            EXIT_REFUSED => {
+                let e = &doc["error"];
+                for field in ["code", "message", "remedy"] {
+                    assert!(!str_field(e, field, &format!("{scenario:?}")).is_empty());
+                }
+            }
+            other => panic!("{args:?}: exit {other}\n{stdout}{stderr}"),
+        }
+    }
+}
+
+#[test]
+fn plan_text_output_lists_steps_keys_and_cleanup() {
+    let (code, stdout, stderr) = bulwark(&with_estate(&["plan", "backup"], &["--instance", DB]));
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(
+        stdout.starts_with(&format!("Plan: image-level backup of {DB}")),
+        "{stdout}"
+    );
+    for heading in ["\nSteps\n", "\nKMS key permissions\n", "\nCleanup: "] {
+        assert!(stdout.contains(heading), "missing {heading:?}:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("   1. sts:AssumeRole  on the role arn:aws:iam::222222222222:role/Backup"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("kms:CreateGrant (for AWS resources only)"),
+        "{stdout}"
+    );
+}
