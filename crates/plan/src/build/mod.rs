@@ -1,0 +1,239 @@
+//! The plan builder: the sequences every operation shares (take snapshots, share one, copy
+//! one, create a volume, deploy a worker, move data through the repository), each written
+//! once with its rule. Every step that creates something temporary registers its undo, and
+//! the cleanup is the undos in reverse order, so nothing a plan creates can be forgotten.
+
+mod snapshots;
+mod volumes;
+mod workers;
+
+use std::collections::BTreeSet;
+
+use bulwark_model::{AccountId, Estate, KeyRef, Region, Repository, RoleArn};
+
+use crate::operation::Operation;
+use crate::refusal::{Refusal, RefusalCode};
+use crate::resource::Resource;
+use crate::step::{key_grants, Actor, KeyNeed, KeyUse, Permission, Plan, Step};
+
+impl Step {
+    /// Adds what the step creates; `kept` resources outlive the session.
+    pub(crate) fn creating(mut self, resources: Vec<Resource>, kept: bool) -> Self {
+        self.creates = resources;
+        self.kept = kept;
+        self
+    }
+
+    /// Adds a key the step uses.
+    pub(crate) fn using_key(mut self, key: Option<&KeyRef>, usage: KeyUse, why: impl Into<String>) -> Self {
+        if let Some(key) = key {
+            let why = why.into();
+            if !self.keys.iter().any(|k| &k.key == key && k.usage == usage) {
+                self.keys.push(KeyNeed {
+                    key: key.clone(),
+                    usage,
+                    why,
+                });
+            }
+        }
+        self
+    }
+
+    /// Adds a permission the call needs besides its action on its resource.
+    pub(crate) fn also(mut self, action: &'static str, resources: Vec<String>) -> Self {
+        for resource in resources {
+            self.also.push(Permission { action, resource });
+        }
+        self
+    }
+}
+
+/// A worker as deployed by [`Builder::deploy_worker`].
+pub(crate) struct Worker {
+    /// The worker instance.
+    pub instance: Resource,
+    /// The role attached to it.
+    pub identity: Actor,
+    /// The session queue it listens on.
+    pub queue: Resource,
+}
+
+pub(crate) struct Builder<'e> {
+    pub estate: &'e Estate,
+    steps: Vec<Step>,
+    /// Cleanup steps for temporary resources, in creation order; run in reverse.
+    undo: Vec<Step>,
+    /// Removal steps for kept resources, in creation order; run in reverse only if the
+    /// session fails.
+    rollback: Vec<Step>,
+    assumed: BTreeSet<RoleArn>,
+    /// Keys already read by a role before sharing (one kms:DescribeKey each is enough).
+    described: BTreeSet<(RoleArn, KeyRef)>,
+}
+
+impl<'e> Builder<'e> {
+    pub fn new(estate: &'e Estate) -> Self {
+        Self {
+            estate,
+            steps: Vec::new(),
+            undo: Vec::new(),
+            rollback: Vec::new(),
+            assumed: BTreeSet::new(),
+            described: BTreeSet::new(),
+        }
+    }
+
+    /// A step by `actor` in the actor's account.
+    pub fn step(
+        &self,
+        actor: &Actor,
+        region: Option<&Region>,
+        action: &'static str,
+        resource: Resource,
+        why: impl Into<String>,
+    ) -> Step {
+        let account = actor
+            .role()
+            .map_or(&self.estate.appliance.account, RoleArn::account)
+            .clone();
+        Step {
+            actor: actor.clone(),
+            account,
+            region: region.cloned(),
+            action,
+            resource,
+            why: why.into(),
+            creates: Vec::new(),
+            kept: false,
+            keys: Vec::new(),
+            also: Vec::new(),
+        }
+    }
+
+    /// Appends a step, preceded by the appliance assuming its role the first time the role
+    /// acts. `undo` removes what the step creates: at cleanup if it is temporary, on failure
+    /// only if it is kept.
+    pub fn push(&mut self, step: Step, undo: Vec<Step>) {
+        if let Actor::Role(role) = &step.actor {
+            if self.assumed.insert(role.clone()) {
+                let assume = self.assume_step(role);
+                self.steps.push(assume);
+            }
+        }
+        let kept = step.kept;
+        self.steps.push(step);
+        if kept {
+            self.rollback.extend(undo);
+        } else {
+            self.undo.extend(undo);
+        }
+    }
+
+    /// Moves the undo of `resource` into the main steps: the operation itself removes it
+    /// (a restored volume detached from the worker before it joins the restored instance).
+    pub fn release(&mut self, resource: &Resource) {
+        if let Some(i) = self.undo.iter().rposition(|s| &s.resource == resource) {
+            let step = self.undo.remove(i);
+            self.steps.push(step);
+        }
+    }
+
+    fn assume_step(&self, role: &RoleArn) -> Step {
+        let external = self
+            .estate
+            .account(role.account())
+            .and_then(|a| a.external_id.as_ref())
+            .map_or(String::new(), |_| {
+                ", with the account's external id (sts:ExternalId)".into()
+            });
+        self.step(
+            &Actor::Appliance,
+            None,
+            "sts:AssumeRole",
+            Resource::Role(role.clone()),
+            format!(
+                "the appliance acts in account {} through this role{external}; the role's trust \
+                 policy must name the appliance and the appliance's policy must allow the call",
+                role.account()
+            ),
+        )
+    }
+
+    pub fn finish(self, operation: Operation, summary: String) -> Result<Plan, Refusal> {
+        let mut cleanup = self.undo;
+        cleanup.reverse();
+        let mut rollback = self.rollback;
+        rollback.reverse();
+        let key_grants = key_grants(self.steps.iter().chain(&cleanup).chain(&rollback));
+        // Defence in depth: whatever path led here, no role may need another account's
+        // aws/ebs key, because AWS never allows it.
+        if let Some(g) = key_grants
+            .iter()
+            .find(|g| g.implicit() && g.role.role().is_some_and(|r| r.account() != g.key.account()))
+        {
+            return Err(Refusal::new(
+                RefusalCode::AwsManagedKeyNotShareable,
+                format!(
+                    "the plan would need {} to use {}, an AWS managed key of another account",
+                    g.role.role().map_or("", RoleArn::as_str),
+                    g.key
+                ),
+                "encrypt the data with a customer managed key whose key policy allows that account",
+            ));
+        }
+        Ok(Plan {
+            appliance: self.estate.appliance.principal_arn(),
+            operation,
+            summary,
+            steps: self.steps,
+            key_grants,
+            cleanup,
+            rollback,
+        })
+    }
+
+    // ---- roles ----------------------------------------------------------------------------
+
+    fn account_role(
+        &self,
+        account: &AccountId,
+        which: &str,
+        pick: fn(&bulwark_model::Account) -> Option<&RoleArn>,
+    ) -> Result<RoleArn, Refusal> {
+        let Some(a) = self.estate.account(account) else {
+            return Err(Refusal::new(
+                RefusalCode::UnknownAccount,
+                format!("account {account} is not in the estate"),
+                format!("add an [[account]] with id = \"{account}\" and its roles to the estate file"),
+            ));
+        };
+        pick(a).cloned().ok_or_else(|| {
+            Refusal::new(
+                RefusalCode::RoleNotConfigured,
+                format!("the operation needs the {which} of account {account}, which the estate does not define"),
+                format!("add {which} = \"arn:aws:iam::{account}:role/NAME\" to the [[account]] with id = \"{account}\" (see `bulwark policy plan` for its permissions)"),
+            )
+        })
+    }
+
+    /// The backup role of `account`: creates, shares and copies its snapshots.
+    pub fn backup_role(&self, account: &AccountId) -> Result<RoleArn, Refusal> {
+        self.account_role(account, "backup_role", |a| a.backup_role.as_ref())
+    }
+
+    /// The restore role of `account`: creates restored volumes and instances there.
+    pub fn restore_role(&self, account: &AccountId) -> Result<RoleArn, Refusal> {
+        self.account_role(account, "restore_role", |a| a.restore_role.as_ref())
+    }
+
+    pub fn repository(&self) -> Result<&'e Repository, Refusal> {
+        self.estate.repository.as_ref().ok_or_else(|| {
+            Refusal::new(
+                RefusalCode::RepositoryNotConfigured,
+                "image-level backups and restores need a repository, and the estate defines none",
+                "add a [repository] section with bucket, region and role (the role workers use, \
+                 through short-lived credentials, to read and write the repository)",
+            )
+        })
+    }
+}

@@ -1,0 +1,269 @@
+//! Taking, sharing, copying and deleting snapshots.
+
+use bulwark_model::{AccountId, Instance, KeyRef, Region, RoleArn, VolumeId};
+
+use super::Builder;
+use crate::refusal::{Refusal, RefusalCode};
+use crate::resource::{Resource, Snapshot, SnapshotOrigin};
+use crate::rules;
+use crate::step::{Actor, KeyUse, Step};
+
+impl Builder<'_> {
+    /// Crash-consistent snapshots of every volume (ec2:CreateSnapshots). A snapshot of an
+    /// encrypted volume is encrypted with the volume's key and the call takes no key, so the
+    /// caller needs no KMS permission (seeds: "IAM role permissions on CMKs").
+    pub fn snapshot_instance(&mut self, role: &RoleArn, instance: &Instance, kept: bool) -> Vec<Snapshot> {
+        let actor = Actor::Role(role.clone());
+        let region = &instance.region;
+        let snapshots: Vec<Snapshot> = instance
+            .volumes
+            .iter()
+            .map(|v| Snapshot {
+                owner: instance.account.clone(),
+                region: region.clone(),
+                volume: v.id.clone(),
+                origin: SnapshotOrigin::Volume,
+                key: v.key.clone(),
+            })
+            .collect();
+        let any_snapshot = Resource::Snapshot(snapshots[0].clone()).iam_resources(self.estate.partition());
+        let p = self.estate.partition();
+        let instance_resource = Resource::Instance {
+            account: instance.account.clone(),
+            region: region.clone(),
+            id: instance.id.clone(),
+        };
+        let volumes: Vec<String> = instance
+            .volumes
+            .iter()
+            .map(|v| {
+                format!(
+                    "arn:{}:ec2:{region}:{}:volume/{}",
+                    p.as_str(),
+                    instance.account,
+                    v.id
+                )
+            })
+            .collect();
+        let purpose = if kept {
+            "the cloud-native restore point"
+        } else {
+            "a temporary source for the worker, deleted when the session ends"
+        };
+        let step = self
+            .step(
+                &actor,
+                Some(region),
+                "ec2:CreateSnapshots",
+                instance_resource,
+                format!(
+                    "snapshots of all {} volumes at one point in time, {purpose}; each is encrypted \
+                     with its volume's key and the call takes no key, so no KMS permission is needed",
+                    instance.volumes.len()
+                ),
+            )
+            .creating(snapshots.iter().cloned().map(Resource::Snapshot).collect(), kept)
+            .also("ec2:CreateSnapshots", volumes)
+            .also("ec2:CreateSnapshots", any_snapshot.clone())
+            .also("ec2:CreateTags", any_snapshot)
+            .also("ec2:DescribeSnapshots", vec!["*".into()]);
+        let undo = snapshots.iter().map(|s| self.delete_snapshot(role, s)).collect();
+        self.push(step, undo);
+        snapshots
+    }
+
+    fn delete_snapshot(&self, role: &RoleArn, snapshot: &Snapshot) -> Step {
+        self.step(
+            &Actor::Role(role.clone()),
+            Some(&snapshot.region),
+            "ec2:DeleteSnapshot",
+            Resource::Snapshot(snapshot.clone()),
+            "remove the snapshot: it was only needed during the session, or the session failed",
+        )
+    }
+
+    /// A snapshot of a volume the plan created (ec2:CreateSnapshot; no key needed, as for
+    /// CreateSnapshots).
+    pub fn snapshot_volume(
+        &mut self,
+        role: &RoleArn,
+        volume: &Resource,
+        region: &Region,
+        of: &VolumeId,
+    ) -> Snapshot {
+        let snapshot = Snapshot {
+            owner: role.account().clone(),
+            region: region.clone(),
+            volume: of.clone(),
+            origin: SnapshotOrigin::Restored,
+            key: volume.key().cloned(),
+        };
+        let arns = Resource::Snapshot(snapshot.clone()).iam_resources(self.estate.partition());
+        let why = format!(
+            "snapshot the {volume} so that it can be shared; it keeps the volume's key and the call takes no key"
+        );
+        let step = self
+            .step(
+                &Actor::Role(role.clone()),
+                Some(&snapshot.region),
+                "ec2:CreateSnapshot",
+                volume.clone(),
+                why,
+            )
+            .creating(vec![Resource::Snapshot(snapshot.clone())], false)
+            .also("ec2:CreateSnapshot", arns.clone())
+            .also("ec2:CreateTags", arns)
+            .also("ec2:DescribeSnapshots", vec!["*".into()]);
+        let undo = vec![self.delete_snapshot(role, &snapshot)];
+        self.push(step, undo);
+        snapshot
+    }
+
+    /// Shares `snapshot` with `with` (ModifySnapshotAttribute, createVolumePermission add),
+    /// removed again at cleanup. Refuses a snapshot under `aws/ebs`, as AWS would. Before
+    /// sharing, Bulwark reads the key (kms:DescribeKey) to confirm it is customer managed:
+    /// this is the sharing role's permission on the source key that the seeds require.
+    pub fn share(
+        &mut self,
+        role: &RoleArn,
+        snapshot: &Snapshot,
+        with: &AccountId,
+        remedy: &str,
+    ) -> Result<(), Refusal> {
+        let key = snapshot.key.as_ref();
+        if !rules::shareable(key) {
+            let Snapshot {
+                volume,
+                owner,
+                region,
+                ..
+            } = snapshot;
+            return Err(Refusal::new(
+                RefusalCode::AwsManagedKeyNotShareable,
+                format!(
+                    "the snapshot of {volume} would be encrypted with the AWS managed key aws/ebs of \
+                     account {owner} in {region}, and must be shared with account {with}: AWS refuses \
+                     to share snapshots encrypted with aws/ebs (OperationNotPermitted)"
+                ),
+                remedy,
+            ));
+        }
+        let actor = Actor::Role(role.clone());
+        if let Some(key) = key.filter(|k| self.described.insert((role.clone(), (*k).clone()))) {
+            let describe = self
+                .step(
+                    &actor,
+                    Some(key.region()),
+                    "kms:DescribeKey",
+                    Resource::Key(key.clone()),
+                    "confirm the snapshot's key is customer managed and enabled before sharing it",
+                )
+                .using_key(
+                    Some(key),
+                    KeyUse::Describe,
+                    format!("the sharing role checks the key before it shares the snapshot with {with}"),
+                );
+            self.push(describe, Vec::new());
+        }
+        let share = Resource::SnapshotShare {
+            snapshot: snapshot.clone(),
+            with: with.clone(),
+        };
+        let region = Some(&snapshot.region);
+        let why = match key {
+            Some(_) => format!(
+                "let account {with} create volumes from the snapshot; it can use them only if the \
+                 key policy of the snapshot's key allows its role, and that role's IAM policy does too"
+            ),
+            None => format!("let account {with} create volumes from the unencrypted snapshot"),
+        };
+        let step = self
+            .step(
+                &actor,
+                region,
+                "ec2:ModifySnapshotAttribute",
+                Resource::Snapshot(snapshot.clone()),
+                why,
+            )
+            .creating(vec![share.clone()], false);
+        let undo = self.step(
+            &actor,
+            region,
+            "ec2:ModifySnapshotAttribute",
+            share,
+            format!("remove account {with}'s permission to create volumes from the snapshot"),
+        );
+        self.push(step, vec![undo]);
+        Ok(())
+    }
+
+    /// Copies `source` into `destination` in the caller's account (CopySnapshot, called in
+    /// the destination region). The caller uses the source key and the copy's key.
+    pub fn copy_snapshot(
+        &mut self,
+        role: &RoleArn,
+        source: &Snapshot,
+        destination: &Region,
+        requested: Option<&KeyRef>,
+        kept: bool,
+        purpose: &str,
+    ) -> Snapshot {
+        let Snapshot {
+            owner,
+            region,
+            volume,
+            key,
+            ..
+        } = source;
+        let caller = role.account();
+        let copy_key = rules::copy_key(
+            self.estate,
+            key.as_ref(),
+            owner,
+            region,
+            caller,
+            destination,
+            requested,
+        );
+        let copy = Snapshot {
+            owner: caller.clone(),
+            region: destination.clone(),
+            volume: volume.clone(),
+            origin: SnapshotOrigin::Copy,
+            key: copy_key.clone(),
+        };
+        let copy_arns = Resource::Snapshot(copy.clone()).iam_resources(self.estate.partition());
+        let key_words = match (&copy_key, requested) {
+            (None, _) => "unencrypted".to_owned(),
+            (Some(k), Some(_)) => format!("encrypted with the requested key {k}"),
+            (Some(k), None) if copy_key.as_ref() == key.as_ref() => format!("keeping its key {k}"),
+            (Some(k), None) => format!("encrypted with the default EBS key of {caller} in {destination}, {k}, since no key was given"),
+        };
+        let actor = Actor::Role(role.clone());
+        let step = self
+            .step(
+                &actor,
+                Some(destination),
+                "ec2:CopySnapshot",
+                Resource::Snapshot(source.clone()),
+                format!("{purpose}: copy to {destination}, {key_words}"),
+            )
+            .creating(vec![Resource::Snapshot(copy.clone())], kept)
+            .using_key(
+                key.as_ref(),
+                KeyUse::Ebs,
+                format!("CopySnapshot decrypts the snapshot of {volume} in {region}."),
+            )
+            .using_key(
+                copy_key.as_ref(),
+                KeyUse::Ebs,
+                format!("CopySnapshot encrypts the copy of {volume} in {destination}."),
+            )
+            .also("ec2:CopySnapshot", copy_arns.clone())
+            .also("ec2:CreateTags", copy_arns)
+            .also("ec2:DescribeSnapshots", vec!["*".into()]);
+        let undo = vec![self.delete_snapshot(role, &copy)];
+        self.push(step, undo);
+        copy
+    }
+}

@@ -1,0 +1,311 @@
+//! Deploying workers, their session queue, their transfers to and from the repository, and
+//! the restored instance.
+
+use bulwark_model::{AccountId, Instance, Region, Repository, RoleArn};
+
+use super::{Builder, Worker};
+use crate::operation::Placement;
+use crate::refusal::{Refusal, RefusalCode};
+use crate::resource::{Resource, NAME_PREFIX};
+use crate::step::Actor;
+
+const QUEUE_WHY: &str =
+    "the session's queue, over which the appliance sends tasks to the worker and receives its progress";
+
+impl Builder<'_> {
+    /// Deploys one worker for `serves` in `account`/`region` (seeds: "worker deployment
+    /// options"). In the backup account, `deployer` is the worker deployment role, which
+    /// creates a temporary role and instance profile removed at the end; in a production
+    /// account, `deployer` is the backup or restore role, and the account's pre-configured
+    /// worker role is attached and kept.
+    pub fn deploy_worker(
+        &mut self,
+        placement: Placement,
+        deployer: &RoleArn,
+        region: &Region,
+        serves: &Instance,
+    ) -> Result<Worker, Refusal> {
+        let account = deployer.account().clone();
+        let p = self.estate.partition();
+        let actor = Actor::Role(deployer.clone());
+        let serves_id = serves.id.clone();
+        let identity = match placement {
+            Placement::BackupAccount => {
+                let temp_role = RoleArn::new(p, &account, &format!("{NAME_PREFIX}/worker-{serves_id}"));
+                let role = Resource::TemporaryRole {
+                    account: account.clone(),
+                    serves: serves_id.clone(),
+                };
+                let policy = Resource::TemporaryRolePolicy {
+                    account: account.clone(),
+                    serves: serves_id.clone(),
+                };
+                let profile = Resource::InstanceProfile {
+                    account: account.clone(),
+                    serves: serves_id.clone(),
+                };
+                let membership = Resource::ProfileMembership {
+                    account: account.clone(),
+                    serves: serves_id.clone(),
+                };
+                let iam = [
+                    (
+                        "iam:CreateRole",
+                        &role,
+                        "a temporary role for the worker, trusted by ec2.amazonaws.com",
+                        "iam:DeleteRole",
+                    ),
+                    (
+                        "iam:PutRolePolicy",
+                        &policy,
+                        "give the temporary role the worker permissions (`bulwark policy worker-role`)",
+                        "iam:DeleteRolePolicy",
+                    ),
+                    (
+                        "iam:CreateInstanceProfile",
+                        &profile,
+                        "an instance profile, the only way a role reaches an EC2 instance",
+                        "iam:DeleteInstanceProfile",
+                    ),
+                    (
+                        "iam:AddRoleToInstanceProfile",
+                        &membership,
+                        "put the temporary role in the instance profile",
+                        "iam:RemoveRoleFromInstanceProfile",
+                    ),
+                ];
+                for (action, resource, why, undo_action) in iam {
+                    let step = self
+                        .step(&actor, None, action, resource.clone(), why)
+                        .creating(vec![resource.clone()], false);
+                    let undo = self.step(
+                        &actor,
+                        None,
+                        undo_action,
+                        resource.clone(),
+                        "the temporary worker role lives only as long as the session",
+                    );
+                    self.push(step, vec![undo]);
+                }
+                Actor::Worker(temp_role)
+            }
+            Placement::ProductionAccount => {
+                let worker_role = self
+                    .estate
+                    .account(&account)
+                    .and_then(|a| a.worker_role.clone())
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            RefusalCode::WorkerRoleNotConfigured,
+                            format!("workers in account {account} need its pre-configured worker role, and the estate defines none"),
+                            format!(
+                                "create the role with `bulwark policy worker-role` (permissions) and `bulwark policy \
+                                 worker-role --trust`, put it in an instance profile, and add worker_role = \
+                                 \"arn:aws:iam::{account}:role/NAME\" to the [[account]] with id = \"{account}\""
+                            ),
+                        )
+                    })?;
+                Actor::Worker(worker_role)
+            }
+        };
+        let worker_role = identity.role().cloned().unwrap_or_else(|| deployer.clone());
+
+        let queue = self.session_queue(region, &identity);
+        let worker = Resource::Worker {
+            account: account.clone(),
+            region: region.clone(),
+            serves: serves_id.clone(),
+        };
+        let role_words = match placement {
+            Placement::BackupAccount => "the temporary role, through its instance profile; IAM is eventually consistent, so a fresh profile may be refused for some seconds and the launch is retried",
+            Placement::ProductionAccount => "the account's worker role, through its instance profile; the role is not removed afterwards",
+        };
+        let run = self
+            .step(
+                &actor,
+                Some(region),
+                "ec2:RunInstances",
+                worker.clone(),
+                format!("launch one worker for {serves_id} in {account}/{region} with {role_words}"),
+            )
+            .creating(vec![worker.clone()], false)
+            .also("iam:PassRole", vec![worker_role.to_string()])
+            .also(
+                "ec2:RunInstances",
+                run_instances_resources(p.as_str(), &account, region),
+            )
+            .also("ec2:CreateTags", worker.iam_resources(p))
+            .also("ec2:DescribeInstances", vec!["*".into()]);
+        let terminate = self.step(
+            &actor,
+            Some(region),
+            "ec2:TerminateInstances",
+            worker.clone(),
+            "workers live only as long as the session",
+        );
+        self.push(run, vec![terminate]);
+        Ok(Worker {
+            instance: worker,
+            identity,
+            queue,
+        })
+    }
+
+    /// Creates the session queue in the backup account, in the workers' region, and lets the
+    /// worker role use it (a queue policy, needed when the worker is in another account).
+    fn session_queue(&mut self, region: &Region, worker: &Actor) -> Resource {
+        let queue = Resource::Queue {
+            account: self.estate.appliance.account.clone(),
+            region: region.clone(),
+        };
+        let appliance = Actor::Appliance;
+        let create = self
+            .step(
+                &appliance,
+                Some(region),
+                "sqs:CreateQueue",
+                queue.clone(),
+                QUEUE_WHY,
+            )
+            .creating(vec![queue.clone()], false);
+        let delete = self.step(
+            &appliance,
+            Some(region),
+            "sqs:DeleteQueue",
+            queue.clone(),
+            "the queue lives only as long as the session",
+        );
+        self.push(create, vec![delete]);
+        let worker_arn = worker.role().map_or_else(String::new, ToString::to_string);
+        let allow = self.step(
+            &appliance,
+            Some(region),
+            "sqs:SetQueueAttributes",
+            queue.clone(),
+            format!("a queue policy that lets the worker's role {worker_arn} send and receive messages"),
+        );
+        self.push(allow, Vec::new());
+        queue
+    }
+
+    /// The worker moves data between its attached volumes and the repository. The appliance
+    /// assumes the repository role and passes its short-lived credentials to the worker over
+    /// the queue: the worker role itself has no S3 permission (seeds: worker IAM role
+    /// permissions), so a worker can never reach the repository outside a session.
+    pub fn transfer(&mut self, worker: &Worker, repository: &Repository, write: bool, volumes: &[Resource]) {
+        let queue_region = worker.queue.region().cloned();
+        let appliance = Actor::Appliance;
+        let repo_actor = Actor::Role(repository.role.clone());
+        let repo = Resource::Repository {
+            bucket: repository.bucket.clone(),
+            prefix: repository.prefix.clone(),
+        };
+        let p = self.estate.partition();
+        let names: Vec<String> = volumes.iter().map(ToString::to_string).collect();
+        let task = if write {
+            format!("read {} and store the blocks in the repository", names.join(", "))
+        } else {
+            format!("write the restore point into {}", names.join(", "))
+        };
+        let send = self.step(
+            &appliance,
+            queue_region.as_ref(),
+            "sqs:SendMessage",
+            worker.queue.clone(),
+            format!("send the worker its task, with the repository role's session credentials: {task}"),
+        );
+        self.push(send, Vec::new());
+        let receive = self.step(
+            &worker.identity,
+            queue_region.as_ref(),
+            "sqs:ReceiveMessage",
+            worker.queue.clone(),
+            "the worker takes its task from the session queue",
+        );
+        self.push(receive, Vec::new());
+        let (action, why) = if write {
+            ("s3:PutObject", "the worker stores the new blocks, compressed and encrypted, in packs, then the index and the restore point's manifest")
+        } else {
+            (
+                "s3:GetObject",
+                "the worker reads the restore point's manifest, the index and the packs it needs",
+            )
+        };
+        let mut data = self
+            .step(&repo_actor, Some(&repository.region), action, repo.clone(), why)
+            .also("s3:ListBucket", vec![repo.iam_resources(p)[0].clone()]);
+        if write {
+            // Deduplication reads the index before writing; a backup reads nothing else.
+            data = data.also("s3:GetObject", vec![repo.iam_resources(p)[1].clone()]);
+        }
+        self.push(data, Vec::new());
+        let report = self.step(
+            &worker.identity,
+            queue_region.as_ref(),
+            "sqs:SendMessage",
+            worker.queue.clone(),
+            "the worker reports progress and its result",
+        );
+        self.push(report, Vec::new());
+        let follow = self.step(
+            &appliance,
+            queue_region.as_ref(),
+            "sqs:ReceiveMessage",
+            worker.queue.clone(),
+            "the appliance follows the worker's progress",
+        );
+        self.push(follow, Vec::new());
+    }
+
+    /// Launches the restored instance and attaches its restored volumes, which it keeps.
+    pub fn launch_restored(
+        &mut self,
+        role: &RoleArn,
+        region: &Region,
+        from: &Instance,
+        volumes: &[Resource],
+    ) {
+        let p = self.estate.partition();
+        let account = role.account();
+        let instance = Resource::RestoredInstance {
+            account: account.clone(),
+            region: region.clone(),
+            from: from.id.clone(),
+        };
+        let actor = Actor::Role(role.clone());
+        let why = format!(
+            "launch the restored instance of {} in {account}/{region}, then attach its restored volumes",
+            from.id
+        );
+        let run = self
+            .step(&actor, Some(region), "ec2:RunInstances", instance.clone(), why)
+            .creating(vec![instance.clone()], true)
+            .also(
+                "ec2:RunInstances",
+                run_instances_resources(p.as_str(), account, region),
+            )
+            .also("ec2:CreateTags", instance.iam_resources(p))
+            .also("ec2:DescribeInstances", vec!["*".into()]);
+        let terminate = self.step(
+            &actor,
+            Some(region),
+            "ec2:TerminateInstances",
+            instance.clone(),
+            "the restore failed: remove the half-restored instance",
+        );
+        self.push(run, vec![terminate]);
+        for volume in volumes {
+            self.attach(role, volume, &instance, true);
+        }
+    }
+}
+
+/// The resources RunInstances authorizes besides the instance: its network interface,
+/// subnet, security group, image and root volume, scoped to the account and region.
+fn run_instances_resources(p: &str, account: &AccountId, region: &Region) -> Vec<String> {
+    ["network-interface", "subnet", "security-group", "volume"]
+        .iter()
+        .map(|kind| format!("arn:{p}:ec2:{region}:{account}:{kind}/*"))
+        .chain(std::iter::once(format!("arn:{p}:ec2:{region}::image/*")))
+        .collect()
+}
