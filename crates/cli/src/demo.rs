@@ -93,19 +93,16 @@ fn short_key(key: &KeyRef) -> String {
 type Scenario = (&'static str, Operation);
 
 fn scenarios() -> Result<Vec<Scenario>, bulwark_model::InvalidId> {
-    let restore = |instance: &str,
-                   from,
-                   to_account: &str,
-                   to_region: &str,
-                   key: Option<&str>,
-                   workers|
-     -> Result<Operation, bulwark_model::InvalidId> {
-        let to_account = to_account.parse()?;
-        let to_region = to_region.parse()?;
-        let target_key = key
-            .map(|k| KeyRef::parse_in(k, &to_account, &to_region))
-            .transpose()?;
-        Ok(Operation::Restore {
+    // A target account, region and optional key, parsed as the command line would.
+    let target =
+        |to_account: &str, to_region: &str, key: Option<&str>| -> Result<_, bulwark_model::InvalidId> {
+            let (account, region) = (to_account.parse()?, to_region.parse()?);
+            let key = key.map(|k| KeyRef::parse_in(k, &account, &region)).transpose()?;
+            Ok((account, region, key))
+        };
+    let restore = |instance: &str, from, to_account: &str, to_region: &str, key: Option<&str>, workers| {
+        let (to_account, to_region, target_key) = target(to_account, to_region, key)?;
+        Ok::<_, bulwark_model::InvalidId>(Operation::Restore {
             instance: instance.parse()?,
             from,
             to_account,
@@ -114,17 +111,9 @@ fn scenarios() -> Result<Vec<Scenario>, bulwark_model::InvalidId> {
             workers,
         })
     };
-    let replicate = |instance: &str,
-                     to_account: &str,
-                     to_region: &str,
-                     key: Option<&str>|
-     -> Result<Operation, bulwark_model::InvalidId> {
-        let to_account = to_account.parse()?;
-        let to_region = to_region.parse()?;
-        let target_key = key
-            .map(|k| KeyRef::parse_in(k, &to_account, &to_region))
-            .transpose()?;
-        Ok(Operation::Replicate {
+    let replicate = |instance: &str, to_account: &str, to_region: &str, key: Option<&str>| {
+        let (to_account, to_region, target_key) = target(to_account, to_region, key)?;
+        Ok::<_, bulwark_model::InvalidId>(Operation::Replicate {
             instance: instance.parse()?,
             to_account,
             to_region,

@@ -1,5 +1,6 @@
 //! `bulwark`: the one binary of Bulwark. It reads arguments and files, calls the library
-//! crates, and prints; the crates below it never print.
+//! crates, and prints; the crates below it never print. It may depend on every Bulwark crate;
+//! nothing depends on it, and it holds no logic a library crate could own.
 //!
 //! Exit codes: 0 done; 2 wrong input (a flag, the estate file, an undefined reference);
 //! 3 refused (AWS would reject the operation; the output says why and what to change);

@@ -204,6 +204,7 @@ fn policy_plan_never_edits_the_aws_managed_key() {
             "us-east-1",
         ],
     ] {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let plan = bulwark_json(&plan_args(&["plan"], &args), EXIT_OK);
         assert!(
             plan["key_grants"]

@@ -437,149 +437,36 @@ pub fn role_entry<'a>(policies: &'a Value, arn: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no role {arn} in {policies:#}"))
 }
 
-/// Every operation of the demo, as arguments after `plan`, in the demo's order.
-pub fn demo_scenarios() -> Vec<Vec<&'static str>> {
-    vec![
-        vec!["snapshot", "--instance", WEB],
-        vec!["backup", "--instance", WEB, "--workers", "backup-account"],
-        vec!["backup", "--instance", WEB, "--workers", "production-account"],
-        vec!["backup", "--instance", DB],
-        vec![
-            "replicate",
-            "--instance",
-            DB,
-            "--to-account",
-            PROD,
-            "--to-region",
-            "eu-west-1",
-        ],
-        vec![
-            "replicate",
-            "--instance",
-            DB,
-            "--to-account",
-            DR,
-            "--to-region",
-            "eu-west-1",
-            "--target-key",
-            DR_EU_KEY,
-        ],
-        vec![
-            "replicate",
-            "--instance",
-            WEB,
-            "--to-account",
-            DR,
-            "--to-region",
-            "us-east-1",
-        ],
-        vec![
-            "restore",
-            "--instance",
-            DB,
-            "--from",
-            "snapshot",
-            "--to-account",
-            PROD,
-            "--to-region",
-            "us-east-1",
-        ],
-        vec![
-            "restore",
-            "--instance",
-            DB,
-            "--from",
-            "snapshot",
-            "--to-account",
-            PROD,
-            "--to-region",
-            "eu-west-1",
-        ],
-        vec![
-            "restore",
-            "--instance",
-            DB,
-            "--from",
-            "snapshot",
-            "--to-account",
-            DR,
-            "--to-region",
-            "us-east-1",
-        ],
-        vec![
-            "restore",
-            "--instance",
-            WEB,
-            "--from",
-            "snapshot",
-            "--to-account",
-            DR,
-            "--to-region",
-            "eu-west-1",
-            "--target-key",
-            DR_EU_KEY,
-        ],
-        vec![
-            "restore",
-            "--instance",
-            WEB,
-            "--from",
-            "snapshot",
-            "--to-account",
-            DR,
-            "--to-region",
-            "us-east-1",
-        ],
-        vec![
-            "restore",
-            "--instance",
-            WEB,
-            "--from",
-            "backup",
-            "--to-account",
-            DR,
-            "--to-region",
-            "eu-west-1",
-            "--target-key",
-            DR_EU_KEY,
-            "--workers",
-            "backup-account",
-        ],
-        vec![
-            "restore",
-            "--instance",
-            WEB,
-            "--from",
-            "backup",
-            "--to-account",
-            DR,
-            "--to-region",
-            "eu-west-1",
-            "--target-key",
-            DR_EU_KEY,
-            "--workers",
-            "production-account",
-        ],
-        vec![
-            "restore",
-            "--instance",
-            WEB,
-            "--from",
-            "backup",
-            "--to-account",
-            PROD,
-            "--to-region",
-            "us-west-2",
-        ],
+/// The demo's scenarios, as `bulwark plan` arguments (without `--estate`), in the demo's order.
+pub fn demo_scenarios() -> Vec<Vec<String>> {
+    [
+        format!("snapshot --instance {WEB}"),
+        format!("backup --instance {WEB} --workers backup-account"),
+        format!("backup --instance {WEB} --workers production-account"),
+        format!("backup --instance {DB}"),
+        format!("replicate --instance {DB} --to-account {PROD} --to-region eu-west-1"),
+        format!("replicate --instance {DB} --to-account {DR} --to-region eu-west-1 --target-key {DR_EU_KEY}"),
+        format!("replicate --instance {WEB} --to-account {DR} --to-region us-east-1"),
+        format!("restore --instance {DB} --from snapshot --to-account {PROD} --to-region us-east-1"),
+        format!("restore --instance {DB} --from snapshot --to-account {PROD} --to-region eu-west-1"),
+        format!("restore --instance {DB} --from snapshot --to-account {DR} --to-region us-east-1"),
+        format!("restore --instance {WEB} --from snapshot --to-account {DR} --to-region eu-west-1 --target-key {DR_EU_KEY}"),
+        format!("restore --instance {WEB} --from snapshot --to-account {DR} --to-region us-east-1"),
+        format!("restore --instance {WEB} --from backup --to-account {DR} --to-region eu-west-1 --target-key {DR_EU_KEY} --workers backup-account"),
+        format!("restore --instance {WEB} --from backup --to-account {DR} --to-region eu-west-1 --target-key {DR_EU_KEY} --workers production-account"),
+        format!("restore --instance {WEB} --from backup --to-account {PROD} --to-region us-west-2"),
     ]
+    .iter()
+    .map(|s| s.split_whitespace().map(str::to_owned).collect())
+    .collect()
 }
 
 /// `plan OPERATION ARGS --estate examples/estate.toml --json`.
-pub fn plan_args<'a>(prefix: &[&'a str], scenario: &[&'a str]) -> Vec<&'a str> {
+pub fn plan_args<'a>(prefix: &[&'a str], scenario: &'a [String]) -> Vec<&'a str> {
     let mut v = prefix.to_vec();
-    v.push(scenario[0]);
+    v.push(&scenario[0]);
     v.extend(["--estate", ESTATE, "--json"]);
-    v.extend(&scenario[1..]);
+    v.extend(scenario[1..].iter().map(String::as_str));
     v
 }
 
