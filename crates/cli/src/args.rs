@@ -24,11 +24,21 @@ pub enum Command {
     /// Print IAM and KMS policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The backup repository.
+    #[command(subcommand)]
+    Repo(crate::image::RepoCommand),
+    /// Image-level backups of files and block devices: backup, list, restore, verify, forget,
+    /// prune.
+    #[command(subcommand)]
+    Image(crate::image::ImageCommand),
     /// Plan every documented scenario on the example estate and show the outcome.
     Demo {
         /// Print each plan in full.
         #[arg(long)]
         full: bool,
+        /// Size of the generated volume of the image backup part, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..))]
+        volume_mib: u16,
     },
 }
 

@@ -8,6 +8,7 @@
 
 mod args;
 mod demo;
+mod image;
 mod render;
 
 use std::process::ExitCode;
@@ -35,8 +36,18 @@ fn main() -> ExitCode {
             println!("{}", render::pretty(&doc));
             ExitCode::SUCCESS
         }
-        Command::Demo { full } => demo::run(full),
+        Command::Demo { full, volume_mib } => demo::run(full, usize::from(volume_mib)),
+        Command::Repo(cmd) => report(image::run_repo(&cmd)),
+        Command::Image(cmd) => report(image::run_image(&cmd)),
     }
+}
+
+/// Prints a failed command's error, with its causes, and exits 1.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
 }
 
 /// Plans (and with `policies`, derives the policies of) the operation in `cmd`.

@@ -1,6 +1,41 @@
-//! Bulwark's backup repository. (Being built: see docs/repository-format.md.)
+//! Bulwark's backup repository: volume data kept as content-addressed 512 KiB blocks (the EBS
+//! block size), zero blocks never stored, each block stored once however many volumes and
+//! restore points hold it, compressed with zstd and sealed with AES-256-GCM, packed into
+//! large objects listed by index files; restore points are manifests, one per volume backup,
+//! each restorable on its own. `docs/repository-format.md` specifies the format.
+//!
+//! Safety rests on three rules: files are immutable and named by the hash of their bytes;
+//! a backup writes packs, then its index, then its manifest, so a backup killed at any moment
+//! leaves every earlier restore point intact; prune takes an exclusive lock, which backups'
+//! shared locks exclude, so it never deletes a block a running backup relies on.
+//!
+//! This crate knows storage and format only: it reads no volumes (that is `bulwark-mover`),
+//! prints nothing, and depends on no cloud SDK (the S3 backend is the crate `bulwark-s3`).
 #![deny(missing_docs)]
 
 mod backend;
+mod crypto;
+mod error;
+mod format;
+mod id;
+mod lock;
+mod prune;
+mod repository;
+mod retention;
+mod verify;
+mod writer;
 
 pub use backend::{conformance, Backend, BackendError, FileKind, LocalBackend, MemoryBackend};
+pub use crypto::{Kdf, KeyFile, Secret};
+pub use error::RepoError;
+pub use format::{
+    BlockEntry, Config, IndexFile, IndexPack, LockFile, Manifest, PackHeader, Run, Source, Stats, BLOCK_SIZE,
+    PACK_SIZE, VERSION,
+};
+pub use id::{BadId, Id};
+pub use lock::{Lock, LockKind, STALE_AFTER};
+pub use prune::{forget, prune, prune_plan, PrunePlan};
+pub use repository::{Index, Location, Repository};
+pub use retention::{apply as apply_retention, Decision, PointInfo, Reason, Retention, RetentionError};
+pub use verify::{verify, VerifyReport};
+pub use writer::{is_zero, Packer, Writer};

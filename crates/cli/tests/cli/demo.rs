@@ -4,7 +4,7 @@ use super::support::*;
 
 #[test]
 fn demo_plans_and_refuses_the_documented_scenarios() {
-    let (code, stdout, stderr) = bulwark(&["demo"]);
+    let (code, stdout, stderr) = bulwark(&["demo", "--volume-mib", "8"]);
     assert_eq!(code, EXIT_OK, "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
     assert!(
@@ -20,17 +20,28 @@ fn demo_plans_and_refuses_the_documented_scenarios() {
     let refused = scenarios.len() - planned;
     assert!(planned > 0 && refused > 0, "{stdout}");
 
-    let last = stdout.lines().last().expect("a final line");
-    assert!(last.contains("planned") && last.contains("refused"), "{last}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("refused before anything ran"))
+        .expect("a summary line");
     assert!(
-        last.starts_with(&format!("{planned} planned, {refused} refused")),
-        "the summary counts the scenarios above it: {last}"
+        summary.starts_with(&format!("{planned} planned, {refused} refused")),
+        "the summary counts the scenarios above it: {summary}"
+    );
+    // Then the image-level backup cycle, which must restore the volume bit for bit.
+    assert!(
+        stdout.contains("full backup") && stdout.contains("incremental"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("restored volume is identical to the source; verify --read-data: no problems"),
+        "{stdout}"
     );
 }
 
 #[test]
 fn demo_outcomes_match_the_plan_command() {
-    let (code, stdout, _) = bulwark(&["demo"]);
+    let (code, stdout, _) = bulwark(&["demo", "--volume-mib", "8"]);
     assert_eq!(code, EXIT_OK);
     let demo = parse_demo(&stdout);
     let scenarios = demo_scenarios();
@@ -57,7 +68,7 @@ fn demo_outcomes_match_the_plan_command() {
 
 #[test]
 fn demo_full_prints_every_planned_scenario_in_full() {
-    let (code, stdout, stderr) = bulwark(&["demo", "--full"]);
+    let (code, stdout, stderr) = bulwark(&["demo", "--full", "--volume-mib", "8"]);
     assert_eq!(code, EXIT_OK, "{stderr}");
     let planned = parse_demo(&stdout)
         .iter()

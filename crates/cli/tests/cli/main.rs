@@ -7,6 +7,7 @@
 mod arguments;
 mod demo;
 mod estate_errors;
+mod image;
 mod plans;
 mod policies;
 mod refusals;

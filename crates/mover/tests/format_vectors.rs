@@ -1,0 +1,100 @@
+//! A repository written by format version 1, committed in crates/repo/tests/vectors: every
+//! later version must open it and restore it bit for bit. To write it anew (only when the
+//! format version changes, into a new folder): `BULWARK_WRITE_VECTORS=1 cargo test -p
+//! bulwark-mover --test format_vectors -- --ignored`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bulwark_mover::{backup, restore, FileSource, FileTarget, Progress};
+use bulwark_repo::{verify, LocalBackend, Repository, Secret, BLOCK_SIZE};
+
+const KEY: [u8; 32] = [0x42; 32];
+const BS: usize = BLOCK_SIZE as usize;
+
+fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo/tests/vectors/v1")
+}
+
+/// The volume in the vectors: a text block, a zero block, the text block again, and a short
+/// block of pseudo-random bytes.
+fn volume() -> Vec<u8> {
+    let text: Vec<u8> = b"Bulwark format vector, block of text. "
+        .iter()
+        .cycle()
+        .take(BS)
+        .copied()
+        .collect();
+    let mut x: u32 = 42;
+    let tail: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect();
+    [text.clone(), vec![0; BS], text, tail].concat()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn version_1_vectors_restore_bit_for_bit() {
+    // Work on a copy: opening takes a lock, which writes to the repository.
+    let tmp = std::env::temp_dir().join(format!("bulwark-vectors-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    copy_dir(&vectors(), &tmp.join("repo"));
+    let repo = Repository::open(
+        Arc::new(LocalBackend::new(tmp.join("repo"))),
+        &Secret::KeyFile(KEY),
+    )
+    .unwrap();
+    let points = repo.points().unwrap();
+    assert_eq!(points.len(), 1);
+    let (id, manifest) = &points[0];
+    assert_eq!(manifest.volume_id, "vol-0123456789abcdef0");
+    let target = FileTarget::create(&tmp.join("out.img"), manifest.size).unwrap();
+    restore(&repo, id, &target, &Progress::default(), 2).unwrap();
+    assert_eq!(std::fs::read(tmp.join("out.img")).unwrap(), volume());
+    assert!(verify(&repo, true, 1).unwrap().is_clean());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+#[ignore = "writes the vectors; run by hand when the format version changes"]
+fn write_vectors() {
+    if std::env::var_os("BULWARK_WRITE_VECTORS").is_none() {
+        return;
+    }
+    let dir = vectors();
+    assert!(
+        !dir.exists(),
+        "{} exists: vectors of a released version never change",
+        dir.display()
+    );
+    let repo = Repository::init(Arc::new(LocalBackend::new(&dir)), &Secret::KeyFile(KEY)).unwrap();
+    let img = std::env::temp_dir().join("bulwark-vector.img");
+    std::fs::write(&img, volume()).unwrap();
+    backup(
+        &repo,
+        &FileSource::open(&img).unwrap(),
+        "vol-0123456789abcdef0",
+        None,
+        &Progress::default(),
+        1,
+    )
+    .unwrap();
+    std::fs::remove_file(img).unwrap();
+}

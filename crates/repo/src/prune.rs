@@ -1,0 +1,211 @@
+//! Forget and prune: remove restore points by a retention policy, then the blocks no restore
+//! point needs any more.
+//!
+//! Prune is planned, then executed (as rustic_core does), under an exclusive lock, which no
+//! backup can hold at the same time: the blocks a running backup deduplicates against can
+//! never disappear under it. It refuses to run if any restore point cannot be read, since it
+//! could not know which blocks that point needs. The execution order keeps the repository
+//! valid if it is killed at any moment: new packs, then the new index, then the old index
+//! files, then the old packs.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::backend::FileKind;
+use crate::error::RepoError;
+use crate::format::{BlockEntry, IndexFile, IndexPack};
+use crate::id::Id;
+use crate::lock::{Lock, LockKind};
+use crate::repository::{Index, Repository};
+use crate::retention::{self, Decision, PointInfo, Retention};
+use crate::writer::Writer;
+
+/// Packs whose unused part is at least this fraction are rewritten with only their used
+/// blocks; below it, the space is not worth a rewrite.
+const REPACK_UNUSED_FRACTION: f64 = 0.2;
+
+/// Applies `policy` to the restore points and, unless `dry_run`, removes those it does not
+/// keep. Returns every decision.
+pub fn forget(
+    repo: &Repository,
+    policy: &Retention,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Vec<(Decision, PointInfo)>, RepoError> {
+    let _lock = Lock::acquire(repo.backend().clone(), LockKind::Shared)?;
+    let points: Vec<PointInfo> = repo
+        .points()?
+        .into_iter()
+        .map(|(id, m)| PointInfo {
+            id: id.to_hex(),
+            volume_id: m.volume_id,
+            time: m.time,
+        })
+        .collect();
+    let decisions = retention::apply(&points, policy, now).map_err(|e| RepoError::Corrupt(e.to_string()))?;
+    if !dry_run {
+        for d in decisions.iter().filter(|d| !d.keep) {
+            let id: Id =
+                d.id.parse()
+                    .map_err(|e: crate::id::BadId| RepoError::Corrupt(e.to_string()))?;
+            repo.delete_point(&id)?;
+        }
+    }
+    Ok(decisions.into_iter().zip(points).collect())
+}
+
+/// What prune will do.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PrunePlan {
+    /// Packs with no used block, to delete.
+    pub delete: Vec<Id>,
+    /// Packs with enough unused space to rewrite.
+    pub repack: Vec<Id>,
+    /// Packs no index lists (left by interrupted backups), to delete.
+    pub unreferenced: Vec<Id>,
+    /// Index files to replace by one new index.
+    pub old_index_files: Vec<Id>,
+    /// Blocks restore points use.
+    pub used_blocks: usize,
+    /// Bytes freed: deleted and unreferenced packs, and the unused part of repacked ones.
+    pub bytes_freed: u64,
+}
+
+impl PrunePlan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.delete.is_empty() && self.repack.is_empty() && self.unreferenced.is_empty()
+    }
+}
+
+/// Plans a prune: which packs to delete or rewrite. Read-only.
+pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoError> {
+    let mut used: HashSet<Id> = HashSet::new();
+    for id in repo.point_ids()? {
+        // An unreadable point makes the whole prune unsafe: fail rather than guess.
+        let manifest = repo.read_point(&id).map_err(|e| {
+            RepoError::Corrupt(format!(
+                "prune stopped: restore point {id} cannot be read ({e}); run `bulwark image verify`"
+            ))
+        })?;
+        used.extend(manifest.block_ids().map(|(_, b)| b));
+    }
+    let stored: HashMap<String, u64> = repo.backend().list(FileKind::Pack)?.into_iter().collect();
+    let mut plan = PrunePlan {
+        used_blocks: used.len(),
+        old_index_files: index.files.clone(),
+        ..PrunePlan::default()
+    };
+
+    // A block's live copy is the one the index resolves to; other copies are unused.
+    let by_pack = index.by_pack();
+    let mut seen: HashSet<Id> = HashSet::new();
+    for (p, pack) in index.packs.iter().enumerate() {
+        if !seen.insert(*pack) {
+            continue;
+        }
+        let Some(size) = stored.get(&pack.to_hex()).copied() else {
+            continue;
+        };
+        let live: u64 = by_pack
+            .get(&(p as u32))
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter(|e| used.contains(&e.id))
+            .map(|e| u64::from(e.length))
+            .sum();
+        if live == 0 {
+            plan.delete.push(*pack);
+            plan.bytes_freed += size;
+        } else if (size - live.min(size)) as f64 >= REPACK_UNUSED_FRACTION * size as f64 {
+            plan.repack.push(*pack);
+            plan.bytes_freed += size - live.min(size);
+        }
+    }
+    let indexed: HashSet<String> = index.packs.iter().map(Id::to_hex).collect();
+    for (name, size) in &stored {
+        if !indexed.contains(name) {
+            plan.unreferenced.push(
+                name.parse()
+                    .map_err(|e: crate::id::BadId| RepoError::Corrupt(e.to_string()))?,
+            );
+            plan.bytes_freed += size;
+        }
+    }
+    plan.delete.sort();
+    plan.repack.sort();
+    plan.unreferenced.sort();
+    Ok(plan)
+}
+
+/// Plans and executes a prune under an exclusive lock. Returns the plan carried out.
+pub fn prune(repo: &Repository) -> Result<PrunePlan, RepoError> {
+    let _lock = Lock::acquire(repo.backend().clone(), LockKind::Exclusive)?;
+    let index = repo.load_index()?;
+    let plan = prune_plan(repo, &index)?;
+    if plan.is_empty() {
+        return Ok(plan);
+    }
+    let used: HashSet<Id> = repo
+        .points()?
+        .iter()
+        .flat_map(|(_, m)| m.block_ids().map(|(_, b)| b).collect::<Vec<_>>())
+        .collect();
+    let by_pack = index.by_pack();
+    let entries = |p: usize| by_pack.get(&(p as u32)).map_or(&[][..], Vec::as_slice);
+
+    // 1. Rewrite the used blocks of the packs to repack into new packs.
+    let doomed: HashSet<Id> = plan.delete.iter().chain(&plan.repack).copied().collect();
+    let empty = Index::default();
+    let writer = Writer::new(repo, &empty);
+    let mut packer = writer.packer()?;
+    for pack in &plan.repack {
+        let p = index.packs.iter().position(|x| x == pack).unwrap_or_default();
+        let bytes = repo.backend().get(FileKind::Pack, &pack.to_hex())?;
+        for entry in entries(p).iter().filter(|e| used.contains(&e.id)) {
+            let sealed = bytes
+                .get(entry.offset as usize..(entry.offset + entry.length) as usize)
+                .ok_or_else(|| RepoError::Corrupt(format!("data/{pack}: shorter than its index says")))?;
+            let block = repo.open_block(entry, sealed, &|| format!("block {} in pack {pack}", entry.id))?;
+            writer.store(&mut packer, &block)?;
+        }
+    }
+    writer.flush(&mut packer)?;
+    // The new packs' index is written by finish (2a); then the index of everything kept (2b).
+    writer.finish()?;
+
+    // 2. One index of every kept pack, with only the blocks still in use.
+    let mut kept = IndexFile::default();
+    let mut listed: HashSet<Id> = HashSet::new();
+    for (p, pack) in index.packs.iter().enumerate() {
+        if doomed.contains(pack) || !listed.insert(*pack) {
+            continue;
+        }
+        let blocks: Vec<BlockEntry> = entries(p)
+            .iter()
+            .filter(|e| used.contains(&e.id))
+            .copied()
+            .collect();
+        if !blocks.is_empty() {
+            kept.packs.push(IndexPack { id: *pack, blocks });
+        }
+    }
+    let new_index = if kept.packs.is_empty() {
+        None
+    } else {
+        Some(repo.write_index_file(&kept)?)
+    };
+
+    // 3. The old index files, now superseded (the new one may have the same name as an old
+    // one, if nothing changed in what it lists).
+    for old in plan.old_index_files.iter().filter(|f| Some(**f) != new_index) {
+        repo.backend().delete(FileKind::Index, &old.to_hex())?;
+    }
+
+    // 4. The packs nothing refers to any more.
+    for pack in plan.delete.iter().chain(&plan.repack).chain(&plan.unreferenced) {
+        repo.backend().delete(FileKind::Pack, &pack.to_hex())?;
+    }
+    Ok(plan)
+}

@@ -1,0 +1,229 @@
+//! Verify: find every missing or damaged file and block, and name the restore points that
+//! cannot be restored because of it.
+//!
+//! Without `read_data`, the structure is checked: every index and manifest opens, every pack an
+//! index names exists and is long enough, every block a restore point needs is indexed. With
+//! `read_data`, every pack is read whole and every block authenticated and checked against its
+//! id, so that bit rot in a pack is found before a restore needs it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::backend::FileKind;
+use crate::error::RepoError;
+use crate::id::Id;
+use crate::lock::{Lock, LockKind};
+use crate::repository::{Index, Repository};
+
+/// What verify found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    /// Problems, each naming a file or block and what is wrong with it.
+    pub problems: Vec<String>,
+    /// Restore points that cannot be fully restored, with the first reason for each.
+    pub damaged_points: BTreeMap<Id, String>,
+    /// Restore points checked.
+    pub points: usize,
+    /// Packs checked (read whole with `read_data`).
+    pub packs: usize,
+    /// Blocks authenticated (with `read_data`).
+    pub blocks_read: usize,
+    /// Packs no index lists: left by an interrupted backup; harmless, `prune` removes them.
+    pub unreferenced_packs: usize,
+}
+
+impl VerifyReport {
+    /// Whether the repository is sound.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty() && self.damaged_points.is_empty()
+    }
+}
+
+/// Verifies the repository; `threads` read packs in parallel with `read_data`.
+pub fn verify(repo: &Repository, read_data: bool, threads: usize) -> Result<VerifyReport, RepoError> {
+    let _lock = Lock::acquire(repo.backend().clone(), LockKind::Shared)?;
+    let mut report = VerifyReport::default();
+
+    // Index files: one that does not open loses track of its blocks, which shows below as
+    // points with unindexed blocks.
+    let mut index = Index::default();
+    for (name, _) in repo.backend().list(FileKind::Index)? {
+        match name
+            .parse::<Id>()
+            .map_err(|e| RepoError::Corrupt(e.to_string()))
+            .and_then(|id| repo.read_index_file(&id))
+        {
+            Ok(file) => index.add(&file),
+            Err(e) => report.problems.push(format!("index/{name}: {e}")),
+        }
+    }
+
+    // Packs: present, and long enough for the blocks the index places in them.
+    let stored: HashMap<String, u64> = repo.backend().list(FileKind::Pack)?.into_iter().collect();
+    let mut bad_blocks: HashMap<Id, String> = HashMap::new();
+    let mut needed_len: HashMap<u32, u64> = HashMap::new();
+    for loc in index.blocks.values() {
+        let end = u64::from(loc.entry.offset) + u64::from(loc.entry.length);
+        let e = needed_len.entry(loc.pack).or_default();
+        *e = (*e).max(end);
+    }
+    let indexed: HashSet<String> = index.packs.iter().map(Id::to_hex).collect();
+    report.unreferenced_packs = stored.keys().filter(|p| !indexed.contains(*p)).count();
+    let mut missing_packs = BTreeSet::new();
+    for (p, pack) in index.packs.iter().enumerate() {
+        let name = pack.to_hex();
+        let need = needed_len.get(&(p as u32)).copied().unwrap_or(0);
+        match stored.get(&name) {
+            None => {
+                report
+                    .problems
+                    .push(format!("data/{name}: missing (listed by an index)"));
+                missing_packs.insert(p as u32);
+            }
+            Some(len) if *len < need => {
+                report.problems.push(format!(
+                    "data/{name}: {len} bytes, its blocks need {need}: truncated"
+                ));
+                missing_packs.insert(p as u32);
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, loc) in &index.blocks {
+        if missing_packs.contains(&loc.pack) {
+            bad_blocks.insert(
+                *id,
+                format!(
+                    "its pack {} is missing or truncated",
+                    index.packs[loc.pack as usize]
+                ),
+            );
+        }
+    }
+
+    if read_data {
+        let (problems, damaged, blocks_read) = read_packs(repo, &index, &missing_packs, threads);
+        report.problems.extend(problems);
+        report.blocks_read = blocks_read;
+        bad_blocks.extend(damaged);
+    }
+    report.packs = index.packs.len() - missing_packs.len();
+
+    // Restore points: each block must be indexed and sound.
+    for id in repo.point_ids()? {
+        report.points += 1;
+        let manifest = match repo.read_point(&id) {
+            Ok(m) => m,
+            Err(e) => {
+                report.problems.push(format!("points/{id}: {e}"));
+                report
+                    .damaged_points
+                    .insert(id, format!("its manifest cannot be read: {e}"));
+                continue;
+            }
+        };
+        for (i, block) in manifest.block_ids() {
+            let reason = if !index.contains(&block) {
+                Some(format!("block {i} ({}) is in no index", block.short()))
+            } else {
+                bad_blocks
+                    .get(&block)
+                    .map(|why| format!("block {i} ({}): {why}", block.short()))
+            };
+            if let Some(reason) = reason {
+                report.damaged_points.insert(
+                    id,
+                    format!(
+                        "{} ({}): {reason}",
+                        manifest.volume_id,
+                        manifest.time.to_rfc3339()
+                    ),
+                );
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Reads every present pack whole and authenticates every block the index places in it.
+/// Returns problems, damaged blocks with reasons, and the number of blocks read.
+fn read_packs(
+    repo: &Repository,
+    index: &Index,
+    skip: &BTreeSet<u32>,
+    threads: usize,
+) -> (Vec<String>, HashMap<Id, String>, usize) {
+    let by_pack = index.by_pack();
+    let packs: Vec<u32> = (0..index.packs.len() as u32)
+        .filter(|p| !skip.contains(p))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new((Vec::new(), HashMap::new(), 0usize));
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&p) = packs.get(i) else { break };
+                let pack = index.packs[p as usize];
+                let (problems, damaged, n) =
+                    check_pack(repo, &pack, by_pack.get(&p).map_or(&[][..], Vec::as_slice));
+                let mut o = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                o.0.extend(problems);
+                o.1.extend(damaged);
+                o.2 += n;
+            });
+        }
+    });
+    out.into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn check_pack(
+    repo: &Repository,
+    pack: &Id,
+    entries: &[crate::format::BlockEntry],
+) -> (Vec<String>, Vec<(Id, String)>, usize) {
+    let mut problems = Vec::new();
+    let mut damaged = Vec::new();
+    let name = pack.to_hex();
+    let bytes = match repo.backend().get(FileKind::Pack, &name) {
+        Ok(b) => b,
+        Err(e) => {
+            problems.push(format!("data/{name}: {e}"));
+            damaged.extend(
+                entries
+                    .iter()
+                    .map(|e| (e.id, format!("its pack {} cannot be read", pack.short()))),
+            );
+            return (problems, damaged, 0);
+        }
+    };
+    if Id::of_file(&bytes) != *pack {
+        problems.push(format!("data/{name}: content does not match its name (damaged)"));
+    }
+    if let Err(e) = repo.pack_header(pack, &bytes) {
+        problems.push(format!("data/{name}: header: {e}"));
+    }
+    let mut read = 0;
+    for entry in entries {
+        let (start, end) = (
+            entry.offset as usize,
+            entry.offset as usize + entry.length as usize,
+        );
+        let result = bytes
+            .get(start..end)
+            .ok_or_else(|| RepoError::Corrupt("past the end of the pack".into()))
+            .and_then(|sealed| repo.open_block(entry, sealed, &|| format!("block {}", entry.id)));
+        read += 1;
+        if let Err(e) = result {
+            problems.push(format!(
+                "data/{name}: block {} at offset {}: {e}",
+                entry.id, entry.offset
+            ));
+            damaged.push((entry.id, format!("damaged in pack {}", pack.short())));
+        }
+    }
+    (problems, damaged, read)
+}
