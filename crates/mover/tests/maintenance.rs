@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -11,20 +13,9 @@ use bulwark_repo::{
     Retention, Secret, BLOCK_SIZE,
 };
 use chrono::Utc;
+use common::noise;
 
 const BS: usize = BLOCK_SIZE as usize;
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 struct Fixture {
     dir: PathBuf,

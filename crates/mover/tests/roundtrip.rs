@@ -3,47 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 
 use bulwark_mover::{backup, restore, FileSource, FileTarget, MoverError, Progress};
 use bulwark_repo::{
     Backend, FileKind, LocalBackend, MemoryBackend, RepoError, Repository, Secret, BLOCK_SIZE,
 };
+use common::{noise, TempDir};
 
 const BS: usize = BLOCK_SIZE as usize;
-
-/// A temporary directory removed on drop.
-struct Dir(PathBuf);
-impl Dir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("bulwark-mover-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A deterministic pseudo-random generator (xorshift), so tests need no dependency.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// A volume image: random blocks, zero blocks, repeated blocks, text-like blocks, and a short
 /// last block.
@@ -78,7 +49,7 @@ fn restore_to(
 
 #[test]
 fn a_restore_is_identical_to_its_source() {
-    let dir = Dir::new("identical");
+    let dir = TempDir::new("identical");
     let data = image();
     write(&dir.path("vol.img"), &data);
     let repo = repo(Arc::new(LocalBackend::new(dir.path("repo"))));
@@ -115,7 +86,7 @@ fn a_restore_is_identical_to_its_source() {
 
 #[test]
 fn identical_volumes_are_stored_once() {
-    let dir = Dir::new("dedup");
+    let dir = TempDir::new("dedup");
     write(&dir.path("a.img"), &image());
     let repo = repo(Arc::new(MemoryBackend::default()));
     let a = backup(
@@ -147,7 +118,7 @@ fn identical_volumes_are_stored_once() {
 
 #[test]
 fn a_changed_block_list_reads_only_those_blocks_and_the_result_stands_alone() {
-    let dir = Dir::new("incremental");
+    let dir = TempDir::new("incremental");
     let mut data = image();
     write(&dir.path("vol.img"), &data);
     let repo = repo(Arc::new(MemoryBackend::default()));
@@ -198,7 +169,7 @@ fn a_changed_block_list_reads_only_those_blocks_and_the_result_stands_alone() {
 
 #[test]
 fn changed_blocks_need_a_previous_point_of_the_same_size() {
-    let dir = Dir::new("incremental-errors");
+    let dir = TempDir::new("incremental-errors");
     write(&dir.path("vol.img"), &image());
     let repo = repo(Arc::new(MemoryBackend::default()));
     let src = FileSource::open(&dir.path("vol.img")).unwrap();
@@ -225,7 +196,7 @@ fn changed_blocks_need_a_previous_point_of_the_same_size() {
 
 #[test]
 fn a_damaged_block_is_never_written_and_is_named() {
-    let dir = Dir::new("damaged");
+    let dir = TempDir::new("damaged");
     write(&dir.path("vol.img"), &image());
     let backend = Arc::new(MemoryBackend::default());
     let repo = repo(backend.clone());
@@ -279,7 +250,7 @@ fn a_wrong_passphrase_is_a_clear_error() {
 
 #[test]
 fn an_unencrypted_repository_refuses_a_secret_and_works_without() {
-    let dir = Dir::new("plain");
+    let dir = TempDir::new("plain");
     write(&dir.path("vol.img"), &image());
     let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
     let repo = Repository::init(backend.clone(), &Secret::None).unwrap();
@@ -303,7 +274,7 @@ fn an_unencrypted_repository_refuses_a_secret_and_works_without() {
 
 #[test]
 fn a_volume_larger_than_a_pack_spans_packs_and_restores() {
-    let dir = Dir::new("large");
+    let dir = TempDir::new("large");
     // 48 MiB of random data: three packs at least.
     let data: Vec<u8> = (0..96u64).flat_map(|i| noise(100 + i, BS)).collect();
     write(&dir.path("vol.img"), &data);
