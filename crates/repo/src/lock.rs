@@ -5,7 +5,7 @@
 //! new one and deleting the old. A lock not refreshed for [`STALE_AFTER`] belongs to a process
 //! that died, and is ignored (and removed by the next exclusive locker).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,7 +27,8 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub struct Lock {
     backend: Arc<dyn Backend>,
     name: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
+    /// Dropping it wakes the refresher at once and tells it to stop.
+    stop: Option<mpsc::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
 }
 
@@ -124,31 +125,23 @@ impl Lock {
             }
         }
         let name = Arc::new(Mutex::new(name));
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel();
         let refresher = {
-            let (backend, name, stop) = (backend.clone(), name.clone(), stop.clone());
-            std::thread::spawn(move || refresh(backend.as_ref(), kind, &name, &stop))
+            let (backend, name) = (backend.clone(), name.clone());
+            std::thread::spawn(move || refresh(backend.as_ref(), kind, &name, &stopped))
         };
         Ok(Self {
             backend,
             name,
-            stop,
+            stop: Some(stop),
             refresher: Some(refresher),
         })
     }
 }
 
-/// Replaces the lock with a fresh one every [`REFRESH_EVERY`] until told to stop.
-fn refresh(backend: &dyn Backend, kind: LockKind, name: &Mutex<String>, stop: &AtomicBool) {
-    let tick = Duration::from_millis(200);
-    let mut waited = Duration::ZERO;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(tick);
-        waited += tick;
-        if waited < REFRESH_EVERY {
-            continue;
-        }
-        waited = Duration::ZERO;
+/// Replaces the lock with a fresh one every [`REFRESH_EVERY`] until the lock is dropped.
+fn refresh(backend: &dyn Backend, kind: LockKind, name: &Mutex<String>, stopped: &mpsc::Receiver<()>) {
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
         if let Ok(fresh) = write_lock(backend, kind) {
             let mut current = name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let _ = backend.delete(FileKind::Lock, &current);
@@ -159,7 +152,7 @@ fn refresh(backend: &dyn Backend, kind: LockKind, name: &Mutex<String>, stop: &A
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
