@@ -70,6 +70,8 @@ pub struct PrunePlan {
     pub used_blocks: usize,
     /// Bytes freed: deleted and unreferenced packs, and the unused part of repacked ones.
     pub bytes_freed: u64,
+    /// The blocks restore points use, read once by the plan for the execution.
+    used: HashSet<Id>,
 }
 
 impl PrunePlan {
@@ -136,6 +138,7 @@ pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoErr
     plan.delete.sort();
     plan.repack.sort();
     plan.unreferenced.sort();
+    plan.used = used;
     Ok(plan)
 }
 
@@ -147,11 +150,7 @@ pub fn prune(repo: &Repository) -> Result<PrunePlan, RepoError> {
     if plan.is_empty() {
         return Ok(plan);
     }
-    let used: HashSet<Id> = repo
-        .points()?
-        .iter()
-        .flat_map(|(_, m)| m.block_ids().map(|(_, b)| b).collect::<Vec<_>>())
-        .collect();
+    let used = &plan.used;
     let by_pack = index.by_pack();
     let entries = |p: usize| by_pack.get(&(p as u32)).map_or(&[][..], Vec::as_slice);
 
