@@ -357,3 +357,5 @@ mod tests {
         ));
     }
 }
+
+crate::ids::deserialize_from_str!(RoleArn, KeyArn);

@@ -307,3 +307,19 @@ mod tests {
         assert!(err.to_string().contains("vol-0123456789abcdef0"), "{err}");
     }
 }
+
+/// Implements `Deserialize` through `FromStr`, so that every identifier read from JSON is
+/// validated exactly as one read from the command line.
+macro_rules! deserialize_from_str {
+    ($($name:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+pub(crate) use deserialize_from_str;
+
+deserialize_from_str!(AccountId, Region, InstanceId, VolumeId, SnapshotId, BucketName);

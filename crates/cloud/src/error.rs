@@ -1,0 +1,90 @@
+//! Errors of cloud calls: AWS's own error code and message, and the kind of failure the engine
+//! acts on (retry a throttle, report a denial with its remedy, treat a missing resource as
+//! already removed during cleanup).
+
+use std::fmt;
+
+/// What kind of failure a call met; the engine decides on this, never on the code string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ErrorKind {
+    /// The caller is not allowed (`UnauthorizedOperation`, `AccessDenied`,
+    /// `AccessDeniedException`).
+    AccessDenied,
+    /// The resource does not exist (`InvalidSnapshot.NotFound`, `NoSuchEntity`, ...).
+    NotFound,
+    /// A parameter is invalid for this call (`InvalidParameterValue`, `ValidationException`).
+    Invalid,
+    /// AWS refuses the operation on this resource (`OperationNotPermitted`,
+    /// `IncorrectState`, `KMSInvalidStateException`).
+    NotPermitted,
+    /// The resource already exists or is busy (`EntityAlreadyExists`, `VolumeInUse`).
+    Conflict,
+    /// Too many requests: retry later (`RequestLimitExceeded`, `RequestThrottledException`,
+    /// `Throttling`).
+    Throttled,
+    /// The service failed or could not be reached; retrying may help.
+    Unavailable,
+}
+
+impl ErrorKind {
+    /// Whether retrying the same call later may succeed.
+    pub fn retryable(self) -> bool {
+        matches!(self, ErrorKind::Throttled | ErrorKind::Unavailable)
+    }
+}
+
+/// A failed cloud call.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub struct CloudError {
+    /// The API, as an IAM action (`ec2:CreateVolume`).
+    pub action: String,
+    /// AWS's error code (`OperationNotPermitted`).
+    pub code: String,
+    /// AWS's message.
+    pub message: String,
+    /// What the engine makes of it.
+    pub kind: ErrorKind,
+}
+
+impl CloudError {
+    /// An error of `action` with AWS's `code` and `message`.
+    pub fn new(action: &str, kind: ErrorKind, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            action: action.to_owned(),
+            code: code.to_owned(),
+            message: message.into(),
+            kind,
+        }
+    }
+
+    /// The authorization failure each service answers with: EC2 `UnauthorizedOperation`,
+    /// KMS and the EBS direct APIs `AccessDeniedException`, IAM, STS, SQS and S3
+    /// `AccessDenied`.
+    pub fn denied(action: &str, message: impl Into<String>) -> Self {
+        let code = match action.split(':').next() {
+            Some("ec2") => "UnauthorizedOperation",
+            Some("kms" | "ebs") => "AccessDeniedException",
+            _ => "AccessDenied",
+        };
+        Self::new(action, ErrorKind::AccessDenied, code, message)
+    }
+
+    /// A missing resource, with the service's code for it.
+    pub fn not_found(action: &str, code: &str, message: impl Into<String>) -> Self {
+        Self::new(action, ErrorKind::NotFound, code, message)
+    }
+
+    /// An invalid parameter, with the service's code for it.
+    pub fn invalid(action: &str, code: &str, message: impl Into<String>) -> Self {
+        Self::new(action, ErrorKind::Invalid, code, message)
+    }
+}
+
+impl fmt::Display for CloudError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}: {}", self.action, self.code, self.message)
+    }
+}
+
+/// The result of a cloud call.
+pub type Result<T, E = CloudError> = std::result::Result<T, E>;

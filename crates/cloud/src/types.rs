@@ -1,0 +1,255 @@
+//! The values cloud calls take and return, named as AWS names them.
+
+use bulwark_model::{AccountId, InstanceId, Region, SnapshotId, VolumeId};
+use serde::{Deserialize, Serialize};
+
+/// Credentials a call is signed with: long-term keys, or the temporary ones of an assumed
+/// role or an instance profile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
+}
+
+/// Who a set of credentials belongs to (sts:GetCallerIdentity).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerIdentity {
+    /// The account.
+    pub account: AccountId,
+    /// The principal ARN (`arn:aws:sts::A:assumed-role/NAME/SESSION` for a role session).
+    pub arn: String,
+}
+
+/// A tag.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Tag {
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+impl Tag {
+    /// A tag `key=value`.
+    pub fn new(key: &str, value: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The encryption of a volume or snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// The key ARN (`arn:aws:kms:R:A:key/ID`; the AWS managed key is also a key ARN).
+    pub key_arn: String,
+}
+
+/// An EBS snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Id.
+    pub id: SnapshotId,
+    /// Owner.
+    pub owner: AccountId,
+    /// Region.
+    pub region: Region,
+    /// The volume it was taken of (`vol-ffffffff` for copies and direct-API snapshots, as AWS
+    /// writes it).
+    pub volume: VolumeId,
+    /// Size in GiB.
+    pub size_gib: u32,
+    /// `pending`, `completed` or `error`.
+    pub state: String,
+    /// The key, if encrypted.
+    pub encryption: Option<Encryption>,
+    /// Accounts allowed to create volumes from it.
+    pub shared_with: Vec<AccountId>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// An EBS volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    /// Id.
+    pub id: VolumeId,
+    /// Owner.
+    pub owner: AccountId,
+    /// Region.
+    pub region: Region,
+    /// Size in GiB.
+    pub size_gib: u32,
+    /// The snapshot it was created from.
+    pub snapshot: Option<SnapshotId>,
+    /// `available`, `in-use` or `error`.
+    pub state: String,
+    /// The key, if encrypted.
+    pub encryption: Option<Encryption>,
+    /// The instance it is attached to, and the device name.
+    pub attachment: Option<(InstanceId, String)>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// An EC2 instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// Id.
+    pub id: InstanceId,
+    /// Owner.
+    pub owner: AccountId,
+    /// Region.
+    pub region: Region,
+    /// `pending`, `running`, `stopped`, `terminated`.
+    pub state: String,
+    /// Why it is in that state (`Client.InternalError: Client error on launch`).
+    pub state_reason: Option<String>,
+    /// Attached volumes and their device names, in attachment order.
+    pub volumes: Vec<(VolumeId, String)>,
+    /// The ARN of its instance profile.
+    pub instance_profile: Option<String>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// CreateVolume's parameters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateVolume {
+    /// The snapshot to create it from.
+    pub snapshot: Option<SnapshotId>,
+    /// Size in GiB; defaults to the snapshot's.
+    pub size_gib: Option<u32>,
+    /// `Encrypted`.
+    pub encrypted: bool,
+    /// `KmsKeyId`: a key id, key ARN, alias name or alias ARN.
+    pub kms_key_id: Option<String>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// CopySnapshot's parameters; the call is made in the destination region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopySnapshot {
+    /// The source region.
+    pub source_region: Region,
+    /// The source snapshot.
+    pub source: SnapshotId,
+    /// `Encrypted`.
+    pub encrypted: bool,
+    /// `KmsKeyId`.
+    pub kms_key_id: Option<String>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// RunInstances' parameters (one instance).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInstance {
+    /// The instance profile, by ARN.
+    pub instance_profile: Option<String>,
+    /// The instance type.
+    pub instance_type: String,
+    /// User data: what the instance runs at boot.
+    pub user_data: String,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// A KMS key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// The key ARN.
+    pub arn: String,
+    /// Owner.
+    pub account: AccountId,
+    /// `CUSTOMER` or `AWS`.
+    pub manager: KeyManager,
+    /// `Enabled`, `Disabled`, `PendingDeletion`.
+    pub state: String,
+    /// `SYMMETRIC_DEFAULT` or an asymmetric spec.
+    pub spec: String,
+}
+
+/// Who manages a KMS key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyManager {
+    /// A customer managed key: its policy is the customer's.
+    Customer,
+    /// An AWS managed key (`aws/ebs`): its policy cannot be changed.
+    Aws,
+}
+
+/// A KMS grant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Id.
+    pub id: String,
+    /// Who may use the key through it.
+    pub grantee: String,
+    /// The operations it allows (`Decrypt`, ...).
+    pub operations: Vec<String>,
+}
+
+/// An IAM role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    /// ARN.
+    pub arn: String,
+    /// Its trust policy.
+    pub trust_policy: String,
+    /// Its inline policies: name and document.
+    pub inline_policies: Vec<(String, String)>,
+}
+
+/// A message received from a queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The handle to delete it with.
+    pub receipt: String,
+    /// The body.
+    pub body: String,
+}
+
+/// One block of a snapshot, as the EBS direct APIs list it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRef {
+    /// The block index (offset / 512 KiB).
+    pub index: u64,
+    /// The token GetSnapshotBlock needs.
+    pub token: String,
+}
+
+/// A page of a block listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockPage {
+    /// The blocks of this page.
+    pub blocks: Vec<BlockRef>,
+    /// The volume size in GiB.
+    pub volume_size_gib: u32,
+    /// The token of the next page.
+    pub next_token: Option<String>,
+}
+
+/// StartSnapshot's parameters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartSnapshot {
+    /// Volume size in GiB.
+    pub volume_size_gib: u32,
+    /// The parent snapshot whose blocks the new one starts from.
+    pub parent: Option<SnapshotId>,
+    /// `Encrypted`.
+    pub encrypted: bool,
+    /// `KmsKeyArn` (a key ARN, never an alias).
+    pub kms_key_arn: Option<String>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// The EBS block size, which the EBS direct APIs read and write.
+pub const EBS_BLOCK_SIZE: u64 = 512 * 1024;

@@ -1,0 +1,423 @@
+//! Setting the world up and looking at it from outside: what an AWS administrator does in the
+//! console before Bulwark runs (accounts, keys and their policies, roles, instances with data),
+//! and the inventory tests and the demo use to prove that a session left nothing behind.
+//! None of this is part of the [`bulwark_cloud::Cloud`] trait and none of it is authorized.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use bulwark_cloud::{CloudError, Credentials, Tag, EBS_BLOCK_SIZE};
+use bulwark_model::{AccountId, InstanceId, Region, VolumeId};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::rules::{region_mut, resolve_key};
+use crate::state::{Identity, Instance, Key, Profile, Role, Session, Volume, World};
+use crate::{Sim, SimError};
+
+/// Random bytes.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    // The system generator fails only if the OS has no entropy source at all.
+    SystemRandom::new().fill(&mut out).unwrap_or_else(|_| out.fill(7));
+    out
+}
+
+/// Issues credentials for `identity`.
+pub(crate) fn issue(world: &mut World, identity: Identity) -> Credentials {
+    let access_key_id = format!("ASIA{}", hex::encode_upper(random_bytes::<8>()));
+    let secret = hex::encode(random_bytes::<20>());
+    world.sessions.insert(
+        access_key_id.clone(),
+        Session {
+            identity,
+            secret: secret.clone(),
+        },
+    );
+    Credentials {
+        access_key_id,
+        secret_access_key: secret,
+        session_token: Some(hex::encode(random_bytes::<16>())),
+    }
+}
+
+/// A volume of an instance to create.
+#[derive(Clone, Debug)]
+pub struct SimVolume {
+    /// Its id.
+    pub id: VolumeId,
+    /// Size in GiB.
+    pub size_gib: u32,
+    /// Its key: a key ARN, `aws/ebs`, or `None` for unencrypted.
+    pub key: Option<String>,
+}
+
+/// Everything that exists, by name, for before/after comparisons.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inventory {
+    /// One line per resource: `volume vol-… (A, R)`, `share snap-… with B`, ...
+    pub resources: BTreeSet<String>,
+}
+
+impl Inventory {
+    /// What `self` has that `before` had not.
+    pub fn added_since(&self, before: &Inventory) -> Vec<String> {
+        self.resources.difference(&before.resources).cloned().collect()
+    }
+}
+
+impl fmt::Display for Inventory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for r in &self.resources {
+            writeln!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Sim {
+    fn admin<T>(&self, f: impl FnOnce(&mut World) -> Result<T, CloudError>) -> Result<T, SimError> {
+        let mut world = self.inner.world();
+        let out = f(&mut world)?;
+        self.inner.save(&world)?;
+        Ok(out)
+    }
+
+    /// Credentials of an account's root user (created with the account).
+    pub fn root_credentials(&self, account: &AccountId) -> Result<Credentials, SimError> {
+        self.admin(|w| {
+            w.accounts.entry(account.clone()).or_default();
+            Ok(issue(w, Identity::Root(account.clone())))
+        })
+    }
+
+    /// Creates a customer managed key with `id` (a UUID) and `policy`; returns its ARN.
+    pub fn create_key(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        id: &str,
+        policy: &str,
+    ) -> Result<String, SimError> {
+        self.admin(|w| {
+            let material = hex::encode(random_bytes::<32>());
+            region_mut(w, account, region).keys.insert(
+                id.to_owned(),
+                Key {
+                    id: id.to_owned(),
+                    aws_managed: false,
+                    state: "Enabled".into(),
+                    spec: "SYMMETRIC_DEFAULT".into(),
+                    policy: policy.to_owned(),
+                    material,
+                    grants: Vec::new(),
+                },
+            );
+            Ok(crate::auth::key_arn(account, region, id))
+        })
+    }
+
+    /// Replaces a key's policy, or sets its state (`Enabled`, `Disabled`, `PendingDeletion`).
+    pub fn update_key(
+        &self,
+        key_arn: &str,
+        policy: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<(), SimError> {
+        self.admin(|w| {
+            let (owner, region, id) = locate_key(w, key_arn)?;
+            let key = region_mut(w, &owner, &region)
+                .keys
+                .get_mut(&id)
+                .ok_or_else(|| CloudError::not_found("kms:PutKeyPolicy", "NotFoundException", key_arn))?;
+            if let Some(p) = policy {
+                key.policy = p.to_owned();
+            }
+            if let Some(s) = state {
+                key.state = s.to_owned();
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets the default EBS key of an account and region (a key ARN; `None` resets it to
+    /// `aws/ebs`) and whether new volumes are encrypted by default.
+    pub fn set_ebs_defaults(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        default_key: Option<&str>,
+        encryption_by_default: bool,
+    ) -> Result<(), SimError> {
+        self.admin(|w| {
+            let id = match default_key {
+                Some(k) => Some(resolve_key(w, "ec2:ModifyEbsDefaultKmsKeyId", account, region, k)?.1),
+                None => None,
+            };
+            let r = region_mut(w, account, region);
+            r.default_key = id;
+            r.encryption_by_default = encryption_by_default;
+            Ok(())
+        })
+    }
+
+    /// Creates or replaces a role with its trust policy and inline policies.
+    pub fn put_role(
+        &self,
+        account: &AccountId,
+        path: &str,
+        name: &str,
+        trust: &str,
+        policies: &[(&str, String)],
+    ) -> Result<(), SimError> {
+        self.admin(|w| {
+            w.accounts.entry(account.clone()).or_default().roles.insert(
+                name.to_owned(),
+                Role {
+                    path: path.to_owned(),
+                    name: name.to_owned(),
+                    trust: trust.to_owned(),
+                    policies: policies
+                        .iter()
+                        .map(|(n, d)| ((*n).to_owned(), d.clone()))
+                        .collect(),
+                    tags: Vec::new(),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// The inline policies of a role, by name.
+    pub fn role_policies(&self, account: &AccountId, name: &str) -> Vec<(String, String)> {
+        let w = self.inner.world();
+        w.accounts
+            .get(account)
+            .and_then(|a| a.roles.get(name))
+            .map(|r| r.policies.iter().map(|(n, d)| (n.clone(), d.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Creates an instance profile holding `role`, already visible to EC2.
+    pub fn put_instance_profile(&self, account: &AccountId, name: &str, role: &str) -> Result<(), SimError> {
+        self.admin(|w| {
+            w.accounts.entry(account.clone()).or_default().profiles.insert(
+                name.to_owned(),
+                Profile {
+                    path: "/".into(),
+                    name: name.to_owned(),
+                    role: Some(role.to_owned()),
+                    unseen_launches: 0,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Creates a running instance with empty volumes.
+    pub fn create_instance(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        id: &InstanceId,
+        volumes: &[SimVolume],
+    ) -> Result<(), SimError> {
+        self.admin(|w| {
+            let mut attached = Vec::new();
+            for (i, v) in volumes.iter().enumerate() {
+                let key = match v.key.as_deref() {
+                    None => None,
+                    Some("aws/ebs") => Some(crate::rules::aws_ebs_key(w, account, region)),
+                    Some(k) => Some(resolve_key(w, "ec2:CreateVolume", account, region, k)?.1),
+                }
+                .map(|id| crate::auth::key_arn(account, region, &id));
+                let device = format!("/dev/sd{}", (b'a' + i as u8) as char);
+                w.next_id += 1;
+                let lineage = w.next_id;
+                region_mut(w, account, region).volumes.insert(
+                    v.id.clone(),
+                    Volume {
+                        size_gib: v.size_gib,
+                        snapshot: None,
+                        key,
+                        attachment: Some((id.clone(), device.clone())),
+                        tags: Vec::new(),
+                        lineage,
+                        blocks: Default::default(),
+                    },
+                );
+                attached.push((v.id.clone(), device));
+            }
+            region_mut(w, account, region).instances.insert(
+                id.clone(),
+                Instance {
+                    state: "running".into(),
+                    state_reason: None,
+                    profile: None,
+                    volumes: attached,
+                    tags: vec![Tag::new("Name", id.to_string())],
+                    user_data: String::new(),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Writes whole blocks of data into a volume, from `offset` (a multiple of 512 KiB).
+    pub fn write_volume(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        volume: &VolumeId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), SimError> {
+        let io = |source| SimError::Io {
+            path: self.inner.dir.clone(),
+            source,
+        };
+        let mut hashes = Vec::new();
+        for (i, block) in data.chunks(EBS_BLOCK_SIZE as usize).enumerate() {
+            let mut whole = block.to_vec();
+            whole.resize(EBS_BLOCK_SIZE as usize, 0);
+            hashes.push((
+                offset / EBS_BLOCK_SIZE + i as u64,
+                self.inner.store.put(&whole).map_err(io)?,
+            ));
+        }
+        self.admin(|w| {
+            let v = region_mut(w, account, region)
+                .volumes
+                .get_mut(volume)
+                .ok_or_else(|| {
+                    CloudError::not_found("ec2:WriteVolume", "InvalidVolume.NotFound", volume.as_str())
+                })?;
+            for (index, hash) in hashes {
+                match hash {
+                    Some(h) => v.blocks.insert(index, h),
+                    None => v.blocks.remove(&index),
+                };
+            }
+            Ok(())
+        })
+    }
+
+    /// A digest of a volume's content: equal digests mean byte-identical volumes (zero blocks
+    /// are never stored, so equal content means equal block maps).
+    pub fn volume_digest(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        volume: &VolumeId,
+    ) -> Option<(u32, String)> {
+        let w = self.inner.world();
+        let v = w
+            .accounts
+            .get(account)?
+            .regions
+            .get(region)?
+            .volumes
+            .get(volume)?;
+        let mut h = blake3::Hasher::new();
+        for (index, hash) in &v.blocks {
+            h.update(&index.to_le_bytes());
+            h.update(&hash.0);
+        }
+        Some((v.size_gib, h.finalize().to_hex().to_string()))
+    }
+
+    /// The key ARN of a volume, if encrypted.
+    pub fn volume_key(&self, account: &AccountId, region: &Region, volume: &VolumeId) -> Option<String> {
+        let w = self.inner.world();
+        let v = w
+            .accounts
+            .get(account)?
+            .regions
+            .get(region)?
+            .volumes
+            .get(volume)?;
+        v.key.clone()
+    }
+
+    /// Creates an S3 bucket owned by `account`.
+    pub fn create_bucket(&self, bucket: &str, account: &AccountId) -> Result<(), SimError> {
+        self.admin(|w| {
+            w.buckets.insert(bucket.to_owned(), account.clone());
+            Ok(())
+        })
+        .and_then(|()| {
+            std::fs::create_dir_all(self.inner.dir.join("s3").join(bucket)).map_err(|source| SimError::Io {
+                path: self.inner.dir.clone(),
+                source,
+            })
+        })
+    }
+
+    /// Every resource that a session could leave behind: volumes, snapshots, their share
+    /// permissions, instances not terminated, roles, instance profiles, queues, KMS grants.
+    pub fn inventory(&self) -> Inventory {
+        let w = self.inner.world();
+        let mut out = BTreeSet::new();
+        for (account, a) in &w.accounts {
+            for (name, r) in &a.roles {
+                out.insert(format!("role {}{name} ({account})", r.path));
+            }
+            for (name, p) in &a.profiles {
+                out.insert(format!(
+                    "instance profile {}{name} ({account}) holding {:?}",
+                    p.path, p.role
+                ));
+            }
+            for (region, r) in &a.regions {
+                for (id, v) in &r.volumes {
+                    let at = v
+                        .attachment
+                        .as_ref()
+                        .map_or(String::new(), |(i, d)| format!(" attached to {i} as {d}"));
+                    out.insert(format!("volume {id} ({account}, {region}){at}"));
+                }
+                for (id, s) in &r.snapshots {
+                    out.insert(format!("snapshot {id} of {} ({account}, {region})", s.volume));
+                    for with in &s.shared_with {
+                        out.insert(format!("share of snapshot {id} with {with}"));
+                    }
+                }
+                for (id, i) in &r.instances {
+                    if i.state != "terminated" {
+                        out.insert(format!("instance {id} ({account}, {region}) {}", i.state));
+                    }
+                }
+                for name in r.queues.keys() {
+                    out.insert(format!("queue {name} ({account}, {region})"));
+                }
+                for key in r.keys.values() {
+                    for g in &key.grants {
+                        out.insert(format!("grant {} on key {} to {}", g.id, key.id, g.grantee));
+                    }
+                }
+            }
+        }
+        Inventory { resources: out }
+    }
+}
+
+/// The owner, region and id of a key ARN.
+pub(crate) fn locate_key(w: &World, arn: &str) -> Result<(AccountId, Region, String), CloudError> {
+    let _ = w;
+    locate_key_arn(arn).ok_or_else(|| {
+        CloudError::invalid(
+            "kms:DescribeKey",
+            "InvalidArnException",
+            format!("{arn} is not a key ARN"),
+        )
+    })
+}
+
+/// The owner, region and id of a key ARN (`arn:aws:kms:R:A:key/ID`).
+pub(crate) fn locate_key_arn(arn: &str) -> Option<(AccountId, Region, String)> {
+    let rest = arn.strip_prefix("arn:aws:kms:")?;
+    let mut parts = rest.splitn(3, ':');
+    let region: Region = parts.next()?.parse().ok()?;
+    let account: AccountId = parts.next()?.parse().ok()?;
+    let id = parts.next()?.strip_prefix("key/")?;
+    Some((account, region, id.to_owned()))
+}

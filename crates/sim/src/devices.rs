@@ -1,0 +1,308 @@
+//! Instances at run time: the program an instance boots runs on a thread, sees its attached
+//! volumes as block devices over the block store, and gets its instance profile's credentials.
+//! A machine can die (an injected fault): its devices fail and the instance stops.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bulwark_cloud::policy::{PolicyDocument, Principal, Request};
+use bulwark_cloud::{Cloud, CloudError, Credentials, Device, InstanceHost, EBS_BLOCK_SIZE};
+use bulwark_model::{AccountId, InstanceId, Region, VolumeId};
+
+use crate::state::{Identity, World};
+use crate::store::locate;
+use crate::{lock, Inner, Sim};
+
+/// A running instance's process-local state.
+pub(crate) struct Machine {
+    pub id: InstanceId,
+    pub account: AccountId,
+    pub region: Region,
+    alive: AtomicBool,
+    finished: AtomicBool,
+    /// Bytes of device I/O left before an injected death; `u64::MAX` for none.
+    budget: AtomicU64,
+}
+
+impl Machine {
+    pub fn new(id: InstanceId, account: AccountId, region: Region, dies_after: Option<u64>) -> Self {
+        Self {
+            id,
+            account,
+            region,
+            alive: AtomicBool::new(true),
+            finished: AtomicBool::new(false),
+            budget: AtomicU64::new(dies_after.unwrap_or(u64::MAX)),
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    pub fn set_finished(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+    }
+
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    pub fn stop(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Inner {
+    fn instance_mut<'w>(&self, world: &'w mut World, m: &Machine) -> Option<&'w mut crate::state::Instance> {
+        world
+            .accounts
+            .get_mut(&m.account)?
+            .regions
+            .get_mut(&m.region)?
+            .instances
+            .get_mut(&m.id)
+    }
+
+    /// Spends I/O budget; when it runs out the machine dies and the instance stops.
+    fn spend(&self, m: &Machine, bytes: u64) -> io::Result<()> {
+        if !m.alive() {
+            return Err(io::Error::other(format!("instance {} is not running", m.id)));
+        }
+        let before = m
+            .budget
+            .fetch_sub(bytes.min(m.budget.load(Ordering::SeqCst)), Ordering::SeqCst);
+        if before != u64::MAX && before <= bytes {
+            m.stop();
+            let mut world = self.world();
+            if let Some(i) = self.instance_mut(&mut world, m) {
+                i.state = "stopped".into();
+                i.state_reason = Some("Server.InternalError: the instance failed (injected fault)".into());
+            }
+            let _ = self.save(&world);
+            return Err(io::Error::other(format!("instance {} died", m.id)));
+        }
+        Ok(())
+    }
+}
+
+/// An attached volume, as its instance sees it.
+struct VolumeDevice {
+    inner: Arc<Inner>,
+    machine: Arc<Machine>,
+    volume: VolumeId,
+    size: u64,
+}
+
+impl VolumeDevice {
+    /// Runs `f` on the volume's block map, if the volume is still attached to this machine.
+    fn with_map<T>(&self, f: impl FnOnce(&mut crate::store::BlockMap) -> T) -> io::Result<T> {
+        let mut world = self.inner.world();
+        let volume = world
+            .accounts
+            .get_mut(&self.machine.account)
+            .and_then(|a| a.regions.get_mut(&self.machine.region))
+            .and_then(|r| r.volumes.get_mut(&self.volume))
+            .filter(|v| v.attachment.as_ref().is_some_and(|(i, _)| i == &self.machine.id))
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "{} is no longer attached to {}",
+                    self.volume, self.machine.id
+                ))
+            })?;
+        Ok(f(&mut volume.blocks))
+    }
+}
+
+impl Device for VolumeDevice {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.spend(&self.machine, buf.len() as u64)?;
+        let mut done = 0;
+        let mut block = vec![0u8; EBS_BLOCK_SIZE as usize];
+        while done < buf.len() {
+            let (index, within) = locate(offset + done as u64);
+            let n = (EBS_BLOCK_SIZE as usize - within).min(buf.len() - done);
+            let hash = self.with_map(|map| map.get(&index).copied())?;
+            self.inner.store.read(hash.as_ref(), &mut block)?;
+            buf[done..done + n].copy_from_slice(&block[within..within + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.inner.spend(&self.machine, data.len() as u64)?;
+        if offset + data.len() as u64 > self.size {
+            return Err(io::Error::other("write past the end of the volume"));
+        }
+        let mut done = 0;
+        let mut block = vec![0u8; EBS_BLOCK_SIZE as usize];
+        while done < data.len() {
+            let (index, within) = locate(offset + done as u64);
+            let n = (EBS_BLOCK_SIZE as usize - within).min(data.len() - done);
+            if n < EBS_BLOCK_SIZE as usize {
+                let hash = self.with_map(|map| map.get(&index).copied())?;
+                self.inner.store.read(hash.as_ref(), &mut block)?;
+            }
+            block[within..within + n].copy_from_slice(&data[done..done + n]);
+            let hash = self.inner.store.put(&block)?;
+            self.with_map(|map| match hash {
+                Some(h) => map.insert(index, h),
+                None => map.remove(&index),
+            })?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let world = self.inner.world();
+        self.inner.save(&world).map_err(io::Error::other)
+    }
+}
+
+/// What a booted program sees.
+pub(crate) struct Host {
+    pub sim: Sim,
+    pub machine: Arc<Machine>,
+}
+
+impl InstanceHost for Host {
+    fn instance_id(&self) -> &InstanceId {
+        &self.machine.id
+    }
+
+    fn region(&self) -> &Region {
+        &self.machine.region
+    }
+
+    /// The instance metadata service: credentials of the profile's role, if EC2 may assume it.
+    fn credentials(&self) -> Result<Credentials, CloudError> {
+        let action = "sts:AssumeRole";
+        let inner = &self.sim.inner;
+        let mut world = inner.world();
+        let m = &self.machine;
+        let profile = inner
+            .instance_mut(&mut world, m)
+            .and_then(|i| i.profile.clone())
+            .ok_or_else(|| {
+                CloudError::not_found(
+                    action,
+                    "NoInstanceProfile",
+                    format!("{} has no instance profile", m.id),
+                )
+            })?;
+        let name = profile.rsplit('/').next().unwrap_or_default().to_owned();
+        let account = world.accounts.get(&m.account);
+        let role_name = account
+            .and_then(|a| a.profiles.get(&name))
+            .and_then(|p| p.role.clone())
+            .ok_or_else(|| {
+                CloudError::not_found(
+                    action,
+                    "NoSuchEntity",
+                    format!("instance profile {profile} holds no role"),
+                )
+            })?;
+        let role = account.and_then(|a| a.roles.get(&role_name)).ok_or_else(|| {
+            CloudError::not_found(action, "NoSuchEntity", format!("role {role_name} does not exist"))
+        })?;
+        let trust = PolicyDocument::parse(&role.trust)
+            .map_err(|e| CloudError::invalid(action, "MalformedPolicyDocument", e.to_string()))?;
+        let ec2 = Principal::Service("ec2.amazonaws.com".into());
+        let context = Default::default();
+        let request = Request {
+            principal: &ec2,
+            action,
+            resource: &crate::auth::role_arn(&world, &m.account, &role_name),
+            context: &context,
+        };
+        let allowed = bulwark_cloud::policy::authorize(
+            &request,
+            &[],
+            Some(bulwark_cloud::policy::ResourcePolicy {
+                document: &trust,
+                owner: &m.account,
+                kind: bulwark_cloud::policy::ResourcePolicyKind::TrustPolicy,
+            }),
+        );
+        if !allowed.is_allowed() {
+            return Err(CloudError::denied(
+                action,
+                format!("the trust policy of role {role_name} does not let ec2.amazonaws.com assume it"),
+            ));
+        }
+        let identity = Identity::Role {
+            account: m.account.clone(),
+            name: role_name,
+            session: m.id.to_string(),
+        };
+        let creds = crate::admin::issue(&mut world, identity);
+        inner.save(&world).map_err(|e| {
+            CloudError::new(
+                action,
+                bulwark_cloud::ErrorKind::Unavailable,
+                "InternalError",
+                e.to_string(),
+            )
+        })?;
+        Ok(creds)
+    }
+
+    fn device(&self, name: &str) -> io::Result<Arc<dyn Device>> {
+        let world = self.sim.inner.world();
+        let m = &self.machine;
+        let found = world
+            .accounts
+            .get(&m.account)
+            .and_then(|a| a.regions.get(&m.region))
+            .and_then(|r| {
+                r.volumes.iter().find(|(_, v)| {
+                    v.attachment
+                        .as_ref()
+                        .is_some_and(|(i, d)| i == &m.id && d == name)
+                })
+            })
+            .map(|(id, v)| (id.clone(), u64::from(v.size_gib) << 30));
+        drop(world);
+        let (volume, size) = found.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no volume attached as {name}"))
+        })?;
+        Ok(Arc::new(VolumeDevice {
+            inner: self.sim.inner.clone(),
+            machine: self.machine.clone(),
+            volume,
+            size,
+        }))
+    }
+
+    fn cloud(&self) -> Arc<dyn Cloud> {
+        Arc::new(self.sim.clone())
+    }
+
+    fn running(&self) -> bool {
+        self.machine.alive()
+    }
+}
+
+/// Boots the program of a new instance on its own thread.
+pub(crate) fn boot(sim: &Sim, machine: Arc<Machine>, user_data: String) {
+    let Some(program) = lock(&sim.inner.boot).clone() else {
+        machine.set_finished();
+        return;
+    };
+    lock(&sim.inner.machines).insert(machine.id.clone(), machine.clone());
+    let host = Arc::new(Host {
+        sim: sim.clone(),
+        machine: machine.clone(),
+    });
+    std::thread::spawn(move || {
+        program(host, user_data);
+        machine.set_finished();
+    });
+}

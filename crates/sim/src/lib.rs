@@ -1,0 +1,295 @@
+//! The embedded cloud: AWS accounts and regions in one process, implementing
+//! [`bulwark_cloud::Cloud`]. Volumes and snapshots hold real bytes (snapshots share unchanged
+//! blocks with their parents); IAM roles carry trust and identity policies that are evaluated
+//! on every call, KMS keys carry key policies and grants, and the EBS, KMS and IAM rules of
+//! `reference/aws-rules.md` are enforced with AWS's error codes. Instances boot the program the
+//! engine installs ([`Sim::set_boot`]), so workers run as threads that read and write the
+//! simulated volumes as block devices.
+//!
+//! The world persists in a data directory (`state.json` and a block store), so separate
+//! commands see the same accounts and resources; one process holds it at a time. Faults can
+//! be injected ([`Fault`]): a named call failing on its Nth use, throttling, a worker dying.
+//!
+//! What it must not depend on: the planner and the engine. It knows AWS, not Bulwark; its
+//! rules are written from AWS's documentation, independently of the planner's, so that each
+//! checks the other.
+#![deny(missing_docs)]
+
+mod admin;
+mod api;
+mod auth;
+mod devices;
+mod objects;
+mod rules;
+mod state;
+mod store;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use bulwark_cloud::{Boot, CloudError, Credentials, ErrorKind};
+use bulwark_model::InstanceId;
+use serde::{Deserialize, Serialize};
+
+pub use admin::{Inventory, SimVolume};
+use state::{Identity, World};
+use store::BlockStore;
+
+/// A failure to open or save the embedded cloud's data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// I/O on the data directory failed.
+    #[error("embedded cloud data directory {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Another process holds the data directory.
+    #[error("embedded cloud data directory {0} is in use by another bulwark process; wait for it to finish")]
+    Busy(PathBuf),
+    /// The state file is damaged.
+    #[error(
+        "embedded cloud state {path} is unreadable ({message}); remove the directory to start a new world"
+    )]
+    Corrupt {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setup call was refused.
+    #[error("{0}")]
+    Cloud(#[from] CloudError),
+}
+
+/// A fault to inject.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fault {
+    /// A call of `action` (an IAM action name, `ec2:CreateVolume`) fails with `code`, after
+    /// `skip` calls of it succeed.
+    Fail {
+        /// The API.
+        action: String,
+        /// Calls to let through first.
+        skip: u64,
+        /// AWS's error code to answer.
+        code: String,
+        /// Its kind.
+        kind: ErrorKind,
+    },
+    /// The next `times` calls of `action` are throttled.
+    Throttle {
+        /// The API.
+        action: String,
+        /// How many calls.
+        times: u32,
+    },
+    /// The next instance launched dies after `after_bytes` of device I/O.
+    WorkerDies {
+        /// Bytes read or written before it dies.
+        after_bytes: u64,
+    },
+}
+
+/// The embedded cloud. Cheap to clone; clones share the world.
+#[derive(Clone)]
+pub struct Sim {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "embedded cloud at {}", self.inner.dir.display())
+    }
+}
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    world: Mutex<World>,
+    store: BlockStore,
+    boot: Mutex<Option<Boot>>,
+    /// Running instances' process-local state.
+    machines: Mutex<BTreeMap<InstanceId, Arc<devices::Machine>>>,
+    /// Queue messages (not persisted: a queue lives as long as its session's process).
+    queues: Mutex<BTreeMap<String, VecDeque<(u64, String)>>>,
+    queue_signal: Condvar,
+    _lock: File,
+}
+
+impl Sim {
+    /// Opens (or creates) the world in `dir`.
+    pub fn open(dir: &Path) -> Result<Sim, SimError> {
+        let io = |source| SimError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(io)?;
+        let lock = File::create(dir.join("lock")).map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(SimError::Busy(dir.to_path_buf())),
+            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let state = dir.join("state.json");
+        let world = match fs::read(&state) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| SimError::Corrupt {
+                path: state.clone(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => World::default(),
+            Err(e) => return Err(io(e)),
+        };
+        let store = BlockStore::new(&dir.join("blocks")).map_err(io)?;
+        Ok(Sim {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                world: Mutex::new(world),
+                store,
+                boot: Mutex::new(None),
+                machines: Mutex::new(BTreeMap::new()),
+                queues: Mutex::new(BTreeMap::new()),
+                queue_signal: Condvar::new(),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Installs what instances run at boot (the engine's worker).
+    pub fn set_boot(&self, boot: Boot) {
+        *lock(&self.inner.boot) = Some(boot);
+    }
+
+    /// Queues a fault.
+    pub fn inject(&self, fault: Fault) -> Result<(), SimError> {
+        let mut world = self.inner.world();
+        world.faults.push(fault);
+        self.inner.save(&world)
+    }
+
+    /// Removes every pending fault.
+    pub fn clear_faults(&self) -> Result<(), SimError> {
+        let mut world = self.inner.world();
+        world.faults.clear();
+        self.inner.save(&world)
+    }
+
+    /// Waits for every instance program (worker thread) to return.
+    pub fn wait_idle(&self) {
+        loop {
+            let machines: Vec<_> = lock(&self.inner.machines).values().cloned().collect();
+            if machines.iter().all(|m| m.finished()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
+        lock(&self.world)
+    }
+
+    /// Writes the world to `state.json` atomically.
+    pub(crate) fn save(&self, world: &World) -> Result<(), SimError> {
+        let path = self.dir.join("state.json");
+        let io = |source| SimError::Io {
+            path: path.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec(world).map_err(|e| SimError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let tmp = path.with_extension("json.tmp");
+        fs::write(&tmp, bytes).map_err(io)?;
+        fs::rename(&tmp, &path).map_err(io)
+    }
+
+    /// Resolves credentials to their identity.
+    pub(crate) fn identity(world: &World, action: &str, who: &Credentials) -> Result<Identity, CloudError> {
+        match world.sessions.get(&who.access_key_id) {
+            Some(s) if s.secret == who.secret_access_key => Ok(s.identity.clone()),
+            _ => Err(CloudError::new(
+                action,
+                ErrorKind::AccessDenied,
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
+            )),
+        }
+    }
+
+    /// Fires the first pending fault for `action`, if any.
+    pub(crate) fn fault(world: &mut World, action: &str) -> Result<(), CloudError> {
+        let mut fired = None;
+        for (i, fault) in world.faults.iter_mut().enumerate() {
+            match fault {
+                Fault::Fail {
+                    action: a,
+                    skip,
+                    code,
+                    kind,
+                } if a == action => {
+                    if *skip == 0 {
+                        fired = Some((
+                            i,
+                            CloudError::new(action, *kind, code, "injected fault (embedded cloud)"),
+                        ));
+                    } else {
+                        *skip -= 1;
+                    }
+                    break;
+                }
+                Fault::Throttle { action: a, times } if a == action => {
+                    *times -= 1;
+                    let error = CloudError::new(
+                        action,
+                        ErrorKind::Throttled,
+                        throttle_code(action),
+                        "Rate exceeded",
+                    );
+                    if *times == 0 {
+                        fired = Some((i, error));
+                    } else {
+                        return Err(error);
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match fired {
+            Some((i, error)) => {
+                world.faults.remove(i);
+                Err(error)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// What each service answers when it throttles.
+fn throttle_code(action: &str) -> &'static str {
+    match action.split(':').next() {
+        Some("ec2") => "RequestLimitExceeded",
+        Some("ebs") => "RequestThrottledException",
+        Some("kms") => "ThrottlingException",
+        Some("sqs") => "RequestThrottled",
+        _ => "Throttling",
+    }
+}
+
+/// Locks a mutex; a panicked holder poisons nothing we cannot go on with (the world is
+/// saved only after a call succeeds).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,168 @@
+//! The world the embedded cloud holds: every account's IAM, and per region its KMS keys,
+//! volumes, snapshots, instances and queues. It is plain data, saved whole to the data
+//! directory after every change so that separate `bulwark` commands see the same world.
+
+use std::collections::BTreeMap;
+
+use bulwark_cloud::Tag;
+use bulwark_model::{AccountId, InstanceId, Region, SnapshotId, VolumeId};
+use serde::{Deserialize, Serialize};
+
+use crate::store::BlockMap;
+
+/// Everything.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct World {
+    pub accounts: BTreeMap<AccountId, Account>,
+    /// Credentials issued, by access key id.
+    pub sessions: BTreeMap<String, Session>,
+    /// The next number for generated ids.
+    pub next_id: u64,
+    /// Faults waiting to fire.
+    pub faults: Vec<crate::Fault>,
+    /// S3 buckets and their owners.
+    pub buckets: BTreeMap<String, AccountId>,
+}
+
+/// Whom a set of credentials belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Identity {
+    /// The account's root credentials.
+    Root(AccountId),
+    /// A session of a role (`path/name` in its account).
+    Role {
+        account: AccountId,
+        name: String,
+        session: String,
+    },
+}
+
+impl Identity {
+    pub fn account(&self) -> &AccountId {
+        match self {
+            Identity::Root(account) | Identity::Role { account, .. } => account,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Session {
+    pub identity: Identity,
+    pub secret: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Account {
+    /// Roles by name (the last part of their path).
+    pub roles: BTreeMap<String, Role>,
+    /// Instance profiles by name.
+    pub profiles: BTreeMap<String, Profile>,
+    pub regions: BTreeMap<Region, RegionState>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Role {
+    /// `/` or `/bulwark/`.
+    pub path: String,
+    pub name: String,
+    pub trust: String,
+    /// Inline policies by name.
+    pub policies: BTreeMap<String, String>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Profile {
+    pub path: String,
+    pub name: String,
+    /// The one role it holds.
+    pub role: Option<String>,
+    /// How many more launches refuse it: IAM is eventually consistent, and a fresh profile is
+    /// not yet visible to EC2.
+    pub unseen_launches: u32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct RegionState {
+    /// The default EBS key's id; `None` is the AWS managed key `aws/ebs`.
+    pub default_key: Option<String>,
+    pub encryption_by_default: bool,
+    /// KMS keys by key id.
+    pub keys: BTreeMap<String, Key>,
+    /// Alias name (`alias/x`) to key id.
+    pub aliases: BTreeMap<String, String>,
+    pub volumes: BTreeMap<VolumeId, Volume>,
+    pub snapshots: BTreeMap<SnapshotId, Snapshot>,
+    pub instances: BTreeMap<InstanceId, Instance>,
+    /// Queues by name.
+    pub queues: BTreeMap<String, Queue>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Key {
+    pub id: String,
+    pub aws_managed: bool,
+    /// `Enabled`, `Disabled` or `PendingDeletion`.
+    pub state: String,
+    /// `SYMMETRIC_DEFAULT` or an asymmetric spec.
+    pub spec: String,
+    pub policy: String,
+    /// The key material (hex), for data keys.
+    pub material: String,
+    pub grants: Vec<GrantState>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct GrantState {
+    pub id: String,
+    pub grantee: String,
+    pub operations: Vec<String>,
+    /// The volume whose attachment made EBS create it; retired at detach.
+    pub for_volume: Option<VolumeId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Volume {
+    pub size_gib: u32,
+    pub snapshot: Option<SnapshotId>,
+    /// The key ARN, if encrypted.
+    pub key: Option<String>,
+    pub attachment: Option<(InstanceId, String)>,
+    pub tags: Vec<Tag>,
+    /// The snapshot lineage: snapshots of this volume can be compared block by block.
+    pub lineage: u64,
+    pub blocks: BlockMap,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    pub volume: VolumeId,
+    pub size_gib: u32,
+    /// The key ARN, if encrypted.
+    pub key: Option<String>,
+    pub shared_with: Vec<AccountId>,
+    /// `pending` (EBS direct API writes), `completed`, `error`.
+    pub state: String,
+    pub tags: Vec<Tag>,
+    pub lineage: u64,
+    pub blocks: BlockMap,
+    /// Checksums of the blocks written through the EBS direct APIs, while `pending`.
+    #[serde(default)]
+    pub written: BTreeMap<u64, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Instance {
+    pub state: String,
+    pub state_reason: Option<String>,
+    /// The ARN of the instance profile.
+    pub profile: Option<String>,
+    pub volumes: Vec<(VolumeId, String)>,
+    pub tags: Vec<Tag>,
+    pub user_data: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Queue {
+    pub policy: Option<String>,
+}
