@@ -264,6 +264,11 @@ pub trait Device: Send + Sync {
     fn write_at(&self, offset: u64, data: &[u8]) -> std::io::Result<()>;
     /// Makes written data durable.
     fn flush(&self) -> std::io::Result<()>;
+    /// The indexes of the 512 KiB blocks that were ever written, where the device can tell
+    /// (the embedded cloud's volumes); every other block reads as zeros. `None` if unknown.
+    fn written_blocks(&self) -> Option<Vec<u64>> {
+        None
+    }
 }
 
 /// What a program running on an instance has: its identity (the instance profile's role

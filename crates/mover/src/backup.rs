@@ -105,9 +105,15 @@ pub fn backup(
             Some((id, manifest))
         }
     };
-    let work = match changed {
-        Some(list) => Work::List(list),
-        None => Work::All(block_count),
+    // A full backup of a sparse source reads only what may hold data.
+    let written = match changed {
+        Some(_) => None,
+        None => source.written_blocks(block_size),
+    };
+    let work = match (changed, &written) {
+        (Some(list), _) => Work::List(list),
+        (None, Some(list)) => Work::List(list),
+        (None, None) => Work::All(block_count),
     };
 
     let index = repo.load_index()?;

@@ -17,6 +17,13 @@ pub trait BlockSource: Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), MoverError>;
     /// What it is, for the restore point: (`file` or `device`, path).
     fn describe(&self) -> (String, String);
+    /// The indexes of the `block_size` blocks that may hold data, in order, where the source
+    /// knows (a sparse volume); every other block reads as zeros and is not read. `None`
+    /// reads every block.
+    fn written_blocks(&self, block_size: u64) -> Option<Vec<u64>> {
+        let _ = block_size;
+        None
+    }
 }
 
 /// Something to write a volume into, block by block, from many threads at once.

@@ -325,6 +325,20 @@ impl Sim {
         Some((v.size_gib, h.finalize().to_hex().to_string()))
     }
 
+    /// A digest of a snapshot's content, comparable with [`Sim::volume_digest`]'s.
+    pub fn snapshot_digest(
+        &self,
+        region: &Region,
+        snapshot: &bulwark_model::SnapshotId,
+    ) -> Option<(u32, String, Option<String>)> {
+        let w = self.inner.world();
+        let s = w
+            .accounts
+            .values()
+            .find_map(|a| a.regions.get(region)?.snapshots.get(snapshot))?;
+        Some((s.size_gib, digest(&s.blocks), s.key.clone()))
+    }
+
     /// The key ARN of a volume, if encrypted.
     pub fn volume_key(&self, account: &AccountId, region: &Region, volume: &VolumeId) -> Option<String> {
         let w = self.inner.world();
@@ -398,6 +412,16 @@ impl Sim {
         }
         Inventory { resources: out }
     }
+}
+
+/// A digest of a block map: equal maps, equal content.
+fn digest(blocks: &crate::store::BlockMap) -> String {
+    let mut h = blake3::Hasher::new();
+    for (index, hash) in blocks {
+        h.update(&index.to_le_bytes());
+        h.update(&hash.0);
+    }
+    h.finalize().to_hex().to_string()
 }
 
 /// The owner, region and id of a key ARN.

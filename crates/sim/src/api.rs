@@ -1094,7 +1094,11 @@ impl Cloud for Sim {
                     ))
                 }
                 (Some(p), None) => p.key.clone(),
-                (_, Some(k)) => Some(resolve_key_arn(w, c, region, k)?),
+                // The EBS direct APIs answer a key they cannot find with their own code.
+                (_, Some(k)) => Some(
+                    resolve_key_arn(w, c, region, k)
+                        .map_err(|e| validation(a, "INVALID_CUSTOMER_KEY", e.message))?,
+                ),
                 (None, None) if start.encrypted || by_default => Some(default_key_arn(w, &account, region)),
                 (None, None) => None,
             };

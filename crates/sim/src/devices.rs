@@ -164,6 +164,10 @@ impl Device for VolumeDevice {
         let world = self.inner.world();
         self.inner.save(&world).map_err(io::Error::other)
     }
+
+    fn written_blocks(&self) -> Option<Vec<u64>> {
+        self.with_map(|map| map.keys().copied().collect()).ok()
+    }
 }
 
 /// What a booted program sees.

@@ -230,6 +230,10 @@ impl Inner {
 
     /// Fires the first pending fault for `action`, if any.
     pub(crate) fn fault(world: &mut World, action: &str) -> Result<(), CloudError> {
+        // A throttle of zero calls is spent: it throttles nothing (and must not count down).
+        world
+            .faults
+            .retain(|f| !matches!(f, Fault::Throttle { times: 0, .. }));
         let mut fired = None;
         for (i, fault) in world.faults.iter_mut().enumerate() {
             match fault {

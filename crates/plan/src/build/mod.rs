@@ -115,10 +115,7 @@ impl<'e> Builder<'e> {
     /// only if it is kept.
     pub fn push(&mut self, step: Step, undo: Vec<Step>) {
         if let Actor::Role(role) = &step.actor {
-            if self.assumed.insert(role.clone()) {
-                let assume = self.assume_step(role);
-                self.steps.push(assume);
-            }
+            self.assume(role);
         }
         let kept = step.kept;
         self.steps.push(step);
@@ -135,6 +132,14 @@ impl<'e> Builder<'e> {
         if let Some(i) = self.undo.iter().rposition(|s| &s.resource == resource) {
             let step = self.undo.remove(i);
             self.steps.push(step);
+        }
+    }
+
+    /// The appliance assumes `role`, unless it already has.
+    pub fn assume(&mut self, role: &RoleArn) {
+        if self.assumed.insert(role.clone()) {
+            let assume = self.assume_step(role);
+            self.steps.push(assume);
         }
     }
 

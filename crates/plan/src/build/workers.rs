@@ -207,6 +207,8 @@ impl Builder<'_> {
         } else {
             format!("write the restore point into {}", names.join(", "))
         };
+        // The credentials go with the task, so the role is assumed before it is sent.
+        self.assume(&repository.role);
         let send = self.step(
             &appliance,
             queue_region.as_ref(),
@@ -238,6 +240,15 @@ impl Builder<'_> {
             // Deduplication reads the index before writing; a backup reads nothing else.
             data = data.also("s3:GetObject", vec![repo.iam_resources(p)[1].clone()]);
         }
+        // Both take a repository lock (docs/repository-format.md, "Locks") and remove it at the end.
+        let locks = match repository.prefix.as_str() {
+            "" => format!("arn:{}:s3:::{}/locks/*", p.as_str(), repository.bucket),
+            prefix => format!("arn:{}:s3:::{}/{prefix}/locks/*", p.as_str(), repository.bucket),
+        };
+        if !write {
+            data = data.also("s3:PutObject", vec![locks.clone()]);
+        }
+        data = data.also("s3:DeleteObject", vec![locks]);
         self.push(data, Vec::new());
         let report = self.step(
             &worker.identity,

@@ -1,0 +1,358 @@
+//! An estate file made real in the embedded cloud. From the same estate the planner reads, it
+//! creates what an AWS administrator would have set up before running Bulwark: the accounts;
+//! every role the plans use, with exactly the least-privilege identity and trust policies
+//! `bulwark policy plan` prints; the customer managed keys, with the key-policy statements the
+//! plans need; the default EBS keys and encryption-by-default switches; the protected
+//! instances, with volumes holding realistic data; the repository's bucket and repository.
+//! Then it installs the worker program as the machine image instances boot.
+//!
+//! It is what the demo, the end-to-end tests and `--cloud embedded` run on. It must not be used
+//! with the AWS cloud: it writes no real IAM policy.
+
+mod data;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bulwark_cloud::{Cloud, Credentials};
+use bulwark_engine::Engine;
+use bulwark_model::{AccountId, Estate, KeyRef, Region, RoleArn};
+use bulwark_plan::{Operation, Placement, Plan, RestoreSource};
+use bulwark_repo::{Repository, Secret};
+use bulwark_sim::{Sim, SimError, SimVolume};
+use serde_json::{json, Value};
+
+pub use data::fill;
+
+/// A failure to build or open the embedded estate.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    /// The embedded cloud failed.
+    #[error("{0}")]
+    Sim(#[from] SimError),
+    /// A cloud call failed.
+    #[error("{0}")]
+    Cloud(#[from] bulwark_cloud::CloudError),
+    /// The repository could not be created.
+    #[error("creating the repository: {0}")]
+    Repository(#[from] bulwark_repo::RepoError),
+    /// A file of the data directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The embedded estate: the cloud, and who the appliance is in it.
+pub struct Embedded {
+    /// The embedded cloud.
+    pub sim: Sim,
+    /// The estate it was built from.
+    pub estate: Estate,
+    /// The appliance's credentials.
+    pub appliance: Credentials,
+    /// The repository's key-encryption key (hex).
+    pub repository_key: String,
+    dir: PathBuf,
+}
+
+/// Every operation the estate can plan: for each instance, snapshots, backups with workers in
+/// either place, replicas and restores (from snapshots and backups, workers in either place)
+/// into every account and region the estate knows.
+pub fn all_operations(estate: &Estate) -> Vec<Operation> {
+    let mut regions: BTreeSet<Region> = estate.instances.iter().map(|i| i.region.clone()).collect();
+    regions.extend(estate.default_keys.keys().map(|(_, r)| r.clone()));
+    let mut ops = Vec::new();
+    for i in &estate.instances {
+        let instance = i.id.clone();
+        ops.push(Operation::Snapshot {
+            instance: instance.clone(),
+        });
+        for workers in [Placement::BackupAccount, Placement::ProductionAccount] {
+            ops.push(Operation::Backup {
+                instance: instance.clone(),
+                workers: Some(workers),
+            });
+        }
+        for account in estate.accounts.keys() {
+            for region in &regions {
+                ops.push(Operation::Replicate {
+                    instance: instance.clone(),
+                    to_account: account.clone(),
+                    to_region: region.clone(),
+                    target_key: None,
+                });
+                ops.push(Operation::Restore {
+                    instance: instance.clone(),
+                    from: RestoreSource::Snapshot,
+                    to_account: account.clone(),
+                    to_region: region.clone(),
+                    target_key: None,
+                    workers: None,
+                });
+                for workers in [Placement::BackupAccount, Placement::ProductionAccount] {
+                    ops.push(Operation::Restore {
+                        instance: instance.clone(),
+                        from: RestoreSource::Backup,
+                        to_account: account.clone(),
+                        to_region: region.clone(),
+                        target_key: None,
+                        workers: Some(workers),
+                    });
+                }
+            }
+        }
+    }
+    ops
+}
+
+/// The plans of `operations` that the planner accepts (refusals need no permissions).
+pub fn plans(estate: &Estate, operations: &[Operation]) -> Vec<Plan> {
+    operations
+        .iter()
+        .filter_map(|op| bulwark_plan::plan(estate, op).ok())
+        .collect()
+}
+
+/// IAM and KMS policies merged over several plans: per role its trust policy and the union of
+/// its statements; per key the union of its statements.
+#[derive(Debug, Default)]
+pub struct Grants {
+    /// Role ARN to (trust policy, identity statements).
+    pub roles: BTreeMap<String, (Value, Vec<Value>)>,
+    /// Key ARN to key-policy statements.
+    pub keys: BTreeMap<String, Vec<Value>>,
+}
+
+impl Grants {
+    /// The policies `bulwark policy plan` generates for each of `plans`, merged.
+    pub fn from_plans(estate: &Estate, plans: &[Plan]) -> Grants {
+        let mut out = Grants::default();
+        for plan in plans {
+            let p = bulwark_plan::policies(estate, plan);
+            for role in p.roles {
+                let entry = out
+                    .roles
+                    .entry(role.role.clone())
+                    .or_insert_with(|| (role.trust.clone().unwrap_or(Value::Null), Vec::new()));
+                for s in role.policy["Statement"].as_array().into_iter().flatten() {
+                    if !entry.1.contains(s) {
+                        entry.1.push(s.clone());
+                    }
+                }
+            }
+            for key in p.keys {
+                let entry = out.keys.entry(key.key).or_default();
+                for s in key.statements {
+                    // Statement ids must be unique within a key policy.
+                    if !entry.iter().any(|e| e["Sid"] == s["Sid"]) {
+                        entry.push(s);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How much data each protected volume holds.
+#[derive(Clone, Copy, Debug)]
+pub struct DataSize {
+    /// Bytes written into each volume (the rest reads as zeros, as a fresh EBS volume does).
+    pub bytes_per_volume: u64,
+}
+
+const KEY_FILE: &str = "repository.key";
+
+impl Embedded {
+    /// Builds a new embedded estate in `dir` (which must not hold one), granting the roles
+    /// and keys exactly what `grants` lists.
+    pub fn create(
+        dir: &Path,
+        estate: &Estate,
+        grants: &Grants,
+        data: DataSize,
+    ) -> Result<Embedded, EmbeddedError> {
+        let sim = Sim::open(&dir.join("cloud"))?;
+        let partition = estate.partition();
+        let mut accounts: BTreeSet<AccountId> = estate.accounts.keys().cloned().collect();
+        accounts.insert(estate.appliance.account.clone());
+        for a in &accounts {
+            sim.root_credentials(a)?;
+        }
+        // Keys: every customer managed key the estate names, with the default key policy
+        // (the account's IAM decides) plus the statements the plans need.
+        for key in customer_keys(estate) {
+            let KeyRef::Customer(arn) = &key else { continue };
+            let id = arn.as_str().rsplit('/').next().unwrap_or_default();
+            let mut statements = vec![json!({
+                "Sid": "Enable IAM User Permissions",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:{}:iam::{}:root", partition.as_str(), arn.account())},
+                "Action": "kms:*",
+                "Resource": "*"
+            })];
+            statements.extend(grants.keys.get(&key.arn()).cloned().unwrap_or_default());
+            let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+            sim.create_key(arn.account(), arn.region(), id, &policy)?;
+        }
+        for ((account, region), key) in &estate.default_keys {
+            let arn = match key {
+                KeyRef::Customer(arn) => Some(arn.as_str()),
+                KeyRef::AwsManaged { .. } => None,
+            };
+            sim.set_ebs_defaults(account, region, arn, estate.encrypts_by_default(account, region))?;
+        }
+        for (account, region) in &estate.encryption_by_default {
+            if !estate
+                .default_keys
+                .contains_key(&(account.clone(), region.clone()))
+            {
+                sim.set_ebs_defaults(account, region, None, true)?;
+            }
+        }
+        // Roles, with their trust and identity policies; worker roles in an instance profile
+        // of their own name.
+        for (arn, (trust, statements)) in &grants.roles {
+            let Ok(role) = arn.parse::<RoleArn>() else {
+                continue;
+            };
+            if role.as_str().contains(":role/bulwark/") {
+                continue; // temporary worker roles are the sessions' to create
+            }
+            let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+            let (path, name) = split_role(&role);
+            sim.put_role(
+                role.account(),
+                &path,
+                &name,
+                &trust.to_string(),
+                &[("bulwark", policy)],
+            )?;
+            let worker = trust.to_string().contains("ec2.amazonaws.com");
+            if worker {
+                sim.put_instance_profile(role.account(), &name, &name)?;
+            }
+        }
+        // Instances with data.
+        for instance in &estate.instances {
+            let volumes: Vec<SimVolume> = instance
+                .volumes
+                .iter()
+                .map(|v| SimVolume {
+                    id: v.id.clone(),
+                    size_gib: v.size_gib,
+                    key: v.key.as_ref().map(|k| match k {
+                        KeyRef::Customer(arn) => arn.to_string(),
+                        KeyRef::AwsManaged { .. } => "aws/ebs".to_owned(),
+                    }),
+                })
+                .collect();
+            sim.create_instance(&instance.account, &instance.region, &instance.id, &volumes)?;
+            for v in &instance.volumes {
+                let bytes = data.bytes_per_volume.min(u64::from(v.size_gib) << 30);
+                fill(&sim, &instance.account, &instance.region, &v.id, bytes)?;
+            }
+        }
+        // The repository, created by the bucket owner.
+        let mut key = [0u8; 32];
+        key.copy_from_slice(
+            &blake3::hash(format!("{:?}{}", std::time::SystemTime::now(), dir.display()).as_bytes())
+                .as_bytes()[..32],
+        );
+        let repository_key = hex::encode(key);
+        let key_path = dir.join(KEY_FILE);
+        std::fs::write(&key_path, &repository_key).map_err(|source| EmbeddedError::Io {
+            path: key_path,
+            source,
+        })?;
+        if let Some(repo) = &estate.repository {
+            let owner = repo.role.account();
+            sim.create_bucket(repo.bucket.as_str(), owner)?;
+            let root = sim.root_credentials(owner)?;
+            let backend = sim.object_store(&root, &repo.region, repo.bucket.as_str(), &repo.prefix)?;
+            Repository::init(Arc::from(backend), &Secret::KeyFile(key))?;
+        }
+        let appliance = appliance_credentials(&sim, estate)?;
+        sim.set_boot(Arc::new(bulwark_engine::worker::boot));
+        Ok(Embedded {
+            sim,
+            estate: estate.clone(),
+            appliance,
+            repository_key,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Opens the embedded estate of `dir`, built earlier from `estate`.
+    pub fn open(dir: &Path, estate: &Estate) -> Result<Embedded, EmbeddedError> {
+        let sim = Sim::open(&dir.join("cloud"))?;
+        let key_path = dir.join(KEY_FILE);
+        let repository_key = std::fs::read_to_string(&key_path)
+            .map_err(|source| EmbeddedError::Io {
+                path: key_path,
+                source,
+            })?
+            .trim()
+            .to_owned();
+        let appliance = appliance_credentials(&sim, estate)?;
+        sim.set_boot(Arc::new(bulwark_engine::worker::boot));
+        Ok(Embedded {
+            sim,
+            estate: estate.clone(),
+            appliance,
+            repository_key,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// An engine for this estate, keeping its journals in the data directory.
+    pub fn engine(&self) -> Engine {
+        Engine::new(
+            Arc::new(self.sim.clone()),
+            self.estate.clone(),
+            self.appliance.clone(),
+            &self.dir.join("appliance"),
+            Some(self.repository_key.clone()),
+        )
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The appliance's credentials: its role's session if the estate names one, else the backup
+/// account's own.
+fn appliance_credentials(sim: &Sim, estate: &Estate) -> Result<Credentials, EmbeddedError> {
+    let root = sim.root_credentials(&estate.appliance.account)?;
+    match &estate.appliance.role {
+        Some(role) => Ok(sim.assume_role(&root, role, "bulwark-appliance", None)?),
+        None => Ok(root),
+    }
+}
+
+/// Every customer managed key the estate names.
+fn customer_keys(estate: &Estate) -> BTreeSet<KeyRef> {
+    let mut keys: BTreeSet<KeyRef> = estate.default_keys.values().cloned().collect();
+    keys.extend(
+        estate
+            .instances
+            .iter()
+            .flat_map(|i| i.volumes.iter().filter_map(|v| v.key.clone())),
+    );
+    keys.retain(|k| !k.is_aws_managed());
+    keys
+}
+
+/// A role's path (`/` or `/a/b/`) and name.
+fn split_role(role: &RoleArn) -> (String, String) {
+    let after = role.as_str().split(":role").nth(1).unwrap_or("/");
+    let (path, name) = after.rsplit_once('/').unwrap_or(("", after));
+    (format!("{path}/"), name.to_owned())
+}

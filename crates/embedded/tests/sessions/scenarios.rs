@@ -1,0 +1,255 @@
+//! Every scenario of the seed documents, end to end.
+
+use bulwark_engine::journal::Target;
+use bulwark_engine::EngineError;
+use bulwark_model::{Estate, VolumeId};
+use bulwark_plan::{Operation, Placement, RefusalCode, RestoreSource};
+
+use crate::common::*;
+
+fn volumes(estate: &Estate, instance: &str) -> Vec<VolumeId> {
+    let id = instance.parse().expect("instance id");
+    estate
+        .instance(&id)
+        .expect("instance")
+        .volumes
+        .iter()
+        .map(|v| v.id.clone())
+        .collect()
+}
+
+fn backup(instance: &str, workers: Placement) -> Operation {
+    Operation::Backup {
+        instance: instance.parse().expect("instance"),
+        workers: Some(workers),
+    }
+}
+
+fn restore(
+    instance: &str,
+    from: RestoreSource,
+    account: &str,
+    region: &str,
+    workers: Option<Placement>,
+) -> Operation {
+    let (to_account, to_region) = ids(account, region);
+    Operation::Restore {
+        instance: instance.parse().expect("instance"),
+        from,
+        to_account,
+        to_region,
+        target_key: None,
+        workers,
+    }
+}
+
+#[test]
+fn snapshots_are_kept_and_nothing_else() {
+    let world = World::new();
+    let before = world.inventory();
+    let op = Operation::Snapshot {
+        instance: DB.parse().expect("id"),
+    };
+    let report = world.embedded.engine().run(&op).expect("snapshot session");
+    let snapshots: Vec<_> = report
+        .kept
+        .iter()
+        .filter(|(_, t)| matches!(t, Target::Snapshot(..)))
+        .collect();
+    assert_eq!(snapshots.len(), 2);
+    // Each snapshot holds exactly its volume's bytes, under the volume's key.
+    for (name, target) in snapshots {
+        let Target::Snapshot(region, id) = target else {
+            unreachable!()
+        };
+        let (_, digest, key) = world
+            .embedded
+            .sim
+            .snapshot_digest(region, id)
+            .expect("snapshot exists");
+        let volume: VolumeId = name
+            .trim_start_matches("snapshot of ")
+            .split(' ')
+            .next()
+            .expect("volume")
+            .parse()
+            .expect("id");
+        assert_eq!(digest, world.source(PROD, US, &volume), "{name}");
+        assert!(key
+            .expect("encrypted")
+            .ends_with("22222222-aaaa-4bbb-8ccc-000000000001"));
+    }
+    assert_nothing_left(&before, &world.inventory(), &["snapshot snap-"]);
+    assert_eq!(
+        world.embedded.engine().snapshot_points().expect("catalog").len(),
+        2
+    );
+}
+
+#[test]
+fn backup_in_the_backup_account_then_restore_into_another_account_and_region() {
+    let world = World::new();
+    let estate = estate();
+    let before = world.inventory();
+    let engine = world.embedded.engine();
+    let report = engine
+        .run(&backup(DB, Placement::BackupAccount))
+        .expect("backup session");
+    assert_eq!(report.points.len(), 2, "one restore point per volume");
+    assert_nothing_left(&before, &world.inventory(), &[]);
+
+    // Restore from the backup into the disaster-recovery account, in Europe: the worker
+    // restores in the backup account, which shares a snapshot that the target account's
+    // restore role turns into volumes.
+    let report = engine
+        .run(&restore(DB, RestoreSource::Backup, DR, EU, None))
+        .expect("restore session");
+    let restored = world.restored(&report, DR);
+    assert_eq!(restored.len(), 2);
+    for (of, digest, key) in &restored {
+        let of: VolumeId = of.parse().expect("id");
+        assert_eq!(
+            digest,
+            &world.source(PROD, US, &of),
+            "restored {of} differs from its source"
+        );
+        assert!(
+            key.as_deref()
+                .expect("encrypted")
+                .ends_with("33333333-aaaa-4bbb-8ccc-000000000002"),
+            "{key:?}"
+        );
+    }
+    assert!(
+        report.kept.iter().any(|(_, t)| matches!(t, Target::Instance(..))),
+        "a restored instance"
+    );
+    let kept = ["volume vol-", "instance i-", "grant "];
+    assert_nothing_left(&before, &world.inventory(), &kept);
+    let _ = volumes(&estate, DB);
+}
+
+#[test]
+fn aws_ebs_volumes_are_refused_with_workers_in_the_backup_account_before_anything_runs() {
+    let world = World::new();
+    let before = world.inventory();
+    let err = world
+        .embedded
+        .engine()
+        .run(&backup(WEB, Placement::BackupAccount))
+        .expect_err("refused");
+    match err {
+        EngineError::Refused(r) => assert_eq!(r.code, RefusalCode::AwsManagedKeyNotShareable),
+        other => panic!("expected a refusal, got {other}"),
+    }
+    assert_eq!(world.inventory(), before, "a refusal changes nothing");
+}
+
+#[test]
+fn aws_ebs_volumes_back_up_with_workers_in_the_production_account_and_restore_there() {
+    let world = World::new();
+    let before = world.inventory();
+    let engine = world.embedded.engine();
+    let report = engine
+        .run(&backup(WEB, Placement::ProductionAccount))
+        .expect("backup session");
+    assert_eq!(report.points.len(), 3);
+    assert_nothing_left(&before, &world.inventory(), &[]);
+    let report = engine
+        .run(&restore(
+            WEB,
+            RestoreSource::Backup,
+            PROD,
+            US,
+            Some(Placement::ProductionAccount),
+        ))
+        .expect("restore session");
+    let restored = world.restored(&report, PROD);
+    assert_eq!(restored.len(), 3);
+    for (of, digest, _) in restored {
+        assert_eq!(digest, world.source(PROD, US, &of.parse().expect("id")), "{of}");
+    }
+    assert_nothing_left(
+        &before,
+        &world.inventory(),
+        &["volume vol-", "instance i-", "grant "],
+    );
+}
+
+#[test]
+fn replica_in_another_account_and_region_holds_the_same_bytes() {
+    let world = World::new();
+    let before = world.inventory();
+    let (to_account, to_region) = ids(DR, EU);
+    let op = Operation::Replicate {
+        instance: DB.parse().expect("id"),
+        to_account,
+        to_region: to_region.clone(),
+        target_key: None,
+    };
+    let report = world.embedded.engine().run(&op).expect("replicate session");
+    let copies: Vec<_> = report
+        .kept
+        .iter()
+        .filter(|(name, t)| {
+            name.starts_with("snapshot copy") && matches!(t, Target::Snapshot(r, _) if r == &to_region)
+        })
+        .collect();
+    assert_eq!(copies.len(), 2, "{:#?}", report.kept);
+    for (name, target) in copies {
+        let Target::Snapshot(region, id) = target else {
+            unreachable!()
+        };
+        let (_, digest, key) = world.embedded.sim.snapshot_digest(region, id).expect("copy");
+        let volume: VolumeId = name
+            .trim_start_matches("snapshot copy of ")
+            .split(' ')
+            .next()
+            .expect("v")
+            .parse()
+            .expect("id");
+        assert_eq!(digest, world.source(PROD, US, &volume));
+        assert!(
+            key.expect("encrypted").contains(":333333333333:key/"),
+            "the replica is under a key of the target account"
+        );
+    }
+    assert_nothing_left(&before, &world.inventory(), &["snapshot snap-"]);
+}
+
+#[test]
+fn restore_from_a_snapshot_into_another_account_and_region() {
+    let world = World::new();
+    let engine = world.embedded.engine();
+    let op = Operation::Snapshot {
+        instance: DB.parse().expect("id"),
+    };
+    engine.run(&op).expect("snapshot session");
+    let before = world.inventory();
+    let report = engine
+        .run(&restore(DB, RestoreSource::Snapshot, DR, EU, None))
+        .expect("restore session");
+    let restored = world.restored(&report, DR);
+    assert_eq!(restored.len(), 2, "{:#?}", report.kept);
+    for (of, digest, _) in restored {
+        assert_eq!(digest, world.source(PROD, US, &of.parse().expect("id")), "{of}");
+    }
+    assert_nothing_left(
+        &before,
+        &world.inventory(),
+        &["volume vol-", "instance i-", "grant "],
+    );
+}
+
+#[test]
+fn restore_from_a_snapshot_needs_a_snapshot_first() {
+    let world = World::new();
+    let before = world.inventory();
+    let err = world
+        .embedded
+        .engine()
+        .run(&restore(DB, RestoreSource::Snapshot, PROD, US, None))
+        .expect_err("no snapshot yet");
+    assert!(err.to_string().contains("run `bulwark run snapshot`"), "{err}");
+    assert_eq!(world.inventory().added_since(&before), Vec::<String>::new());
+}

@@ -1,0 +1,82 @@
+//! What can go wrong in a session, each with what to do about it.
+
+use bulwark_cloud::{CloudError, ErrorKind};
+use bulwark_plan::Refusal;
+
+/// A failed session or engine operation.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The planner refused the operation: nothing ran.
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
+    /// A step of the plan failed; everything the session created was removed.
+    #[error("{0}")]
+    Step(Box<StepFailure>),
+    /// The worker failed or died.
+    #[error("the worker {instance} failed: {message}\n  what to do: {remedy}")]
+    Worker {
+        /// The worker instance.
+        instance: String,
+        /// What happened.
+        message: String,
+        /// What to change.
+        remedy: String,
+    },
+    /// The session journal could not be written or read.
+    #[error("session journal {path}: {message}")]
+    Journal {
+        /// The journal file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The repository could not be opened or created.
+    #[error("repository: {0}")]
+    Repository(String),
+    /// Cleanup could not remove everything; the journal keeps the rest for the next start.
+    #[error("{failure}\nCleanup left {} resource(s), kept in journal {journal} for the next start to remove:\n  {}", left.len(), left.join("\n  "))]
+    CleanupIncomplete {
+        /// Why the session failed, or "the session succeeded" if it did.
+        failure: String,
+        /// What is left.
+        left: Vec<String>,
+        /// The journal that lists them.
+        journal: String,
+    },
+}
+
+/// A failed step: which, by whom, AWS's answer, and what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("step {step} ({action} on {resource}, by {actor}) failed: {error}\n  what to do: {remedy}")]
+pub struct StepFailure {
+    /// 1-based step number in the plan.
+    pub step: usize,
+    /// The API.
+    pub action: String,
+    /// What it acted on.
+    pub resource: String,
+    /// Who called.
+    pub actor: String,
+    /// AWS's answer.
+    pub error: CloudError,
+    /// What to change.
+    pub remedy: String,
+}
+
+/// What to change when a step fails with `error`.
+pub(crate) fn remedy(error: &CloudError, actor: &str) -> String {
+    match error.kind {
+        ErrorKind::AccessDenied => format!(
+            "give {actor} the permission (`bulwark policy plan ...` prints the exact IAM policy, trust policy and \
+             key-policy statements), or run `bulwark check --estate FILE` to find every missing piece"
+        ),
+        ErrorKind::Throttled | ErrorKind::Unavailable => {
+            "AWS kept refusing after retries; run the session again later".to_owned()
+        }
+        ErrorKind::NotFound => "the resource is gone or not visible to this account; update the estate file".to_owned(),
+        ErrorKind::NotPermitted if error.code == "OperationNotPermitted" => {
+            "AWS does not allow this on this resource; `bulwark plan` explains the rule and the alternative".to_owned()
+        }
+        _ => "see AWS's message above; fix the estate or the resource and run the session again".to_owned(),
+    }
+}
