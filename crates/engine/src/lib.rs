@@ -121,6 +121,8 @@ pub struct Engine {
     pub(crate) worker_timeout: Duration,
     /// The first pause between retries; doubled each time.
     backoff: Duration,
+    /// How long a new resource may take to be ready.
+    ready_timeout: Duration,
 }
 
 /// Retries of a throttled or failing call before the step fails.
@@ -153,6 +155,7 @@ impl Engine {
             worker_silence: Duration::from_secs(5),
             worker_timeout: Duration::from_secs(6 * 3600),
             backoff: Duration::from_millis(100),
+            ready_timeout: Duration::from_secs(3600),
         }
     }
 
@@ -251,6 +254,105 @@ impl Engine {
             "Retries",
             "gave up",
         )))
+    }
+
+    /// Waits until `check` answers a final state: `Ok(true)` ready, `Ok(false)` not yet.
+    fn wait(&self, what: &str, check: &mut dyn FnMut() -> Result<bool, CloudError>) -> Result<(), Failure> {
+        let deadline = std::time::Instant::now() + self.ready_timeout;
+        let mut pause = self.backoff;
+        loop {
+            let mut ready = false;
+            self.retry(what, &mut || {
+                ready = check()?;
+                Ok(())
+            })?;
+            if ready {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Failure::Cloud(CloudError::new(
+                    what,
+                    ErrorKind::Unavailable,
+                    "Timeout",
+                    format!("not ready after {:?}", self.ready_timeout),
+                )));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(15));
+        }
+    }
+
+    /// Waits for a snapshot to complete (snapshots are made in the background on AWS).
+    pub(crate) fn wait_snapshot(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        id: &bulwark_model::SnapshotId,
+    ) -> Result<(), Failure> {
+        self.wait("ec2:DescribeSnapshots", &mut || {
+            let s = self
+                .cloud
+                .describe_snapshots(who, region, std::slice::from_ref(id))?;
+            match s.first().map(|s| s.state.as_str()) {
+                Some("completed") => Ok(true),
+                Some("error") => Err(CloudError::new(
+                    "ec2:DescribeSnapshots",
+                    ErrorKind::NotPermitted,
+                    "SnapshotError",
+                    format!("snapshot {id} failed (state error): is its KMS key enabled and usable?"),
+                )),
+                _ => Ok(false),
+            }
+        })
+    }
+
+    /// Waits for a new volume to be available.
+    pub(crate) fn wait_volume(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        id: &VolumeId,
+    ) -> Result<(), Failure> {
+        self.wait("ec2:DescribeVolumes", &mut || {
+            let v = self
+                .cloud
+                .describe_volumes(who, region, std::slice::from_ref(id))?;
+            match v.first().map(|v| v.state.as_str()) {
+                Some("available" | "in-use") => Ok(true),
+                Some("error") => Err(CloudError::new(
+                    "ec2:DescribeVolumes",
+                    ErrorKind::NotPermitted,
+                    "VolumeError",
+                    format!("volume {id} failed (state error): is its KMS key enabled and usable?"),
+                )),
+                _ => Ok(false),
+            }
+        })
+    }
+
+    /// Waits for a new instance to run; one that stops at launch failed (on AWS, a missing
+    /// kms:CreateGrant on an encrypted volume's key).
+    pub(crate) fn wait_instance(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        id: &bulwark_model::InstanceId,
+    ) -> Result<(), Failure> {
+        self.wait("ec2:DescribeInstances", &mut || {
+            let i = self
+                .cloud
+                .describe_instances(who, region, std::slice::from_ref(id))?;
+            match i.first().map(|i| (i.state.as_str(), i.state_reason.clone())) {
+                Some(("running", _)) => Ok(true),
+                Some(("pending", _)) | None => Ok(false),
+                Some((state, reason)) => Err(CloudError::new(
+                    "ec2:DescribeInstances",
+                    ErrorKind::NotPermitted,
+                    "InstanceFailed",
+                    format!("instance {id} is {state}: {}", reason.unwrap_or_default()),
+                )),
+            }
+        })
     }
 
     /// Removes one created resource. A resource already gone counts as removed.

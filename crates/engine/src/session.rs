@@ -218,6 +218,9 @@ impl<'e> Session<'e> {
                         .create_snapshots(&who, region, id, &self.tags())?;
                     Ok(())
                 })?;
+                for info in &made {
+                    self.engine.wait_snapshot(&who, region, &info.id)?;
+                }
                 for created in &step.creates {
                     if let Resource::Snapshot(s) = created {
                         let info = made.iter().find(|i| i.volume == s.volume).ok_or_else(|| {
@@ -251,7 +254,12 @@ impl<'e> Session<'e> {
                     Ok(())
                 })?;
                 if let (Some(info), Some(created)) = (made, step.creates.first()) {
-                    self.created(created, Target::Snapshot(region, info.id), step.kept)?;
+                    self.created(
+                        created,
+                        Target::Snapshot(region.clone(), info.id.clone()),
+                        step.kept,
+                    )?;
+                    self.engine.wait_snapshot(&who, &region, &info.id)?;
                 }
             }
             ("kms:DescribeKey", Resource::Key(key)) => {
@@ -313,7 +321,12 @@ impl<'e> Session<'e> {
                     Ok(())
                 })?;
                 if let Some(id) = id {
-                    self.created(created, Target::Snapshot(copy.region.clone(), id), step.kept)?;
+                    self.created(
+                        created,
+                        Target::Snapshot(copy.region.clone(), id.clone()),
+                        step.kept,
+                    )?;
+                    self.engine.wait_snapshot(&who, &copy.region, &id)?;
                 }
             }
             ("ec2:CreateVolume", source) => {
@@ -519,8 +532,14 @@ impl<'e> Session<'e> {
                     user_data: worker::user_data(&url),
                     tags: self.tags(),
                 };
-                let info = self.engine.launch(step.action, &who()?, region, &run)?;
-                self.created(instance, Target::Instance(region.clone(), info.id), step.kept)?;
+                let who = who()?;
+                let info = self.engine.launch(step.action, &who, region, &run)?;
+                self.created(
+                    instance,
+                    Target::Instance(region.clone(), info.id.clone()),
+                    step.kept,
+                )?;
+                self.engine.wait_instance(&who, region, &info.id)?;
             }
             ("ec2:RunInstances", instance @ Resource::RestoredInstance { region, from, .. }) => {
                 let mut tags = self.tags();
@@ -531,8 +550,14 @@ impl<'e> Session<'e> {
                     user_data: String::new(),
                     tags,
                 };
-                let info = self.engine.launch(step.action, &who()?, region, &run)?;
-                self.created(instance, Target::Instance(region.clone(), info.id), step.kept)?;
+                let who = who()?;
+                let info = self.engine.launch(step.action, &who, region, &run)?;
+                self.created(
+                    instance,
+                    Target::Instance(region.clone(), info.id.clone()),
+                    step.kept,
+                )?;
+                self.engine.wait_instance(&who, region, &info.id)?;
             }
             ("sqs:SendMessage", queue @ Resource::Queue { .. }) => {
                 let url = self.queue_url(queue)?;
@@ -678,7 +703,7 @@ impl<'e> Session<'e> {
                     .cloud
                     .receive_messages(who, region, url, Duration::from_millis(500))?;
             for m in messages {
-                let _ = self.engine.cloud.delete_message(who, region, url, &m.receipt);
+                self.engine.cloud.delete_message(who, region, url, &m.receipt)?;
                 match serde_json::from_str::<WorkerMessage>(&m.body) {
                     // Our own task, not yet taken by the worker: put it back.
                     Ok(WorkerMessage::Task(_)) => {

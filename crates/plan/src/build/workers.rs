@@ -258,13 +258,15 @@ impl Builder<'_> {
             "the worker reports progress and its result",
         );
         self.push(report, Vec::new());
-        let follow = self.step(
-            &appliance,
-            queue_region.as_ref(),
-            "sqs:ReceiveMessage",
-            worker.queue.clone(),
-            "the appliance follows the worker's progress",
-        );
+        let follow = self
+            .step(
+                &appliance,
+                queue_region.as_ref(),
+                "sqs:ReceiveMessage",
+                worker.queue.clone(),
+                "the appliance follows the worker's progress",
+            )
+            .also("sqs:DeleteMessage", worker.queue.iam_resources(p));
         self.push(follow, Vec::new());
     }
 
