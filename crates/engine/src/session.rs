@@ -371,6 +371,7 @@ impl<'e> Session<'e> {
                     Target::Volume(region.clone(), info.id.clone()),
                     step.kept,
                 )?;
+                self.engine.wait_volume(&who, region, &info.id)?;
                 // The planner predicted the key; a different one means the planner and the
                 // cloud disagree about a rule, which must stop the session.
                 if let Some(bulwark_model::KeyRef::Customer(expected)) = key {
