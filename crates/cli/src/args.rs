@@ -31,14 +31,79 @@ pub enum Command {
     /// prune.
     #[command(subcommand)]
     Image(crate::image::ImageCommand),
-    /// Plan every documented scenario on the example estate and show the outcome.
+    /// Run an operation as a session on the embedded cloud: snapshots, backups with workers,
+    /// replicas, restores. Unfinished sessions' leftovers are removed first.
+    Run(RunCommand),
+    /// Remove what unfinished sessions left behind (after a crash of the appliance).
+    Recover {
+        /// The estate file the sessions ran on.
+        #[arg(long, value_name = "FILE")]
+        estate: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// The embedded cloud: make an estate file real in it, or show what it holds.
+    #[command(subcommand)]
+    Embedded(EmbeddedCommand),
+    /// Run every documented scenario end to end on an embedded copy of the example estate,
+    /// check the restored bytes, and show that nothing was left behind.
     Demo {
-        /// Print each plan in full.
-        #[arg(long)]
-        full: bool,
-        /// Size of the generated volume of the image backup part, in MiB.
-        #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..))]
-        volume_mib: u16,
+        /// Keep the embedded cloud here instead of a temporary directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Data written into each protected volume, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        data_mib: u32,
+    },
+}
+
+/// Where the embedded cloud keeps its world.
+#[derive(Args)]
+pub struct DataDir {
+    /// The embedded cloud's data directory (made by `bulwark embedded init`).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "BULWARK_DATA_DIR",
+        default_value = "bulwark-data"
+    )]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RunCommand {
+    #[command(subcommand)]
+    pub operation: PlanArgs,
+    /// The embedded cloud's data directory (made by `bulwark embedded init`).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "BULWARK_DATA_DIR",
+        default_value = "bulwark-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum EmbeddedCommand {
+    /// Create the estate of an estate file in a new embedded cloud: accounts, roles with the
+    /// least-privilege policies of every operation, keys and key policies, instances with
+    /// generated data, and the repository.
+    Init {
+        /// The estate file.
+        #[arg(long, value_name = "FILE")]
+        estate: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+        /// Data written into each protected volume, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        data_mib: u32,
+    },
+    /// List every resource of the embedded cloud, one per line.
+    Status {
+        #[command(flatten)]
+        data: DataDir,
     },
 }
 

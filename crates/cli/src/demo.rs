@@ -1,356 +1,307 @@
-//! `bulwark demo`: every scenario of the seed documents, planned on the example estate; then an
-//! image-level backup cycle on a generated volume, in a temporary repository: full backup,
-//! incremental from a changed-block list, restore, and a bit-for-bit comparison.
-//!
-//! Nothing touches AWS. (The embedded cloud, which runs the plans with real bytes and workers,
-//! will make the demo run the sessions too.)
+//! `bulwark demo`: the example estate made real in an embedded cloud (a backup account, two
+//! production accounts, two regions; volumes under a customer managed key, under `aws/ebs`
+//! and unencrypted, holding a few GiB of generated data), then every documented scenario run
+//! as a session: snapshots, image-level backups with workers in the backup account (the
+//! `aws/ebs` instance is refused before anything runs) and in the production account, a
+//! cross-account cross-region replica, restores from a snapshot and from a backup into another
+//! account. Finally every restored volume and replica is compared with its source, byte for
+//! byte, and the cloud is checked for anything a session left behind.
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use bulwark_model::{Estate, KeyRef};
+use anyhow::Context;
+use bulwark_embedded::Embedded;
+use bulwark_engine::journal::Target;
+use bulwark_engine::{EngineError, SessionReport};
+use bulwark_model::{AccountId, Estate, Region, VolumeId};
 use bulwark_plan::{Operation, Placement, RestoreSource};
-
-use crate::render;
 
 /// The example estate, also in the repository as `examples/estate.toml`.
 const ESTATE: &str = include_str!("../../../examples/estate.toml");
 
-/// Ids of the example estate.
 const WEB: &str = "i-0123456789abcdef0";
 const DB: &str = "i-0fedcba9876543210";
 const PROD: &str = "222222222222";
 const DR: &str = "333333333333";
-const DR_EU_KEY: &str = "arn:aws:kms:eu-west-1:333333333333:key/33333333-aaaa-4bbb-8ccc-000000000002";
+const US: &str = "us-east-1";
+const EU: &str = "eu-west-1";
 
-pub fn run(full: bool, volume_mib: usize) -> ExitCode {
-    let estate = match Estate::parse("examples/estate.toml", ESTATE) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: the built-in example estate is invalid: {e}");
-            return ExitCode::FAILURE;
+/// How a scenario should end.
+#[derive(PartialEq)]
+enum Expect {
+    Success,
+    Refused,
+}
+
+pub fn run(data_dir: Option<&Path>, data_mib: u32) -> anyhow::Result<ExitCode> {
+    let estate = Estate::parse("examples/estate.toml", ESTATE).context("the built-in example estate")?;
+    let temp;
+    let dir = match data_dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            temp = TempDir::new()?;
+            temp.0.clone()
         }
     };
-    let scenarios = match scenarios() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: a built-in demo scenario is invalid: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("Bulwark demo: every documented scenario, planned on examples/estate.toml");
-    println!("(web {WEB}: volumes under a CMK, aws/ebs and none; db {DB}: all under a CMK)\n");
-    let (mut planned, mut refused) = (0, 0);
-    for (i, (title, op)) in scenarios.iter().enumerate() {
-        println!("{:>2}. {title}", i + 1);
-        match bulwark_plan::plan(&estate, op) {
-            Ok(plan) => {
-                planned += 1;
-                let roles: std::collections::BTreeSet<String> = plan
-                    .key_grants
-                    .iter()
-                    .filter(|g| !g.implicit())
-                    .map(|g| {
-                        format!(
-                            "{} on {}",
-                            g.role.role().map_or("appliance", |r| r.name()),
-                            short_key(&g.key)
-                        )
-                    })
-                    .collect();
-                let keys = if roles.is_empty() {
-                    "none".to_owned()
-                } else {
-                    roles.into_iter().collect::<Vec<_>>().join("; ")
-                };
+    println!(
+        "Bulwark demo: examples/estate.toml in an embedded cloud ({})",
+        dir.display()
+    );
+    println!("  backup account 111111111111; production accounts {PROD} (web {WEB}, db {DB}) and {DR} (disaster recovery)");
+    println!(
+        "  web: volumes under a customer managed key, aws/ebs and none; db: all under a customer managed key"
+    );
+    let volumes: usize = estate.instances.iter().map(|i| i.volumes.len()).sum();
+    let t = Instant::now();
+    let world = crate::sessions::create(&dir, &estate, data_mib)?;
+    println!(
+        "  built in {:.1} s: {volumes} volumes with {data_mib} MiB of data each, roles with least-privilege policies, keys, repository\n",
+        t.elapsed().as_secs_f64()
+    );
+
+    let before = world.sim.inventory();
+    let engine = world.engine().on_event(crate::sessions::listener(true));
+    println!(
+        " #  {:<74} {:<8} {:>7} {:>5}",
+        "session", "result", "time", "steps"
+    );
+    let mut reports = Vec::new();
+    let mut failures = 0;
+    for (n, (title, op, expect)) in scenarios()?.into_iter().enumerate() {
+        let t = Instant::now();
+        let outcome = engine.run(&op);
+        let secs = format!("{:.1} s", t.elapsed().as_secs_f64());
+        match (outcome, expect) {
+            (Ok(report), Expect::Success) => {
                 println!(
-                    "    planned: {} steps, {} cleanup steps",
-                    plan.steps.len(),
-                    plan.cleanup.len()
+                    "{:>2}  {title:<74} {:<8} {secs:>7} {:>5}",
+                    n + 1,
+                    "ok",
+                    report.steps
                 );
-                println!("    key permissions to grant: {keys}");
-                if full {
-                    println!("\n{}", render::plan(&plan));
-                }
+                reports.push((title, report));
             }
-            Err(refusal) => {
-                refused += 1;
-                for line in render::refusal(&refusal).lines() {
-                    println!("    {line}");
-                }
+            (Err(EngineError::Refused(r)), Expect::Refused) => {
+                println!("{:>2}  {title:<74} {:<8} {:>7} {:>5}", n + 1, "refused", "-", "-");
+                println!("      [{}] {}", r.code, r.message);
+                println!("      remedy: {}", r.remedy);
             }
-        }
-        println!();
-    }
-    println!("{planned} planned, {refused} refused before anything ran. `bulwark plan ... --estate examples/estate.toml` shows any of them in full.");
-    println!();
-    match image_cycle(volume_mib) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: the image backup demo failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Backs up, changes, backs up incrementally, restores and compares a generated volume.
-fn image_cycle(mib: usize) -> anyhow::Result<()> {
-    use bulwark_mover::{backup, restore, FileSource, FileTarget, Progress};
-    use bulwark_repo::{LocalBackend, Repository, Secret};
-    use std::time::Instant;
-
-    let dir = std::env::temp_dir().join(format!("bulwark-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let _cleanup = RemoveOnDrop(dir.clone());
-    println!(
-        "Image-level backup of a generated {mib} MiB volume (zeros, logs, random data, repeated blocks)"
-    );
-    let mut volume = demo_volume(mib);
-    let source = dir.join("vol.img");
-    std::fs::write(&source, &volume)?;
-    let repo = Repository::init(
-        std::sync::Arc::new(LocalBackend::new(dir.join("repo"))),
-        &Secret::Passphrase("demo".into()),
-    )?;
-    let threads = bulwark_mover::default_threads();
-
-    let t = Instant::now();
-    let full = backup(
-        &repo,
-        &FileSource::open(&source)?,
-        "vol-demo",
-        None,
-        &Progress::default(),
-        threads,
-    )?;
-    let secs = t.elapsed().as_secs_f64();
-    let s = &full.manifest.stats;
-    println!(
-        "  full backup      {:>6.2} s  {:>7.0} MiB/s  {} blocks: {} zero (not stored), {} new; {:.1} MiB stored",
-        secs,
-        mib as f64 / secs,
-        s.blocks_read,
-        s.blocks_zero,
-        s.blocks_new,
-        s.bytes_stored as f64 / 1048576.0
-    );
-
-    // Change 1% of the blocks, as a day of writes might, and back up only those.
-    let block = bulwark_repo::BLOCK_SIZE as usize;
-    let changed: Vec<u64> = (0..volume.len() / block).step_by(100).map(|i| i as u64).collect();
-    for (n, i) in changed.iter().enumerate() {
-        let at = *i as usize * block;
-        volume[at..at + 64].copy_from_slice(&[n as u8 + 1; 64]);
-    }
-    std::fs::write(&source, &volume)?;
-    let t = Instant::now();
-    let inc = backup(
-        &repo,
-        &FileSource::open(&source)?,
-        "vol-demo",
-        Some(&changed),
-        &Progress::default(),
-        threads,
-    )?;
-    println!(
-        "  incremental      {:>6.2} s  {} changed blocks read, {} new; the restore point stands on its own",
-        t.elapsed().as_secs_f64(),
-        inc.manifest.stats.blocks_read,
-        inc.manifest.stats.blocks_new
-    );
-
-    let t = Instant::now();
-    let out = dir.join("restored.img");
-    restore(
-        &repo,
-        &inc.id,
-        &FileTarget::create(&out, volume.len() as u64)?,
-        &Progress::default(),
-        threads,
-    )?;
-    let secs = t.elapsed().as_secs_f64();
-    let identical = std::fs::read(&out)? == volume;
-    println!(
-        "  restore          {:>6.2} s  {:>7.0} MiB/s  every block authenticated",
-        secs,
-        mib as f64 / secs
-    );
-    let report = bulwark_repo::verify(&repo, true, threads)?;
-    println!(
-        "  restored volume is {} to the source; verify --read-data: {}",
-        if identical { "identical" } else { "DIFFERENT" },
-        if report.is_clean() {
-            "no problems"
-        } else {
-            "PROBLEMS"
-        }
-    );
-    if !identical || !report.is_clean() {
-        anyhow::bail!("the restored volume differs or the repository is damaged: {report:?}");
-    }
-    Ok(())
-}
-
-/// A deterministic volume: 35% zeros, 35% log-like text, 20% random, 10% repeats.
-fn demo_volume(mib: usize) -> Vec<u8> {
-    let block = bulwark_repo::BLOCK_SIZE as usize;
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut out = Vec::with_capacity(mib << 20);
-    for i in 0..mib * 2 {
-        match i % 20 {
-            0..=6 => out.resize(out.len() + block, 0),
-            7..=13 => {
-                let line = format!(
-                    "2026-11-21T10:{:02}:{:02} web-{} GET /api/orders/{} 200 {} ms\n",
-                    i % 60,
-                    (i * 7) % 60,
-                    i % 9,
-                    i * 31,
-                    i % 97
-                );
-                out.extend(line.as_bytes().iter().cycle().take(block));
+            (Ok(_), Expect::Refused) => {
+                failures += 1;
+                println!("{:>2}  {title:<74} UNEXPECTED SUCCESS", n + 1);
             }
-            14..=17 => out.extend((0..block).map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })),
-            _ => {
-                let from = (i / 2) * block;
-                let copy = out[from..from + block].to_vec();
-                out.extend(copy);
+            (Err(e), _) => {
+                failures += 1;
+                println!("{:>2}  {title:<74} FAILED  {secs:>7}\n      {e}", n + 1);
             }
         }
     }
-    out
-}
 
-/// Removes a directory when dropped, also when the demo fails.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    println!("\nChecks");
+    failures += check_bytes(&world, &reports);
+    failures += check_leftovers(&world, &before, &reports);
+    if failures == 0 {
+        println!("\nAll sessions ended as expected; every copy is byte-identical to its source; nothing was left behind.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("\n{failures} check(s) failed.");
+        Ok(ExitCode::FAILURE)
     }
 }
 
-fn short_key(key: &KeyRef) -> String {
-    match key {
-        KeyRef::Customer(arn) => format!("CMK {}/{}", arn.account(), arn.region()),
-        KeyRef::AwsManaged { account, region } => format!("aws/ebs {account}/{region}"),
-    }
-}
-
-type Scenario = (&'static str, Operation);
-
-fn scenarios() -> Result<Vec<Scenario>, bulwark_model::InvalidId> {
-    // A target account, region and optional key, parsed as the command line would.
-    let target =
-        |to_account: &str, to_region: &str, key: Option<&str>| -> Result<_, bulwark_model::InvalidId> {
-            let (account, region) = (to_account.parse()?, to_region.parse()?);
-            let key = key.map(|k| KeyRef::parse_in(k, &account, &region)).transpose()?;
-            Ok((account, region, key))
-        };
-    let restore = |instance: &str, from, to_account: &str, to_region: &str, key: Option<&str>, workers| {
-        let (to_account, to_region, target_key) = target(to_account, to_region, key)?;
-        Ok::<_, bulwark_model::InvalidId>(Operation::Restore {
-            instance: instance.parse()?,
+fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
+    let id = |s: &str| s.parse().context("a built-in id");
+    let account = |s: &str| -> anyhow::Result<AccountId> { s.parse().context("a built-in account") };
+    let region = |s: &str| -> anyhow::Result<Region> { s.parse().context("a built-in region") };
+    let restore = |instance: &str, from, to: &str, at: &str, workers| -> anyhow::Result<Operation> {
+        Ok(Operation::Restore {
+            instance: id(instance)?,
             from,
-            to_account,
-            to_region,
-            target_key,
+            to_account: account(to)?,
+            to_region: region(at)?,
+            target_key: None,
             workers,
         })
     };
-    let replicate = |instance: &str, to_account: &str, to_region: &str, key: Option<&str>| {
-        let (to_account, to_region, target_key) = target(to_account, to_region, key)?;
-        Ok::<_, bulwark_model::InvalidId>(Operation::Replicate {
-            instance: instance.parse()?,
-            to_account,
-            to_region,
-            target_key,
-        })
-    };
-    use Placement::{BackupAccount, ProductionAccount};
-    use RestoreSource::{Backup, Snapshot};
     Ok(vec![
         (
-            "Cloud-native snapshots of web (no key permission needed)",
-            Operation::Snapshot {
-                instance: WEB.parse()?,
-            },
+            "snapshots of web".into(),
+            Operation::Snapshot { instance: id(WEB)? },
+            Expect::Success,
         ),
         (
-            "Image-level backup of web, workers in the backup account",
+            "snapshots of db".into(),
+            Operation::Snapshot { instance: id(DB)? },
+            Expect::Success,
+        ),
+        (
+            "image backup of db, workers in the backup account".into(),
             Operation::Backup {
-                instance: WEB.parse()?,
-                workers: Some(BackupAccount),
+                instance: id(DB)?,
+                workers: Some(Placement::BackupAccount),
             },
+            Expect::Success,
         ),
         (
-            "Image-level backup of web, workers in the production account",
+            "image backup of web, workers in the backup account (a volume is under aws/ebs)".into(),
             Operation::Backup {
-                instance: WEB.parse()?,
-                workers: Some(ProductionAccount),
+                instance: id(WEB)?,
+                workers: Some(Placement::BackupAccount),
             },
+            Expect::Refused,
         ),
         (
-            "Image-level backup of db, workers in the backup account",
+            "image backup of web, workers in the production account".into(),
             Operation::Backup {
-                instance: DB.parse()?,
-                workers: None,
+                instance: id(WEB)?,
+                workers: Some(Placement::ProductionAccount),
             },
+            Expect::Success,
         ),
         (
-            "Snapshot replica of db to eu-west-1, same account, default key",
-            replicate(DB, PROD, "eu-west-1", None)?,
+            format!("snapshot replica of db into {DR}/{EU}"),
+            Operation::Replicate {
+                instance: id(DB)?,
+                to_account: account(DR)?,
+                to_region: region(EU)?,
+                target_key: None,
+            },
+            Expect::Success,
         ),
         (
-            "Snapshot replica of db to the DR account in eu-west-1, with a target key",
-            replicate(DB, DR, "eu-west-1", Some(DR_EU_KEY))?,
+            format!("restore of db from its snapshots into {DR}/{EU}"),
+            restore(DB, RestoreSource::Snapshot, DR, EU, None)?,
+            Expect::Success,
         ),
         (
-            "Snapshot replica of web to the DR account",
-            replicate(WEB, DR, "us-east-1", None)?,
+            format!("restore of db from its backup into {DR}/{EU}, workers in the backup account"),
+            restore(DB, RestoreSource::Backup, DR, EU, Some(Placement::BackupAccount))?,
+            Expect::Success,
         ),
         (
-            "Restore db from snapshots, same account and region",
-            restore(DB, Snapshot, PROD, "us-east-1", None, None)?,
-        ),
-        (
-            "Restore db from snapshots into another region",
-            restore(DB, Snapshot, PROD, "eu-west-1", None, None)?,
-        ),
-        (
-            "Restore db from snapshots into the DR account, same region",
-            restore(DB, Snapshot, DR, "us-east-1", None, None)?,
-        ),
-        (
-            "Restore web from snapshots into the DR account and eu-west-1",
-            restore(WEB, Snapshot, DR, "eu-west-1", Some(DR_EU_KEY), None)?,
-        ),
-        (
-            "Restore web from snapshots into the DR account, same region",
-            restore(WEB, Snapshot, DR, "us-east-1", None, None)?,
-        ),
-        (
-            "Restore web from its backup into the DR account, worker in the backup account",
-            restore(WEB, Backup, DR, "eu-west-1", Some(DR_EU_KEY), Some(BackupAccount))?,
-        ),
-        (
-            "Restore web from its backup into the DR account, worker in the DR account",
+            format!("restore of web from its backup into {PROD}/{US}, workers in the production account"),
             restore(
                 WEB,
-                Backup,
-                DR,
-                "eu-west-1",
-                Some(DR_EU_KEY),
-                Some(ProductionAccount),
+                RestoreSource::Backup,
+                PROD,
+                US,
+                Some(Placement::ProductionAccount),
             )?,
-        ),
-        (
-            "Restore web from its backup into us-west-2, worker in the backup account",
-            restore(WEB, Backup, PROD, "us-west-2", None, None)?,
+            Expect::Success,
         ),
     ])
+}
+
+/// The production volume a kept resource holds, from its plan name ("restored volume of
+/// vol-…", "snapshot copy of vol-…").
+fn source_of(name: &str) -> Option<VolumeId> {
+    name.split_whitespace()
+        .find(|w| w.starts_with("vol-"))?
+        .parse()
+        .ok()
+}
+
+/// Compares every kept snapshot, replica and restored volume with its source volume.
+fn check_bytes(world: &Embedded, reports: &[(String, SessionReport)]) -> usize {
+    let (mut same, mut differ) = (0, 0);
+    for (title, report) in reports {
+        for (name, target) in &report.kept {
+            let Some(volume) = source_of(name) else { continue };
+            let Some(instance) = world
+                .estate
+                .instances
+                .iter()
+                .find(|i| i.volumes.iter().any(|v| v.id == volume))
+            else {
+                continue;
+            };
+            let Some((_, source)) = world
+                .sim
+                .volume_digest(&instance.account, &instance.region, &volume)
+            else {
+                continue;
+            };
+            let copy = match target {
+                Target::Snapshot(region, id) => world.sim.snapshot_digest(region, id).map(|(_, d, _)| d),
+                Target::Volume(region, id) => {
+                    let owner = report_account(name);
+                    owner
+                        .and_then(|a| world.sim.volume_digest(&a, region, id))
+                        .map(|(_, d)| d)
+                }
+                _ => continue,
+            };
+            if copy.as_deref() == Some(source.as_str()) {
+                same += 1;
+            } else {
+                differ += 1;
+                println!("  DIFFERS: {name} ({title}) is not identical to {volume}");
+            }
+        }
+    }
+    println!(
+        "  {same} snapshots, replicas and restored volumes compared with their sources: {} identical",
+        same
+    );
+    differ
+}
+
+/// The account in a plan name's "(ACCOUNT, REGION)".
+fn report_account(name: &str) -> Option<AccountId> {
+    name.rsplit_once('(')?.1.split(',').next()?.trim().parse().ok()
+}
+
+/// Everything the cloud holds now and did not before must be a kept result.
+fn check_leftovers(
+    world: &Embedded,
+    before: &bulwark_sim::Inventory,
+    reports: &[(String, SessionReport)],
+) -> usize {
+    let kept: BTreeSet<String> = reports
+        .iter()
+        .flat_map(|(_, r)| &r.kept)
+        .filter_map(|(_, t)| match t {
+            Target::Snapshot(_, id) => Some(id.to_string()),
+            Target::Volume(_, id) => Some(id.to_string()),
+            Target::Instance(_, id) => Some(id.to_string()),
+            _ => None,
+        })
+        .collect();
+    let after = world.sim.inventory();
+    let added = after.added_since(before);
+    let left: Vec<&String> = added
+        .iter()
+        .filter(|line| !kept.iter().any(|k| line.contains(k.as_str())))
+        .collect();
+    println!(
+        "  {} resources before the sessions, {} after: {} are kept results (snapshots, replicas, restored volumes and instances), {} left behind",
+        before.resources.len(),
+        after.resources.len(),
+        added.len() - left.len(),
+        left.len()
+    );
+    for l in &left {
+        println!("  LEFT BEHIND: {l}");
+    }
+    left.len()
+}
+
+/// A temporary directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("bulwark-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

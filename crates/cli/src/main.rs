@@ -4,12 +4,13 @@
 //!
 //! Exit codes: 0 done; 2 wrong input (a flag, the estate file, an undefined reference);
 //! 3 refused (AWS would reject the operation; the output says why and what to change);
-//! 1 anything else.
+//! 1 anything else (a session that failed: everything it created was removed).
 
 mod args;
 mod demo;
 mod image;
 mod render;
+mod sessions;
 
 use std::process::ExitCode;
 
@@ -36,7 +37,10 @@ fn main() -> ExitCode {
             println!("{}", render::pretty(&doc));
             ExitCode::SUCCESS
         }
-        Command::Demo { full, volume_mib } => demo::run(full, usize::from(volume_mib)),
+        Command::Demo { data_dir, data_mib } => report(demo::run(data_dir.as_deref(), data_mib)),
+        Command::Run(cmd) => sessions::run(&cmd),
+        Command::Recover { estate, data } => report(sessions::recover(&estate, &data.data_dir)),
+        Command::Embedded(cmd) => report(sessions::embedded(&cmd)),
         Command::Repo(cmd) => report(image::run_repo(&cmd)),
         Command::Image(cmd) => report(image::run_image(&cmd)),
     }
@@ -79,7 +83,7 @@ fn run_plan(cmd: &PlanCommand, policies: bool) -> ExitCode {
     }
 }
 
-fn refused(refusal: &Refusal, json: bool) -> ExitCode {
+pub(crate) fn refused(refusal: &Refusal, json: bool) -> ExitCode {
     if json {
         println!("{}", render::pretty(&json!({ "error": refusal })));
     } else {
@@ -88,7 +92,7 @@ fn refused(refusal: &Refusal, json: bool) -> ExitCode {
     ExitCode::from(EXIT_REFUSED)
 }
 
-fn input_error(error: &InputError, json: bool) -> ExitCode {
+pub(crate) fn input_error(error: &InputError, json: bool) -> ExitCode {
     if json {
         let code = match error {
             InputError::Read { .. } | InputError::Estate(_) => "invalid-estate",

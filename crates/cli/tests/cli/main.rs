@@ -11,4 +11,5 @@ mod image;
 mod plans;
 mod policies;
 mod refusals;
+mod sessions;
 mod support;

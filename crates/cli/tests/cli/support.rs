@@ -470,52 +470,6 @@ pub fn plan_args<'a>(prefix: &[&'a str], scenario: &'a [String]) -> Vec<&'a str>
     v
 }
 
-/// The outcome of one demo scenario, as the demo prints it.
-#[derive(Debug, PartialEq)]
-pub enum DemoOutcome {
-    Planned { steps: usize, cleanup: usize },
-    Refused(String),
-}
-
-/// Parses `bulwark demo` output into its scenarios' titles and outcomes.
-pub fn parse_demo(stdout: &str) -> Vec<(String, DemoOutcome)> {
-    let mut out = Vec::new();
-    let mut title: Option<String> = None;
-    for line in stdout.lines() {
-        let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
-        if indent <= 1 {
-            if let Some((n, rest)) = trimmed.split_once(". ") {
-                if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-                    assert_eq!(n.parse::<usize>().unwrap(), out.len() + 1, "numbering: {line}");
-                    title = Some(rest.to_owned());
-                    continue;
-                }
-            }
-        }
-        if indent != 4 {
-            continue;
-        }
-        let outcome = if let Some(rest) = trimmed.strip_prefix("planned: ") {
-            let (steps, rest) = rest.split_once(" steps, ").expect("planned: N steps, ");
-            let cleanup = rest.strip_suffix(" cleanup steps").expect("M cleanup steps");
-            DemoOutcome::Planned {
-                steps: steps.parse().unwrap(),
-                cleanup: cleanup.parse().unwrap(),
-            }
-        } else if let Some(rest) = trimmed.strip_prefix("refused [") {
-            DemoOutcome::Refused(rest.strip_suffix(']').expect("refused [code]").to_owned())
-        } else {
-            continue;
-        };
-        let t = title
-            .take()
-            .unwrap_or_else(|| panic!("an outcome without a scenario: {line}"));
-        out.push((t, outcome));
-    }
-    out
-}
-
 pub fn file_name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }

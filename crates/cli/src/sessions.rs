@@ -1,0 +1,223 @@
+//! `bulwark run`, `bulwark recover` and `bulwark embedded`: sessions on the embedded cloud.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use bulwark_embedded::{all_operations, plans, DataSize, Embedded, Grants};
+use bulwark_engine::{Engine, EngineError, Event, Listener, SessionReport};
+use bulwark_model::Estate;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::args::{read_estate, EmbeddedCommand, RunCommand};
+use crate::render;
+
+/// Builds the embedded estate of `estate` in `dir`, granting every role what the estate's
+/// plans need.
+pub fn create(dir: &Path, estate: &Estate, data_mib: u32) -> anyhow::Result<Embedded> {
+    if dir.join("cloud").join("state.json").exists() {
+        bail!(
+            "{} already holds an embedded cloud; remove it, or give another --data-dir",
+            dir.display()
+        );
+    }
+    let grants = Grants::from_plans(estate, &plans(estate, &all_operations(estate)));
+    let data = DataSize {
+        bytes_per_volume: u64::from(data_mib) << 20,
+    };
+    Embedded::create(dir, estate, &grants, data).context("building the embedded estate")
+}
+
+fn open(dir: &Path, estate: &Estate) -> anyhow::Result<Embedded> {
+    if !dir.join("cloud").join("state.json").exists() {
+        bail!(
+            "{} holds no embedded cloud: create one with `bulwark embedded init --estate FILE --data-dir {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Embedded::open(dir, estate).context("opening the embedded cloud")
+}
+
+pub fn embedded(cmd: &EmbeddedCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        EmbeddedCommand::Init {
+            estate,
+            data,
+            data_mib,
+        } => {
+            let estate = read_estate(estate)?;
+            let world = create(&data.data_dir, &estate, *data_mib)?;
+            println!(
+                "Embedded cloud in {}: {} accounts, {} instances, repository {}",
+                data.data_dir.display(),
+                estate.accounts.len() + 1,
+                estate.instances.len(),
+                estate.repository.as_ref().map_or_else(
+                    || "none".to_owned(),
+                    |r| format!("s3://{}/{}", r.bucket, r.prefix)
+                ),
+            );
+            println!(
+                "{} resources; run sessions with `bulwark run ...`",
+                world.sim.inventory().resources.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        EmbeddedCommand::Status { data } => {
+            let dir = data.data_dir.join("cloud");
+            if !dir.join("state.json").exists() {
+                bail!("{} holds no embedded cloud", data.data_dir.display());
+            }
+            let sim = bulwark_sim::Sim::open(&dir)?;
+            print!("{}", sim.inventory());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn recover(estate: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
+    let estate = read_estate(estate)?;
+    let world = open(dir, &estate)?;
+    let engine = world.engine();
+    if !report_recovery(&engine)? {
+        println!("No unfinished session.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cleans up after unfinished sessions; says what it did. Answers whether there were any.
+fn report_recovery(engine: &Engine) -> anyhow::Result<bool> {
+    let recovered = engine.recover()?;
+    for r in &recovered {
+        eprintln!(
+            "Recovered unfinished session {}: removed {} resource(s){}",
+            r.journal.display(),
+            r.removed,
+            if r.left.is_empty() {
+                String::new()
+            } else {
+                format!("; still left: {}", r.left.join("; "))
+            }
+        );
+    }
+    Ok(!recovered.is_empty())
+}
+
+/// Shows a session's steps and transfers: a progress bar on a terminal, lines otherwise.
+pub fn listener(quiet: bool) -> Listener {
+    let terminal = std::io::stderr().is_terminal();
+    let bar: Arc<Mutex<Option<ProgressBar>>> = Arc::new(Mutex::new(None));
+    Arc::new(move |event: &Event| {
+        let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Event::Step {
+                number,
+                of,
+                action,
+                resource,
+                ..
+            } => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                if !quiet {
+                    eprintln!("  [{number:>2}/{of}] {action} {resource}");
+                }
+            }
+            Event::Transfer { done, total } if terminal => {
+                let b = bar.get_or_insert_with(|| {
+                    let b = ProgressBar::new(*total);
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "        {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    b
+                });
+                b.set_length(*total);
+                b.set_position(*done);
+            }
+            Event::Transfer { .. } => {}
+            Event::Cleanup { name } => {
+                if !quiet {
+                    eprintln!("  cleanup: {name}");
+                }
+            }
+        }
+    })
+}
+
+pub fn run(cmd: &RunCommand) -> ExitCode {
+    let json = cmd.operation.json();
+    let resolved = match cmd.operation.resolve() {
+        Ok(r) => r,
+        Err(e) => return crate::input_error(&e, json),
+    };
+    let result = (|| -> anyhow::Result<Result<SessionReport, EngineError>> {
+        let world = open(&cmd.data_dir, &resolved.estate)?;
+        let engine = world.engine().on_event(listener(json));
+        report_recovery(&engine)?;
+        Ok(engine.run(&resolved.operation))
+    })();
+    let started = Instant::now();
+    match result {
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(EngineError::Refused(refusal))) => crate::refused(&refusal, json),
+        Ok(Err(e)) => {
+            if json {
+                println!(
+                    "{}",
+                    render::pretty(
+                        &json!({ "error": { "code": "session-failed", "message": e.to_string() } })
+                    )
+                );
+            } else {
+                eprintln!("error: the session failed; everything it created was removed.\n{e}");
+            }
+            ExitCode::FAILURE
+        }
+        Ok(Ok(report)) => {
+            if json {
+                println!("{}", render::pretty(&report_json(&report)));
+            } else {
+                print!("{}", render_report(&report, started));
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn report_json(report: &SessionReport) -> serde_json::Value {
+    json!({
+        "session": report.session,
+        "summary": report.summary,
+        "steps": report.steps,
+        "kept": report.kept.iter().map(|(name, target)| json!({"what": name, "ids": format!("{target:?}")})).collect::<Vec<_>>(),
+        "restore_points": report.points.iter().map(|(v, p)| json!({"volume": v, "point": p})).collect::<Vec<_>>(),
+    })
+}
+
+fn render_report(report: &SessionReport, started: Instant) -> String {
+    let mut out = format!(
+        "Session {} succeeded in {:.1} s: {}\n",
+        report.session,
+        started.elapsed().as_secs_f64(),
+        report.summary
+    );
+    for (name, target) in &report.kept {
+        out.push_str(&format!("  kept: {name}: {target:?}\n"));
+    }
+    for (volume, point) in &report.points {
+        out.push_str(&format!("  restore point of {volume}: {point}\n"));
+    }
+    out
+}

@@ -1,0 +1,172 @@
+//! `bulwark embedded`, `run` and `recover`: sessions on an embedded cloud kept in a data
+//! directory, across separate commands, including an appliance killed mid-session.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use super::support::*;
+
+/// A data directory removed when dropped.
+struct DataDir(std::path::PathBuf);
+
+impl DataDir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("bulwark-cli-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        DataDir(dir)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn status(dir: &DataDir) -> String {
+    let (code, stdout, stderr) = bulwark(&["embedded", "status", "--data-dir", dir.path()]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    stdout
+}
+
+fn init(dir: &DataDir, mib: &str) {
+    let (code, stdout, stderr) = bulwark(&[
+        "embedded",
+        "init",
+        "--estate",
+        ESTATE,
+        "--data-dir",
+        dir.path(),
+        "--data-mib",
+        mib,
+    ]);
+    assert_eq!(code, EXIT_OK, "{stdout}\n{stderr}");
+}
+
+#[test]
+fn sessions_run_across_commands_on_one_embedded_cloud() {
+    let dir = DataDir::new("across");
+    init(&dir, "2");
+    // A second init on the same directory is refused, and changes nothing.
+    let (code, _, stderr) = bulwark(&["embedded", "init", "--estate", ESTATE, "--data-dir", dir.path()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("already holds an embedded cloud"), "{stderr}");
+    let baseline = status(&dir);
+
+    let backup = bulwark_json(
+        &with_estate(
+            &["run", "backup"],
+            &["--instance", DB, "--data-dir", dir.path(), "--json"],
+        ),
+        EXIT_OK,
+    );
+    assert_eq!(backup["restore_points"].as_array().unwrap().len(), 2, "{backup}");
+    assert_eq!(status(&dir), baseline, "a backup keeps nothing in the cloud");
+
+    let (code, stdout, stderr) = bulwark(&with_estate(
+        &["run", "restore"],
+        &[
+            "--instance",
+            DB,
+            "--from",
+            "backup",
+            "--to-account",
+            DR,
+            "--to-region",
+            "eu-west-1",
+            "--data-dir",
+            dir.path(),
+        ],
+    ));
+    assert_eq!(code, EXIT_OK, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("kept: restored volume of vol-0dddddddddddddddd"),
+        "{stdout}"
+    );
+    assert!(status(&dir).contains("(333333333333, eu-west-1)"));
+
+    // Refused before anything ran: exit 3, nothing changed.
+    let before = status(&dir);
+    let (code, _, stderr) = bulwark(&with_estate(
+        &["run", "backup"],
+        &["--instance", WEB, "--data-dir", dir.path()],
+    ));
+    assert_eq!(code, EXIT_REFUSED, "{stderr}");
+    assert!(stderr.contains("aws-managed-key-not-shareable"), "{stderr}");
+    assert_eq!(status(&dir), before);
+}
+
+#[test]
+fn run_without_an_embedded_cloud_says_how_to_make_one() {
+    let dir = DataDir::new("missing");
+    let (code, _, stderr) = bulwark(&with_estate(
+        &["run", "snapshot"],
+        &["--instance", DB, "--data-dir", dir.path()],
+    ));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("bulwark embedded init --estate FILE"), "{stderr}");
+}
+
+/// The appliance is killed while its worker copies data; the next command finds the
+/// unfinished session and removes everything it had created, and the repository still works.
+#[test]
+fn a_killed_session_is_cleaned_up_by_the_next_start() {
+    let dir = DataDir::new("killed");
+    init(&dir, "256");
+    let baseline = status(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args(with_estate(
+            &["run", "backup"],
+            &["--instance", DB, "--data-dir", dir.path()],
+        ))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the last step: the appliance following its worker's transfer.
+    let stderr = child.stderr.take().unwrap();
+    let mut reached = false;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        let numbers = line
+            .trim_start()
+            .strip_prefix('[')
+            .and_then(|l| l.split_once(']'))
+            .map(|(n, _)| n.to_owned());
+        if let Some((n, of)) = numbers.as_deref().and_then(|n| n.split_once('/')) {
+            if n.trim() == of.trim() {
+                reached = true;
+                break;
+            }
+        }
+    }
+    assert!(reached, "the session reached its last step");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let left = status(&dir);
+    assert_ne!(left, baseline, "the killed session left its worker and volumes");
+    assert!(left.contains("role /bulwark/worker-"), "{left}");
+
+    let (code, stdout, stderr) = bulwark(&["recover", "--estate", ESTATE, "--data-dir", dir.path()]);
+    assert_eq!(code, EXIT_OK, "{stdout}\n{stderr}");
+    assert!(stderr.contains("Recovered unfinished session"), "{stderr}");
+    assert_eq!(
+        status(&dir),
+        baseline,
+        "recovery removed everything the session created"
+    );
+
+    // The repository is intact: a new backup runs (the dead process's lock is stale).
+    let (code, stdout, stderr) = bulwark(&with_estate(
+        &["run", "backup"],
+        &["--instance", DB, "--data-dir", dir.path()],
+    ));
+    assert_eq!(code, EXIT_OK, "{stdout}\n{stderr}");
+    assert!(!stderr.contains("Recovered"), "nothing left to recover: {stderr}");
+    assert_eq!(status(&dir), baseline);
+}
