@@ -34,6 +34,19 @@ pub enum Command {
     /// Run an operation as a session on the embedded cloud: snapshots, backups with workers,
     /// replicas, restores. Unfinished sessions' leftovers are removed first.
     Run(RunCommand),
+    /// Preflight of every role and key the estate's plans use: worker roles in an instance
+    /// profile, trusted by EC2, assumable by the appliance, holding their permissions; key
+    /// policies allowing what the plans need. Names each missing piece with its fix.
+    Check {
+        /// The estate file.
+        #[arg(long, value_name = "FILE")]
+        estate: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove what unfinished sessions left behind (after a crash of the appliance).
     Recover {
         /// The estate file the sessions ran on.

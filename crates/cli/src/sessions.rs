@@ -80,6 +80,44 @@ pub fn embedded(cmd: &EmbeddedCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+pub fn check(estate: &Path, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let estate = read_estate(estate)?;
+    let world = open(dir, &estate)?;
+    let engine = world.engine();
+    let plans = plans(&estate, &all_operations(&estate));
+    // In the embedded cloud the administrator of every account may read key policies.
+    let reader = |account: &bulwark_model::AccountId| world.sim.root_credentials(account).ok();
+    let report = engine.check(&plans, &reader);
+    if json {
+        println!("{}", render::pretty(&report));
+    } else {
+        for p in &report.passed {
+            println!("ok       {p}");
+        }
+        for f in &report.findings {
+            println!("MISSING  {}: {}", f.subject, f.problem);
+            for line in f.fix.lines() {
+                println!("         fix: {line}");
+            }
+        }
+        println!(
+            "{} checks passed, {} problem(s){}",
+            report.passed.len(),
+            report.findings.len(),
+            if report.findings.is_empty() {
+                ""
+            } else {
+                ": sessions that need them will fail until fixed"
+            }
+        );
+    }
+    Ok(if report.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 pub fn recover(estate: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
     let estate = read_estate(estate)?;
     let world = open(dir, &estate)?;

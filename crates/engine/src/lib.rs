@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 mod catalog;
+pub mod check;
 mod error;
 pub mod journal;
 mod session;
@@ -169,6 +170,13 @@ impl Engine {
     pub fn with_timing(mut self, backoff: Duration, worker_silence: Duration) -> Self {
         self.backoff = backoff;
         self.worker_silence = worker_silence;
+        self
+    }
+
+    /// Bounds how long a session waits for its worker's result (six hours by default), for
+    /// tests of workers that cannot report.
+    pub fn with_worker_timeout(mut self, timeout: Duration) -> Self {
+        self.worker_timeout = timeout;
         self
     }
 

@@ -170,3 +170,21 @@ fn a_killed_session_is_cleaned_up_by_the_next_start() {
     assert!(!stderr.contains("Recovered"), "nothing left to recover: {stderr}");
     assert_eq!(status(&dir), baseline);
 }
+
+#[test]
+fn check_passes_on_a_fresh_embedded_estate() {
+    let dir = DataDir::new("check");
+    init(&dir, "1");
+    let (code, stdout, stderr) = bulwark(&["check", "--estate", ESTATE, "--data-dir", dir.path()]);
+    assert_eq!(code, EXIT_OK, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ok       arn:aws:iam::222222222222:role/Worker is trusted by ec2.amazonaws.com"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" 0 problem(s)"), "{stdout}");
+    let report = bulwark_json(
+        &["check", "--estate", ESTATE, "--data-dir", dir.path(), "--json"],
+        EXIT_OK,
+    );
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0);
+}
