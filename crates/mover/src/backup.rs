@@ -77,6 +77,47 @@ pub fn backup(
     threads: usize,
 ) -> Result<BackupOutcome, MoverError> {
     let _lock = Lock::acquire(repo.backend().clone(), LockKind::Shared)?;
+    let manifest = store(repo, source, volume_id, changed, progress, threads)?;
+    let id = repo.write_point(&manifest)?;
+    Ok(BackupOutcome { id, manifest })
+}
+
+/// Backs up several volumes as one: every volume's blocks are stored first, and only when all
+/// are, their restore points are written. A failure on any volume (a worker dying on its last
+/// volume) writes no restore point at all, so an instance's backup is all of its volumes or
+/// none. The blocks of a failed run are unreferenced until `prune` removes them.
+pub fn backup_all(
+    repo: &Repository,
+    sources: &[(&dyn BlockSource, &str)],
+    progress: &Progress,
+    threads: usize,
+) -> Result<Vec<BackupOutcome>, MoverError> {
+    // One lock over the whole run: prune must not remove the blocks of the first volume while
+    // the last is still being read.
+    let _lock = Lock::acquire(repo.backend().clone(), LockKind::Shared)?;
+    let mut manifests = Vec::new();
+    for (source, volume_id) in sources {
+        manifests.push(store(repo, *source, volume_id, None, progress, threads)?);
+    }
+    manifests
+        .into_iter()
+        .map(|manifest| {
+            let id = repo.write_point(&manifest)?;
+            Ok(BackupOutcome { id, manifest })
+        })
+        .collect()
+}
+
+/// Stores the blocks of `source` and answers the manifest of its restore point, unwritten.
+/// The caller holds a shared lock.
+fn store(
+    repo: &Repository,
+    source: &dyn BlockSource,
+    volume_id: &str,
+    changed: Option<&[u64]>,
+    progress: &Progress,
+    threads: usize,
+) -> Result<Manifest, MoverError> {
     let time = Utc::now();
     let size = source.size();
     let block_size = u64::from(repo.config().block_size);
@@ -171,6 +212,5 @@ pub fn backup(
         blocks: Manifest::runs_from_sorted(map),
         stats,
     };
-    let id = repo.write_point(&manifest)?;
-    Ok(BackupOutcome { id, manifest })
+    Ok(manifest)
 }

@@ -303,3 +303,113 @@ fn a_volume_larger_than_a_pack_spans_packs_and_restores() {
     );
     assert_eq!(std::fs::read(dir.path("r.img")).unwrap(), data);
 }
+
+/// A source whose reads fail past a point, like a device whose instance died.
+struct Failing {
+    size: u64,
+    fail_from: u64,
+}
+
+impl bulwark_mover::BlockSource for Failing {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), MoverError> {
+        if offset >= self.fail_from {
+            return Err(MoverError::Source {
+                path: "failing".into(),
+                source: std::io::Error::other("the device is gone"),
+            });
+        }
+        buf.copy_from_slice(&noise(offset, buf.len()));
+        Ok(())
+    }
+    fn describe(&self) -> (String, String) {
+        ("device".into(), "failing".into())
+    }
+}
+
+#[test]
+fn several_volumes_back_up_all_or_none() {
+    let repo = repo(Arc::new(MemoryBackend::default()));
+    let good = Failing {
+        size: 4 * u64::from(BLOCK_SIZE),
+        fail_from: u64::MAX,
+    };
+    let bad = Failing {
+        size: 4 * u64::from(BLOCK_SIZE),
+        fail_from: 2 * u64::from(BLOCK_SIZE),
+    };
+    let progress = Progress::default();
+    // The second volume fails: not even the first volume's restore point is written.
+    let err = bulwark_mover::backup_all(&repo, &[(&good, "vol-1"), (&bad, "vol-2")], &progress, 2);
+    assert!(err.is_err());
+    assert!(
+        repo.points().unwrap().is_empty(),
+        "no restore point from a failed run"
+    );
+    // Both succeed: both points, each restorable.
+    let outcomes =
+        bulwark_mover::backup_all(&repo, &[(&good, "vol-1"), (&good, "vol-2")], &progress, 2).unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(repo.points().unwrap().len(), 2);
+    assert_eq!(outcomes[0].manifest.volume_id, "vol-1");
+    assert_eq!(outcomes[1].manifest.volume_id, "vol-2");
+}
+
+/// A sparse source that says which blocks were written; reading any other block fails, so the
+/// test proves they are never read.
+struct Sparse {
+    written: Vec<u64>,
+}
+
+impl bulwark_mover::BlockSource for Sparse {
+    fn size(&self) -> u64 {
+        128 * u64::from(BLOCK_SIZE)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), MoverError> {
+        let index = offset / u64::from(BLOCK_SIZE);
+        if !self.written.contains(&index) {
+            return Err(MoverError::Source {
+                path: "sparse".into(),
+                source: std::io::Error::other(format!("block {index} was read, but it was never written")),
+            });
+        }
+        buf.copy_from_slice(&noise(index, buf.len()));
+        Ok(())
+    }
+    fn describe(&self) -> (String, String) {
+        ("device".into(), "sparse".into())
+    }
+    fn written_blocks(&self, _block_size: u64) -> Option<Vec<u64>> {
+        Some(self.written.clone())
+    }
+}
+
+#[test]
+fn a_sparse_source_is_read_only_where_it_was_written() {
+    let repo = repo(Arc::new(MemoryBackend::default()));
+    let source = Sparse {
+        written: vec![3, 100],
+    };
+    let outcome = backup(&repo, &source, "vol-sparse", None, &Progress::default(), 2).unwrap();
+    assert_eq!(outcome.manifest.stats.blocks_read, 2);
+    let dir = TempDir::new("sparse");
+    let path = dir.path("restored");
+    restore_to(
+        &repo,
+        &outcome.id,
+        &path,
+        bulwark_mover::BlockSource::size(&source),
+    );
+    let restored = std::fs::read(&path).unwrap();
+    for i in 0..128u64 {
+        let block =
+            &restored[(i * u64::from(BLOCK_SIZE)) as usize..((i + 1) * u64::from(BLOCK_SIZE)) as usize];
+        if source.written.contains(&i) {
+            assert_eq!(block, noise(i, BS).as_slice(), "block {i}");
+        } else {
+            assert!(block.iter().all(|&b| b == 0), "block {i} is zeros");
+        }
+    }
+}
