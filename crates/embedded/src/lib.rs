@@ -148,15 +148,34 @@ impl Grants {
             for key in p.keys {
                 let entry = out.keys.entry(key.key).or_default();
                 for s in key.statements {
-                    // Statement ids must be unique within a key policy.
-                    if !entry.iter().any(|e| e["Sid"] == s["Sid"]) {
-                        entry.push(s);
+                    // Statement ids must be unique within a key policy: the same Sid (the same
+                    // role) from another plan merges its actions into the statement.
+                    match entry.iter_mut().find(|e| e["Sid"] == s["Sid"]) {
+                        Some(existing) => merge_actions(existing, &s),
+                        None => entry.push(s),
                     }
                 }
             }
         }
         out
     }
+}
+
+/// Adds the actions of `from` to those of `into` (each a string or an array), sorted, once.
+fn merge_actions(into: &mut Value, from: &Value) {
+    let as_list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut actions: BTreeSet<String> = as_list(&into["Action"]).into_iter().collect();
+    actions.extend(as_list(&from["Action"]));
+    into["Action"] = match actions.len() {
+        1 => Value::String(actions.into_iter().next().unwrap_or_default()),
+        _ => Value::Array(actions.into_iter().map(Value::String).collect()),
+    };
 }
 
 /// How much data each protected volume holds.

@@ -218,9 +218,6 @@ impl<'e> Session<'e> {
                         .create_snapshots(&who, region, id, &self.tags())?;
                     Ok(())
                 })?;
-                for info in &made {
-                    self.engine.wait_snapshot(&who, region, &info.id)?;
-                }
                 for created in &step.creates {
                     if let Resource::Snapshot(s) = created {
                         let info = made.iter().find(|i| i.volume == s.volume).ok_or_else(|| {
@@ -239,6 +236,10 @@ impl<'e> Session<'e> {
                             step.kept,
                         )?;
                     }
+                }
+                // Journaled first, so that a snapshot that fails while completing is removed.
+                for info in &made {
+                    self.engine.wait_snapshot(&who, region, &info.id)?;
                 }
             }
             ("ec2:CreateSnapshot", volume @ Resource::Volume { .. }) => {
@@ -723,7 +724,7 @@ impl<'e> Session<'e> {
                         return Err(Failure::Engine(EngineError::Worker {
                             instance: worker.1.to_string(),
                             message: error,
-                            remedy: "the worker's error says what failed; the repository is unchanged (a failed backup writes no restore point)".into(),
+                            remedy: "the worker's error says what failed; a failed backup writes no restore point (the blocks it stored are removed by the next prune)".into(),
                         }))
                     }
                     Err(_) => {}

@@ -120,8 +120,13 @@ pub fn boot(host: Arc<dyn InstanceHost>, user_data: String) {
         region: host.region().clone(),
         queue,
     };
-    let Some(task) = link.wait_for_task(&*host) else {
-        return;
+    let task = match link.wait_for_task(&*host) {
+        Ok(Some(task)) => task,
+        Ok(None) => return,
+        Err(error) => {
+            let _ = link.send(&WorkerMessage::Failed { error });
+            return;
+        }
     };
     let result = run(&*host, &link, &task);
     if host.running() {
@@ -149,28 +154,37 @@ impl Link {
             .map_err(|e| e.to_string())
     }
 
-    fn wait_for_task(&self, host: &dyn InstanceHost) -> Option<Task> {
+    /// Waits for the task; a queue the worker may not read, or a task it may not remove from
+    /// the queue, is a failure to report rather than to wait out.
+    fn wait_for_task(&self, host: &dyn InstanceHost) -> Result<Option<Task>, String> {
         let deadline = Instant::now() + TASK_WAIT;
         while Instant::now() < deadline && host.running() {
-            let Ok(messages) = self.cloud.receive_messages(
+            let messages = match self.cloud.receive_messages(
                 &self.credentials,
                 &self.region,
                 &self.queue,
                 Duration::from_millis(500),
-            ) else {
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
+            ) {
+                Ok(messages) => messages,
+                Err(e) if e.kind.retryable() => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                Err(e) => return Err(format!("cannot read the session queue: {e}")),
             };
             for m in messages {
-                let _ = self
-                    .cloud
-                    .delete_message(&self.credentials, &self.region, &self.queue, &m.receipt);
+                let deleted =
+                    self.cloud
+                        .delete_message(&self.credentials, &self.region, &self.queue, &m.receipt);
                 if let Ok(WorkerMessage::Task(task)) = serde_json::from_str(&m.body) {
-                    return Some(task);
+                    // SQS delivers at least once: a task left on the queue comes back after its
+                    // visibility timeout, so a worker that cannot remove it must not run it.
+                    deleted.map_err(|e| format!("cannot remove its task from the session queue: {e}"))?;
+                    return Ok(Some(task));
                 }
             }
         }
-        None
+        Ok(None)
     }
 }
 
@@ -230,31 +244,46 @@ fn transfer(
     progress: &Progress,
 ) -> Result<Vec<(String, String)>, MoverError> {
     let threads = bulwark_mover::default_threads();
-    let mut points = Vec::new();
-    for (v, device) in devices {
-        let volume = DeviceVolume {
-            device: device.clone(),
-            name: v.device.clone(),
-        };
-        let point = match kind {
-            TaskKind::Backup => {
-                let outcome = bulwark_mover::backup(repo, &volume, &v.volume, None, progress, threads)?;
-                outcome.id
-            }
-            TaskKind::Restore => {
+    let volumes: Vec<(&TaskVolume, DeviceVolume)> = devices
+        .iter()
+        .map(|(v, device)| {
+            let volume = DeviceVolume {
+                device: device.clone(),
+                name: v.device.clone(),
+            };
+            (v, volume)
+        })
+        .collect();
+    match kind {
+        // All volumes of the instance or none: a backup that fails on any volume writes no
+        // restore point.
+        TaskKind::Backup => {
+            let sources: Vec<(&dyn BlockSource, &str)> = volumes
+                .iter()
+                .map(|(v, volume)| (volume as &dyn BlockSource, v.volume.as_str()))
+                .collect();
+            let outcomes = bulwark_mover::backup_all(repo, &sources, progress, threads)?;
+            Ok(volumes
+                .iter()
+                .zip(outcomes)
+                .map(|((v, _), outcome)| (v.volume.clone(), outcome.id.to_hex()))
+                .collect())
+        }
+        TaskKind::Restore => {
+            let mut points = Vec::new();
+            for (v, volume) in &volumes {
                 let point = match &v.point {
                     Some(p) => repo.find_point(p)?,
                     None => repo.latest_point(&v.volume)?.map(|(id, _)| id).ok_or_else(|| {
                         MoverError::ChangedBlocks(format!("volume {} has no restore point", v.volume))
                     })?,
                 };
-                bulwark_mover::restore(repo, &point, &volume, progress, threads)?;
-                point
+                bulwark_mover::restore(repo, &point, volume, progress, threads)?;
+                points.push((v.volume.clone(), point.to_hex()));
             }
-        };
-        points.push((v.volume.clone(), point.to_hex()));
+            Ok(points)
+        }
     }
-    Ok(points)
 }
 
 /// An attached volume as the mover sees it.

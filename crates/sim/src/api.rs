@@ -338,7 +338,7 @@ impl Cloud for Sim {
             let valid = (2..=64).contains(&session_name.len())
                 && session_name.chars().all(|ch| ch.is_ascii_alphanumeric() || "_+=,.@-".contains(ch));
             if !valid {
-                return Err(validation(&c.action, "RoleSessionName", format!("'{session_name}' must be 2 to 64 of [\\w+=,.@-]")));
+                return Err(CloudError::invalid(&c.action, "ValidationError", format!("RoleSessionName '{session_name}' must be 2 to 64 of [\\w+=,.@-]")));
             }
             let name = role.name().to_owned();
             let trust = w

@@ -104,3 +104,44 @@ pub fn assert_nothing_left(before: &Inventory, after: &Inventory, kept: &[&str])
         left.join("\n")
     );
 }
+
+/// The repository as a worker opens it, with the bucket owner's credentials.
+pub fn open_repository(world: &World) -> bulwark_repo::Repository {
+    use bulwark_cloud::Cloud;
+    let embedded = &world.embedded;
+    let repo = embedded
+        .estate
+        .repository
+        .as_ref()
+        .expect("the estate has a repository");
+    let root = embedded
+        .sim
+        .root_credentials(repo.role.account())
+        .expect("the bucket owner's credentials");
+    let backend = embedded
+        .sim
+        .object_store(&root, &repo.region, repo.bucket.as_str(), &repo.prefix)
+        .expect("the repository bucket");
+    let secret = bulwark_repo::Secret::from_key_file(embedded.repository_key.as_bytes(), "repository key")
+        .expect("a 256-bit key");
+    bulwark_repo::Repository::open(std::sync::Arc::from(backend), &secret).expect("the repository opens")
+}
+
+/// The image-level restore points in the repository.
+pub fn restore_points(world: &World) -> usize {
+    open_repository(world).point_ids().expect("restore points").len()
+}
+
+/// Opens the repository, reads every pack and checks every restore point; answers how many.
+pub fn assert_repository_intact(world: &World) -> usize {
+    let repo = open_repository(world);
+    let report = bulwark_repo::verify(&repo, true, 2).expect("verify runs");
+    assert!(
+        report.is_clean(),
+        "the repository is damaged: {:#?}\n{:#?}",
+        report.problems,
+        report.damaged_points
+    );
+    assert_eq!(report.points, repo.point_ids().expect("points").len());
+    report.points
+}

@@ -1,1 +1,724 @@
-//! Fault tests (next).
+//! Faults: a call refused at any step of any session type leaves no resource behind, no
+//! unclosed journal and an intact repository; a worker that dies fails its session cleanly;
+//! throttling is absorbed; what a cleanup could not remove, recovery removes.
+//!
+//! Each fault is injected when the engine announces the step it targets (`Event::Step`), so
+//! that it hits that step's own call whatever calls came before: the worker's launch is
+//! retried while its fresh instance profile is not yet visible to EC2, and the worker also
+//! calls `sqs:ReceiveMessage` while it waits for its task, so counting earlier plan steps
+//! would miss the step.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_cloud::ErrorKind;
+use bulwark_engine::{Engine, EngineError, Event, Listener};
+use bulwark_plan::{Actor, Operation, Placement, RestoreSource};
+use bulwark_sim::{Fault, Inventory};
+
+use crate::common::*;
+
+/// Short retry pauses and worker silence, so that failing sessions fail fast.
+fn engine(world: &World) -> Engine {
+    world
+        .embedded
+        .engine()
+        .with_timing(Duration::from_millis(5), Duration::from_millis(300))
+}
+
+fn snapshot(instance: &str) -> Operation {
+    Operation::Snapshot {
+        instance: instance.parse().expect("instance"),
+    }
+}
+
+fn backup(instance: &str, workers: Placement) -> Operation {
+    Operation::Backup {
+        instance: instance.parse().expect("instance"),
+        workers: Some(workers),
+    }
+}
+
+fn replicate(instance: &str, account: &str, region: &str) -> Operation {
+    let (to_account, to_region) = ids(account, region);
+    Operation::Replicate {
+        instance: instance.parse().expect("instance"),
+        to_account,
+        to_region,
+        target_key: None,
+    }
+}
+
+fn restore(
+    instance: &str,
+    from: RestoreSource,
+    account: &str,
+    region: &str,
+    workers: Option<Placement>,
+) -> Operation {
+    let (to_account, to_region) = ids(account, region);
+    Operation::Restore {
+        instance: instance.parse().expect("instance"),
+        from,
+        to_account,
+        to_region,
+        target_key: None,
+        workers,
+    }
+}
+
+/// A refusal AWS would not have the engine retry: alternately a denial, with the code the
+/// service answers, and a refused operation.
+fn refusal(step: usize, action: &str) -> (ErrorKind, &'static str) {
+    if step.is_multiple_of(2) {
+        return (ErrorKind::NotPermitted, "OperationNotPermitted");
+    }
+    match action.split(':').next() {
+        Some("ec2") => (ErrorKind::AccessDenied, "UnauthorizedOperation"),
+        Some("kms") => (ErrorKind::AccessDenied, "AccessDeniedException"),
+        _ => (ErrorKind::AccessDenied, "AccessDenied"),
+    }
+}
+
+fn fail(action: &str, kind: ErrorKind, code: &str) -> Fault {
+    Fault::Fail {
+        action: action.to_owned(),
+        skip: 0,
+        code: code.to_owned(),
+        kind,
+    }
+}
+
+/// Asserts that the world holds exactly what it held before.
+fn assert_unchanged(before: &Inventory, after: &Inventory, what: &str) {
+    let added = after.added_since(before);
+    let removed = before.added_since(after);
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "{what}:\nleft behind:\n  {}\nremoved:\n  {}",
+        added.join("\n  "),
+        removed.join("\n  ")
+    );
+}
+
+/// Asserts that every session journal is closed: recovery finds nothing to do.
+fn assert_journals_closed(world: &World, what: &str) {
+    let dir = world.embedded.dir().join("appliance").join("sessions");
+    let open = bulwark_engine::journal::open_journals(&dir).expect("the journal directory reads");
+    assert!(open.is_empty(), "{what}: unclosed journals {open:?}");
+    let recovered = engine(world).recover().expect("recovery runs");
+    assert!(recovered.is_empty(), "{what}: recovery found {recovered:#?}");
+}
+
+/// Whether the fault pending list of the embedded cloud is empty (every fault was spent).
+fn faults_spent(world: &World) -> bool {
+    let path = world.embedded.sim.dir().join("state.json");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("state.json")).expect("state.json parses");
+    state["faults"].as_array().is_some_and(Vec::is_empty)
+}
+
+/// Whether the engine itself makes a step's call (not the worker, not the repository role).
+fn engine_calls(step: &bulwark_plan::Step) -> bool {
+    !matches!(step.actor, Actor::Worker(_)) && !step.action.starts_with("s3:")
+}
+
+/// Runs `op` with the call of its main step `number` (1-based) refused: the run must fail
+/// naming that step, leave the world as it was and close its journal; then `check` runs
+/// (repository, catalog). Answers the action refused.
+fn fail_step(world: &World, op: &Operation, number: usize, check: &dyn Fn(&World, &str)) -> &'static str {
+    let plan = bulwark_plan::plan(&world.embedded.estate, op).expect("the operation plans");
+    let step = &plan.steps[number - 1];
+    let action = step.action;
+    let (kind, code) = refusal(number, action);
+    // While it waits for its task the worker calls sqs:ReceiveMessage too: a second fault
+    // makes sure that the appliance's call meets one whoever calls first.
+    let faults = if action == "sqs:ReceiveMessage" { 2 } else { 1 };
+    let sim = world.embedded.sim.clone();
+    let inject: Listener = Arc::new(move |event: &Event| {
+        if matches!(event, Event::Step { number: n, .. } if *n == number) {
+            for _ in 0..faults {
+                sim.inject(fail(action, kind, code)).expect("fault injected");
+            }
+        }
+    });
+    let what = format!(
+        "{}, step {number} ({action} on {}) refused with {code}",
+        plan.summary, step.resource
+    );
+    let before = world.inventory();
+    let result = engine(world).on_event(inject).run(op);
+    world.embedded.sim.wait_idle();
+    world.embedded.sim.clear_faults().expect("faults cleared");
+    match result {
+        Err(EngineError::Step(f)) => {
+            assert_eq!(
+                (f.step, f.action.as_str()),
+                (number, action),
+                "{what}: another step failed: {f}"
+            );
+            assert_eq!((f.error.kind, f.error.code.as_str()), (kind, code), "{what}: {f}");
+            let message = f.to_string();
+            assert!(
+                message.contains(action) && message.contains(&format!("step {number} ")),
+                "{what}: the error does not name the step: {message}"
+            );
+        }
+        Err(other) => panic!("{what}: expected the step to fail, got: {other}"),
+        Ok(report) => panic!("{what}: the session succeeded: {report:#?}"),
+    }
+    assert_unchanged(&before, &world.inventory(), &what);
+    assert_journals_closed(world, &what);
+    check(world, &what);
+    action
+}
+
+/// [`fail_step`] for every main step the engine calls itself, but those whose action is in
+/// `except`. Answers the actions refused.
+fn fail_each_step(
+    world: &World,
+    op: &Operation,
+    except: &[&str],
+    check: &dyn Fn(&World, &str),
+) -> BTreeSet<&'static str> {
+    let plan = bulwark_plan::plan(&world.embedded.estate, op).expect("the operation plans");
+    plan.steps
+        .iter()
+        .enumerate()
+        .filter(|(_, step)| engine_calls(step) && !except.contains(&step.action))
+        .map(|(i, _)| fail_step(world, op, i + 1, check))
+        .collect()
+}
+
+/// The number of the last main step of `op` whose action is `action`.
+fn last_step(world: &World, op: &Operation, action: &str) -> usize {
+    let plan = bulwark_plan::plan(&world.embedded.estate, op).expect("the operation plans");
+    plan.steps
+        .iter()
+        .rposition(|s| s.action == action && engine_calls(s))
+        .map(|i| i + 1)
+        .expect("the step")
+}
+
+fn assert_failed(failed: &BTreeSet<&str>, expected: &[&str]) {
+    for action in expected {
+        assert!(
+            failed.contains(action),
+            "{action} was not made to fail: {failed:?}"
+        );
+    }
+}
+
+#[test]
+fn a_refusal_at_any_step_of_a_snapshot_session_leaves_nothing() {
+    let world = World::new();
+    let op = snapshot(DB);
+    let failed = fail_each_step(&world, &op, &[], &|w, what| {
+        let points = engine(w).snapshot_points().expect("catalog");
+        assert!(points.is_empty(), "{what}: a failed session cataloged {points:?}");
+    });
+    assert_failed(&failed, &["sts:AssumeRole", "ec2:CreateSnapshots"]);
+    // The world is still usable.
+    engine(&world)
+        .run(&op)
+        .expect("the snapshot session succeeds without faults");
+}
+
+#[test]
+fn a_refusal_at_any_step_of_a_backup_with_workers_in_the_backup_account_leaves_nothing_and_the_repository_intact(
+) {
+    let world = World::new();
+    let op = backup(DB, Placement::BackupAccount);
+    engine(&world).run(&op).expect("a first backup");
+    let points = assert_repository_intact(&world);
+    assert_eq!(points, 2);
+    let failed = fail_each_step(&world, &op, &["sqs:ReceiveMessage"], &|w, what| {
+        assert_eq!(
+            restore_points(w),
+            points,
+            "{what}: a failed backup wrote a restore point"
+        );
+    });
+    assert_failed(
+        &failed,
+        &[
+            "ec2:CreateSnapshots",
+            "kms:DescribeKey",
+            "ec2:ModifySnapshotAttribute",
+            "iam:CreateRole",
+            "iam:PutRolePolicy",
+            "iam:CreateInstanceProfile",
+            "iam:AddRoleToInstanceProfile",
+            "sqs:CreateQueue",
+            "sqs:SetQueueAttributes",
+            "ec2:RunInstances",
+            "ec2:CreateVolume",
+            "ec2:AttachVolume",
+            "sqs:SendMessage",
+        ],
+    );
+    refuse_while_the_worker_backs_up(&world, &op);
+    assert!(assert_repository_intact(&world) >= points);
+}
+
+#[test]
+fn a_refusal_at_any_step_of_a_backup_with_workers_in_the_production_account_leaves_nothing_and_the_repository_intact(
+) {
+    let world = World::new();
+    let op = backup(WEB, Placement::ProductionAccount);
+    engine(&world).run(&op).expect("a first backup");
+    let points = assert_repository_intact(&world);
+    assert_eq!(points, 3);
+    let failed = fail_each_step(&world, &op, &["sqs:ReceiveMessage"], &|w, what| {
+        assert_eq!(
+            restore_points(w),
+            points,
+            "{what}: a failed backup wrote a restore point"
+        );
+    });
+    assert_failed(
+        &failed,
+        &["ec2:CreateSnapshots", "ec2:RunInstances", "sqs:SendMessage"],
+    );
+    refuse_while_the_worker_backs_up(&world, &op);
+    assert!(assert_repository_intact(&world) >= points);
+}
+
+/// The appliance's sqs:ReceiveMessage refused while the worker backs up: nothing is left and
+/// the repository verifies; the test below checks that no restore point is added.
+fn refuse_while_the_worker_backs_up(world: &World, op: &Operation) {
+    let step = last_step(world, op, "sqs:ReceiveMessage");
+    fail_step(world, op, step, &|w, _| {
+        assert_repository_intact(w);
+    });
+}
+
+#[test]
+fn a_backup_that_fails_while_its_worker_runs_writes_no_restore_point() {
+    let world = World::new();
+    let op = backup(WEB, Placement::ProductionAccount);
+    engine(&world).run(&op).expect("a first backup");
+    let points = restore_points(&world);
+    let step = last_step(&world, &op, "sqs:ReceiveMessage");
+    for _ in 0..3 {
+        fail_step(&world, &op, step, &|w, what| {
+            assert_eq!(
+                restore_points(w),
+                points,
+                "{what}: a failed backup wrote a restore point"
+            );
+        });
+    }
+    assert_eq!(assert_repository_intact(&world), points);
+}
+
+#[test]
+fn a_refusal_at_any_step_of_a_replication_leaves_nothing() {
+    let world = World::new();
+    let op = replicate(DB, DR, EU);
+    let failed = fail_each_step(&world, &op, &[], &|w, what| {
+        let points = engine(w).snapshot_points().expect("catalog");
+        assert!(points.is_empty(), "{what}: a failed session cataloged {points:?}");
+    });
+    assert_failed(
+        &failed,
+        &[
+            "ec2:CreateSnapshots",
+            "ec2:ModifySnapshotAttribute",
+            "ec2:CopySnapshot",
+        ],
+    );
+}
+
+#[test]
+fn a_refusal_at_any_step_of_a_restore_from_snapshots_leaves_nothing() {
+    let world = World::new();
+    engine(&world).run(&snapshot(DB)).expect("a snapshot session");
+    let points = engine(&world).snapshot_points().expect("catalog").len();
+    let op = restore(DB, RestoreSource::Snapshot, DR, EU, None);
+    let failed = fail_each_step(&world, &op, &[], &|w, what| {
+        let now = engine(w).snapshot_points().expect("catalog").len();
+        assert_eq!(now, points, "{what}: the catalog changed");
+    });
+    assert_failed(
+        &failed,
+        &[
+            "ec2:CopySnapshot",
+            "ec2:CreateVolume",
+            "ec2:RunInstances",
+            "ec2:AttachVolume",
+        ],
+    );
+}
+
+#[test]
+fn a_refusal_at_any_step_of_a_restore_from_a_backup_with_workers_in_the_backup_account_leaves_nothing() {
+    let world = World::new();
+    engine(&world)
+        .run(&backup(DB, Placement::BackupAccount))
+        .expect("a backup");
+    let points = restore_points(&world);
+    let op = restore(DB, RestoreSource::Backup, DR, EU, Some(Placement::BackupAccount));
+    let failed = fail_each_step(&world, &op, &[], &|w, what| {
+        assert_eq!(restore_points(w), points, "{what}: the repository changed");
+    });
+    assert_failed(
+        &failed,
+        &[
+            "iam:CreateRole",
+            "ec2:RunInstances",
+            "ec2:CreateVolume",
+            "sqs:ReceiveMessage",
+            "ec2:CreateSnapshot",
+            "ec2:ModifySnapshotAttribute",
+        ],
+    );
+    assert_eq!(assert_repository_intact(&world), points);
+}
+
+#[test]
+fn a_refusal_at_any_step_of_a_restore_from_a_backup_with_workers_in_the_production_account_leaves_nothing() {
+    let world = World::new();
+    engine(&world)
+        .run(&backup(WEB, Placement::ProductionAccount))
+        .expect("a backup");
+    let points = restore_points(&world);
+    let op = restore(
+        WEB,
+        RestoreSource::Backup,
+        PROD,
+        US,
+        Some(Placement::ProductionAccount),
+    );
+    let failed = fail_each_step(&world, &op, &[], &|w, what| {
+        assert_eq!(restore_points(w), points, "{what}: the repository changed");
+    });
+    assert_failed(
+        &failed,
+        &[
+            "ec2:RunInstances",
+            "ec2:CreateVolume",
+            "sqs:ReceiveMessage",
+            "ec2:DetachVolume",
+        ],
+    );
+    assert_eq!(assert_repository_intact(&world), points);
+}
+
+/// Runs `op` with the next launched worker dying after 1 MiB of device I/O.
+fn run_with_a_dying_worker(world: &World, op: &Operation, what: &str) {
+    let before = world.inventory();
+    let points = restore_points(world);
+    world
+        .embedded
+        .sim
+        .inject(Fault::WorkerDies { after_bytes: 1 << 20 })
+        .expect("fault injected");
+    let result = world
+        .embedded
+        .engine()
+        .with_timing(Duration::from_millis(10), Duration::from_millis(300))
+        .run(op);
+    world.embedded.sim.wait_idle();
+    assert!(faults_spent(world), "{what}: no worker was launched");
+    world.embedded.sim.clear_faults().expect("faults cleared");
+    match result {
+        Err(EngineError::Worker {
+            instance, message, ..
+        }) => {
+            assert!(instance.starts_with("i-"), "{what}: {instance}");
+            assert!(!message.is_empty());
+        }
+        Err(other) => panic!("{what}: expected a worker failure, got: {other}"),
+        Ok(report) => panic!("{what}: the session succeeded: {report:#?}"),
+    }
+    assert_unchanged(&before, &world.inventory(), what);
+    assert_journals_closed(world, what);
+    assert_eq!(
+        restore_points(world),
+        points,
+        "{what}: the restore points changed"
+    );
+    assert_eq!(assert_repository_intact(world), points);
+}
+
+#[test]
+fn a_worker_that_dies_fails_its_backup_or_restore_and_leaves_nothing() {
+    let world = World::new();
+    let op = backup(DB, Placement::BackupAccount);
+    engine(&world).run(&op).expect("a first backup");
+    run_with_a_dying_worker(&world, &op, "backup with a dying worker");
+    run_with_a_dying_worker(
+        &world,
+        &restore(DB, RestoreSource::Backup, DR, EU, Some(Placement::BackupAccount)),
+        "restore with a dying worker",
+    );
+}
+
+#[test]
+fn a_worker_in_the_production_account_that_dies_fails_its_backup_and_leaves_nothing() {
+    let world = World::new();
+    let op = backup(WEB, Placement::ProductionAccount);
+    engine(&world).run(&op).expect("a first backup");
+    run_with_a_dying_worker(&world, &op, "backup with a dying worker");
+    run_with_a_dying_worker(
+        &world,
+        &restore(
+            WEB,
+            RestoreSource::Backup,
+            PROD,
+            US,
+            Some(Placement::ProductionAccount),
+        ),
+        "restore with a dying worker",
+    );
+}
+
+#[test]
+fn throttling_is_absorbed() {
+    let world = World::new();
+    let sim = &world.embedded.sim;
+    let before = world.inventory();
+    sim.inject(Fault::Throttle {
+        action: "ec2:CreateSnapshots".into(),
+        times: 3,
+    })
+    .expect("fault injected");
+    let report = engine(&world)
+        .run(&snapshot(DB))
+        .expect("a throttled snapshot session succeeds");
+    assert!(faults_spent(&world), "the throttle was not hit");
+    assert_eq!(report.kept.len(), 2, "{:#?}", report.kept);
+    assert_nothing_left(&before, &world.inventory(), &["snapshot snap-"]);
+
+    let before = world.inventory();
+    sim.inject(Fault::Throttle {
+        action: "ec2:CreateVolume".into(),
+        times: 3,
+    })
+    .expect("fault injected");
+    let report = engine(&world)
+        .run(&restore(DB, RestoreSource::Snapshot, DR, EU, None))
+        .expect("a throttled restore succeeds");
+    assert!(faults_spent(&world), "the throttle was not hit");
+    let restored = world.restored(&report, DR);
+    assert_eq!(restored.len(), 2);
+    for (of, digest, _) in restored {
+        assert_eq!(digest, world.source(PROD, US, &of.parse().expect("id")), "{of}");
+    }
+    assert_nothing_left(
+        &before,
+        &world.inventory(),
+        &["volume vol-", "instance i-", "grant "],
+    );
+
+    // And in a session with a worker: each call of the backup is throttled in turn.
+    let before = world.inventory();
+    for action in [
+        "ec2:CreateSnapshots",
+        "ec2:CreateVolume",
+        "ec2:RunInstances",
+        "sqs:SendMessage",
+    ] {
+        sim.inject(Fault::Throttle {
+            action: action.into(),
+            times: 2,
+        })
+        .expect("fault injected");
+    }
+    let report = engine(&world)
+        .run(&backup(DB, Placement::BackupAccount))
+        .expect("a throttled backup succeeds");
+    world.embedded.sim.wait_idle();
+    assert!(faults_spent(&world), "a throttle was not hit");
+    assert_eq!(report.points.len(), 2);
+    assert_nothing_left(&before, &world.inventory(), &[]);
+    assert_journals_closed(&world, "throttled sessions");
+}
+
+/// The worker of a DB backup whose termination is refused at cleanup.
+fn terminate_refused(world: &World) {
+    world
+        .embedded
+        .sim
+        .inject(fail(
+            "ec2:TerminateInstances",
+            ErrorKind::AccessDenied,
+            "UnauthorizedOperation",
+        ))
+        .expect("fault injected");
+}
+
+/// Checks a cleanup that left the worker only, then recovers as a restarted appliance would.
+fn recover_the_worker(
+    world: &World,
+    before: &Inventory,
+    result: Result<bulwark_engine::SessionReport, EngineError>,
+    failure: &str,
+) {
+    let (left, journal) = match result {
+        Err(EngineError::CleanupIncomplete {
+            failure: f,
+            left,
+            journal,
+        }) => {
+            assert!(f.contains(failure), "the failure is {f:?}, expected {failure:?}");
+            (left, journal)
+        }
+        Err(other) => panic!("expected an incomplete cleanup, got: {other}"),
+        Ok(report) => panic!("the session succeeded: {report:#?}"),
+    };
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert!(
+        left[0].starts_with("worker for ") && left[0].contains("UnauthorizedOperation"),
+        "{left:?}"
+    );
+    assert!(std::path::Path::new(&journal).exists(), "{journal}");
+    let added = world.inventory().added_since(before);
+    assert!(
+        added.len() == 1 && added[0].starts_with("instance i-"),
+        "cleanup should have left the worker only: {added:#?}"
+    );
+    world.embedded.sim.clear_faults().expect("faults cleared");
+
+    // The appliance restarts: a new engine on the same state directory.
+    let recovered = engine(world).recover().expect("recovery runs");
+    assert_eq!(recovered.len(), 1, "{recovered:#?}");
+    assert_eq!(recovered[0].journal, std::path::PathBuf::from(&journal));
+    assert!(recovered[0].left.is_empty(), "{recovered:#?}");
+    assert_eq!(recovered[0].removed, 1, "{recovered:#?}");
+    world.embedded.sim.wait_idle();
+    assert_unchanged(before, &world.inventory(), "after recovery");
+    assert!(
+        engine(world).recover().expect("recovery runs").is_empty(),
+        "a second recovery found work"
+    );
+}
+
+#[test]
+fn what_cleanup_could_not_remove_recovery_removes() {
+    let world = World::new();
+    let op = backup(DB, Placement::BackupAccount);
+
+    // The backup succeeds but its worker cannot be terminated.
+    let before = world.inventory();
+    let points = restore_points(&world);
+    terminate_refused(&world);
+    let result = engine(&world).run(&op);
+    world.embedded.sim.wait_idle();
+    recover_the_worker(&world, &before, result, "the session succeeded");
+    assert_eq!(restore_points(&world), points + 2, "the backup itself succeeded");
+
+    // A step fails, and the cleanup cannot terminate the worker either.
+    let before = world.inventory();
+    let points = restore_points(&world);
+    world
+        .embedded
+        .sim
+        .inject(fail(
+            "ec2:AttachVolume",
+            ErrorKind::AccessDenied,
+            "UnauthorizedOperation",
+        ))
+        .expect("fault injected");
+    terminate_refused(&world);
+    let result = engine(&world).run(&op);
+    recover_the_worker(&world, &before, result, "ec2:AttachVolume");
+    assert_eq!(restore_points(&world), points);
+    assert_eq!(assert_repository_intact(&world), points);
+}
+
+/// The engine waits for what it creates to be ready (Describe calls that are no step of the
+/// plan); a failure while it waits must leave nothing either.
+#[test]
+fn a_refusal_while_waiting_for_new_copies_volumes_and_instances_leaves_nothing() {
+    let world = World::new();
+    engine(&world).run(&snapshot(DB)).expect("a snapshot session");
+    let op = restore(DB, RestoreSource::Snapshot, DR, EU, None);
+    for (describe, step) in [
+        ("ec2:DescribeSnapshots", "ec2:CopySnapshot"),
+        ("ec2:DescribeVolumes", "ec2:CreateVolume"),
+        ("ec2:DescribeInstances", "ec2:RunInstances"),
+    ] {
+        let before = world.inventory();
+        world
+            .embedded
+            .sim
+            .inject(fail(describe, ErrorKind::AccessDenied, "UnauthorizedOperation"))
+            .expect("fault injected");
+        let result = engine(&world).run(&op);
+        world.embedded.sim.clear_faults().expect("faults cleared");
+        match result {
+            Err(EngineError::Step(f)) => {
+                assert_eq!(f.action, step, "{f}");
+                assert_eq!(f.error.action, describe, "{f}");
+            }
+            Err(other) => panic!("{describe}: expected a step failure, got: {other}"),
+            Ok(report) => panic!("{describe}: the session succeeded: {report:#?}"),
+        }
+        assert_unchanged(&before, &world.inventory(), describe);
+        assert_journals_closed(&world, describe);
+    }
+}
+
+/// New snapshots must be journaled before the engine waits for them to complete.
+#[test]
+fn a_refusal_while_waiting_for_new_snapshots_leaves_nothing() {
+    let world = World::new();
+    let before = world.inventory();
+    world
+        .embedded
+        .sim
+        .inject(fail(
+            "ec2:DescribeSnapshots",
+            ErrorKind::AccessDenied,
+            "UnauthorizedOperation",
+        ))
+        .expect("fault injected");
+    let result = engine(&world).run(&snapshot(DB));
+    world.embedded.sim.clear_faults().expect("faults cleared");
+    match result {
+        Err(EngineError::Step(f)) => assert_eq!(f.action, "ec2:CreateSnapshots", "{f}"),
+        Err(other) => panic!("expected a step failure, got: {other}"),
+        Ok(report) => panic!("the session succeeded: {report:#?}"),
+    }
+    assert_unchanged(
+        &before,
+        &world.inventory(),
+        "DescribeSnapshots refused after CreateSnapshots",
+    );
+    assert_journals_closed(&world, "DescribeSnapshots refused after CreateSnapshots");
+}
+
+#[test]
+fn a_worker_that_dies_on_its_second_volume_writes_no_restore_point() {
+    let world = World::new();
+    let op = backup(DB, Placement::BackupAccount);
+    engine(&world).run(&op).expect("a first backup");
+    let before = world.inventory();
+    let points = restore_points(&world);
+    // Past the first volume's 6 MiB of data, within the second's.
+    world
+        .embedded
+        .sim
+        .inject(Fault::WorkerDies {
+            after_bytes: (6 << 20) + (1 << 20),
+        })
+        .expect("fault injected");
+    let result = world
+        .embedded
+        .engine()
+        .with_timing(Duration::from_millis(10), Duration::from_millis(300))
+        .run(&op);
+    world.embedded.sim.wait_idle();
+    world.embedded.sim.clear_faults().expect("faults cleared");
+    assert!(matches!(result, Err(EngineError::Worker { .. })), "{result:?}");
+    assert_unchanged(&before, &world.inventory(), "a worker dying on its second volume");
+    assert_eq!(assert_repository_intact(&world), restore_points(&world));
+    assert_eq!(
+        restore_points(&world),
+        points,
+        "a failed backup wrote a restore point"
+    );
+}
