@@ -30,9 +30,13 @@ pub enum EngineError {
         /// What went wrong.
         message: String,
     },
-    /// The repository could not be opened or created.
-    #[error("repository: {0}")]
-    Repository(String),
+    /// What the operation needs is not there yet (a restore from snapshots before any
+    /// snapshot was made); the session stopped and removed what it had created.
+    #[error("{0}")]
+    NotReady(String),
+    /// The engine met a state it cannot be in: a bug of Bulwark.
+    #[error("internal error (a Bulwark bug; please report it with the session journal): {0}")]
+    Internal(String),
     /// Cleanup could not remove everything; the journal keeps the rest for the next start.
     #[error("{failure}\nCleanup left {} resource(s), kept in journal {journal} for the next start to remove:\n  {}", left.len(), left.join("\n  "))]
     CleanupIncomplete {

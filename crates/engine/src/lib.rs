@@ -200,7 +200,7 @@ impl Engine {
             .find(|v| &v.id == volume)
             .map(|v| v.size_gib)
             .ok_or_else(|| {
-                Failure::Engine(EngineError::Repository(format!(
+                Failure::Engine(EngineError::Internal(format!(
                     "volume {volume} is not in the estate"
                 )))
             })

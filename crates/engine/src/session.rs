@@ -74,7 +74,7 @@ impl<'e> Session<'e> {
         match actor {
             Actor::Appliance => Ok(self.engine.appliance.clone()),
             Actor::Role(role) => Ok(self.engine.identities.role(role)?),
-            Actor::Worker(role) => Err(Failure::Engine(EngineError::Repository(format!(
+            Actor::Worker(role) => Err(Failure::Engine(EngineError::Internal(format!(
                 "the appliance cannot act as the worker role {role}"
             )))),
         }
@@ -130,7 +130,7 @@ impl<'e> Session<'e> {
 
     fn target(&self, resource: &Resource) -> Result<&Target, Failure> {
         self.ids.get(resource).ok_or_else(|| {
-            Failure::Engine(EngineError::Repository(format!(
+            Failure::Engine(EngineError::Internal(format!(
                 "{resource} does not exist (yet) in this session"
             )))
         })
@@ -147,7 +147,7 @@ impl<'e> Session<'e> {
                     &snapshot.region,
                 )?;
                 found.map(|id| (snapshot.region.clone(), id)).ok_or_else(|| {
-                    Failure::Engine(EngineError::Repository(format!(
+                    Failure::Engine(EngineError::NotReady(format!(
                         "no snapshot of {} in {}/{} is known: run `bulwark run snapshot` for the instance first",
                         snapshot.volume, snapshot.owner, snapshot.region
                     )))
@@ -159,7 +159,7 @@ impl<'e> Session<'e> {
     fn volume_id(&self, volume: &Resource) -> Result<(Region, VolumeId), Failure> {
         match self.target(volume)? {
             Target::Volume(r, id) => Ok((r.clone(), id.clone())),
-            other => Err(Failure::Engine(EngineError::Repository(format!(
+            other => Err(Failure::Engine(EngineError::Internal(format!(
                 "{volume} is {other:?}, not a volume"
             )))),
         }
@@ -170,7 +170,7 @@ impl<'e> Session<'e> {
             Resource::Instance { region, id, .. } => Ok((region.clone(), id.clone())),
             other => match self.target(other)? {
                 Target::Instance(r, id) => Ok((r.clone(), id.clone())),
-                t => Err(Failure::Engine(EngineError::Repository(format!(
+                t => Err(Failure::Engine(EngineError::Internal(format!(
                     "{other} is {t:?}, not an instance"
                 )))),
             },
@@ -565,7 +565,7 @@ impl<'e> Session<'e> {
                 let url = self.queue_url(queue)?;
                 let task = self.task()?;
                 let body = serde_json::to_string(&WorkerMessage::Task(task))
-                    .map_err(|e| EngineError::Repository(e.to_string()))?;
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
                 let who = who()?;
                 let region = at()?;
                 retry(&mut || self.engine.cloud.send_message(&who, &region, &url, &body))?;
@@ -587,7 +587,7 @@ impl<'e> Session<'e> {
                 }
             }
             (action, resource) => {
-                return Err(Failure::Engine(EngineError::Repository(format!(
+                return Err(Failure::Engine(EngineError::Internal(format!(
                     "the engine does not know how to run {action} on {resource} (an engine bug)"
                 ))))
             }
@@ -605,7 +605,7 @@ impl<'e> Session<'e> {
             serves: serves.clone(),
         })? {
             Target::Role(arn) => Ok(arn.clone()),
-            t => Err(Failure::Engine(EngineError::Repository(format!(
+            t => Err(Failure::Engine(EngineError::Internal(format!(
                 "{t:?} is not a role"
             )))),
         }
@@ -621,7 +621,7 @@ impl<'e> Session<'e> {
             serves: serves.clone(),
         })? {
             Target::Profile(arn) => Ok(arn.clone()),
-            t => Err(Failure::Engine(EngineError::Repository(format!(
+            t => Err(Failure::Engine(EngineError::Internal(format!(
                 "{t:?} is not an instance profile"
             )))),
         }
@@ -630,7 +630,7 @@ impl<'e> Session<'e> {
     fn queue_url(&self, queue: &Resource) -> Result<String, Failure> {
         match self.target(queue)? {
             Target::Queue(_, url) => Ok(url.clone()),
-            t => Err(Failure::Engine(EngineError::Repository(format!(
+            t => Err(Failure::Engine(EngineError::Internal(format!(
                 "{t:?} is not a queue"
             )))),
         }
@@ -640,9 +640,7 @@ impl<'e> Session<'e> {
     /// role's credentials.
     fn task(&self) -> Result<Task, Failure> {
         let repository = self.engine.estate.repository.as_ref().ok_or_else(|| {
-            Failure::Engine(EngineError::Repository(
-                "the estate defines no [repository]".into(),
-            ))
+            Failure::Engine(EngineError::Internal("the estate defines no [repository]".into()))
         })?;
         let kind = if self.plan.steps.iter().any(|s| s.action == "s3:PutObject") {
             TaskKind::Backup
@@ -688,7 +686,7 @@ impl<'e> Session<'e> {
                 (Resource::Worker { .. }, Target::Instance(region, id)) => Some((region.clone(), id.clone())),
                 _ => None,
             })
-            .ok_or_else(|| Failure::Engine(EngineError::Repository("the session has no worker".into())))?;
+            .ok_or_else(|| Failure::Engine(EngineError::Internal("the session has no worker".into())))?;
         let deployer = self
             .plan
             .steps
