@@ -23,7 +23,15 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// Issues credentials for `identity`.
+/// Role sessions last 12 hours, AWS's longest; expired ones are forgotten as new ones are issued
+/// (so the world does not grow with every session), and are then invalid like any unknown key.
 pub(crate) fn issue(world: &mut World, identity: Identity) -> Credentials {
+    const ROLE_SESSION_SECS: u64 = 12 * 3600;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    world.sessions.retain(|_, s| s.expires.is_none_or(|e| e > now));
+    let expires = matches!(identity, Identity::Role { .. }).then_some(now + ROLE_SESSION_SECS);
     let access_key_id = format!("ASIA{}", hex::encode_upper(random_bytes::<8>()));
     let secret = hex::encode(random_bytes::<20>());
     world.sessions.insert(
@@ -31,6 +39,7 @@ pub(crate) fn issue(world: &mut World, identity: Identity) -> Credentials {
         Session {
             identity,
             secret: secret.clone(),
+            expires,
         },
     );
     Credentials {
@@ -86,7 +95,21 @@ impl Sim {
     pub fn root_credentials(&self, account: &AccountId) -> Result<Credentials, SimError> {
         self.admin(|w| {
             w.accounts.entry(account.clone()).or_default();
-            Ok(issue(w, Identity::Root(account.clone())))
+            // An account has one set of root keys; every caller gets the same.
+            let existing = w
+                .sessions
+                .iter()
+                .find(|(_, s)| s.identity == Identity::Root(account.clone()));
+            if let Some((id, s)) = existing {
+                return Ok(Credentials {
+                    access_key_id: id.clone(),
+                    secret_access_key: s.secret.clone(),
+                    session_token: None,
+                });
+            }
+            let mut keys = issue(w, Identity::Root(account.clone()));
+            keys.session_token = None;
+            Ok(keys)
         })
     }
 

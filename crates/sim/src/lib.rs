@@ -217,7 +217,16 @@ impl Inner {
 
     /// Resolves credentials to their identity.
     pub(crate) fn identity(world: &World, action: &str, who: &Credentials) -> Result<Identity, CloudError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         match world.sessions.get(&who.access_key_id) {
+            Some(s) if s.expires.is_some_and(|e| e <= now) => Err(CloudError::new(
+                action,
+                ErrorKind::AccessDenied,
+                "ExpiredToken",
+                "The security token included in the request is expired",
+            )),
             Some(s) if s.secret == who.secret_access_key => Ok(s.identity.clone()),
             _ => Err(CloudError::new(
                 action,

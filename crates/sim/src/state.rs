@@ -49,6 +49,9 @@ impl Identity {
 pub(crate) struct Session {
     pub identity: Identity,
     pub secret: String,
+    /// When a role session expires (seconds since the epoch); root keys do not.
+    #[serde(default)]
+    pub expires: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
