@@ -65,7 +65,7 @@ pub fn run(data_dir: Option<&Path>, data_mib: u32) -> anyhow::Result<ExitCode> {
     let before = world.sim.inventory();
     let engine = world.engine().on_event(crate::sessions::listener(true));
     println!(
-        " #  {:<74} {:<8} {:>7} {:>5}",
+        " #  {:<84} {:<8} {:>7} {:>5}",
         "session", "result", "time", "steps"
     );
     let mut reports = Vec::new();
@@ -77,7 +77,7 @@ pub fn run(data_dir: Option<&Path>, data_mib: u32) -> anyhow::Result<ExitCode> {
         match (outcome, expect) {
             (Ok(report), Expect::Success) => {
                 println!(
-                    "{:>2}  {title:<74} {:<8} {secs:>7} {:>5}",
+                    "{:>2}  {title:<84} {:<8} {secs:>7} {:>5}",
                     n + 1,
                     "ok",
                     report.steps
@@ -85,17 +85,17 @@ pub fn run(data_dir: Option<&Path>, data_mib: u32) -> anyhow::Result<ExitCode> {
                 reports.push((title, report));
             }
             (Err(EngineError::Refused(r)), Expect::Refused) => {
-                println!("{:>2}  {title:<74} {:<8} {:>7} {:>5}", n + 1, "refused", "-", "-");
+                println!("{:>2}  {title:<84} {:<8} {:>7} {:>5}", n + 1, "refused", "-", "-");
                 println!("      [{}] {}", r.code, r.message);
                 println!("      remedy: {}", r.remedy);
             }
             (Ok(_), Expect::Refused) => {
                 failures += 1;
-                println!("{:>2}  {title:<74} UNEXPECTED SUCCESS", n + 1);
+                println!("{:>2}  {title:<84} UNEXPECTED SUCCESS", n + 1);
             }
             (Err(e), _) => {
                 failures += 1;
-                println!("{:>2}  {title:<74} FAILED  {secs:>7}\n      {e}", n + 1);
+                println!("{:>2}  {title:<84} FAILED  {secs:>7}\n      {e}", n + 1);
             }
         }
     }
@@ -146,7 +146,7 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             Expect::Success,
         ),
         (
-            "image backup of web, workers in the backup account (a volume is under aws/ebs)".into(),
+            "image backup of web, workers in the backup account (one volume under aws/ebs)".into(),
             Operation::Backup {
                 instance: id(WEB)?,
                 workers: Some(Placement::BackupAccount),
@@ -172,17 +172,17 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             Expect::Success,
         ),
         (
-            format!("restore of db from its snapshots into {DR}/{EU}"),
+            format!("restore of db from snapshots into {DR}/{EU}"),
             restore(DB, RestoreSource::Snapshot, DR, EU, None)?,
             Expect::Success,
         ),
         (
-            format!("restore of db from its backup into {DR}/{EU}, workers in the backup account"),
+            format!("restore of db from backup into {DR}/{EU}, workers in the backup account"),
             restore(DB, RestoreSource::Backup, DR, EU, Some(Placement::BackupAccount))?,
             Expect::Success,
         ),
         (
-            format!("restore of web from its backup into {PROD}/{US}, workers in the production account"),
+            format!("restore of web from backup into {PROD}/{US}, workers in its own account"),
             restore(
                 WEB,
                 RestoreSource::Backup,

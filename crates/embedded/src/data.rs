@@ -38,17 +38,18 @@ fn block(seed: &[u8; 32], index: usize) -> Vec<u8> {
     match index % 10 {
         // Text-like: words from a small vocabulary, compressible about 4:1.
         0..=3 => {
-            const WORDS: &[&str] = &[
-                "backup", "volume", "snapshot", "region", "account", "key", "restore", "worker", "\n", "data",
-            ];
+            const WORDS: &[&str] = &["backup", "volume", "snapshot", "region", "account", "key", "restore", "worker", "\n", "data"];
             let mut rng = blake3::Hasher::new_keyed(seed);
             rng.update(&index.to_le_bytes());
-            let mut xof = rng.finalize_xof();
-            let mut pick = [0u8; 1];
+            // One random byte picks each word; a word averages 6 bytes with its space.
+            let mut picks = vec![0u8; BLOCK / 4];
+            rng.finalize_xof().fill(&mut picks);
             let mut at = 0;
-            while at < BLOCK {
-                xof.fill(&mut pick);
-                let w = WORDS[pick[0] as usize % WORDS.len()].as_bytes();
+            for pick in picks.iter().cycle() {
+                if at >= BLOCK {
+                    break;
+                }
+                let w = WORDS[*pick as usize % WORDS.len()].as_bytes();
                 let n = w.len().min(BLOCK - at);
                 out[at..at + n].copy_from_slice(&w[..n]);
                 at += n;
