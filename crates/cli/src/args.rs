@@ -109,9 +109,10 @@ pub enum EmbeddedCommand {
         estate: PathBuf,
         #[command(flatten)]
         data: DataDir,
-        /// Data written into each protected volume, in MiB.
-        #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
-        data_mib: u32,
+        /// Data written into each protected volume, in MiB (default: the estate's
+        /// `[embedded] data_mib`, else 64).
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(0..=65536))]
+        data_mib: Option<u32>,
     },
     /// List every resource of the embedded cloud, one per line.
     Status {

@@ -51,7 +51,8 @@ pub fn embedded(cmd: &EmbeddedCommand) -> anyhow::Result<ExitCode> {
             data_mib,
         } => {
             let estate = read_estate(estate)?;
-            let world = create(&data.data_dir, &estate, *data_mib)?;
+            let mib = data_mib.or(estate.embedded.data_mib).unwrap_or(64);
+            let world = create(&data.data_dir, &estate, mib)?;
             println!(
                 "Embedded cloud in {}: {} accounts, {} instances, repository {}",
                 data.data_dir.display(),

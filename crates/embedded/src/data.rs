@@ -38,7 +38,9 @@ fn block(seed: &[u8; 32], index: usize) -> Vec<u8> {
     match index % 10 {
         // Text-like: words from a small vocabulary, compressible about 4:1.
         0..=3 => {
-            const WORDS: &[&str] = &["backup", "volume", "snapshot", "region", "account", "key", "restore", "worker", "\n", "data"];
+            const WORDS: &[&str] = &[
+                "backup", "volume", "snapshot", "region", "account", "key", "restore", "worker", "\n", "data",
+            ];
             let mut rng = blake3::Hasher::new_keyed(seed);
             rng.update(&index.to_le_bytes());
             // One random byte picks each word; a word averages 6 bytes with its space.

@@ -6,7 +6,10 @@
 //! instances, with volumes holding realistic data; the repository's bucket and repository.
 //! Then it installs the worker program as the machine image instances boot.
 //!
-//! It is what the demo, the end-to-end tests and `--cloud embedded` run on. It must not be used
+//! The estate file's `[embedded]` section replaces any generated key, identity or trust policy
+//! with the one given, so an estate's real policies can be tried here first.
+//!
+//! It is what the demo, the end-to-end tests and `bulwark run` run on. It must not be used
 //! with the AWS cloud: it writes no real IAM policy.
 
 mod data;
@@ -208,15 +211,20 @@ impl Embedded {
         for key in customer_keys(estate) {
             let KeyRef::Customer(arn) = &key else { continue };
             let id = arn.as_str().rsplit('/').next().unwrap_or_default();
-            let mut statements = vec![json!({
-                "Sid": "Enable IAM User Permissions",
-                "Effect": "Allow",
-                "Principal": {"AWS": format!("arn:{}:iam::{}:root", partition.as_str(), arn.account())},
-                "Action": "kms:*",
-                "Resource": "*"
-            })];
-            statements.extend(grants.keys.get(&key.arn()).cloned().unwrap_or_default());
-            let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+            let policy = match estate.embedded.key_policies.get(arn) {
+                Some(given) => given.clone(),
+                None => {
+                    let mut statements = vec![json!({
+                        "Sid": "Enable IAM User Permissions",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": format!("arn:{}:iam::{}:root", partition.as_str(), arn.account())},
+                        "Action": "kms:*",
+                        "Resource": "*"
+                    })];
+                    statements.extend(grants.keys.get(&key.arn()).cloned().unwrap_or_default());
+                    json!({"Version": "2012-10-17", "Statement": statements}).to_string()
+                }
+            };
             sim.create_key(arn.account(), arn.region(), id, &policy)?;
         }
         for ((account, region), key) in &estate.default_keys {
@@ -243,16 +251,17 @@ impl Embedded {
             if role.as_str().contains(":role/bulwark/") {
                 continue; // temporary worker roles are the sessions' to create
             }
-            let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+            let policy = match estate.embedded.role_policies.get(&role) {
+                Some(given) => given.clone(),
+                None => json!({"Version": "2012-10-17", "Statement": statements}).to_string(),
+            };
+            let trust = match estate.embedded.trust_policies.get(&role) {
+                Some(given) => given.clone(),
+                None => trust.to_string(),
+            };
             let (path, name) = split_role(&role);
-            sim.put_role(
-                role.account(),
-                &path,
-                &name,
-                &trust.to_string(),
-                &[("bulwark", policy)],
-            )?;
-            let worker = trust.to_string().contains("ec2.amazonaws.com");
+            sim.put_role(role.account(), &path, &name, &trust, &[("bulwark", policy)])?;
+            let worker = trust.contains("ec2.amazonaws.com");
             if worker {
                 sim.put_instance_profile(role.account(), &name, &name)?;
             }

@@ -180,6 +180,7 @@ fn estate(seed: u64) -> Estate {
             region: regions[0].parse().unwrap(),
             role: role(BACKUP, "BulwarkRepository"),
         }),
+        embedded: Default::default(),
     }
 }
 

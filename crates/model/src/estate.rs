@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::arn::{KeyRef, RoleArn};
+use crate::arn::{KeyArn, KeyRef, RoleArn};
 use crate::error::{EstateError, InvalidId, Problem};
 use crate::ids::{AccountId, BucketName, InstanceId, Partition, Region, VolumeId};
 
@@ -33,6 +33,24 @@ pub struct Estate {
     pub instances: Vec<Instance>,
     /// Where image-level backups are kept, if configured.
     pub repository: Option<Repository>,
+    /// What only the embedded cloud uses to build the estate; plans ignore it.
+    pub embedded: EmbeddedSetup,
+}
+
+/// The `[embedded]` section: how `bulwark embedded init` builds the estate in the embedded
+/// cloud, beyond what the rest of the file says. Every policy given here replaces the one
+/// Bulwark would generate, so that the embedded cloud can hold an estate's real policies and
+/// `bulwark check` and sessions can be tried against them before running on AWS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmbeddedSetup {
+    /// Data written into each protected volume, in MiB.
+    pub data_mib: Option<u32>,
+    /// Whole key policies (JSON), by key.
+    pub key_policies: BTreeMap<KeyArn, String>,
+    /// Identity policies (JSON), by role.
+    pub role_policies: BTreeMap<RoleArn, String>,
+    /// Trust policies (JSON), by role.
+    pub trust_policies: BTreeMap<RoleArn, String>,
 }
 
 /// The backup appliance: the backup account and the roles it uses there.
@@ -194,6 +212,19 @@ struct RawEstate {
     #[serde(default, rename = "instance")]
     instances: Vec<RawInstance>,
     repository: Option<RawRepository>,
+    embedded: Option<RawEmbedded>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmbedded {
+    data_mib: Option<Spanned<i64>>,
+    #[serde(default)]
+    key_policies: BTreeMap<String, Text>,
+    #[serde(default)]
+    role_policies: BTreeMap<String, Text>,
+    #[serde(default)]
+    trust_policies: BTreeMap<String, Text>,
 }
 
 #[derive(Deserialize)]
@@ -378,6 +409,11 @@ impl Checker<'_> {
 
         let instances = self.instances(&raw.instances, &accounts);
         let repository = raw.repository.as_ref().and_then(|r| self.repository(r));
+        let embedded = raw
+            .embedded
+            .as_ref()
+            .map(|e| self.embedded(e))
+            .unwrap_or_default();
         Some(Estate {
             appliance: appliance?,
             accounts,
@@ -385,6 +421,7 @@ impl Checker<'_> {
             encryption_by_default,
             instances,
             repository,
+            embedded,
         })
     }
 
@@ -531,6 +568,82 @@ impl Checker<'_> {
             region: region?,
             role: role?,
         })
+    }
+}
+
+impl Checker<'_> {
+    fn embedded(&mut self, raw: &RawEmbedded) -> EmbeddedSetup {
+        let mut out = EmbeddedSetup::default();
+        if let Some(mib) = &raw.data_mib {
+            match u32::try_from(*mib.get_ref()) {
+                Ok(m) if m <= MAX_VOLUME_GIB * 1024 => out.data_mib = Some(m),
+                _ => self.problem(
+                    mib,
+                    "embedded.data_mib",
+                    "expected a number of MiB from 0 to 67108864",
+                ),
+            }
+        }
+        for (key, doc) in &raw.key_policies {
+            let field = format!("embedded.key_policies.{key:?}");
+            if let (Some(arn), Some(doc)) = (self.parse_key(key, doc, &field), self.policy(doc, &field)) {
+                out.key_policies.insert(arn, doc);
+            }
+        }
+        for (table, map) in [
+            ("role_policies", &raw.role_policies),
+            ("trust_policies", &raw.trust_policies),
+        ] {
+            for (role, doc) in map {
+                let field = format!("embedded.{table}.{role:?}");
+                let arn = match role.parse::<RoleArn>() {
+                    Ok(arn) => Some(arn),
+                    Err(e) => {
+                        self.problem(doc, &field, e.to_string());
+                        None
+                    }
+                };
+                if let (Some(arn), Some(doc)) = (arn, self.policy(doc, &field)) {
+                    let target = if table == "role_policies" {
+                        &mut out.role_policies
+                    } else {
+                        &mut out.trust_policies
+                    };
+                    target.insert(arn, doc);
+                }
+            }
+        }
+        out
+    }
+
+    fn parse_key(&mut self, key: &str, at: &Text, field: &str) -> Option<KeyArn> {
+        match key.parse::<KeyArn>() {
+            Ok(arn) => Some(arn),
+            Err(e) => {
+                self.problem(at, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// A policy document: JSON with a `Statement`. Its statements are checked where it is
+    /// used (by the IAM policy evaluator); here only its shape.
+    fn policy(&mut self, doc: &Text, field: &str) -> Option<String> {
+        match serde_json::from_str::<serde_json::Value>(doc.get_ref()) {
+            Ok(v) if v.get("Statement").is_some() => Some(doc.get_ref().clone()),
+            Ok(_) => {
+                self.problem(
+                    doc,
+                    field,
+                    "expected a policy document: a JSON object with a \"Statement\"",
+                );
+                None
+            }
+            Err(e) => {
+                self.problem(doc, field, format!("not JSON: {e}"));
+                None
+            }
+        }
     }
 }
 

@@ -195,6 +195,7 @@ fn build(g: &Gen) -> Option<(Estate, Operation)> {
             region: region(0),
             role: role(BACKUP, "Repository"),
         }),
+        embedded: Default::default(),
     };
 
     let (kind, i, to, to_region, key, placement) = g.op;

@@ -188,3 +188,97 @@ fn check_passes_on_a_fresh_embedded_estate() {
     );
     assert_eq!(report["findings"].as_array().unwrap().len(), 0);
 }
+
+/// An estate whose real key policy (given in `[embedded]`) forgot the backup account: `check`
+/// names the missing statement, and the session fails at the step AWS would refuse, says why
+/// and what to change, and leaves nothing behind.
+#[test]
+fn a_key_policy_missing_a_statement_is_found_by_check_and_fails_the_session_cleanly() {
+    let original = std::fs::read_to_string(ESTATE).unwrap();
+    let text = format!(
+        "{original}\n[embedded.key_policies]\n\"arn:aws:kms:us-east-1:222222222222:key/22222222-aaaa-4bbb-8ccc-000000000001\" = '''\n{}\n'''\n",
+        r#"{"Version": "2012-10-17", "Statement": [{"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::222222222222:root"}, "Action": "kms:*", "Resource": "*"}]}"#
+    );
+    let estate = TempEstate::write("key-policy", &text, 0);
+    let dir = DataDir::new("key-policy");
+    let (code, stdout, stderr) = bulwark(&[
+        "embedded",
+        "init",
+        "--estate",
+        estate.path(),
+        "--data-dir",
+        dir.path(),
+        "--data-mib",
+        "1",
+    ]);
+    assert_eq!(code, EXIT_OK, "{stdout}\n{stderr}");
+
+    let (code, stdout, _) = bulwark(&["check", "--estate", estate.path(), "--data-dir", dir.path()]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains(
+            "MISSING  key arn:aws:kms:us-east-1:222222222222:key/22222222-aaaa-4bbb-8ccc-000000000001 for arn:aws:iam::111111111111:role/WorkerDeployment"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("BulwarkUse111111111111WorkerDeployment"),
+        "the fix is the statement: {stdout}"
+    );
+
+    let before = status(&dir);
+    let (code, _, stderr) = bulwark(&[
+        "run",
+        "backup",
+        "--estate",
+        estate.path(),
+        "--instance",
+        DB,
+        "--data-dir",
+        dir.path(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("step 14 (ec2:CreateVolume on snapshot of vol-0dddddddddddddddd"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("failed: ec2:CreateVolume failed: UnauthorizedOperation"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the key policy and the caller's IAM policies must both allow it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("what to do: give arn:aws:iam::111111111111:role/WorkerDeployment the permission"),
+        "{stderr}"
+    );
+    assert_eq!(
+        status(&dir),
+        before,
+        "the failed session removed everything it created"
+    );
+}
+
+#[test]
+fn a_malformed_embedded_policy_is_an_input_error_with_its_line() {
+    let original = std::fs::read_to_string(ESTATE).unwrap();
+    let line = original.lines().count() + 3;
+    let text = format!(
+        "{original}\n[embedded.role_policies]\n\"arn:aws:iam::222222222222:role/Backup\" = '{{not json'\n"
+    );
+    let estate = TempEstate::write("bad-embedded", &text, line);
+    let (code, _, stderr) = bulwark(
+        &with_estate(&["plan", "snapshot"], &["--instance", DB])
+            .iter()
+            .map(|a| if *a == ESTATE { estate.path() } else { a })
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(code, EXIT_INPUT, "{stderr}");
+    assert!(
+        stderr.contains(&format!(":{line}: embedded.role_policies")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not JSON"), "{stderr}");
+}
