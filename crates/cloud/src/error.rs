@@ -27,6 +27,62 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kind of an AWS error code, as the services document them. Both clouds use this
+    /// table, so that the engine sees the same kind for the same code from either.
+    pub fn of_code(code: &str) -> ErrorKind {
+        match code {
+            "UnauthorizedOperation"
+            | "AccessDenied"
+            | "AccessDeniedException"
+            | "AuthFailure"
+            | "InvalidClientTokenId"
+            | "ExpiredToken"
+            | "ExpiredTokenException"
+            | "SignatureDoesNotMatch" => ErrorKind::AccessDenied,
+            "NoSuchEntity"
+            | "NotFoundException"
+            | "ResourceNotFoundException"
+            | "NoSuchBucket"
+            | "AWS.SimpleQueueService.NonExistentQueue"
+            | "QueueDoesNotExist" => ErrorKind::NotFound,
+            c if c.ends_with(".NotFound")
+                || c.ends_with(".Malformed") && c.starts_with("InvalidInstanceID") =>
+            {
+                ErrorKind::NotFound
+            }
+            "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "RequestThrottledException"
+            | "RequestThrottled"
+            | "SlowDown"
+            | "TooManyRequestsException"
+            | "ServiceQuotaExceededException"
+            | "ConcurrentLimitExceededException" => ErrorKind::Throttled,
+            "OperationNotPermitted"
+            | "IncorrectState"
+            | "IncorrectInstanceState"
+            | "KMSInvalidStateException"
+            | "DisabledException"
+            | "DeleteConflict"
+            | "UnsupportedOperation" => ErrorKind::NotPermitted,
+            "EntityAlreadyExists"
+            | "VolumeInUse"
+            | "LimitExceeded"
+            | "ConflictException"
+            | "QueueAlreadyExists"
+            | "InvalidSnapshot.InUse" => ErrorKind::Conflict,
+            "InternalError"
+            | "InternalFailure"
+            | "InternalServerException"
+            | "ServiceUnavailable"
+            | "Unavailable"
+            | "KMSInternalException"
+            | "DependencyTimeoutException" => ErrorKind::Unavailable,
+            _ => ErrorKind::Invalid,
+        }
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn retryable(self) -> bool {
         matches!(self, ErrorKind::Throttled | ErrorKind::Unavailable)

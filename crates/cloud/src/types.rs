@@ -221,7 +221,8 @@ pub struct Message {
 pub struct BlockRef {
     /// The block index (offset / 512 KiB).
     pub index: u64,
-    /// The token GetSnapshotBlock needs.
+    /// The token GetSnapshotBlock needs; empty for a block that ListChangedBlocks reports as
+    /// removed in the second snapshot (it reads as zeros).
     pub token: String,
 }
 

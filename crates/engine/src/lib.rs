@@ -13,6 +13,7 @@
 
 mod catalog;
 pub mod check;
+pub mod direct;
 mod error;
 pub mod journal;
 mod session;

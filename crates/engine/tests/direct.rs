@@ -1,0 +1,891 @@
+//! The EBS direct API data path against the embedded cloud: a snapshot backed up into the
+//! repository (in full, and incrementally against its parent) restores identically, into a
+//! file and into a new snapshot (encrypted too); throttling and transient failures are
+//! absorbed; a block that does not match its checksum is refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bulwark_cloud::{
+    BlockPage, BlockRef, CallerIdentity, Cloud, CloudError, CopySnapshot, CreateVolume, Credentials,
+    ErrorKind, Grant, InstanceInfo, KeyInfo, Message, Result as CloudResult, RoleInfo, RunInstance,
+    SnapshotInfo, StartSnapshot, Tag, VolumeInfo, EBS_BLOCK_SIZE,
+};
+use bulwark_engine::direct::{backup_snapshot, restore_to_snapshot, DirectError, RateLimiter, ATTEMPTS};
+use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
+use bulwark_mover::{FileTarget, Progress};
+use bulwark_repo::{Backend, LocalBackend, Repository, Secret};
+use bulwark_sim::{Fault, Sim, SimVolume};
+use serde_json::json;
+use tempfile::TempDir;
+
+/// One account and region of the embedded cloud with a 1 GiB volume, and a repository.
+struct World {
+    sim: Sim,
+    account: AccountId,
+    region: Region,
+    volume: VolumeId,
+    root: Credentials,
+    repo: Repository,
+    dir: TempDir,
+}
+
+impl World {
+    /// The volume is unencrypted, or encrypted with a customer managed key of the account.
+    fn new(encrypted: bool) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::open(&dir.path().join("cloud")).unwrap();
+        let account: AccountId = "111111111111".parse().unwrap();
+        let region: Region = "us-east-1".parse().unwrap();
+        let volume: VolumeId = "vol-0000000000000000a".parse().unwrap();
+        let key = encrypted.then(|| cmk(&sim, &account, &region, "11111111-2222-3333-4444-555555555555"));
+        sim.create_instance(
+            &account,
+            &region,
+            &"i-0000000000000000a".parse().unwrap(),
+            &[SimVolume {
+                id: volume.clone(),
+                size_gib: 1,
+                key,
+            }],
+        )
+        .unwrap();
+        let root = sim.root_credentials(&account).unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
+        let repo = Repository::init(backend, &Secret::KeyFile([7; 32])).unwrap();
+        World {
+            sim,
+            account,
+            region,
+            volume,
+            root,
+            repo,
+            dir,
+        }
+    }
+
+    /// Writes one 512 KiB block filled with `fill` (0 writes zeros: the block is unwritten).
+    fn write(&self, index: u64, fill: u8) {
+        self.sim
+            .write_volume(
+                &self.account,
+                &self.region,
+                &self.volume,
+                index * EBS_BLOCK_SIZE,
+                &block(fill),
+            )
+            .unwrap();
+    }
+
+    fn snapshot(&self) -> SnapshotId {
+        self.sim
+            .create_snapshot(&self.root, &self.region, &self.volume, &[])
+            .unwrap()
+            .id
+    }
+
+    fn volume_digest(&self) -> (u32, String) {
+        self.sim
+            .volume_digest(&self.account, &self.region, &self.volume)
+            .unwrap()
+    }
+
+    fn backup(
+        &self,
+        cloud: &dyn Cloud,
+        snapshot: &SnapshotId,
+        parent: Option<&SnapshotId>,
+    ) -> Result<bulwark_mover::BackupOutcome, DirectError> {
+        let progress = Progress::default();
+        backup_snapshot(
+            cloud,
+            &self.root,
+            &self.region,
+            snapshot,
+            parent,
+            &self.repo,
+            self.volume.as_str(),
+            &progress,
+        )
+    }
+
+    fn restore(
+        &self,
+        cloud: &dyn Cloud,
+        point: &bulwark_repo::Id,
+        key: Option<&str>,
+    ) -> Result<SnapshotId, DirectError> {
+        let progress = Progress::default();
+        restore_to_snapshot(cloud, &self.root, &self.region, &self.repo, point, key, &progress)
+    }
+
+    /// The volume as it is now, byte for byte, read block by block from a fresh snapshot.
+    fn volume_bytes(&self) -> Vec<u8> {
+        let snap = self.snapshot();
+        let mut out = vec![0u8; 1 << 30];
+        let mut next = None;
+        loop {
+            let page = self
+                .sim
+                .list_snapshot_blocks(&self.root, &self.region, &snap, next.as_deref())
+                .unwrap();
+            for b in &page.blocks {
+                let (data, _) = self
+                    .sim
+                    .get_snapshot_block(&self.root, &self.region, &snap, b)
+                    .unwrap();
+                let at = (b.index * EBS_BLOCK_SIZE) as usize;
+                out[at..at + data.len()].copy_from_slice(&data);
+            }
+            next = page.next_token;
+            if next.is_none() {
+                return out;
+            }
+        }
+    }
+
+    /// Restores `point` into a sparse file; its bytes.
+    fn restored_file(&self, point: &bulwark_repo::Id) -> Vec<u8> {
+        let path = self.dir.path().join("restored.img");
+        let size = self.repo.read_point(point).unwrap().size;
+        let target = FileTarget::create(&path, size).unwrap();
+        bulwark_mover::restore(&self.repo, point, &target, &Progress::default(), 2).unwrap();
+        std::fs::read(&path).unwrap()
+    }
+}
+
+/// A customer managed key whose policy lets the account's identities use it.
+fn cmk(sim: &Sim, account: &AccountId, region: &Region, id: &str) -> String {
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+            "Action": "kms:*",
+            "Resource": "*"
+        }]
+    });
+    sim.create_key(account, region, id, &policy.to_string()).unwrap()
+}
+
+/// A 512 KiB block of `fill` bytes, all zeros for 0; not uniform otherwise, so that two fills
+/// never compare equal by accident.
+fn block(fill: u8) -> Vec<u8> {
+    if fill == 0 {
+        return vec![0; EBS_BLOCK_SIZE as usize];
+    }
+    (0..EBS_BLOCK_SIZE).map(|i| fill ^ (i % 251) as u8).collect()
+}
+
+/// Blocks written in the first tests.
+const WRITTEN: &[(u64, u8)] = &[(0, 1), (1, 2), (5, 3), (100, 4), (2047, 5)];
+
+fn world_with_data(encrypted: bool) -> World {
+    let w = World::new(encrypted);
+    for &(index, fill) in WRITTEN {
+        w.write(index, fill);
+    }
+    w
+}
+
+// ---- backup and restore ----------------------------------------------------------------------
+
+#[test]
+fn a_full_backup_of_a_snapshot_reads_its_written_blocks_and_restores_identically() {
+    let w = world_with_data(false);
+    let snap = w.snapshot();
+    let outcome = w.backup(&w.sim, &snap, None).unwrap();
+    assert_eq!(outcome.manifest.stats.blocks_read, WRITTEN.len() as u64);
+    assert_eq!(outcome.manifest.size, 1 << 30);
+    assert_eq!(outcome.manifest.source.kind, "snapshot");
+    assert_eq!(outcome.manifest.source.name, snap.as_str());
+
+    assert!(
+        w.restored_file(&outcome.id) == w.volume_bytes(),
+        "the restored file differs from the volume"
+    );
+
+    let restored = w.restore(&w.sim, &outcome.id, None).unwrap();
+    let (size, digest, key) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
+    assert_eq!((size, digest), w.volume_digest());
+    assert_eq!(key, None);
+    let info = w
+        .sim
+        .describe_snapshots(&w.root, &w.region, std::slice::from_ref(&restored))
+        .unwrap();
+    assert_eq!(info[0].state, "completed");
+    assert!(info[0]
+        .tags
+        .contains(&Tag::new("bulwark:restore-point", outcome.id.to_hex())));
+}
+
+#[test]
+fn an_incremental_backup_reads_only_the_changed_blocks_and_restores_identically() {
+    let w = world_with_data(false);
+    let first = w.snapshot();
+    let full = w.backup(&w.sim, &first, None).unwrap();
+
+    w.write(1, 9); // changed
+    w.write(7, 8); // new
+    w.write(5, 0); // zeroed
+    let second = w.snapshot();
+    let incremental = w.backup(&w.sim, &second, Some(&first)).unwrap();
+    assert_eq!(incremental.manifest.stats.blocks_read, 3);
+    assert_eq!(incremental.manifest.parent, Some(full.id));
+
+    assert!(
+        w.restored_file(&incremental.id) == w.volume_bytes(),
+        "the restored file differs from the volume"
+    );
+    let restored = w.restore(&w.sim, &incremental.id, None).unwrap();
+    let (size, digest, _) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
+    assert_eq!((size, digest), w.volume_digest());
+}
+
+#[test]
+fn an_incremental_backup_against_a_parent_that_is_not_the_latest_backup_is_refused() {
+    let w = world_with_data(false);
+    let first = w.snapshot();
+    w.write(3, 3);
+    let second = w.snapshot();
+    // No backup yet: nothing to apply the changes to.
+    let error = w.backup(&w.sim, &second, Some(&first)).unwrap_err();
+    assert!(matches!(error, DirectError::ParentMismatch { .. }), "{error}");
+    // The latest backup is of `second`, not `first`.
+    w.backup(&w.sim, &second, None).unwrap();
+    w.write(4, 4);
+    let third = w.snapshot();
+    let error = w.backup(&w.sim, &third, Some(&first)).unwrap_err();
+    assert!(matches!(error, DirectError::ParentMismatch { .. }), "{error}");
+    assert!(error.to_string().contains("what to do"), "{error}");
+    w.backup(&w.sim, &third, Some(&second)).unwrap();
+}
+
+#[test]
+fn an_encrypted_snapshot_backs_up_and_restores_into_a_snapshot_under_a_given_key() {
+    let w = world_with_data(true);
+    let snap = w.snapshot();
+    let outcome = w.backup(&w.sim, &snap, None).unwrap();
+    let other = cmk(
+        &w.sim,
+        &w.account,
+        &w.region,
+        "99999999-8888-7777-6666-555555555555",
+    );
+    let restored = w.restore(&w.sim, &outcome.id, Some(&other)).unwrap();
+    let (size, digest, key) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
+    assert_eq!((size, digest), w.volume_digest());
+    assert_eq!(key.as_deref(), Some(other.as_str()));
+}
+
+#[test]
+fn listings_are_read_to_their_last_page() {
+    let w = world_with_data(false);
+    let tampered = Tampered::new(&w.sim, None, 2);
+    let first = w.snapshot();
+    let full = w.backup(&tampered, &first, None).unwrap();
+    assert_eq!(full.manifest.stats.blocks_read, WRITTEN.len() as u64);
+    for i in 10..15 {
+        w.write(i, 6);
+    }
+    let second = w.snapshot();
+    let incremental = w.backup(&tampered, &second, Some(&first)).unwrap();
+    assert_eq!(incremental.manifest.stats.blocks_read, 5);
+    assert!(
+        w.restored_file(&incremental.id) == w.volume_bytes(),
+        "the restored file differs from the volume"
+    );
+}
+
+// ---- throttling and failures -------------------------------------------------------------
+
+#[test]
+fn throttling_of_block_calls_is_absorbed() {
+    let w = world_with_data(false);
+    let snap = w.snapshot();
+    for action in ["ebs:GetSnapshotBlock", "ebs:PutSnapshotBlock"] {
+        w.sim
+            .inject(Fault::Throttle {
+                action: action.into(),
+                times: 5,
+            })
+            .unwrap();
+    }
+    let cloud = Tampered::new(&w.sim, None, usize::MAX);
+    let outcome = w.backup(&cloud, &snap, None).unwrap();
+    let restored = w.restore(&cloud, &outcome.id, None).unwrap();
+    let (size, digest, _) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
+    assert_eq!((size, digest), w.volume_digest());
+    assert_eq!(cloud.errors("ebs:GetSnapshotBlock", ErrorKind::Throttled), 5);
+    assert_eq!(cloud.errors("ebs:PutSnapshotBlock", ErrorKind::Throttled), 5);
+}
+
+#[test]
+fn throttling_that_lasts_fails_after_every_attempt_with_what_to_do() {
+    let w = world_with_data(false);
+    let snap = w.snapshot();
+    w.sim
+        .inject(Fault::Throttle {
+            action: "ebs:ListSnapshotBlocks".into(),
+            times: ATTEMPTS,
+        })
+        .unwrap();
+    let error = w.backup(&w.sim, &snap, None).unwrap_err();
+    match &error {
+        DirectError::Busy {
+            action,
+            attempts,
+            last,
+        } => {
+            assert_eq!((action.as_str(), *attempts), ("ebs:ListSnapshotBlocks", ATTEMPTS));
+            assert_eq!(last.kind, ErrorKind::Throttled);
+        }
+        other => panic!("expected the throttling to surface, got {other}"),
+    }
+    assert!(error.to_string().contains("what to do"), "{error}");
+    assert!(w.repo.latest_point(w.volume.as_str()).unwrap().is_none());
+}
+
+#[test]
+fn transient_failures_of_ebs_are_retried() {
+    let w = world_with_data(false);
+    let snap = w.snapshot();
+    // Each call fails once: the listing and the snapshot's start and completion on their
+    // first call (they are made once), a block call after one success.
+    let faults = [
+        ("ebs:ListSnapshotBlocks", 0),
+        ("ebs:GetSnapshotBlock", 1),
+        ("ebs:StartSnapshot", 0),
+        ("ebs:PutSnapshotBlock", 1),
+        ("ebs:CompleteSnapshot", 0),
+        ("ec2:DescribeSnapshots", 0),
+    ];
+    for (action, skip) in faults {
+        w.sim
+            .inject(Fault::Fail {
+                action: action.into(),
+                skip,
+                code: "InternalServerException".into(),
+                kind: ErrorKind::Unavailable,
+            })
+            .unwrap();
+    }
+    let cloud = Tampered::new(&w.sim, None, usize::MAX);
+    let outcome = w.backup(&cloud, &snap, None).unwrap();
+    let restored = w.restore(&cloud, &outcome.id, None).unwrap();
+    let (size, digest, _) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
+    assert_eq!((size, digest), w.volume_digest());
+    for (action, _) in faults {
+        assert_eq!(cloud.errors(action, ErrorKind::Unavailable), 1, "{action}");
+    }
+}
+
+#[test]
+fn a_refused_block_write_fails_the_restore_and_deletes_the_unfinished_snapshot() {
+    let w = world_with_data(false);
+    let snap = w.snapshot();
+    let outcome = w.backup(&w.sim, &snap, None).unwrap();
+    let before = w.sim.inventory();
+    w.sim
+        .inject(Fault::Fail {
+            action: "ebs:PutSnapshotBlock".into(),
+            skip: 2,
+            code: "AccessDeniedException".into(),
+            kind: ErrorKind::AccessDenied,
+        })
+        .unwrap();
+    let error = w.restore(&w.sim, &outcome.id, None).unwrap_err();
+    match &error {
+        DirectError::Cloud(e) => assert_eq!(e.code, "AccessDeniedException", "{error}"),
+        other => panic!("expected the refusal, got {other}"),
+    }
+    assert!(error.to_string().contains("what to do"), "{error}");
+    assert_eq!(w.sim.inventory().added_since(&before), Vec::<String>::new());
+}
+
+#[test]
+fn a_block_that_does_not_match_its_checksum_is_refused_and_no_restore_point_is_written() {
+    let w = world_with_data(false);
+    let snap = w.snapshot();
+    let tampered = Tampered::new(&w.sim, Some(5), usize::MAX);
+    let error = w.backup(&tampered, &snap, None).unwrap_err();
+    match &error {
+        DirectError::Checksum { snapshot, index, .. } => {
+            assert_eq!((snapshot, *index), (&snap, 5), "{error}");
+        }
+        other => panic!("expected a checksum error, got {other}"),
+    }
+    assert!(error.to_string().contains("what to do"), "{error}");
+    assert!(w.repo.latest_point(w.volume.as_str()).unwrap().is_none());
+}
+
+// ---- the rate limiter ----------------------------------------------------------------------
+
+#[test]
+fn the_limiter_paces_requests_at_its_rate() {
+    let limiter = RateLimiter::new(200.0);
+    let start = Instant::now();
+    for _ in 0..41 {
+        limiter.acquire();
+    }
+    // 41 requests at 200/s, from an empty bucket: at least 200 ms.
+    assert!(
+        start.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn the_limiter_halves_on_throttling_and_grows_back_additively_up_to_its_ceiling() {
+    let limiter = RateLimiter::per_snapshot();
+    assert_eq!(limiter.rate(), 1000.0);
+    limiter.throttled();
+    assert_eq!(limiter.rate(), 500.0);
+    limiter.throttled();
+    assert_eq!(limiter.rate(), 250.0);
+    // A second's worth of successes (250) adds about 100 requests per second.
+    for _ in 0..250 {
+        limiter.succeeded();
+    }
+    assert!((330.0..=350.0).contains(&limiter.rate()), "{}", limiter.rate());
+    for _ in 0..100_000 {
+        limiter.succeeded();
+    }
+    assert_eq!(limiter.rate(), 1000.0);
+    for _ in 0..100 {
+        limiter.throttled();
+    }
+    assert!(limiter.rate() > 0.0);
+}
+
+// ---- a cloud that pages small and corrupts a block ----------------------------------------
+
+/// The embedded cloud, with block listings served `page` blocks at a time and the data of
+/// block `corrupt` altered on its way to the caller (its checksum left as EBS computed it).
+/// Every error a call answers is kept, to see what the caller met and absorbed.
+struct Tampered {
+    sim: Sim,
+    corrupt: Option<u64>,
+    page: usize,
+    errors: Mutex<Vec<CloudError>>,
+}
+
+impl Tampered {
+    fn new(sim: &Sim, corrupt: Option<u64>, page: usize) -> Self {
+        Self {
+            sim: sim.clone(),
+            corrupt,
+            page,
+            errors: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Passes `result` on, keeping its error.
+    fn note<T>(&self, result: CloudResult<T>) -> CloudResult<T> {
+        if let Err(e) = &result {
+            self.errors.lock().unwrap().push(e.clone());
+        }
+        result
+    }
+
+    /// How many errors of `kind` calls of `action` answered.
+    fn errors(&self, action: &str, kind: ErrorKind) -> usize {
+        let errors = self.errors.lock().unwrap();
+        errors
+            .iter()
+            .filter(|e| e.action == action && e.kind == kind)
+            .count()
+    }
+
+    /// Serves a full listing (`list` answers its pages) a few blocks at a time; the token is
+    /// where the next page starts.
+    fn repage(
+        &self,
+        next_token: Option<&str>,
+        mut list: impl FnMut(Option<&str>) -> CloudResult<BlockPage>,
+    ) -> CloudResult<BlockPage> {
+        let mut blocks = Vec::new();
+        let mut next: Option<String> = None;
+        let size = loop {
+            let page = list(next.as_deref())?;
+            blocks.extend(page.blocks);
+            next = page.next_token;
+            if next.is_none() {
+                break page.volume_size_gib;
+            }
+        };
+        let start: usize = next_token.map_or(0, |t| t.parse().unwrap());
+        let end = start.saturating_add(self.page).min(blocks.len());
+        Ok(BlockPage {
+            blocks: blocks[start..end].to_vec(),
+            volume_size_gib: size,
+            next_token: (end < blocks.len()).then(|| end.to_string()),
+        })
+    }
+}
+
+impl Cloud for Tampered {
+    fn list_snapshot_blocks(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        snapshot: &SnapshotId,
+        next_token: Option<&str>,
+    ) -> CloudResult<BlockPage> {
+        self.note(self.repage(next_token, |t| {
+            self.sim.list_snapshot_blocks(who, region, snapshot, t)
+        }))
+    }
+
+    fn list_changed_blocks(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        first: &SnapshotId,
+        second: &SnapshotId,
+        next_token: Option<&str>,
+    ) -> CloudResult<BlockPage> {
+        self.note(self.repage(next_token, |t| {
+            self.sim.list_changed_blocks(who, region, first, second, t)
+        }))
+    }
+
+    fn get_snapshot_block(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        snapshot: &SnapshotId,
+        block: &BlockRef,
+    ) -> CloudResult<(Vec<u8>, String)> {
+        let (mut data, checksum) = self.note(self.sim.get_snapshot_block(who, region, snapshot, block))?;
+        if self.corrupt == Some(block.index) {
+            data[1000] ^= 0x40;
+        }
+        Ok((data, checksum))
+    }
+
+    // Everything else as the embedded cloud answers it.
+
+    fn caller_identity(&self, who: &Credentials) -> CloudResult<CallerIdentity> {
+        self.note(self.sim.caller_identity(who))
+    }
+
+    fn assume_role(
+        &self,
+        who: &Credentials,
+        role: &RoleArn,
+        session_name: &str,
+        external_id: Option<&str>,
+    ) -> CloudResult<Credentials> {
+        self.note(self.sim.assume_role(who, role, session_name, external_id))
+    }
+
+    fn describe_instances(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        ids: &[InstanceId],
+    ) -> CloudResult<Vec<InstanceInfo>> {
+        self.note(self.sim.describe_instances(who, region, ids))
+    }
+
+    fn describe_volumes(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        ids: &[VolumeId],
+    ) -> CloudResult<Vec<VolumeInfo>> {
+        self.note(self.sim.describe_volumes(who, region, ids))
+    }
+
+    fn describe_snapshots(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        ids: &[SnapshotId],
+    ) -> CloudResult<Vec<SnapshotInfo>> {
+        self.note(self.sim.describe_snapshots(who, region, ids))
+    }
+
+    fn create_snapshots(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        instance: &InstanceId,
+        tags: &[Tag],
+    ) -> CloudResult<Vec<SnapshotInfo>> {
+        self.note(self.sim.create_snapshots(who, region, instance, tags))
+    }
+
+    fn create_snapshot(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        volume: &VolumeId,
+        tags: &[Tag],
+    ) -> CloudResult<SnapshotInfo> {
+        self.note(self.sim.create_snapshot(who, region, volume, tags))
+    }
+
+    fn copy_snapshot(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        copy: &CopySnapshot,
+    ) -> CloudResult<SnapshotId> {
+        self.note(self.sim.copy_snapshot(who, region, copy))
+    }
+
+    fn modify_snapshot_sharing(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        snapshot: &SnapshotId,
+        add: &[bulwark_model::AccountId],
+        remove: &[bulwark_model::AccountId],
+    ) -> CloudResult<()> {
+        self.note(
+            self.sim
+                .modify_snapshot_sharing(who, region, snapshot, add, remove),
+        )
+    }
+
+    fn delete_snapshot(&self, who: &Credentials, region: &Region, snapshot: &SnapshotId) -> CloudResult<()> {
+        self.note(self.sim.delete_snapshot(who, region, snapshot))
+    }
+
+    fn create_volume(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        volume: &CreateVolume,
+    ) -> CloudResult<VolumeInfo> {
+        self.note(self.sim.create_volume(who, region, volume))
+    }
+
+    fn delete_volume(&self, who: &Credentials, region: &Region, volume: &VolumeId) -> CloudResult<()> {
+        self.note(self.sim.delete_volume(who, region, volume))
+    }
+
+    fn attach_volume(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        volume: &VolumeId,
+        instance: &InstanceId,
+        device: &str,
+    ) -> CloudResult<()> {
+        self.note(self.sim.attach_volume(who, region, volume, instance, device))
+    }
+
+    fn detach_volume(&self, who: &Credentials, region: &Region, volume: &VolumeId) -> CloudResult<()> {
+        self.note(self.sim.detach_volume(who, region, volume))
+    }
+
+    fn run_instance(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        run: &RunInstance,
+    ) -> CloudResult<InstanceInfo> {
+        self.note(self.sim.run_instance(who, region, run))
+    }
+
+    fn terminate_instance(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        instance: &InstanceId,
+    ) -> CloudResult<()> {
+        self.note(self.sim.terminate_instance(who, region, instance))
+    }
+
+    fn ebs_default_key(&self, who: &Credentials, region: &Region) -> CloudResult<String> {
+        self.note(self.sim.ebs_default_key(who, region))
+    }
+
+    fn ebs_encryption_by_default(&self, who: &Credentials, region: &Region) -> CloudResult<bool> {
+        self.note(self.sim.ebs_encryption_by_default(who, region))
+    }
+
+    fn start_snapshot(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        start: &StartSnapshot,
+    ) -> CloudResult<SnapshotId> {
+        self.note(self.sim.start_snapshot(who, region, start))
+    }
+
+    fn put_snapshot_block(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        snapshot: &SnapshotId,
+        index: u64,
+        data: &[u8],
+        checksum: &str,
+    ) -> CloudResult<()> {
+        self.note(
+            self.sim
+                .put_snapshot_block(who, region, snapshot, index, data, checksum),
+        )
+    }
+
+    fn complete_snapshot(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        snapshot: &SnapshotId,
+        changed_blocks: u64,
+        checksum: &str,
+    ) -> CloudResult<()> {
+        self.note(
+            self.sim
+                .complete_snapshot(who, region, snapshot, changed_blocks, checksum),
+        )
+    }
+
+    fn describe_key(&self, who: &Credentials, region: &Region, key: &str) -> CloudResult<KeyInfo> {
+        self.note(self.sim.describe_key(who, region, key))
+    }
+
+    fn get_key_policy(&self, who: &Credentials, region: &Region, key: &str) -> CloudResult<String> {
+        self.note(self.sim.get_key_policy(who, region, key))
+    }
+
+    fn list_grants(&self, who: &Credentials, region: &Region, key: &str) -> CloudResult<Vec<Grant>> {
+        self.note(self.sim.list_grants(who, region, key))
+    }
+
+    fn generate_data_key(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        key: &str,
+    ) -> CloudResult<(Vec<u8>, Vec<u8>)> {
+        self.note(self.sim.generate_data_key(who, region, key))
+    }
+
+    fn decrypt(&self, who: &Credentials, region: &Region, ciphertext: &[u8]) -> CloudResult<Vec<u8>> {
+        self.note(self.sim.decrypt(who, region, ciphertext))
+    }
+
+    fn get_role(&self, who: &Credentials, role: &RoleArn) -> CloudResult<RoleInfo> {
+        self.note(self.sim.get_role(who, role))
+    }
+
+    fn create_role(
+        &self,
+        who: &Credentials,
+        path: &str,
+        name: &str,
+        trust_policy: &str,
+        tags: &[Tag],
+    ) -> CloudResult<RoleArn> {
+        self.note(self.sim.create_role(who, path, name, trust_policy, tags))
+    }
+
+    fn delete_role(&self, who: &Credentials, role: &RoleArn) -> CloudResult<()> {
+        self.note(self.sim.delete_role(who, role))
+    }
+
+    fn put_role_policy(
+        &self,
+        who: &Credentials,
+        role: &RoleArn,
+        name: &str,
+        document: &str,
+    ) -> CloudResult<()> {
+        self.note(self.sim.put_role_policy(who, role, name, document))
+    }
+
+    fn delete_role_policy(&self, who: &Credentials, role: &RoleArn, name: &str) -> CloudResult<()> {
+        self.note(self.sim.delete_role_policy(who, role, name))
+    }
+
+    fn create_instance_profile(&self, who: &Credentials, path: &str, name: &str) -> CloudResult<String> {
+        self.note(self.sim.create_instance_profile(who, path, name))
+    }
+
+    fn delete_instance_profile(&self, who: &Credentials, profile: &str) -> CloudResult<()> {
+        self.note(self.sim.delete_instance_profile(who, profile))
+    }
+
+    fn add_role_to_instance_profile(
+        &self,
+        who: &Credentials,
+        profile: &str,
+        role: &RoleArn,
+    ) -> CloudResult<()> {
+        self.note(self.sim.add_role_to_instance_profile(who, profile, role))
+    }
+
+    fn remove_role_from_instance_profile(
+        &self,
+        who: &Credentials,
+        profile: &str,
+        role: &RoleArn,
+    ) -> CloudResult<()> {
+        self.note(self.sim.remove_role_from_instance_profile(who, profile, role))
+    }
+
+    fn list_instance_profiles_for_role(&self, who: &Credentials, role: &RoleArn) -> CloudResult<Vec<String>> {
+        self.note(self.sim.list_instance_profiles_for_role(who, role))
+    }
+
+    fn create_queue(&self, who: &Credentials, region: &Region, name: &str) -> CloudResult<String> {
+        self.note(self.sim.create_queue(who, region, name))
+    }
+
+    fn set_queue_policy(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        queue: &str,
+        policy: &str,
+    ) -> CloudResult<()> {
+        self.note(self.sim.set_queue_policy(who, region, queue, policy))
+    }
+
+    fn delete_queue(&self, who: &Credentials, region: &Region, queue: &str) -> CloudResult<()> {
+        self.note(self.sim.delete_queue(who, region, queue))
+    }
+
+    fn send_message(&self, who: &Credentials, region: &Region, queue: &str, body: &str) -> CloudResult<()> {
+        self.note(self.sim.send_message(who, region, queue, body))
+    }
+
+    fn receive_messages(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        queue: &str,
+        wait: Duration,
+    ) -> CloudResult<Vec<Message>> {
+        self.note(self.sim.receive_messages(who, region, queue, wait))
+    }
+
+    fn delete_message(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        queue: &str,
+        receipt: &str,
+    ) -> CloudResult<()> {
+        self.note(self.sim.delete_message(who, region, queue, receipt))
+    }
+
+    fn object_store(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        bucket: &str,
+        prefix: &str,
+    ) -> CloudResult<Box<dyn Backend>> {
+        self.note(self.sim.object_store(who, region, bucket, prefix))
+    }
+}
