@@ -159,6 +159,7 @@ impl RepoArgs {
             let options = bulwark_s3::S3Options {
                 endpoint_url: self.endpoint_url.clone(),
                 region: None,
+                credentials: None,
             };
             return Ok(Arc::new(bulwark_s3::S3Backend::open(&self.repo, &options)?));
         }

@@ -109,6 +109,28 @@ pub struct S3Options {
     /// The bucket's region; by default the configured one (environment, profile, instance
     /// metadata), or with an endpoint URL `us-east-1` if none is configured.
     pub region: Option<String>,
+    /// Credentials to sign with instead of the SDK's standard chain (a worker gets the
+    /// repository role's session credentials with its task).
+    pub credentials: Option<S3Credentials>,
+}
+
+/// Explicit credentials.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Credentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A repository in an S3 bucket, under an optional key prefix.
@@ -170,6 +192,15 @@ impl S3Backend {
         }
         if let Some(endpoint) = &options.endpoint_url {
             loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(c) = &options.credentials {
+            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.clone(),
+                c.session_token.clone(),
+                None,
+                "bulwark-task",
+            ));
         }
         let sdk_config = runtime.block_on(loader.load());
         let region = match sdk_config.region() {
@@ -274,7 +305,8 @@ impl S3Backend {
 
 /// The HTTP client: the SDK's default one (hyper, rustls, proxies from the environment), with
 /// rustls on ring instead of aws-lc, which would add a second crypto library and a long C build.
-fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
+/// Every Bulwark client of the AWS SDK uses it (`bulwark-aws` too).
+pub fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
         let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
         // The settings carry the connect timeout; the sleep implementation enforces it.
@@ -418,6 +450,7 @@ mod tests {
         let options = S3Options {
             endpoint_url: Some("http://127.0.0.1:9".to_owned()),
             region: Some("us-east-1".to_owned()),
+            credentials: None,
         };
         S3Backend::open(url, &options).expect("open")
     }
@@ -439,6 +472,7 @@ mod tests {
             let options = S3Options {
                 endpoint_url: Some(endpoint.to_owned()),
                 region: Some("us-east-1".to_owned()),
+                credentials: None,
             };
             let err = S3Backend::open("s3://bucket", &options).expect_err(endpoint);
             assert!(err.to_string().contains("expected http://HOST"), "{err}");
@@ -450,6 +484,7 @@ mod tests {
         let options = S3Options {
             endpoint_url: None,
             region: Some("eu-west-3".to_owned()),
+            credentials: None,
         };
         let backend = S3Backend::open("s3://bucket/p", &options).expect("open");
         assert_eq!(backend.region(), "eu-west-3");

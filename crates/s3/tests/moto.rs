@@ -87,6 +87,7 @@ impl Moto {
         let options = S3Options {
             endpoint_url: Some(self.endpoint.clone()),
             region: None,
+            credentials: None,
         };
         S3Backend::open(&format!("s3://{bucket}/{prefix}"), &options).unwrap()
     }
