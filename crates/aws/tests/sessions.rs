@@ -1,0 +1,218 @@
+//! Conformance: the sessions of the embedded cloud's end-to-end tests, run by the same engine
+//! through the AWS provider against moto, where moto models what they need (one account;
+//! snapshots, replicas in another region, restores from snapshots). moto does not run worker
+//! instances and does not let another account use a shared snapshot, so image-level backups
+//! and cross-account sessions stay on the embedded cloud (docs/sessions.md lists moto's gaps).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::sync::Arc;
+
+use bulwark_aws::{AwsCloud, AwsOptions};
+use bulwark_cloud::{Cloud, CreateVolume, RunInstance};
+use bulwark_engine::journal::Target;
+use bulwark_engine::Engine;
+use bulwark_model::{Estate, Region};
+use bulwark_plan::{Operation, RestoreSource};
+
+const ENDPOINT_VAR: &str = "BULWARK_TEST_S3_ENDPOINT";
+
+fn endpoint() -> Option<String> {
+    match std::env::var(ENDPOINT_VAR) {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("moto was not started: {ENDPOINT_VAR} is unset; run scripts/test")
+        }
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "AWS session tests skipped: {ENDPOINT_VAR} is unset (run scripts/test)"
+            );
+            None
+        }
+    }
+}
+
+/// moto's first image, in every region the tests use.
+fn image(endpoint: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(bulwark_s3::http_client())
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::from_static("us-east-1"))
+            .load()
+            .await;
+        let images = aws_sdk_ec2::Client::new(&conf)
+            .describe_images()
+            .send()
+            .await
+            .unwrap();
+        images.images()[0].image_id().unwrap().to_owned()
+    })
+}
+
+#[test]
+fn snapshot_replica_and_restore_sessions_run_on_aws_apis() {
+    let Some(endpoint) = endpoint() else { return };
+    let us: Region = "us-east-1".parse().unwrap();
+    let west: Region = "us-west-2".parse().unwrap();
+    let ami = image(&endpoint);
+    let cloud = Arc::new(
+        AwsCloud::new(AwsOptions {
+            endpoint_url: Some(endpoint),
+            worker_images: [(us.clone(), ami.clone()), (west.clone(), ami)].into(),
+        })
+        .unwrap(),
+    );
+    let who = cloud.appliance_credentials().unwrap();
+    let account = cloud.caller_identity(&who).unwrap().account;
+
+    // What an administrator has: the roles, and an instance with two volumes.
+    let suffix = format!("{}", std::process::id());
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+    );
+    for role in ["Backup", "Restore", "WorkerDeployment"] {
+        let _ = cloud.create_role(&who, "/", &format!("{role}{suffix}"), &trust, &[]);
+    }
+    let instance = cloud
+        .run_instance(
+            &who,
+            &us,
+            &RunInstance {
+                instance_type: "t3.micro".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut volumes = Vec::new();
+    for (size, device) in [(1, "/dev/sdf"), (2, "/dev/sdg")] {
+        let v = cloud
+            .create_volume(
+                &who,
+                &us,
+                &CreateVolume {
+                    size_gib: Some(size),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        cloud
+            .attach_volume(&who, &us, &v.id, &instance.id, device)
+            .unwrap();
+        volumes.push((v.id, size));
+    }
+    let estate_text = format!(
+        r#"
+[appliance]
+account = "{account}"
+worker_deployment_role = "arn:aws:iam::{account}:role/WorkerDeployment{suffix}"
+
+[[account]]
+id = "{account}"
+backup_role = "arn:aws:iam::{account}:role/Backup{suffix}"
+restore_role = "arn:aws:iam::{account}:role/Restore{suffix}"
+
+[[instance]]
+id = "{}"
+account = "{account}"
+region = "us-east-1"
+volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
+"#,
+        instance.id, volumes[0].0, volumes[0].1, volumes[1].0, volumes[1].1
+    );
+    let estate = Estate::parse("moto.toml", &estate_text).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let engine = Engine::new(cloud.clone(), estate, who.clone(), state.path(), None).with_timing(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(5),
+    );
+
+    // Snapshots: one per volume, kept, completed.
+    let report = engine
+        .run(&Operation::Snapshot {
+            instance: instance.id.clone(),
+        })
+        .unwrap();
+    let snapshots: Vec<_> = report
+        .kept
+        .iter()
+        .filter_map(|(_, t)| match t {
+            Target::Snapshot(r, id) => Some((r.clone(), id.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(snapshots.len(), 2, "{:#?}", report.kept);
+    for (region, id) in &snapshots {
+        let s = cloud
+            .describe_snapshots(&who, region, std::slice::from_ref(id))
+            .unwrap();
+        assert_eq!(s[0].state, "completed");
+        assert!(
+            s[0].tags.iter().any(|t| t.key == "bulwark:session"),
+            "{:?}",
+            s[0].tags
+        );
+    }
+
+    // A replica in another region of the same account.
+    let report = engine
+        .run(&Operation::Replicate {
+            instance: instance.id.clone(),
+            to_account: account.clone(),
+            to_region: west.clone(),
+            target_key: None,
+        })
+        .unwrap();
+    let copies = report
+        .kept
+        .iter()
+        .filter(|(n, t)| n.starts_with("snapshot copy") && matches!(t, Target::Snapshot(r, _) if r == &west))
+        .count();
+    assert_eq!(copies, 2, "{:#?}", report.kept);
+
+    // A restore from the snapshots into the other region: copies, volumes, an instance with
+    // the volumes attached; the temporary copies are removed.
+    let report = engine
+        .run(&Operation::Restore {
+            instance: instance.id.clone(),
+            from: RestoreSource::Snapshot,
+            to_account: account.clone(),
+            to_region: west.clone(),
+            target_key: None,
+            workers: None,
+        })
+        .unwrap();
+    let restored: Vec<_> = report
+        .kept
+        .iter()
+        .filter_map(|(n, t)| match t {
+            Target::Volume(r, id) if n.starts_with("restored volume") => Some((r.clone(), id.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restored.len(), 2, "{:#?}", report.kept);
+    let Some(Target::Instance(_, new_instance)) = report
+        .kept
+        .iter()
+        .map(|(_, t)| t)
+        .find(|t| matches!(t, Target::Instance(..)))
+    else {
+        panic!("a restored instance: {:#?}", report.kept)
+    };
+    let described = cloud
+        .describe_volumes(
+            &who,
+            &west,
+            &restored.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+    for v in described {
+        assert_eq!(v.attachment.as_ref().map(|(i, _)| i), Some(new_instance), "{v:?}");
+    }
+    assert!(engine.recover().unwrap().is_empty(), "every journal is closed");
+}
