@@ -42,7 +42,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         estate: PathBuf,
         #[command(flatten)]
-        data: DataDir,
+        cloud: CloudArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -53,7 +53,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         estate: PathBuf,
         #[command(flatten)]
-        data: DataDir,
+        cloud: CloudArgs,
     },
     /// The embedded cloud: make an estate file real in it, or show what it holds.
     #[command(subcommand)]
@@ -83,11 +83,38 @@ pub struct DataDir {
     pub data_dir: PathBuf,
 }
 
-#[derive(Args)]
-pub struct RunCommand {
-    #[command(subcommand)]
-    pub operation: PlanArgs,
-    /// The embedded cloud's data directory (made by `bulwark embedded init`).
+/// Which cloud sessions run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CloudKind {
+    /// The embedded cloud in the data directory.
+    Embedded,
+    /// AWS, through the AWS SDK (credentials from the standard chain).
+    Aws,
+}
+
+/// Where sessions run: the embedded cloud (its data directory) or AWS.
+#[derive(Args, Clone)]
+pub struct CloudArgs {
+    /// The cloud: the embedded one (default), or AWS.
+    #[arg(
+        long,
+        value_enum,
+        env = "BULWARK_CLOUD",
+        default_value = "embedded",
+        global = true
+    )]
+    pub cloud: CloudKind,
+    /// With --cloud aws: an AWS-compatible endpoint for every service (like moto's).
+    #[arg(long, value_name = "URL", env = "BULWARK_AWS_ENDPOINT", global = true)]
+    pub endpoint_url: Option<String>,
+    /// With --cloud aws: the image workers boot in a region, as REGION=AMI (repeat per region).
+    #[arg(long, value_name = "REGION=AMI", global = true)]
+    pub worker_image: Vec<String>,
+    /// With --cloud aws: the file holding the repository's key-encryption key (64 hex digits),
+    /// handed to workers with their task.
+    #[arg(long, value_name = "FILE", env = "BULWARK_KEY_FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// The data directory: the embedded cloud's world, and the appliance's session journals.
     #[arg(
         long,
         value_name = "DIR",
@@ -96,6 +123,14 @@ pub struct RunCommand {
         global = true
     )]
     pub data_dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RunCommand {
+    #[command(subcommand)]
+    pub operation: PlanArgs,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 #[derive(Subcommand)]

@@ -39,8 +39,8 @@ fn main() -> ExitCode {
         }
         Command::Demo { data_dir, data_mib } => report(demo::run(data_dir.as_deref(), data_mib)),
         Command::Run(cmd) => sessions::run(&cmd),
-        Command::Check { estate, data, json } => report(sessions::check(&estate, &data.data_dir, json)),
-        Command::Recover { estate, data } => report(sessions::recover(&estate, &data.data_dir)),
+        Command::Check { estate, cloud, json } => report(sessions::check(&estate, &cloud, json)),
+        Command::Recover { estate, cloud } => report(sessions::recover(&estate, &cloud)),
         Command::Embedded(cmd) => report(sessions::embedded(&cmd)),
         Command::Repo(cmd) => report(image::run_repo(&cmd)),
         Command::Image(cmd) => report(image::run_image(&cmd)),

@@ -13,7 +13,7 @@ use bulwark_model::Estate;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::args::{read_estate, EmbeddedCommand, RunCommand};
+use crate::args::{read_estate, CloudArgs, CloudKind, EmbeddedCommand, RunCommand};
 use crate::render;
 
 /// Builds the embedded estate of `estate` in `dir`, granting every role what the estate's
@@ -81,14 +81,70 @@ pub fn embedded(cmd: &EmbeddedCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub fn check(estate: &Path, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+/// The appliance on the chosen cloud: its engine, and the embedded world when it is that one.
+struct Appliance {
+    engine: Engine,
+    embedded: Option<Embedded>,
+}
+
+fn appliance(cloud: &CloudArgs, estate: &Estate) -> anyhow::Result<Appliance> {
+    match cloud.cloud {
+        CloudKind::Embedded => {
+            let world = open(&cloud.data_dir, estate)?;
+            Ok(Appliance {
+                engine: world.engine(),
+                embedded: Some(world),
+            })
+        }
+        CloudKind::Aws => {
+            let mut worker_images = std::collections::HashMap::new();
+            for spec in &cloud.worker_image {
+                let (region, ami) = spec.split_once('=').with_context(|| {
+                    format!("--worker-image {spec:?}: expected REGION=AMI, like us-east-1=ami-0abc")
+                })?;
+                let region: bulwark_model::Region = region
+                    .parse()
+                    .with_context(|| format!("--worker-image {spec:?}"))?;
+                worker_images.insert(region, ami.to_owned());
+            }
+            let options = bulwark_aws::AwsOptions {
+                endpoint_url: cloud.endpoint_url.clone(),
+                worker_images,
+            };
+            let aws = bulwark_aws::AwsCloud::new(options)?;
+            let who = aws.appliance_credentials()?;
+            let key = match &cloud.key_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading the key file {}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            let state = cloud.data_dir.join("appliance");
+            let engine = Engine::new(Arc::new(aws), estate.clone(), who, &state, key);
+            Ok(Appliance {
+                engine,
+                embedded: None,
+            })
+        }
+    }
+}
+
+pub fn check(estate: &Path, cloud: &CloudArgs, json: bool) -> anyhow::Result<ExitCode> {
     let estate = read_estate(estate)?;
-    let world = open(dir, &estate)?;
-    let engine = world.engine();
+    let appliance = appliance(cloud, &estate)?;
     let plans = plans(&estate, &all_operations(&estate));
-    // In the embedded cloud the administrator of every account may read key policies.
-    let reader = |account: &bulwark_model::AccountId| world.sim.root_credentials(account).ok();
-    let report = engine.check(&plans, &reader);
+    // In the embedded cloud every account's administrator may read key policies; on AWS the
+    // check probes each role with kms:DescribeKey instead.
+    let reader = |account: &bulwark_model::AccountId| {
+        appliance
+            .embedded
+            .as_ref()
+            .and_then(|w| w.sim.root_credentials(account).ok())
+    };
+    let report = appliance.engine.check(&plans, &reader);
     if json {
         println!("{}", render::pretty(&report));
     } else {
@@ -119,11 +175,10 @@ pub fn check(estate: &Path, dir: &Path, json: bool) -> anyhow::Result<ExitCode> 
     })
 }
 
-pub fn recover(estate: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn recover(estate: &Path, cloud: &CloudArgs) -> anyhow::Result<ExitCode> {
     let estate = read_estate(estate)?;
-    let world = open(dir, &estate)?;
-    let engine = world.engine();
-    if !report_recovery(&engine)? {
+    let appliance = appliance(cloud, &estate)?;
+    if !report_recovery(&appliance.engine)? {
         println!("No unfinished session.");
     }
     Ok(ExitCode::SUCCESS)
@@ -199,8 +254,8 @@ pub fn run(cmd: &RunCommand) -> ExitCode {
         Err(e) => return crate::input_error(&e, json),
     };
     let result = (|| -> anyhow::Result<Result<SessionReport, EngineError>> {
-        let world = open(&cmd.data_dir, &resolved.estate)?;
-        let engine = world.engine().on_event(listener(json));
+        let appliance = appliance(&cmd.cloud, &resolved.estate)?;
+        let engine = appliance.engine.on_event(listener(json));
         report_recovery(&engine)?;
         Ok(engine.run(&resolved.operation))
     })();

@@ -282,3 +282,49 @@ fn a_malformed_embedded_policy_is_an_input_error_with_its_line() {
     );
     assert!(stderr.contains("not JSON"), "{stderr}");
 }
+
+/// `--cloud aws` runs the same session through the AWS SDK: against moto (started by
+/// scripts/test), where the example estate's instance does not exist, the session fails at the
+/// step that needs it, with AWS's error code and what to do.
+#[test]
+fn run_on_aws_reaches_aws_and_reports_its_error() {
+    let Ok(endpoint) = std::env::var("BULWARK_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "moto was not started: run scripts/test"
+        );
+        return;
+    };
+    let dir = DataDir::new("aws");
+    let (code, _, stderr) = bulwark(&with_estate(
+        &["run", "snapshot"],
+        &[
+            "--instance",
+            DB,
+            "--cloud",
+            "aws",
+            "--endpoint-url",
+            &endpoint,
+            "--data-dir",
+            dir.path(),
+        ],
+    ));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("ec2:CreateSnapshots"), "{stderr}");
+    assert!(stderr.contains("InvalidInstanceID.NotFound"), "{stderr}");
+    assert!(stderr.contains("what to do:"), "{stderr}");
+    // Nothing was left to recover.
+    let (code, stdout, stderr) = bulwark(&[
+        "recover",
+        "--estate",
+        ESTATE,
+        "--cloud",
+        "aws",
+        "--endpoint-url",
+        &endpoint,
+        "--data-dir",
+        dir.path(),
+    ]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    assert!(stdout.contains("No unfinished session."), "{stdout}");
+}
