@@ -84,15 +84,23 @@ pub(crate) struct Identities {
     cloud: Arc<dyn Cloud>,
     estate: Estate,
     appliance: Credentials,
-    cache: Mutex<BTreeMap<RoleArn, Credentials>>,
+    cache: Mutex<BTreeMap<RoleArn, (Credentials, std::time::Instant)>>,
 }
 
+/// How long assumed credentials are used before they are assumed again: AssumeRole's
+/// sessions last one hour by default (and at most the role's maximum session duration), so a
+/// long session renews them well before they expire.
+const ROLE_SESSION_REUSE: Duration = Duration::from_secs(45 * 60);
+
 impl Identities {
-    /// Credentials of a session of `role`, assumed with the account's external id.
+    /// Credentials of a session of `role`, assumed with the account's external id, renewed
+    /// when they near their expiry.
     pub fn role(&self, role: &RoleArn) -> Result<Credentials, CloudError> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cache.get(role) {
-            return Ok(c.clone());
+        if let Some((c, at)) = cache.get(role) {
+            if at.elapsed() < ROLE_SESSION_REUSE {
+                return Ok(c.clone());
+            }
         }
         let external = self
             .estate
@@ -101,7 +109,7 @@ impl Identities {
         let creds = self
             .cloud
             .assume_role(&self.appliance, role, "bulwark", external)?;
-        cache.insert(role.clone(), creds.clone());
+        cache.insert(role.clone(), (creds.clone(), std::time::Instant::now()));
         Ok(creds)
     }
 }
