@@ -10,6 +10,10 @@
 //! same [`bulwark_cloud::ErrorKind`]s the embedded cloud answers with
 //! ([`bulwark_cloud::ErrorKind::of_code`]).
 //!
+//! [`AwsHost`] is the other side: the EC2 instance `bulwark worker` runs on, as the engine's
+//! worker program sees it (identity from the instance metadata service, attached EBS volumes
+//! as block devices).
+//!
 //! Like `bulwark-s3`, it owns a small tokio runtime and blocks on it, so the engine's threads call
 //! it directly; it must not be called from inside an async runtime. It must not depend on the
 //! planner, the engine or the embedded cloud: it speaks AWS, nothing else.
@@ -17,6 +21,7 @@
 
 mod api;
 mod errors;
+pub mod host;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,6 +33,8 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use bulwark_cloud::{CloudError, Credentials, ErrorKind};
 use bulwark_model::Region;
+
+pub use host::{open_device, AwsHost, BlockDevice, HostError};
 
 /// Connect timeout (TCP and TLS): a blackholed route (a missing VPC endpoint) fails in seconds
 /// instead of hanging.

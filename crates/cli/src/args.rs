@@ -58,6 +58,10 @@ pub enum Command {
     /// The embedded cloud: make an estate file real in it, or show what it holds.
     #[command(subcommand)]
     Embedded(EmbeddedCommand),
+    /// The worker program, which a worker instance's user data runs at boot: takes the task
+    /// from the session queue, moves the data between the instance's attached volumes and the
+    /// repository, and reports to the appliance. Runs only on an EC2 worker instance.
+    Worker(crate::worker::WorkerCommand),
     /// Run every documented scenario end to end on an embedded copy of the example estate,
     /// check the restored bytes, and show that nothing was left behind.
     Demo {

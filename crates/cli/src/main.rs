@@ -11,6 +11,7 @@ mod demo;
 mod image;
 mod render;
 mod sessions;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Command::Embedded(cmd) => report(sessions::embedded(&cmd)),
         Command::Repo(cmd) => report(image::run_repo(&cmd)),
         Command::Image(cmd) => report(image::run_image(&cmd)),
+        Command::Worker(cmd) => report(worker::run(&cmd)),
     }
 }
 

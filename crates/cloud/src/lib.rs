@@ -281,8 +281,10 @@ pub trait InstanceHost: Send + Sync {
     fn region(&self) -> &Region;
     /// The credentials of the instance profile's role.
     fn credentials(&self) -> Result<Credentials>;
-    /// The volume attached as `name` (`/dev/sdf`).
-    fn device(&self, name: &str) -> std::io::Result<Arc<dyn Device>>;
+    /// The volume attached as `name` (`/dev/sdf`). `volume`, the attached volume's id where the
+    /// caller knows it, finds the device where the instance does not name it as it was attached
+    /// (NVMe devices on Nitro instances).
+    fn device(&self, name: &str, volume: Option<&VolumeId>) -> std::io::Result<Arc<dyn Device>>;
     /// The cloud, for calls with [`InstanceHost::credentials`].
     fn cloud(&self) -> Arc<dyn Cloud>;
     /// False once the instance is terminated or has died: the program must stop.

@@ -5,8 +5,8 @@
 //! happens. Every creation is journaled, with the plan's own step that removes it, before the
 //! session goes on; after a crash, [`Engine::recover`] removes what a dead session left.
 //!
-//! The worker program ([`worker::boot`]) lives here too: the same code runs on an EC2 worker
-//! instance and, in the embedded cloud, as a thread.
+//! The worker program ([`worker::serve`]) lives here too: the same code runs on an EC2 worker
+//! instance (`bulwark worker`) and, in the embedded cloud, as a thread ([`worker::boot`]).
 //!
 //! It depends on the cloud trait, not on any cloud: no AWS SDK and no embedded cloud here.
 #![deny(missing_docs)]

@@ -654,11 +654,16 @@ impl<'e> Session<'e> {
                     TaskKind::Backup => *origin == VolumeOrigin::ForWorker,
                     TaskKind::Restore => matches!(origin, VolumeOrigin::Empty | VolumeOrigin::Restored),
                 };
-                if for_worker && self.ids.contains_key(volume) {
+                if let (true, Some(target)) = (for_worker, self.ids.get(volume)) {
                     volumes.push(TaskVolume {
                         device: device.clone(),
                         volume: of.to_string(),
                         point: None,
+                        // The volume itself, for the worker to find its NVMe device by.
+                        volume_id: match target {
+                            Target::Volume(_, id) => Some(id.clone()),
+                            _ => None,
+                        },
                     });
                 }
             }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulwark_cloud::{Cloud, Credentials, Device, InstanceHost};
-use bulwark_model::Region;
+use bulwark_model::{Region, VolumeId};
 use bulwark_mover::{BlockSource, BlockTarget, MoverError, Progress};
 use bulwark_repo::{Repository, Secret};
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,10 @@ pub struct TaskVolume {
     pub volume: String,
     /// For restores, the restore point; `None` for the latest of `volume`.
     pub point: Option<String>,
+    /// The attached volume itself (not `volume`, whose data it holds): how the worker finds
+    /// its block device where the device name is not what the instance sees (NVMe on Nitro).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_id: Option<VolumeId>,
 }
 
 /// The repository and the short-lived credentials to reach it (the repository role's).
@@ -92,50 +96,138 @@ pub struct Task {
     pub repository: RepositoryAccess,
 }
 
-/// The user data that starts a worker on the session queue.
+/// The user data that starts a worker on the session queue: a shell script, which cloud-init
+/// runs at the instance's first boot (its output goes to `/var/log/cloud-init-output.log`).
 pub fn user_data(queue: &str) -> String {
-    format!("bulwark worker --queue {queue}")
+    format!("#!/bin/sh\nexec bulwark worker --queue {}\n", shell_quote(queue))
 }
 
+/// `s` as one word of a POSIX shell: single-quoted, a single quote written as `'\''`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The queue URL of user data: the script of [`user_data`], or the bare words
+/// `bulwark worker --queue URL`. Finds `worker --queue URL` after a word naming `bulwark`
+/// (a path to it too), on any line that is not a comment.
 fn parse_user_data(user_data: &str) -> Option<String> {
-    let mut words = user_data.split_whitespace();
-    (words.next()? == "bulwark" && words.next()? == "worker" && words.next()? == "--queue")
-        .then(|| words.next().map(str::to_owned))
-        .flatten()
+    user_data
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let words = shell_words(line)?;
+            words.windows(4).find_map(|w| {
+                let program = w[0].rsplit('/').next().unwrap_or_default();
+                (program == "bulwark" && w[1] == "worker" && w[2] == "--queue" && !w[3].is_empty())
+                    .then(|| w[3].clone())
+            })
+        })
 }
 
-/// The worker program: what a worker instance runs at boot.
+/// Splits a line into words as a POSIX shell does, for the quoting [`shell_quote`] writes and a
+/// little more: single quotes, double quotes (with their backslash escapes), backslashes
+/// outside quotes. `None` for an unterminated quote.
+fn shell_words(line: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => words.extend(word.take()),
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => w.push(c),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => match chars.next()? {
+                            c @ ('"' | '\\' | '$' | '`') => w.push(c),
+                            c => {
+                                w.push('\\');
+                                w.push(c);
+                            }
+                        },
+                        c => w.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                if let Some(c) = chars.next() {
+                    word.get_or_insert_with(String::new).push(c);
+                }
+            }
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Some(words)
+}
+
+/// The worker program as the embedded cloud's machine image runs it: [`serve`] on the queue its
+/// user data names. It has no one to tell how it ended but the appliance, which `serve` does.
 pub fn boot(host: Arc<dyn InstanceHost>, user_data: String) {
-    let Some(queue) = parse_user_data(&user_data) else {
-        return;
-    };
+    if let Some(queue) = parse_user_data(&user_data) {
+        let _ = serve(host, &queue);
+    }
+}
+
+/// The worker program: takes its task from the session queue, runs it, and reports how it
+/// ended to the appliance. Answers the restore points written or restored per volume
+/// (production volume id, restore point id), or why it failed, for the caller to show too.
+pub fn serve(host: Arc<dyn InstanceHost>, queue: &str) -> Result<Vec<(String, String)>, String> {
     // Without credentials it cannot even say that it failed; the appliance notices the
     // silence and the instance's state.
-    let Ok(credentials) = host.credentials() else {
-        return;
-    };
+    let credentials = host
+        .credentials()
+        .map_err(|e| format!("cannot get the instance profile's credentials: {e}"))?;
     let link = Link {
         cloud: host.cloud(),
         credentials,
         region: host.region().clone(),
-        queue,
+        queue: queue.to_owned(),
     };
     let task = match link.wait_for_task(&*host) {
         Ok(Some(task)) => task,
-        Ok(None) => return,
+        Ok(None) if !host.running() => return Err("the instance stopped before a task arrived".into()),
+        Ok(None) => {
+            return Err(format!(
+                "no task arrived on the session queue {queue} within {} s",
+                TASK_WAIT.as_secs()
+            ))
+        }
         Err(error) => {
-            let _ = link.send(&WorkerMessage::Failed { error });
-            return;
+            let _ = link.send(&WorkerMessage::Failed { error: error.clone() });
+            return Err(error);
         }
     };
     let result = run(&*host, &link, &task);
     if host.running() {
-        let message = match result {
-            Ok(points) => WorkerMessage::Done { points },
-            Err(error) => WorkerMessage::Failed { error },
+        let message = match &result {
+            Ok(points) => WorkerMessage::Done {
+                points: points.clone(),
+            },
+            Err(error) => WorkerMessage::Failed { error: error.clone() },
         };
-        let _ = link.send(&message);
+        if let Err(e) = link.send(&message) {
+            let ended = match &result {
+                Ok(_) => "the task is done".to_owned(),
+                Err(error) => format!("the task failed ({error})"),
+            };
+            return Err(format!(
+                "{ended} but the worker could not report it on the session queue: {e}"
+            ));
+        }
     }
+    result
 }
 
 /// The worker's end of the session queue.
@@ -208,7 +300,10 @@ fn run(host: &dyn InstanceHost, link: &Link, task: &Task) -> Result<Vec<(String,
     let devices: Vec<(TaskVolume, Arc<dyn Device>)> = task
         .volumes
         .iter()
-        .map(|v| host.device(&v.device).map(|d| (v.clone(), d)))
+        .map(|v| {
+            host.device(&v.device, v.volume_id.as_ref())
+                .map(|d| (v.clone(), d))
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let progress = Arc::new(Progress::default());
@@ -338,5 +433,51 @@ impl BlockTarget for DeviceVolume {
             path: PathBuf::from(&self.name),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_user_data, shell_words, user_data};
+
+    const QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/111111111111/bulwark-0123";
+
+    #[test]
+    fn user_data_is_a_shell_script_that_parses_back_to_its_queue() {
+        let script = user_data(QUEUE);
+        assert_eq!(
+            script,
+            format!("#!/bin/sh\nexec bulwark worker --queue '{QUEUE}'\n")
+        );
+        assert_eq!(parse_user_data(&script).as_deref(), Some(QUEUE));
+        // Whatever the URL holds, the shell gets it as one word, and so does the parser.
+        for queue in [
+            "http://127.0.0.1:5000/q it's; rm -rf / $(x) `y` \"z\" \\",
+            "a'b''c",
+            "'",
+        ] {
+            let script = user_data(queue);
+            assert_eq!(parse_user_data(&script).as_deref(), Some(queue), "{script}");
+            let line = script.lines().nth(1).unwrap_or_default();
+            assert_eq!(shell_words(line).unwrap_or_default().len(), 5, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_bare_form_and_variants_of_the_script_parse() {
+        let bare = format!("bulwark worker --queue {QUEUE}");
+        assert_eq!(parse_user_data(&bare).as_deref(), Some(QUEUE));
+        let script = format!("#!/bin/bash\n# bulwark worker --queue nope\nset -e\n/usr/local/bin/bulwark worker --queue \"{QUEUE}\" >>/var/log/bulwark.log 2>&1\n");
+        assert_eq!(parse_user_data(&script).as_deref(), Some(QUEUE));
+        for wrong in [
+            "",
+            "bulwark worker --queue",
+            "bulwark worker --queue ''",
+            "worker --queue x",
+            "notbulwark worker --queue x",
+            "bulwark worker --queue 'unterminated",
+        ] {
+            assert_eq!(parse_user_data(wrong), None, "{wrong}");
+        }
     }
 }

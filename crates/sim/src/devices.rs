@@ -258,7 +258,9 @@ impl InstanceHost for Host {
         Ok(creds)
     }
 
-    fn device(&self, name: &str) -> io::Result<Arc<dyn Device>> {
+    /// The volume attached as `name`: the embedded cloud's instances see their devices by the
+    /// names they were attached as, so the volume id is not needed.
+    fn device(&self, name: &str, _volume: Option<&VolumeId>) -> io::Result<Arc<dyn Device>> {
         let world = self.sim.inner.world();
         let m = &self.machine;
         let found = world

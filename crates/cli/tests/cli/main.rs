@@ -13,3 +13,4 @@ mod policies;
 mod refusals;
 mod sessions;
 mod support;
+mod worker;
