@@ -14,6 +14,7 @@
 //! This crate does no I/O and must not depend on the AWS SDK, on the planner or on the engine.
 #![deny(missing_docs)]
 
+pub mod checksum;
 mod error;
 pub mod policy;
 mod types;

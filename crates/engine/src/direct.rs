@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use bulwark_cloud::checksum::{block_checksum, block_digest, linear_checksum};
 use bulwark_cloud::{
     BlockRef, Cloud, CloudError, Credentials, ErrorKind, StartSnapshot, Tag, EBS_BLOCK_SIZE,
 };
@@ -315,20 +316,6 @@ fn jittered(pause: Duration) -> Duration {
 
 // ---- checksums -----------------------------------------------------------------------------
 
-/// The checksum the EBS direct APIs use: SHA-256, base64.
-fn sha256_b64(data: &[u8]) -> String {
-    BASE64.encode(ring::digest::digest(&ring::digest::SHA256, data))
-}
-
-/// CompleteSnapshot's linear checksum: SHA-256 over the raw block checksums in index order.
-fn linear_checksum(checksums: &BTreeMap<u64, Vec<u8>>) -> String {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    for raw in checksums.values() {
-        context.update(raw);
-    }
-    BASE64.encode(context.finish())
-}
-
 // ---- the first failure ---------------------------------------------------------------------
 
 /// The first error of a transfer's threads, kept whole: the mover's traits carry only a
@@ -460,7 +447,7 @@ impl<'a> SnapshotSource<'a> {
                 remedy: "retry the backup".into(),
             });
         }
-        let actual = sha256_b64(&data);
+        let actual = block_checksum(&data);
         if actual != checksum {
             return Err(DirectError::Checksum {
                 snapshot: self.snapshot.clone(),
@@ -593,13 +580,13 @@ impl<'a> SnapshotWriter<'a> {
             padded = whole;
             &padded
         };
-        let raw = ring::digest::digest(&ring::digest::SHA256, block);
-        let checksum = BASE64.encode(raw);
+        let raw = block_digest(block);
+        let checksum = BASE64.encode(&raw);
         with_retries("ebs:PutSnapshotBlock", Some(&self.limiter), || {
             self.cloud
                 .put_snapshot_block(self.who, self.region, &self.snapshot, index, block, &checksum)
         })?;
-        self.lock_checksums().insert(index, raw.as_ref().to_vec());
+        self.lock_checksums().insert(index, raw);
         Ok(())
     }
 
@@ -607,7 +594,10 @@ impl<'a> SnapshotWriter<'a> {
     fn complete(&self) -> Result<(), DirectError> {
         let (count, checksum) = {
             let checksums = self.lock_checksums();
-            (checksums.len() as u64, linear_checksum(&checksums))
+            (
+                checksums.len() as u64,
+                linear_checksum(checksums.values().map(Vec::as_slice)),
+            )
         };
         with_retries("ebs:CompleteSnapshot", None, || {
             self.cloud

@@ -17,6 +17,8 @@ use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId
 use bulwark_repo::Backend;
 use ring::aead;
 
+use bulwark_cloud::checksum::{block_checksum, decode, linear_checksum};
+
 use crate::auth::{key_arn, role_arn, Caller, Guard};
 use crate::devices::{boot, Machine};
 use crate::rules::{aws_ebs_key, default_key, ebs_may_use, new_id, region_mut, resolve_key};
@@ -276,10 +278,6 @@ fn no_queue(action: &str, url: &str) -> CloudError {
         "AWS.SimpleQueueService.NonExistentQueue",
         format!("The specified queue {url} does not exist."),
     )
-}
-
-fn sha256_b64(data: &[u8]) -> String {
-    BASE64.encode(ring::digest::digest(&ring::digest::SHA256, data))
 }
 
 fn validation(action: &str, reason: &str, message: impl Into<String>) -> CloudError {
@@ -1035,7 +1033,7 @@ impl Cloud for Sim {
                 e.to_string(),
             )
         })?;
-        let checksum = sha256_b64(&data);
+        let checksum = block_checksum(&data);
         Ok((data, checksum))
     }
 
@@ -1174,7 +1172,7 @@ impl Cloud for Sim {
                 format!("a block has {EBS_BLOCK_SIZE} bytes, not {}", data.len()),
             ));
         }
-        if sha256_b64(data) != checksum {
+        if block_checksum(data) != checksum {
             return Err(validation(
                 action,
                 "INVALID_CHECKSUM",
@@ -1245,9 +1243,9 @@ impl Cloud for Sim {
             }
             let mut all = Vec::new();
             for sum in s.written.values() {
-                all.extend(BASE64.decode(sum).unwrap_or_default());
+                all.push(decode(sum).unwrap_or_default());
             }
-            if sha256_b64(&all) != checksum {
+            if linear_checksum(all.iter().map(Vec::as_slice)) != checksum {
                 return Err(validation(
                     &c.action,
                     "INVALID_CHECKSUM",
