@@ -690,14 +690,18 @@ impl Cloud for AwsCloud {
         block: &BlockRef,
     ) -> Result<(Vec<u8>, String)> {
         let a = "ebs:GetSnapshotBlock";
-        let c = self.clients(who, Some(region));
-        self.run(async {
-            let out = c
-                .ebs
+        let ebs = self.clients(who, Some(region)).ebs;
+        let (snapshot, index, token) = (
+            snapshot.to_string(),
+            i32::try_from(block.index).unwrap_or(i32::MAX),
+            block.token.clone(),
+        );
+        self.run_spawned(a, async move {
+            let out = ebs
                 .get_snapshot_block()
-                .snapshot_id(snapshot.as_str())
-                .block_index(i32::try_from(block.index).unwrap_or(i32::MAX))
-                .block_token(&block.token)
+                .snapshot_id(snapshot)
+                .block_index(index)
+                .block_token(token)
                 .send()
                 .await
                 .map_err(|e| map(a, e))?;
@@ -706,6 +710,7 @@ impl Cloud for AwsCloud {
                 .block_data
                 .collect()
                 .await
+                .map(bulwark_s3::body_bytes)
                 .map_err(|e| {
                     CloudError::new(
                         a,
@@ -713,8 +718,7 @@ impl Cloud for AwsCloud {
                         "BodyFailed",
                         e.to_string(),
                     )
-                })?
-                .to_vec();
+                })?;
             Ok((data, checksum))
         })
     }
@@ -764,15 +768,20 @@ impl Cloud for AwsCloud {
         checksum: &str,
     ) -> Result<()> {
         let a = "ebs:PutSnapshotBlock";
-        let c = self.clients(who, Some(region));
+        let ebs = self.clients(who, Some(region)).ebs;
         let body = ByteStream::from(data.to_vec());
-        self.run(async {
-            c.ebs
-                .put_snapshot_block()
-                .snapshot_id(snapshot.as_str())
-                .block_index(i32::try_from(index).unwrap_or(i32::MAX))
+        let (snapshot, index, length, checksum) = (
+            snapshot.to_string(),
+            i32::try_from(index).unwrap_or(i32::MAX),
+            i32::try_from(data.len()).unwrap_or(i32::MAX),
+            checksum.to_owned(),
+        );
+        self.run_spawned(a, async move {
+            ebs.put_snapshot_block()
+                .snapshot_id(snapshot)
+                .block_index(index)
                 .block_data(body)
-                .data_length(i32::try_from(data.len()).unwrap_or(i32::MAX))
+                .data_length(length)
                 .checksum(checksum)
                 .checksum_algorithm(aws_sdk_ebs::types::ChecksumAlgorithm::ChecksumAlgorithmSha256)
                 .send()

@@ -156,6 +156,25 @@ impl AwsCloud {
         self.runtime.block_on(future)
     }
 
+    /// Runs a call as a task of the runtime's own threads, the caller waking once at its end:
+    /// for the block calls of the EBS direct APIs, made by many threads at once, whose
+    /// responses would otherwise wake each caller at every chunk of a 512 KiB body.
+    fn run_spawned<T: Send + 'static>(
+        &self,
+        action: &str,
+        future: impl std::future::Future<Output = Result<T, CloudError>> + Send + 'static,
+    ) -> Result<T, CloudError> {
+        let task = self.runtime.spawn(future);
+        self.runtime.block_on(task).unwrap_or_else(|e| {
+            Err(CloudError::new(
+                action,
+                ErrorKind::Unavailable,
+                "TaskFailed",
+                format!("the call did not finish: {e}"),
+            ))
+        })
+    }
+
     /// The worker image of a region.
     fn worker_image(&self, action: &str, region: &Region) -> Result<String, CloudError> {
         self.options.worker_images.get(region).cloned().ok_or_else(|| {

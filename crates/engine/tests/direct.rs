@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,9 @@ use bulwark_cloud::{
     ErrorKind, Grant, InstanceInfo, KeyInfo, Message, Result as CloudResult, RoleInfo, RunInstance,
     SnapshotInfo, StartSnapshot, Tag, VolumeInfo, EBS_BLOCK_SIZE,
 };
-use bulwark_engine::direct::{backup_snapshot, restore_to_snapshot, DirectError, RateLimiter, ATTEMPTS};
+use bulwark_engine::direct::{
+    backup_snapshot, restore_to_snapshot, DirectError, RateLimiter, ATTEMPTS, IN_FLIGHT,
+};
 use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use bulwark_mover::{FileTarget, Progress};
 use bulwark_repo::{Backend, LocalBackend, Repository, Secret};
@@ -421,6 +424,34 @@ fn a_block_that_does_not_match_its_checksum_is_refused_and_no_restore_point_is_w
     assert!(w.repo.latest_point(w.volume.as_str()).unwrap().is_none());
 }
 
+#[test]
+fn block_calls_are_made_many_at_a_time_whatever_the_movers_threads() {
+    let w = World::new(false);
+    for index in 0..400 {
+        w.write(index, (index % 250 + 1) as u8);
+    }
+    let snap = w.snapshot();
+    // At 100 ms a call, the quota (1000 per second) allows 100 calls in flight: as many as
+    // the transfer keeps.
+    let cloud = Tampered::slow(&w.sim, Duration::from_millis(100));
+    let outcome = w.backup(&cloud, &snap, None).unwrap();
+    assert_eq!(outcome.manifest.stats.blocks_read, 400);
+    let gets = cloud.gets.most();
+    assert!(
+        (IN_FLIGHT / 2..=IN_FLIGHT).contains(&gets),
+        "{gets} reads in flight at most"
+    );
+
+    let restored = w.restore(&cloud, &outcome.id, None).unwrap();
+    let puts = cloud.puts.most();
+    assert!(
+        (IN_FLIGHT / 2..=IN_FLIGHT).contains(&puts),
+        "{puts} writes in flight at most"
+    );
+    let (size, digest, _) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
+    assert_eq!((size, digest), w.volume_digest());
+}
+
 // ---- the rate limiter ----------------------------------------------------------------------
 
 #[test]
@@ -465,12 +496,39 @@ fn the_limiter_halves_on_throttling_and_grows_back_additively_up_to_its_ceiling(
 
 /// The embedded cloud, with block listings served `page` blocks at a time and the data of
 /// block `corrupt` altered on its way to the caller (its checksum left as EBS computed it).
-/// Every error a call answers is kept, to see what the caller met and absorbed.
+/// Every error a call answers is kept, to see what the caller met and absorbed. Block calls
+/// take `latency` more, and how many are in flight at once is counted.
 struct Tampered {
     sim: Sim,
     corrupt: Option<u64>,
     page: usize,
     errors: Mutex<Vec<CloudError>>,
+    latency: Duration,
+    gets: InFlight,
+    puts: InFlight,
+}
+
+/// Calls in flight now, and at most.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl InFlight {
+    /// Counts `call` in flight while it runs, `latency` longer than it takes.
+    fn during<T>(&self, latency: Duration, call: impl FnOnce() -> T) -> T {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(latency);
+        let out = call();
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        out
+    }
+
+    fn most(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
 }
 
 impl Tampered {
@@ -480,6 +538,17 @@ impl Tampered {
             corrupt,
             page,
             errors: Mutex::new(Vec::new()),
+            latency: Duration::ZERO,
+            gets: InFlight::default(),
+            puts: InFlight::default(),
+        }
+    }
+
+    /// The same, with block calls taking `latency` more.
+    fn slow(sim: &Sim, latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Self::new(sim, None, usize::MAX)
         }
     }
 
@@ -560,7 +629,9 @@ impl Cloud for Tampered {
         snapshot: &SnapshotId,
         block: &BlockRef,
     ) -> CloudResult<(Vec<u8>, String)> {
-        let (mut data, checksum) = self.note(self.sim.get_snapshot_block(who, region, snapshot, block))?;
+        let (mut data, checksum) = self.gets.during(self.latency, || {
+            self.note(self.sim.get_snapshot_block(who, region, snapshot, block))
+        })?;
         if self.corrupt == Some(block.index) {
             data[1000] ^= 0x40;
         }
@@ -729,10 +800,12 @@ impl Cloud for Tampered {
         data: &[u8],
         checksum: &str,
     ) -> CloudResult<()> {
-        self.note(
-            self.sim
-                .put_snapshot_block(who, region, snapshot, index, data, checksum),
-        )
+        self.puts.during(self.latency, || {
+            self.note(
+                self.sim
+                    .put_snapshot_block(who, region, snapshot, index, data, checksum),
+            )
+        })
     }
 
     fn complete_snapshot(

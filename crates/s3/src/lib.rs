@@ -29,7 +29,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{AggregatedBytes, ByteStream};
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
@@ -279,7 +279,7 @@ impl S3Backend {
                 .await
                 .map_err(|e| errors::map(e, Op::Get, &target))?;
             match output.body.collect().await {
-                Ok(body) => return Ok(body.to_vec()),
+                Ok(body) => return Ok(body_bytes(body)),
                 Err(e) if attempt >= BODY_ATTEMPTS => return Err(errors::body_failed(Op::Get, &target, &e)),
                 Err(_) => attempt += 1,
             }
@@ -439,6 +439,18 @@ impl Backend for S3Backend {
             Ok(())
         })
     }
+}
+
+/// A response body as one buffer, copied segment by segment: the SDK's own
+/// `AggregatedBytes::to_vec` collects byte by byte, which cost a fifth of the CPU of a backup
+/// through the EBS direct APIs.
+pub fn body_bytes(body: AggregatedBytes) -> Vec<u8> {
+    let segments: Vec<_> = body.into_segments().collect();
+    let mut out = Vec::with_capacity(segments.iter().map(|s| s.len()).sum());
+    for segment in &segments {
+        out.extend_from_slice(segment);
+    }
+    out
 }
 
 #[cfg(test)]

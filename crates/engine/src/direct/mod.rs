@@ -1,0 +1,306 @@
+//! Image backup and restore through the EBS direct APIs: the data path between EBS snapshots
+//! and the repository that needs no worker instance.
+//!
+//! A completed snapshot is read block by block (`ListSnapshotBlocks` or, against a parent of
+//! the same lineage, `ListChangedBlocks`, then `GetSnapshotBlock`, each block checked against
+//! its SHA-256) as a [`BlockSource`](bulwark_mover::BlockSource) of the mover; a restore
+//! point is written into a new snapshot (`StartSnapshot`, `PutSnapshotBlock`,
+//! `CompleteSnapshot`) as a [`BlockTarget`](bulwark_mover::BlockTarget).
+//!
+//! A block call mostly waits on EBS, so the calls are not made by the mover's threads (as
+//! many as there are cores, to compress and encrypt) but by [`IN_FLIGHT`] helper threads
+//! that fetch ahead of the mover, or put behind it, through a window of at most [`AHEAD`]
+//! blocks. They share one [`RateLimiter`] per snapshot, which keeps the block calls under
+//! EBS's quota of 1000 requests per second per snapshot and slows down when EBS throttles
+//! all the same (the account's quota is shared with other transfers).
+
+mod rate;
+mod source;
+mod writer;
+
+use std::sync::Mutex;
+
+use bulwark_cloud::{Cloud, CloudError, Credentials, ErrorKind, Tag, EBS_BLOCK_SIZE};
+use bulwark_model::{Region, SnapshotId, MAX_VOLUME_GIB};
+use bulwark_mover::{BackupOutcome, MoverError, Progress};
+use bulwark_repo::{Id, RepoError, Repository};
+
+pub use rate::{RateLimiter, ATTEMPTS, SNAPSHOT_REQUESTS_PER_SECOND};
+use source::SnapshotSource;
+use writer::SnapshotWriter;
+
+/// What `describe()` of a snapshot source calls its kind, in the restore points it makes.
+pub const SOURCE_KIND: &str = "snapshot";
+
+/// Block calls in flight for one snapshot. At 1000 requests per second, each call may take
+/// up to 64 ms before these are too few to reach the quota (EBS answers in tens of ms).
+pub const IN_FLIGHT: usize = 64;
+
+/// Blocks fetched ahead of the mover or queued behind it, at most: the memory of a transfer
+/// beyond the mover's own (128 x 512 KiB = 64 MiB). More than [`IN_FLIGHT`], so that calls
+/// keep going while the mover catches up.
+pub const AHEAD: usize = 2 * IN_FLIGHT;
+
+/// The mover's threads: they hash, compress and encrypt (or decrypt and check), so as many
+/// as the machine has cores.
+fn mover_threads() -> usize {
+    bulwark_mover::default_threads()
+}
+
+/// A direct transfer that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectError {
+    /// A call was refused.
+    #[error("{0}\n  what to do: {remedy}", remedy = remedy(.0))]
+    Cloud(CloudError),
+    /// A call was still throttled, or EBS still unavailable, after every attempt.
+    #[error(
+        "{action} still failed after {attempts} attempts ({last})\n  what to do: the account's \
+         EBS direct API quota is used by other transfers, or EBS is unavailable; retry later, \
+         or run fewer transfers at once"
+    )]
+    Busy {
+        /// The API.
+        action: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: CloudError,
+    },
+    /// A block does not match the checksum EBS sent with it: nothing was stored for it.
+    #[error(
+        "block {index} of snapshot {snapshot} does not match its checksum (EBS sent {expected}, \
+         the data hashes to {actual}); no restore point was written\n  what to do: retry the \
+         backup; if it fails again on the same block the snapshot is damaged: take a new one"
+    )]
+    Checksum {
+        /// The snapshot.
+        snapshot: SnapshotId,
+        /// The block index.
+        index: u64,
+        /// The checksum EBS sent.
+        expected: String,
+        /// The checksum of the data received.
+        actual: String,
+    },
+    /// A block of the wrong length, or at a place no EBS block starts.
+    #[error("block {index} of snapshot {snapshot}: {reason}\n  what to do: {remedy}")]
+    BadBlock {
+        /// The snapshot.
+        snapshot: SnapshotId,
+        /// The block index.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+        /// What to do.
+        remedy: String,
+    },
+    /// An incremental backup against a parent snapshot whose restore point is not the
+    /// volume's latest: the changes would apply to the wrong data.
+    #[error(
+        "the latest restore point of {volume} ({latest}) is not a backup of {parent}: the changes \
+         since {parent} cannot apply to it\n  what to do: back up {snapshot} in full (no parent \
+         snapshot), or give as parent the snapshot of the latest restore point"
+    )]
+    ParentMismatch {
+        /// The volume.
+        volume: String,
+        /// The parent snapshot given.
+        parent: SnapshotId,
+        /// The snapshot to back up.
+        snapshot: SnapshotId,
+        /// The latest restore point and what it was read from, or `none`.
+        latest: String,
+    },
+    /// A restore point that no snapshot can hold.
+    #[error("restore point {point}: {reason}\n  what to do: restore it to a volume through a worker")]
+    Unsupported {
+        /// The restore point.
+        point: String,
+        /// Why.
+        reason: String,
+    },
+    /// The new snapshot did not reach `completed`.
+    #[error(
+        "snapshot {snapshot} is {state} after CompleteSnapshot\n  what to do: check that its KMS \
+         key is enabled and usable, delete the snapshot and restore again"
+    )]
+    Incomplete {
+        /// The snapshot.
+        snapshot: SnapshotId,
+        /// Its last state.
+        state: String,
+    },
+    /// The repository failed.
+    #[error("{0}")]
+    Repo(#[from] RepoError),
+    /// The mover failed (reading or writing the repository).
+    #[error("{0}")]
+    Mover(#[from] MoverError),
+}
+
+/// What to do about a refused call.
+fn remedy(e: &CloudError) -> &'static str {
+    match e.kind {
+        ErrorKind::AccessDenied => {
+            "allow the action to this identity; on an encrypted snapshot the EBS direct APIs also \
+             need kms:Decrypt, kms:GenerateDataKey* and kms:Encrypt on its key, in the key policy \
+             too when the key is in another account"
+        }
+        ErrorKind::NotFound => {
+            "check the snapshot id and its region; a snapshot of another account must be shared \
+             with this one"
+        }
+        ErrorKind::Invalid => {
+            "a parent snapshot must be of the same volume lineage, a snapshot must be completed \
+             to be read, and a KMS key must be given as a key ARN, not an alias"
+        }
+        ErrorKind::NotPermitted | ErrorKind::Conflict => {
+            "the snapshot is not in a state that allows this: wait until it is completed"
+        }
+        ErrorKind::Throttled | ErrorKind::Unavailable => "retry later",
+    }
+}
+
+// ---- the first failure ---------------------------------------------------------------------
+
+/// The first error of a transfer's threads, kept whole: the mover's traits carry only a
+/// [`MoverError`], so the source and the writer keep the [`DirectError`] it stands for.
+#[derive(Debug, Default)]
+struct FirstFailure(Mutex<Option<DirectError>>);
+
+impl FirstFailure {
+    /// Keeps `error` if it is the first, and answers the I/O error the mover reports.
+    fn keep(&self, error: DirectError) -> std::io::Error {
+        let io = std::io::Error::other(error.to_string());
+        let mut first = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(error);
+        io
+    }
+
+    /// The kept error, or the mover's own.
+    fn or(&self, error: MoverError) -> DirectError {
+        let mut first = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        first.take().unwrap_or(DirectError::Mover(error))
+    }
+}
+
+/// Runs `main` while `helpers` threads run `helper`; `stop` makes the helpers return, and is
+/// called once `main` is done, even if it panicked (the helpers would wait forever).
+fn with_helpers<R>(helpers: usize, helper: impl Fn() + Sync, stop: impl Fn(), main: impl FnOnce() -> R) -> R {
+    struct StopOnDrop<F: Fn()>(F);
+    impl<F: Fn()> Drop for StopOnDrop<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    std::thread::scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(&helper);
+        }
+        let _stop = StopOnDrop(stop);
+        main()
+    })
+}
+
+// ---- backup and restore --------------------------------------------------------------------
+
+/// Backs up the completed `snapshot` as a restore point of `volume_id`. With `parent` (an
+/// earlier snapshot of the same volume, whose backup is the volume's latest restore point),
+/// reads only the blocks that changed since it and builds on that restore point.
+#[allow(clippy::too_many_arguments)]
+pub fn backup_snapshot(
+    cloud: &dyn Cloud,
+    who: &Credentials,
+    region: &Region,
+    snapshot: &SnapshotId,
+    parent: Option<&SnapshotId>,
+    repo: &Repository,
+    volume_id: &str,
+    progress: &Progress,
+) -> Result<BackupOutcome, DirectError> {
+    if let Some(parent) = parent {
+        // The changes since `parent` apply only to the restore point read from it.
+        let latest = repo.latest_point(volume_id)?;
+        let from_parent = latest
+            .as_ref()
+            .is_some_and(|(_, m)| m.source.kind == SOURCE_KIND && m.source.name == parent.as_str());
+        if !from_parent {
+            return Err(DirectError::ParentMismatch {
+                volume: volume_id.to_owned(),
+                parent: parent.clone(),
+                snapshot: snapshot.clone(),
+                latest: latest.map_or_else(
+                    || "none".to_owned(),
+                    |(id, m)| format!("{}, read from {} {}", id.to_hex(), m.source.kind, m.source.name),
+                ),
+            });
+        }
+    }
+    let source = SnapshotSource::open(cloud, who, region, snapshot, parent)?;
+    let changed = source.changed_blocks(u64::from(repo.config().block_size));
+    with_helpers(
+        IN_FLIGHT,
+        || source.fetch_ahead(),
+        || source.stop(),
+        || {
+            bulwark_mover::backup(
+                repo,
+                &source,
+                volume_id,
+                changed.as_deref(),
+                progress,
+                mover_threads(),
+            )
+        },
+    )
+    .map_err(|e| source.failure.or(e))
+}
+
+/// Restores restore point `point` into a new snapshot, encrypted with `key_arn` (a key ARN)
+/// if given, else as the region's EBS defaults say; answers the snapshot once `completed`.
+/// The volume size is the restore point's, rounded up to whole GiB. A restore that fails
+/// deletes the snapshot it started.
+pub fn restore_to_snapshot(
+    cloud: &dyn Cloud,
+    who: &Credentials,
+    region: &Region,
+    repo: &Repository,
+    point: &Id,
+    key_arn: Option<&str>,
+    progress: &Progress,
+) -> Result<SnapshotId, DirectError> {
+    let manifest = repo.read_point(point)?;
+    let unsupported = |reason: String| DirectError::Unsupported {
+        point: point.to_hex(),
+        reason,
+    };
+    if u64::from(manifest.block_size) != EBS_BLOCK_SIZE {
+        return Err(unsupported(format!(
+            "its blocks have {} bytes, EBS's {EBS_BLOCK_SIZE}",
+            manifest.block_size
+        )));
+    }
+    let size_gib = manifest.size.div_ceil(1 << 30).max(1);
+    let size_gib = u32::try_from(size_gib)
+        .ok()
+        .filter(|g| *g <= MAX_VOLUME_GIB)
+        .ok_or_else(|| unsupported(format!("{size_gib} GiB is more than an EBS volume holds")))?;
+    let tags = [Tag::new("bulwark:restore-point", point.to_hex())];
+    let writer = SnapshotWriter::start(cloud, who, region, size_gib, key_arn, &tags)?;
+    let written = with_helpers(
+        IN_FLIGHT,
+        || writer.put_queued(),
+        || writer.stop(),
+        || bulwark_mover::restore(repo, point, &writer, progress, mover_threads()),
+    )
+    .map_err(|e| writer.failure.or(e))
+    .and_then(|_| writer.wait_completed());
+    match written {
+        Ok(()) => Ok(writer.snapshot.clone()),
+        Err(e) => {
+            writer.abandon();
+            Err(e)
+        }
+    }
+}

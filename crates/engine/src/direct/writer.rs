@@ -1,0 +1,262 @@
+//! Writing a new snapshot as the mover's [`BlockTarget`], with puts in the background.
+//!
+//! The mover's threads hand each block over and go on; [`IN_FLIGHT`](super::IN_FLIGHT)
+//! putters send the queued blocks with `PutSnapshotBlock`. The queue holds at most
+//! [`AHEAD`](super::AHEAD) blocks, so a slow EBS slows the mover instead of filling memory.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bulwark_cloud::checksum::{block_digest, linear_checksum};
+use bulwark_cloud::{Cloud, Credentials, StartSnapshot, Tag, EBS_BLOCK_SIZE};
+use bulwark_model::{Region, SnapshotId};
+use bulwark_mover::{BlockTarget, MoverError};
+
+use super::rate::{with_retries, RateLimiter};
+use super::{DirectError, FirstFailure, AHEAD};
+
+/// How long a new snapshot may take to be `completed` after `CompleteSnapshot`.
+const COMPLETION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A new snapshot as a [`BlockTarget`]: each block written is put with `PutSnapshotBlock`
+/// and its checksum; [`BlockTarget::finish`] waits for every put, then completes the
+/// snapshot. Blocks are 512 KiB, written at multiples of 512 KiB, from any thread in any
+/// order.
+pub(super) struct SnapshotWriter<'a> {
+    cloud: &'a dyn Cloud,
+    who: &'a Credentials,
+    region: &'a Region,
+    pub(super) snapshot: SnapshotId,
+    limiter: RateLimiter,
+    pub(super) failure: FirstFailure,
+    puts: Mutex<Puts>,
+    /// Signalled to one putter when a block is queued.
+    queued: Condvar,
+    /// Signalled to the mover's threads when a put is done (room in the queue) or failed.
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct Puts {
+    /// Blocks handed over and not yet taken by a putter: (index, data, raw SHA-256).
+    queued: VecDeque<(u64, Vec<u8>, Vec<u8>)>,
+    /// Blocks a putter is sending.
+    putting: usize,
+    /// The raw SHA-256 of every block put, by index: CompleteSnapshot needs them in order.
+    checksums: BTreeMap<u64, Vec<u8>>,
+    /// A put failed: nothing more is put.
+    failed: bool,
+    /// The transfer is over: putters return.
+    stopped: bool,
+}
+
+impl<'a> SnapshotWriter<'a> {
+    /// Starts a snapshot of a `size_gib` volume: encrypted with `key_arn` (a key ARN, not an
+    /// alias) if given, else as the region's EBS defaults say.
+    pub(super) fn start(
+        cloud: &'a dyn Cloud,
+        who: &'a Credentials,
+        region: &'a Region,
+        size_gib: u32,
+        key_arn: Option<&str>,
+        tags: &[Tag],
+    ) -> Result<Self, DirectError> {
+        let start = StartSnapshot {
+            volume_size_gib: size_gib,
+            parent: None,
+            // A key is only taken with Encrypted; without one, EBS's defaults decide.
+            encrypted: key_arn.is_some(),
+            kms_key_arn: key_arn.map(str::to_owned),
+            tags: tags.to_vec(),
+        };
+        let snapshot = with_retries("ebs:StartSnapshot", None, || {
+            cloud.start_snapshot(who, region, &start)
+        })?;
+        Ok(Self {
+            cloud,
+            who,
+            region,
+            snapshot,
+            limiter: RateLimiter::per_snapshot(),
+            failure: FirstFailure::default(),
+            puts: Mutex::new(Puts::default()),
+            queued: Condvar::new(),
+            done: Condvar::new(),
+        })
+    }
+
+    /// Checks and queues one block, waiting for room in the queue.
+    fn queue(&self, offset: u64, data: &[u8]) -> Result<(), MoverError> {
+        let index = offset / EBS_BLOCK_SIZE;
+        if offset % EBS_BLOCK_SIZE != 0 || data.len() as u64 > EBS_BLOCK_SIZE {
+            return Err(self.target_error(DirectError::BadBlock {
+                snapshot: self.snapshot.clone(),
+                index,
+                reason: format!(
+                    "{} bytes at offset {offset} are not one block of {EBS_BLOCK_SIZE} bytes",
+                    data.len()
+                ),
+                remedy: "restore through a worker: the restore point's block size is not EBS's".into(),
+            }));
+        }
+        // The last block of a volume that is not a whole number of blocks: EBS takes only
+        // whole blocks, and the rest of a snapshot reads as zeros anyway.
+        let mut block = data.to_vec();
+        block.resize(EBS_BLOCK_SIZE as usize, 0);
+        let digest = block_digest(&block);
+        let mut puts = self.lock();
+        while !puts.failed && puts.queued.len() + puts.putting >= AHEAD {
+            puts = wait(&self.done, puts);
+        }
+        if puts.failed {
+            return Err(self.failed());
+        }
+        puts.queued.push_back((index, block, digest));
+        drop(puts);
+        self.queued.notify_one();
+        Ok(())
+    }
+
+    /// Puts queued blocks until the transfer stops or a put fails: the work of one putter.
+    pub(super) fn put_queued(&self) {
+        let mut puts = self.lock();
+        loop {
+            if puts.stopped || puts.failed {
+                return;
+            }
+            let Some((index, block, digest)) = puts.queued.pop_front() else {
+                puts = wait(&self.queued, puts);
+                continue;
+            };
+            puts.putting += 1;
+            drop(puts);
+            let put = self.put(index, &block, &digest);
+            puts = self.lock();
+            puts.putting -= 1;
+            match put {
+                Ok(()) => {
+                    puts.checksums.insert(index, digest);
+                }
+                Err(e) => {
+                    puts.failed = true;
+                    self.failure.keep(e);
+                    // The other putters stop too.
+                    self.queued.notify_all();
+                }
+            }
+            self.done.notify_all();
+        }
+    }
+
+    /// Ends the putters: they return once their call is done.
+    pub(super) fn stop(&self) {
+        self.lock().stopped = true;
+        self.queued.notify_all();
+        self.done.notify_all();
+    }
+
+    fn put(&self, index: u64, block: &[u8], digest: &[u8]) -> Result<(), DirectError> {
+        let checksum = BASE64.encode(digest);
+        with_retries("ebs:PutSnapshotBlock", Some(&self.limiter), || {
+            self.cloud
+                .put_snapshot_block(self.who, self.region, &self.snapshot, index, block, &checksum)
+        })
+    }
+
+    /// Waits for every queued block to be put, then completes the snapshot with the count
+    /// and the linear checksum of the blocks put.
+    fn complete(&self) -> Result<(), MoverError> {
+        let mut puts = self.lock();
+        while !puts.failed && (puts.putting > 0 || !puts.queued.is_empty()) {
+            puts = wait(&self.done, puts);
+        }
+        if puts.failed {
+            return Err(self.failed());
+        }
+        let count = puts.checksums.len() as u64;
+        let checksum = linear_checksum(puts.checksums.values().map(Vec::as_slice));
+        drop(puts);
+        with_retries("ebs:CompleteSnapshot", None, || {
+            self.cloud
+                .complete_snapshot(self.who, self.region, &self.snapshot, count, &checksum)
+        })
+        .map_err(|e| self.target_error(e))
+    }
+
+    /// Waits until EBS has made the completed snapshot available (`completed`).
+    pub(super) fn wait_completed(&self) -> Result<(), DirectError> {
+        let deadline = Instant::now() + COMPLETION_TIMEOUT;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let info = with_retries("ec2:DescribeSnapshots", None, || {
+                self.cloud
+                    .describe_snapshots(self.who, self.region, std::slice::from_ref(&self.snapshot))
+            })?;
+            let state = info
+                .first()
+                .map_or_else(|| "missing".to_owned(), |s| s.state.clone());
+            match state.as_str() {
+                "completed" => return Ok(()),
+                "pending" if Instant::now() < deadline => {}
+                _ => {
+                    return Err(DirectError::Incomplete {
+                        snapshot: self.snapshot.clone(),
+                        state,
+                    })
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(15));
+        }
+    }
+
+    /// Deletes the unfinished snapshot, as well as it can: it holds part of a volume, and a
+    /// pending one counts against the account's 100 pending snapshots until it times out.
+    pub(super) fn abandon(&self) {
+        let _ = self.cloud.delete_snapshot(self.who, self.region, &self.snapshot);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Puts> {
+        // A thread that panicked holding the lock left a valid queue.
+        self.puts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn target_error(&self, error: DirectError) -> MoverError {
+        MoverError::Target {
+            path: PathBuf::from(self.snapshot.as_str()),
+            source: self.failure.keep(error),
+        }
+    }
+
+    /// The mover's error after a put failed: the put's own error is the first kept.
+    fn failed(&self) -> MoverError {
+        MoverError::Target {
+            path: PathBuf::from(self.snapshot.as_str()),
+            source: std::io::Error::other("a block could not be put"),
+        }
+    }
+}
+
+impl BlockTarget for SnapshotWriter<'_> {
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), MoverError> {
+        self.queue(offset, data)
+    }
+
+    /// A new snapshot without a parent reads zeros where nothing was put.
+    fn reads_zeros(&self) -> bool {
+        true
+    }
+
+    fn finish(&self) -> Result<(), MoverError> {
+        self.complete()
+    }
+}
+
+fn wait<'g>(condvar: &Condvar, puts: MutexGuard<'g, Puts>) -> MutexGuard<'g, Puts> {
+    // A thread that panicked holding the lock left a valid queue.
+    condvar.wait(puts).unwrap_or_else(|e| e.into_inner())
+}
