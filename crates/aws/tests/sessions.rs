@@ -216,3 +216,128 @@ volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
     }
     assert!(engine.recover().unwrap().is_empty(), "every journal is closed");
 }
+
+/// A restore without workers: the restore role writes the latest restore point into a new
+/// snapshot through the EBS direct APIs, creates the volume from it and launches the
+/// instance. (A backup without workers cannot run on moto: its EBS direct APIs know only the
+/// snapshots they started, not those of ec2:CreateSnapshots; docs/aws.md.)
+#[test]
+fn a_restore_without_workers_runs_on_aws_apis() {
+    let Some(endpoint) = endpoint() else { return };
+    let us: Region = "us-east-1".parse().unwrap();
+    let ami = image(&endpoint);
+    let cloud = Arc::new(
+        AwsCloud::new(AwsOptions {
+            endpoint_url: Some(endpoint.clone()),
+            worker_images: [(us.clone(), ami)].into(),
+        })
+        .unwrap(),
+    );
+    let who = cloud.appliance_credentials().unwrap();
+    let account = cloud.caller_identity(&who).unwrap().account;
+    let suffix = format!("{}", std::process::id());
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+    );
+    for role in ["Backup", "Restore", "WorkerDeployment", "Repository"] {
+        let _ = cloud.create_role(&who, "/", &format!("{role}D{suffix}"), &trust, &[]);
+    }
+
+    // The repository, with one restore point of a 3 MiB volume (in moto's S3).
+    let bucket = format!("bulwark-direct-{suffix}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(bulwark_s3::http_client())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::from_static("us-east-1"))
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    });
+    let backend = cloud.object_store(&who, &us, &bucket, "ec2").unwrap();
+    let repo = bulwark_repo::Repository::init(Arc::from(backend), &bulwark_repo::Secret::None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("volume.img");
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&image, &data).unwrap();
+    let volume = "vol-0d1d1d1d1d1d1d1d1";
+    let source = bulwark_mover::FileSource::open(&image).unwrap();
+    let point = bulwark_mover::backup(
+        &repo,
+        &source,
+        volume,
+        None,
+        &bulwark_mover::Progress::default(),
+        2,
+    )
+    .unwrap()
+    .id;
+
+    let instance = "i-0d1d1d1d1d1d1d1d1";
+    let estate_text = format!(
+        r#"
+[appliance]
+account = "{account}"
+worker_deployment_role = "arn:aws:iam::{account}:role/WorkerDeploymentD{suffix}"
+
+[repository]
+bucket = "{bucket}"
+prefix = "ec2"
+region = "us-east-1"
+role = "arn:aws:iam::{account}:role/RepositoryD{suffix}"
+
+[[account]]
+id = "{account}"
+backup_role = "arn:aws:iam::{account}:role/BackupD{suffix}"
+restore_role = "arn:aws:iam::{account}:role/RestoreD{suffix}"
+
+[[instance]]
+id = "{instance}"
+account = "{account}"
+region = "us-east-1"
+volumes = [ {{ id = "{volume}", size_gib = 1 }} ]
+"#
+    );
+    let estate = Estate::parse("moto.toml", &estate_text).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let engine = Engine::new(cloud.clone(), estate, who.clone(), state.path(), None).with_timing(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(5),
+    );
+    let report = engine
+        .run(&Operation::Restore {
+            instance: instance.parse().unwrap(),
+            from: RestoreSource::Backup,
+            to_account: account.clone(),
+            to_region: us.clone(),
+            target_key: None,
+            workers: Some(bulwark_plan::Placement::NoWorker),
+        })
+        .unwrap();
+    assert_eq!(report.points, vec![(volume.to_owned(), point.to_hex())]);
+    let restored: Vec<_> = report
+        .kept
+        .iter()
+        .filter_map(|(n, t)| match t {
+            Target::Volume(_, id) if n.starts_with("restored volume") => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restored.len(), 1, "{:#?}", report.kept);
+    let described = cloud.describe_volumes(&who, &us, &restored).unwrap();
+    assert_eq!(described[0].size_gib, 1, "{:?}", described[0]);
+    assert!(
+        described[0].attachment.is_some(),
+        "attached to the restored instance"
+    );
+    assert!(engine.recover().unwrap().is_empty(), "every journal is closed");
+}

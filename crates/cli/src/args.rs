@@ -205,7 +205,7 @@ pub enum PlanArgs {
     Backup {
         #[command(flatten)]
         common: Common,
-        /// Where workers run (default: backup-account).
+        /// Where workers run (default: backup-account), or none (the EBS direct APIs).
         #[arg(long, value_enum)]
         workers: Option<Workers>,
     },
@@ -225,7 +225,8 @@ pub enum PlanArgs {
         from: From,
         #[command(flatten)]
         target: Target,
-        /// Where workers run, for restores from backups (default: backup-account).
+        /// Where workers run, for restores from backups (default: backup-account), or none
+        /// (the EBS direct APIs).
         #[arg(long, value_enum)]
         workers: Option<Workers>,
     },
@@ -252,6 +253,9 @@ pub enum Workers {
     BackupAccount,
     /// Workers in the production account, with its worker role.
     ProductionAccount,
+    /// No workers: the appliance reads or writes snapshots itself through the EBS direct
+    /// APIs, in the instance's (or the restore target's) account.
+    None,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -385,6 +389,7 @@ fn placement(w: Workers) -> Placement {
     match w {
         Workers::BackupAccount => Placement::BackupAccount,
         Workers::ProductionAccount => Placement::ProductionAccount,
+        Workers::None => Placement::NoWorker,
     }
 }
 

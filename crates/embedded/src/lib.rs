@@ -75,7 +75,11 @@ pub fn all_operations(estate: &Estate) -> Vec<Operation> {
         ops.push(Operation::Snapshot {
             instance: instance.clone(),
         });
-        for workers in [Placement::BackupAccount, Placement::ProductionAccount] {
+        for workers in [
+            Placement::BackupAccount,
+            Placement::ProductionAccount,
+            Placement::NoWorker,
+        ] {
             ops.push(Operation::Backup {
                 instance: instance.clone(),
                 workers: Some(workers),
@@ -97,7 +101,11 @@ pub fn all_operations(estate: &Estate) -> Vec<Operation> {
                     target_key: None,
                     workers: None,
                 });
-                for workers in [Placement::BackupAccount, Placement::ProductionAccount] {
+                for workers in [
+                    Placement::BackupAccount,
+                    Placement::ProductionAccount,
+                    Placement::NoWorker,
+                ] {
                     ops.push(Operation::Restore {
                         instance: instance.clone(),
                         from: RestoreSource::Backup,

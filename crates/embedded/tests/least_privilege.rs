@@ -34,6 +34,10 @@
 //!   nothing to remove from the world;
 //! - a permission the prerequisite session's plan also grants to the same role on the same
 //!   resource: it stays, as the prerequisite needs it;
+//! - `ebs:ListChangedBlocks` of a backup without workers: the first backup of a volume lists
+//!   every block, and only the next one lists the changes since it; the session test
+//!   `faults::a_direct_backup_without_list_changed_blocks_fails_and_keeps_the_previous_one`
+//!   removes it before a second backup;
 //! - `ec2:DetachVolume` of a restore with a single volume, needed only to roll back an
 //!   attachment: the only attachment is the last step, so no injected failure can come after
 //!   it (restores of several volumes check it).
@@ -214,13 +218,17 @@ fn cases(seed: u64, estate: &Estate) -> Vec<Case> {
         let snapshot = Operation::Snapshot {
             instance: instance.clone(),
         };
-        let backups: Vec<Operation> = [Placement::BackupAccount, Placement::ProductionAccount]
-            .into_iter()
-            .map(|w| Operation::Backup {
-                instance: instance.clone(),
-                workers: Some(w),
-            })
-            .collect();
+        let backups: Vec<Operation> = [
+            Placement::BackupAccount,
+            Placement::ProductionAccount,
+            Placement::NoWorker,
+        ]
+        .into_iter()
+        .map(|w| Operation::Backup {
+            instance: instance.clone(),
+            workers: Some(w),
+        })
+        .collect();
         // The backup a restore from backup reads: any placement that works.
         let backup_plan = backups.iter().find_map(plan);
         let mut ops: Vec<(Option<Plan>, Operation)> = vec![(None, snapshot.clone())];
@@ -250,7 +258,11 @@ fn cases(seed: u64, estate: &Estate) -> Vec<Case> {
                         workers: None,
                     },
                 ));
-                for w in [Placement::BackupAccount, Placement::ProductionAccount] {
+                for w in [
+                    Placement::BackupAccount,
+                    Placement::ProductionAccount,
+                    Placement::NoWorker,
+                ] {
                     ops.push((
                         backup_plan.clone(),
                         Operation::Restore {
@@ -441,6 +453,9 @@ fn key_holds(grants: &Grants, key: &str, principal: &str, action: &str) -> bool 
 fn excluded(role: &str, trust: &Value, action: &str) -> Option<&'static str> {
     if role.contains(":role/bulwark/") {
         return Some("temporary worker role: the session writes its policy");
+    }
+    if action == "ebs:ListChangedBlocks" {
+        return Some("ebs:ListChangedBlocks: a first direct backup lists every block (sessions::faults checks the next)");
     }
     let worker = trust.to_string().contains("ec2.amazonaws.com");
     let used = ["sqs:ReceiveMessage", "sqs:SendMessage", "sqs:DeleteMessage"];

@@ -22,6 +22,10 @@ pub enum EngineError {
         /// What to change.
         remedy: String,
     },
+    /// Moving data through the EBS direct APIs (without workers) failed; the message says
+    /// which call and what to do.
+    #[error("the transfer through the EBS direct APIs failed: {0}")]
+    Direct(#[from] crate::direct::DirectError),
     /// The session journal could not be written or read.
     #[error("session journal {path}: {message}")]
     Journal {

@@ -466,8 +466,10 @@ impl Engine {
             .filter_map(|(name, target)| {
                 let (resource, _) = session_resource(&plan, name)?;
                 match (resource, target) {
+                    // Restore points only: not the snapshots that serve a restore, nor the
+                    // base snapshots of direct backups (their restore points are backups).
                     (Resource::Snapshot(s), Target::Snapshot(region, snapshot))
-                        if s.origin != SnapshotOrigin::Restored =>
+                        if matches!(s.origin, SnapshotOrigin::Volume | SnapshotOrigin::Copy) =>
                     {
                         Some(SnapshotPoint {
                             volume: s.volume.clone(),

@@ -8,7 +8,8 @@ use bulwark_cloud::{
     CloudError, CopySnapshot, CreateVolume, Credentials, ErrorKind, KeyManager, RunInstance, Tag,
 };
 use bulwark_model::{InstanceId, Region, RoleArn, SnapshotId, VolumeId};
-use bulwark_plan::{Actor, Plan, Resource, Snapshot, Step, VolumeOrigin, NAME_PREFIX};
+use bulwark_plan::{Actor, Plan, Resource, Snapshot, SnapshotOrigin, Step, VolumeOrigin, NAME_PREFIX};
+use bulwark_repo::Repository;
 
 use crate::journal::{Entry, Journal, Target, Undo};
 use crate::worker::{self, RepositoryAccess, Task, TaskKind, TaskVolume, WorkerMessage};
@@ -49,6 +50,31 @@ pub(crate) struct Session<'e> {
     pub points: Vec<(String, String)>,
     /// Kept resources made, for the report.
     pub kept: Vec<(String, Target)>,
+    /// Without workers: the repository, opened by the appliance with the repository role.
+    repository: Option<Repository>,
+    /// Without workers: the snapshots to read into the repository, all at once.
+    direct_reads: Vec<DirectRead>,
+}
+
+/// What the session's direct-data-path steps met, for [`Failure`].
+fn direct_failure(step: &Step, error: crate::direct::DirectError) -> Failure {
+    match error {
+        // The step's own call: reported as the step's failure, with AWS's answer.
+        crate::direct::DirectError::Cloud(e) if e.action == step.action => Failure::Cloud(e),
+        other => Failure::Engine(EngineError::Direct(other)),
+    }
+}
+
+/// A snapshot to read through the EBS direct APIs.
+struct DirectRead {
+    who: Credentials,
+    region: Region,
+    snapshot: SnapshotId,
+    /// The snapshot the volume's latest restore point was read from, if it still exists.
+    parent: Option<SnapshotId>,
+    volume: String,
+    /// The previous base snapshot (the parent), which the new one replaces.
+    replaces: Option<(Resource, Target)>,
 }
 
 impl<'e> Session<'e> {
@@ -63,6 +89,8 @@ impl<'e> Session<'e> {
             attached_as: BTreeMap::new(),
             points: Vec::new(),
             kept: Vec::new(),
+            repository: None,
+            direct_reads: Vec::new(),
         }
     }
 
@@ -181,7 +209,12 @@ impl<'e> Session<'e> {
     pub fn run_step(&mut self, step: &Step) -> StepResult {
         // The worker's own calls, and the repository role's (made by the worker with the
         // credentials it was given), are the worker's to make.
-        if matches!(step.actor, Actor::Worker(_)) || step.action.starts_with("s3:") {
+        let with_worker = self
+            .plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.resource, Resource::Worker { .. }));
+        if matches!(step.actor, Actor::Worker(_)) || (with_worker && step.action.starts_with("s3:")) {
             return Ok(());
         }
         let creds = match (&step.action, &step.resource) {
@@ -574,6 +607,17 @@ impl<'e> Session<'e> {
                 let url = self.queue_url(queue)?;
                 self.follow_worker(&who()?, &at()?, &url)?;
             }
+            // Without workers: reads are gathered, then made all at once as the repository
+            // takes them (every volume's restore point, or none).
+            ("ebs:GetSnapshotBlock", Resource::Snapshot(snapshot)) => {
+                self.plan_direct_read(snapshot, who()?)?;
+            }
+            ("s3:PutObject", Resource::Repository { .. }) => self.read_direct(step)?,
+            // The writes open the repository when they need it.
+            ("s3:GetObject", Resource::Repository { .. }) => {}
+            ("ebs:StartSnapshot", Resource::Snapshot(written)) => {
+                self.write_direct(step, written, who()?)?;
+            }
             // Removals that the plan makes part of the operation itself.
             (action, resource) if is_removal(action) => {
                 if let Some(target) = self.ids.get(resource).cloned() {
@@ -593,6 +637,183 @@ impl<'e> Session<'e> {
             }
         }
         Ok(())
+    }
+
+    /// The repository, opened with the repository role's credentials (for the data path
+    /// without workers).
+    fn repository(&mut self) -> Result<&Repository, Failure> {
+        if self.repository.is_none() {
+            let access = self.repository_access()?;
+            let repo = access.open(self.engine.cloud.as_ref()).map_err(|e| {
+                Failure::Engine(EngineError::NotReady(format!(
+                    "the repository s3://{}/{} cannot be opened: {e}",
+                    access.bucket, access.prefix
+                )))
+            })?;
+            self.repository = Some(repo);
+        }
+        self.repository
+            .as_ref()
+            .ok_or_else(|| Failure::Engine(EngineError::Internal("no repository".into())))
+    }
+
+    /// Notes a snapshot to read, with the snapshot its volume's latest restore point was
+    /// read from as parent if it still exists; that one is then the previous base snapshot
+    /// the plan removes once the new restore points are written.
+    fn plan_direct_read(&mut self, snapshot: &Snapshot, who: Credentials) -> StepResult {
+        let (region, id) = self.snapshot_id(snapshot)?;
+        let volume = snapshot.volume.to_string();
+        let latest =
+            crate::direct::latest_source_snapshot(self.repository()?, &volume).map_err(EngineError::from)?;
+        let mut parent = None;
+        if let Some(previous) = latest.filter(|p| *p != id) {
+            let found = self
+                .engine
+                .cloud
+                .describe_snapshots(&who, &region, std::slice::from_ref(&previous));
+            match found {
+                Ok(infos) if infos.iter().any(|i| i.id == previous && i.state == "completed") => {
+                    parent = Some(previous);
+                }
+                // Gone (deleted by hand, or by a failed cleanup): read every block.
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(Failure::Cloud(e)),
+            }
+        }
+        let replaces = parent.clone().map(|previous| {
+            let base = Resource::Snapshot(Snapshot {
+                origin: SnapshotOrigin::PreviousDirectBase,
+                ..snapshot.clone()
+            });
+            (base, Target::Snapshot(region.clone(), previous))
+        });
+        self.direct_reads.push(DirectRead {
+            who,
+            region,
+            snapshot: id,
+            parent,
+            volume,
+            replaces,
+        });
+        Ok(())
+    }
+
+    /// Reads the noted snapshots into the repository: one restore point per volume, all or
+    /// none. Then the previous base snapshots are journaled for the cleanup to remove (not
+    /// before: a failed backup keeps them as the base of the next one).
+    fn read_direct(&mut self, step: &Step) -> StepResult {
+        let reads = std::mem::take(&mut self.direct_reads);
+        let Some(first) = reads.first() else {
+            return Ok(());
+        };
+        let (who, region) = (first.who.clone(), first.region.clone());
+        let volumes: Vec<crate::direct::SnapshotVolume> = reads
+            .iter()
+            .map(|r| crate::direct::SnapshotVolume {
+                snapshot: &r.snapshot,
+                parent: r.parent.as_ref(),
+                volume_id: &r.volume,
+            })
+            .collect();
+        let engine = self.engine;
+        let repo = self.repository()?;
+        let progress = bulwark_mover::Progress::default();
+        let outcomes = worker::reporting(
+            &progress,
+            |done, total| engine.emit(&Event::Transfer { done, total }),
+            || {
+                crate::direct::backup_snapshots(
+                    engine.cloud.as_ref(),
+                    &who,
+                    &region,
+                    &volumes,
+                    repo,
+                    &progress,
+                )
+            },
+        )
+        .map_err(|e| direct_failure(step, e))?;
+        for (read, outcome) in reads.iter().zip(outcomes) {
+            self.points.push((read.volume.clone(), outcome.id.to_hex()));
+            if let Some((base, target)) = &read.replaces {
+                self.created(base, target.clone(), false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the latest restore point of a volume into a new snapshot (journaled as soon as
+    /// it is started) and waits until it is completed.
+    fn write_direct(&mut self, step: &Step, written: &Snapshot, who: Credentials) -> StepResult {
+        let volume = written.volume.to_string();
+        let region = written.region.clone();
+        let engine = self.engine;
+        // StartSnapshot takes a key by its ARN only: aws/ebs (which the planner allows only
+        // as the region's default key) is asked for as the default key.
+        let key_arn = match &written.key {
+            Some(bulwark_model::KeyRef::Customer(arn)) => Some(arn.to_string()),
+            _ => None,
+        };
+        let repo = self.repository()?;
+        let point = repo
+            .latest_point(&volume)
+            .map_err(|e| EngineError::from(crate::direct::DirectError::from(e)))?
+            .map(|(id, _)| id)
+            .ok_or_else(|| {
+                Failure::Engine(EngineError::NotReady(format!(
+                    "volume {volume} has no restore point in the repository: run `bulwark run backup` for the instance first"
+                )))
+            })?;
+        let size_gib = crate::direct::snapshot_size_gib(repo, &point).map_err(|e| direct_failure(step, e))?;
+        let mut tags = self.tags();
+        tags.push(Tag::new("bulwark:restore-point", point.to_hex()));
+        let id = crate::direct::start_snapshot(
+            engine.cloud.as_ref(),
+            &who,
+            &region,
+            size_gib,
+            written.key.is_some(),
+            key_arn.as_deref(),
+            &tags,
+        )
+        .map_err(|e| direct_failure(step, e))?;
+        let resource = Resource::Snapshot(written.clone());
+        self.created(&resource, Target::Snapshot(region.clone(), id.clone()), step.kept)?;
+        let repo = self.repository()?;
+        let progress = bulwark_mover::Progress::default();
+        worker::reporting(
+            &progress,
+            |done, total| engine.emit(&Event::Transfer { done, total }),
+            || {
+                crate::direct::write_snapshot(
+                    engine.cloud.as_ref(),
+                    &who,
+                    &region,
+                    &id,
+                    repo,
+                    &point,
+                    &progress,
+                )
+            },
+        )
+        .map_err(|e| direct_failure(step, e))?;
+        self.points.push((volume, point.to_hex()));
+        Ok(())
+    }
+
+    /// The repository and the repository role's credentials, for a worker or the appliance.
+    fn repository_access(&self) -> Result<RepositoryAccess, Failure> {
+        let repository = self.engine.estate.repository.as_ref().ok_or_else(|| {
+            Failure::Engine(EngineError::Internal("the estate defines no [repository]".into()))
+        })?;
+        Ok(RepositoryAccess {
+            bucket: repository.bucket.to_string(),
+            prefix: repository.prefix.clone(),
+            region: repository.region.clone(),
+            credentials: self.engine.identities.role(&repository.role)?,
+            key: self.engine.repository_key.clone(),
+        })
     }
 
     fn temporary_role(
@@ -639,9 +860,6 @@ impl<'e> Session<'e> {
     /// The worker's task: its attached volumes, and the repository with the repository
     /// role's credentials.
     fn task(&self) -> Result<Task, Failure> {
-        let repository = self.engine.estate.repository.as_ref().ok_or_else(|| {
-            Failure::Engine(EngineError::Internal("the estate defines no [repository]".into()))
-        })?;
         let kind = if self.plan.steps.iter().any(|s| s.action == "s3:PutObject") {
             TaskKind::Backup
         } else {
@@ -672,13 +890,7 @@ impl<'e> Session<'e> {
         Ok(Task {
             kind,
             volumes,
-            repository: RepositoryAccess {
-                bucket: repository.bucket.to_string(),
-                prefix: repository.prefix.clone(),
-                region: repository.region.clone(),
-                credentials: self.engine.identities.role(&repository.role)?,
-                key: self.engine.repository_key.clone(),
-            },
+            repository: self.repository_access()?,
         })
     }
 

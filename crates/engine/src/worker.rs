@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bulwark_cloud::{Cloud, Credentials, Device, InstanceHost};
 use bulwark_model::{Region, VolumeId};
-use bulwark_mover::{BlockSource, BlockTarget, MoverError, Progress};
+use bulwark_mover::{BlockSource, BlockTarget, MoverError, Progress, VolumeSource};
 use bulwark_repo::{Repository, Secret};
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +83,45 @@ pub struct RepositoryAccess {
     pub credentials: Credentials,
     /// The repository key-encryption key (hex), if the repository is encrypted.
     pub key: Option<String>,
+}
+
+impl RepositoryAccess {
+    /// Opens the repository with these credentials.
+    pub fn open(&self, cloud: &dyn Cloud) -> Result<Repository, String> {
+        let backend = cloud
+            .object_store(&self.credentials, &self.region, &self.bucket, &self.prefix)
+            .map_err(|e| e.to_string())?;
+        let secret = match &self.key {
+            Some(hex_key) => {
+                Secret::from_key_file(hex_key.as_bytes(), "task key").map_err(|e| e.to_string())?
+            }
+            None => Secret::None,
+        };
+        Repository::open(Arc::from(backend), &secret).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs `work` while `report` is told the progress every half second (and once at the end).
+pub(crate) fn reporting<R>(
+    progress: &Progress,
+    report: impl Fn(u64, u64) + Sync,
+    work: impl FnOnce() -> R,
+) -> R {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(REPORT_EVERY);
+                let (done, total) = progress.snapshot();
+                report(done, total);
+            }
+        });
+        let out = work();
+        stop.store(true, Ordering::Relaxed);
+        let (done, total) = progress.snapshot();
+        report(done, total);
+        out
+    })
 }
 
 /// A worker's task.
@@ -282,21 +321,7 @@ impl Link {
 
 /// Runs a task; answers the restore points per volume, or why it failed.
 fn run(host: &dyn InstanceHost, link: &Link, task: &Task) -> Result<Vec<(String, String)>, String> {
-    let access = &task.repository;
-    let backend = link
-        .cloud
-        .object_store(
-            &access.credentials,
-            &access.region,
-            &access.bucket,
-            &access.prefix,
-        )
-        .map_err(|e| e.to_string())?;
-    let secret = match &access.key {
-        Some(hex_key) => Secret::from_key_file(hex_key.as_bytes(), "task key").map_err(|e| e.to_string())?,
-        None => Secret::None,
-    };
-    let repo = Repository::open(Arc::from(backend), &secret).map_err(|e| e.to_string())?;
+    let repo = task.repository.open(link.cloud.as_ref())?;
     let devices: Vec<(TaskVolume, Arc<dyn Device>)> = task
         .volumes
         .iter()
@@ -306,30 +331,17 @@ fn run(host: &dyn InstanceHost, link: &Link, task: &Task) -> Result<Vec<(String,
         })
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
-    let progress = Arc::new(Progress::default());
+    let progress = Progress::default();
     let total: u64 = devices.iter().map(|(_, d)| d.size()).sum();
     progress.total.store(total, Ordering::Relaxed);
-    let stop = Arc::new(AtomicBool::new(false));
-    let reporter = {
-        let (progress, stop) = (progress.clone(), stop.clone());
-        let link = Link {
-            cloud: link.cloud.clone(),
-            credentials: link.credentials.clone(),
-            region: link.region.clone(),
-            queue: link.queue.clone(),
-        };
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(REPORT_EVERY);
-                let (done, total) = progress.snapshot();
-                let _ = link.send(&WorkerMessage::Progress { done, total });
-            }
-        })
-    };
-    let result = transfer(&repo, task.kind, &devices, &progress);
-    stop.store(true, Ordering::Relaxed);
-    let _ = reporter.join();
-    result.map_err(|e| e.to_string())
+    reporting(
+        &progress,
+        |done, total| {
+            let _ = link.send(&WorkerMessage::Progress { done, total });
+        },
+        || transfer(&repo, task.kind, &devices, &progress),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn transfer(
@@ -353,9 +365,13 @@ fn transfer(
         // All volumes of the instance or none: a backup that fails on any volume writes no
         // restore point.
         TaskKind::Backup => {
-            let sources: Vec<(&dyn BlockSource, &str)> = volumes
+            let sources: Vec<VolumeSource> = volumes
                 .iter()
-                .map(|(v, volume)| (volume as &dyn BlockSource, v.volume.as_str()))
+                .map(|(v, volume)| VolumeSource {
+                    source: volume as &dyn BlockSource,
+                    volume_id: v.volume.as_str(),
+                    changed: None,
+                })
                 .collect();
             let outcomes = bulwark_mover::backup_all(repo, &sources, progress, threads)?;
             Ok(volumes

@@ -82,13 +82,25 @@ pub fn backup(
     Ok(BackupOutcome { id, manifest })
 }
 
+/// One volume of [`backup_all`].
+#[derive(Clone, Copy)]
+pub struct VolumeSource<'a> {
+    /// What to read.
+    pub source: &'a dyn BlockSource,
+    /// The volume the restore point is of.
+    pub volume_id: &'a str,
+    /// The blocks changed since the volume's latest restore point, as for [`backup`]; `None`
+    /// reads every block.
+    pub changed: Option<&'a [u64]>,
+}
+
 /// Backs up several volumes as one: every volume's blocks are stored first, and only when all
 /// are, their restore points are written. A failure on any volume (a worker dying on its last
 /// volume) writes no restore point at all, so an instance's backup is all of its volumes or
 /// none. The blocks of a failed run are unreferenced until `prune` removes them.
 pub fn backup_all(
     repo: &Repository,
-    sources: &[(&dyn BlockSource, &str)],
+    volumes: &[VolumeSource<'_>],
     progress: &Progress,
     threads: usize,
 ) -> Result<Vec<BackupOutcome>, MoverError> {
@@ -96,8 +108,8 @@ pub fn backup_all(
     // the last is still being read.
     let _lock = Lock::acquire(repo.backend().clone(), LockKind::Shared)?;
     let mut manifests = Vec::new();
-    for (source, volume_id) in sources {
-        manifests.push(store(repo, *source, volume_id, None, progress, threads)?);
+    for v in volumes {
+        manifests.push(store(repo, v.source, v.volume_id, v.changed, progress, threads)?);
     }
     manifests
         .into_iter()

@@ -13,7 +13,7 @@ mod parallel;
 mod progress;
 mod restore;
 
-pub use backup::{backup, backup_all, parse_changed_blocks, BackupOutcome};
+pub use backup::{backup, backup_all, parse_changed_blocks, BackupOutcome, VolumeSource};
 pub use device::{BlockSource, BlockTarget, FileSource, FileTarget};
 pub use error::MoverError;
 pub use progress::Progress;

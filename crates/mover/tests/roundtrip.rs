@@ -342,15 +342,25 @@ fn several_volumes_back_up_all_or_none() {
     };
     let progress = Progress::default();
     // The second volume fails: not even the first volume's restore point is written.
-    let err = bulwark_mover::backup_all(&repo, &[(&good, "vol-1"), (&bad, "vol-2")], &progress, 2);
+    let err = bulwark_mover::backup_all(
+        &repo,
+        &[volume(&good, "vol-1"), volume(&bad, "vol-2")],
+        &progress,
+        2,
+    );
     assert!(err.is_err());
     assert!(
         repo.points().unwrap().is_empty(),
         "no restore point from a failed run"
     );
     // Both succeed: both points, each restorable.
-    let outcomes =
-        bulwark_mover::backup_all(&repo, &[(&good, "vol-1"), (&good, "vol-2")], &progress, 2).unwrap();
+    let outcomes = bulwark_mover::backup_all(
+        &repo,
+        &[volume(&good, "vol-1"), volume(&good, "vol-2")],
+        &progress,
+        2,
+    )
+    .unwrap();
     assert_eq!(outcomes.len(), 2);
     assert_eq!(repo.points().unwrap().len(), 2);
     assert_eq!(outcomes[0].manifest.volume_id, "vol-1");
@@ -411,5 +421,17 @@ fn a_sparse_source_is_read_only_where_it_was_written() {
         } else {
             assert!(block.iter().all(|&b| b == 0), "block {i} is zeros");
         }
+    }
+}
+
+/// A volume of `backup_all`, read in full.
+fn volume<'a>(
+    source: &'a dyn bulwark_mover::BlockSource,
+    volume_id: &'a str,
+) -> bulwark_mover::VolumeSource<'a> {
+    bulwark_mover::VolumeSource {
+        source,
+        volume_id,
+        changed: None,
     }
 }

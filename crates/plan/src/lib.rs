@@ -32,7 +32,10 @@ pub use operation::{Operation, Placement, RestoreSource};
 pub use policy::{policies, worker_role_permissions, worker_role_trust, KeyPolicy, Policies, RolePolicy};
 pub use refusal::{Refusal, RefusalCode};
 pub use resource::{Resource, Snapshot, SnapshotOrigin, VolumeOrigin, NAME_PREFIX};
-pub use step::{Actor, KeyGrant, KeyNeed, KeyUse, Permission, Plan, Step, CREATE_GRANT, EBS_KEY_ACTIONS};
+pub use step::{
+    Actor, KeyGrant, KeyNeed, KeyUse, Permission, Plan, Step, CREATE_GRANT, DIRECT_WRITE_KEY_ACTIONS,
+    EBS_KEY_ACTIONS,
+};
 
 /// Plans `operation` on `estate`, or refuses it.
 pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
@@ -46,9 +49,10 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
     let mut b = build::Builder::new(estate);
     let summary = match operation {
         Operation::Snapshot { .. } => ops::snapshot::plan(&mut b, instance)?,
-        Operation::Backup { workers, .. } => {
-            ops::backup::plan(&mut b, instance, workers.unwrap_or(Placement::BackupAccount))?
-        }
+        Operation::Backup { workers, .. } => match workers.unwrap_or(Placement::BackupAccount).worker() {
+            Some(account) => ops::backup::plan(&mut b, instance, account)?,
+            None => ops::backup::direct(&mut b, instance)?,
+        },
         Operation::Replicate {
             to_account,
             to_region,
@@ -74,12 +78,10 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
             };
             match from {
                 RestoreSource::Snapshot => ops::restore::from_snapshot(&mut b, instance, &target)?,
-                RestoreSource::Backup => ops::restore::from_backup(
-                    &mut b,
-                    instance,
-                    &target,
-                    workers.unwrap_or(Placement::BackupAccount),
-                )?,
+                RestoreSource::Backup => match workers.unwrap_or(Placement::BackupAccount).worker() {
+                    Some(account) => ops::restore::from_backup(&mut b, instance, &target, account)?,
+                    None => ops::restore::from_backup_direct(&mut b, instance, &target)?,
+                },
             }
         }
     };

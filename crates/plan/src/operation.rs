@@ -14,6 +14,11 @@ pub enum Placement {
     /// In the account of the processed instance (or of the restore target): the backup or
     /// restore role launches it with the account's pre-configured worker role, which stays.
     ProductionAccount,
+    /// No worker: the appliance moves the data itself through the EBS direct APIs, reading
+    /// the instance's snapshots with its account's backup role, or writing new snapshots
+    /// with the target account's restore role. Nothing leaves the account, so no snapshot is
+    /// shared and `aws/ebs` is no obstacle.
+    NoWorker,
 }
 
 impl Placement {
@@ -22,8 +27,27 @@ impl Placement {
         match self {
             Placement::BackupAccount => "backup-account",
             Placement::ProductionAccount => "production-account",
+            Placement::NoWorker => "none",
         }
     }
+
+    /// The account kind workers run in, or `None` without workers.
+    pub(crate) fn worker(self) -> Option<WorkerAccount> {
+        match self {
+            Placement::BackupAccount => Some(WorkerAccount::Backup),
+            Placement::ProductionAccount => Some(WorkerAccount::Production),
+            Placement::NoWorker => None,
+        }
+    }
+}
+
+/// Where a worker runs, once it is decided that there is one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WorkerAccount {
+    /// The backup account (see [`Placement::BackupAccount`]).
+    Backup,
+    /// The production account (see [`Placement::ProductionAccount`]).
+    Production,
 }
 
 impl fmt::Display for Placement {

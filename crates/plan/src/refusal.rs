@@ -23,6 +23,10 @@ pub enum RefusalCode {
     UnknownInstance,
     /// The target account is not in the estate.
     UnknownAccount,
+    /// The EBS direct APIs take a key by its ARN, which a plan knows only for customer
+    /// managed keys: `aws/ebs` can encrypt a written snapshot only as the region's default
+    /// EBS key.
+    AwsManagedKeyNotDefault,
 }
 
 impl RefusalCode {
@@ -36,6 +40,7 @@ impl RefusalCode {
             RefusalCode::KeyNotInTargetRegion => "key-not-in-target-region",
             RefusalCode::UnknownInstance => "unknown-instance",
             RefusalCode::UnknownAccount => "unknown-account",
+            RefusalCode::AwsManagedKeyNotDefault => "aws-managed-key-not-default",
         }
     }
 }

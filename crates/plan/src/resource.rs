@@ -18,6 +18,15 @@ pub enum SnapshotOrigin {
     Copy,
     /// A snapshot of a volume a worker restored from the repository.
     Restored,
+    /// A snapshot of the production volume read through the EBS direct APIs and kept after
+    /// the backup, so that the next backup reads only the blocks changed since it
+    /// (ListChangedBlocks).
+    DirectBase,
+    /// The base snapshot of the previous direct backup, removed once the new backup is
+    /// written.
+    PreviousDirectBase,
+    /// A new snapshot written from a restore point through the EBS direct APIs.
+    Written,
 }
 
 /// Where a volume made by a plan comes from.
@@ -270,6 +279,9 @@ impl fmt::Display for Resource {
                     SnapshotOrigin::Volume => "snapshot",
                     SnapshotOrigin::Copy => "snapshot copy",
                     SnapshotOrigin::Restored => "snapshot of the restored",
+                    SnapshotOrigin::DirectBase => "base snapshot",
+                    SnapshotOrigin::PreviousDirectBase => "previous base snapshot",
+                    SnapshotOrigin::Written => "snapshot written from the backup",
                 };
                 write!(f, "{what} of {volume} ({owner}, {region})")
             }

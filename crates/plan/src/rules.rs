@@ -63,6 +63,18 @@ pub fn empty_volume_key(
         .or_else(|| default_if_encrypting(estate, caller, region))
 }
 
+/// The key of a snapshot written through the EBS direct APIs without a parent
+/// (StartSnapshot): like a new empty volume, the requested key (`Encrypted` with
+/// `KmsKeyArn`), else the default key if encryption by default is on, else none.
+pub fn written_snapshot_key(
+    estate: &Estate,
+    caller: &AccountId,
+    region: &Region,
+    requested: Option<&KeyRef>,
+) -> Option<KeyRef> {
+    empty_volume_key(estate, caller, region, requested)
+}
+
 /// Whether a snapshot under `key` can be shared with another account: not under `aws/ebs`,
 /// which AWS refuses with `OperationNotPermitted: Encrypted snapshots with EBS default key
 /// cannot be shared`.

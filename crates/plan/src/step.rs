@@ -41,6 +41,13 @@ pub enum KeyUse {
     /// Bulwark reads the key's metadata (to confirm a snapshot's key is customer managed
     /// before sharing it).
     Describe,
+    /// The EBS direct APIs decrypt the blocks of an encrypted snapshot they return
+    /// (GetSnapshotBlock).
+    DirectRead,
+    /// The EBS direct APIs encrypt a snapshot they write (StartSnapshot, then
+    /// PutSnapshotBlock): the actions AWS documents for the EBS direct APIs on encrypted
+    /// snapshots.
+    DirectWrite,
 }
 
 /// KMS actions EBS needs on a key, from the EBS user guide ("permissions to use KMS keys").
@@ -51,6 +58,17 @@ pub const EBS_KEY_ACTIONS: &[&str] = &[
     "kms:DescribeKey",
     "kms:GenerateDataKeyWithoutPlaintext",
     "kms:ReEncrypt*",
+];
+
+/// KMS actions the EBS direct APIs need on the key of a snapshot they write, besides
+/// `kms:CreateGrant` (`reference/aws-rules.md`, "KMS keys and EBS": they also use
+/// `kms:GenerateDataKey` and `kms:Encrypt`).
+pub const DIRECT_WRITE_KEY_ACTIONS: &[&str] = &[
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
 ];
 
 /// The grant action, always conditioned on `kms:GrantIsForAWSResource`.
@@ -64,6 +82,10 @@ impl KeyUse {
                 .chain(EBS_KEY_ACTIONS.iter().copied())
                 .collect(),
             KeyUse::Describe => vec!["kms:DescribeKey"],
+            KeyUse::DirectRead => vec!["kms:Decrypt"],
+            KeyUse::DirectWrite => std::iter::once(CREATE_GRANT)
+                .chain(DIRECT_WRITE_KEY_ACTIONS.iter().copied())
+                .collect(),
         }
     }
 }

@@ -18,7 +18,8 @@ use bulwark_model::{
     Account, AccountId, Appliance, Estate, Instance, KeyRef, Region, Repository, RoleArn, Volume,
 };
 use bulwark_plan::{
-    plan, policies, Actor, KeyUse, Operation, Placement, Plan, RefusalCode, Resource, RestoreSource, Step,
+    plan, policies, Actor, KeyUse, Operation, Placement, Plan, RefusalCode, Resource, RestoreSource,
+    SnapshotOrigin, Step,
 };
 use proptest::prelude::*;
 
@@ -92,7 +93,7 @@ fn gen() -> impl Strategy<Value = Gen> {
         prop::collection::vec((0u8..2, prop::bool::weighted(0.3)), 12),
         prop::collection::vec((0usize..4, 0usize..3, prop::collection::vec(0u8..4, 1..4)), 1..4),
         prop::bool::weighted(0.9),
-        (0u8..6, 0usize..4, 0usize..4, 0usize..3, 0u8..5, 0u8..3),
+        (0u8..6, 0usize..4, 0usize..4, 0usize..3, 0u8..5, 0u8..4),
     )
         .prop_map(
             |(roles, backup_is_production, defaults, instances, repository, op)| Gen {
@@ -219,7 +220,8 @@ fn build(g: &Gen) -> Option<(Estate, Operation)> {
     let workers = match placement {
         0 => None,
         1 => Some(Placement::BackupAccount),
-        _ => Some(Placement::ProductionAccount),
+        2 => Some(Placement::ProductionAccount),
+        _ => Some(Placement::NoWorker),
     };
     let op = match kind {
         0 => Operation::Snapshot { instance },
@@ -258,6 +260,17 @@ fn touched_keys(step: &Step) -> Vec<(KeyRef, KeyUse)> {
         "ec2:CreateVolume" => ebs(&step.resource).into_iter().chain(created()).collect(),
         "ec2:CopySnapshot" => ebs(&step.resource).into_iter().chain(created()).collect(),
         "ec2:AttachVolume" => ebs(&step.resource).into_iter().collect(),
+        "ebs:GetSnapshotBlock" => step
+            .resource
+            .key()
+            .map(|k| (k.clone(), KeyUse::DirectRead))
+            .into_iter()
+            .collect(),
+        "ebs:StartSnapshot" => step
+            .creates
+            .iter()
+            .filter_map(|r| r.key().map(|k| (k.clone(), KeyUse::DirectWrite)))
+            .collect(),
         "ec2:ModifySnapshotAttribute" if !step.creates.is_empty() => step
             .resource
             .key()
@@ -352,7 +365,10 @@ fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
         m
     };
     let temporary = created(false);
-    let cleaned = removed(&mut plan.steps.iter().chain(&plan.cleanup));
+    // The one thing a plan removes without creating it: the base snapshot of the previous
+    // direct backup, replaced by the new one.
+    let replaced = |s: &&Step| !matches!(&s.resource, Resource::Snapshot(snap) if snap.origin == SnapshotOrigin::PreviousDirectBase);
+    let cleaned = removed(&mut plan.steps.iter().chain(&plan.cleanup).filter(replaced));
     prop_assert_eq!(
         &temporary,
         &cleaned,

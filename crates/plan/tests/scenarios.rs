@@ -186,7 +186,8 @@ fn compact(steps: &[Step]) -> Vec<String> {
         .collect()
 }
 
-/// Grants as `ROLE KEY ebs|describe`; `ebs` is the full EBS set (which includes DescribeKey).
+/// Grants as `ROLE KEY ebs|decrypt|describe`, `+encrypt` when the EBS direct APIs write with
+/// the key; `ebs` is the full EBS set (which includes DescribeKey and Decrypt).
 fn grants(plan: &Plan) -> Vec<String> {
     let mut g: Vec<String> = plan
         .key_grants
@@ -194,10 +195,17 @@ fn grants(plan: &Plan) -> Vec<String> {
         .map(|g| {
             let kind = if g.actions.contains(&"kms:CreateGrant") {
                 "ebs"
+            } else if g.actions.contains(&"kms:Decrypt") {
+                "decrypt"
             } else {
                 "describe"
             };
-            format!("{} {} {kind}", actor(&g.role), key_name(&g.key))
+            let encrypt = if g.actions.contains(&"kms:Encrypt") {
+                "+encrypt"
+            } else {
+                ""
+            };
+            format!("{} {} {kind}{encrypt}", actor(&g.role), key_name(&g.key))
         })
         .collect();
     g.sort();
@@ -302,7 +310,7 @@ fn check(name: &str, op: Operation, expect: Expect) {
     }
 }
 
-use Placement::{BackupAccount, ProductionAccount};
+use Placement::{BackupAccount, NoWorker, ProductionAccount};
 use RestoreSource::{Backup, Snapshot};
 
 const WORKER_IN_B: &str = "
@@ -486,6 +494,43 @@ fn backup_of_an_instance_of_the_backup_account_needs_no_sharing() {
                 "
                  Backup@B ec2:DeleteSnapshot B/us-east-1",
             ]),
+        },
+    );
+}
+
+#[test]
+fn backup_without_workers_reads_the_snapshots_in_their_own_account() {
+    // aws/ebs is no obstacle: nothing leaves the account. The snapshots are kept as the base
+    // of the next backup's changes; the cleanup removes the previous base.
+    for (instance, key) in [(EBS, "aws/ebs@P/us-east-1"), (CMK, "P_USE1")] {
+        let name = format!("{instance}, no worker");
+        check(
+            &name,
+            op_backup(instance, Some(NoWorker)),
+            Expect::Plan {
+                steps: "Backup@P ec2:CreateSnapshots P/us-east-1
+                        Backup@P ebs:GetSnapshotBlock P/us-east-1
+                        Repository@B s3:PutObject B/us-east-1",
+                grants: concat(&["Backup@P ", key, " decrypt"]),
+                cleanup: "Backup@P ec2:DeleteSnapshot P/us-east-1",
+            },
+        );
+        let plan = plan(&estate(), &op_backup(instance, Some(NoWorker))).unwrap();
+        assert_eq!(
+            compact(&plan.rollback),
+            lines("Backup@P ec2:DeleteSnapshot P/us-east-1"),
+            "{name}"
+        );
+    }
+    check(
+        "plain, no worker",
+        op_backup(PLAIN, Some(NoWorker)),
+        Expect::Plan {
+            steps: "Backup@P ec2:CreateSnapshots P/us-east-1
+                    Backup@P ebs:GetSnapshotBlock P/us-east-1
+                    Repository@B s3:PutObject B/us-east-1",
+            grants: "",
+            cleanup: "Backup@P ec2:DeleteSnapshot P/us-east-1",
         },
     );
 }
@@ -802,6 +847,70 @@ fn restore_from_backup_with_the_worker_in_the_target_account_needs_the_target_ke
                     Restore@P ec2:AttachVolume P/us-east-1",
             grants: "Restore@P aws/ebs@P/us-east-1 ebs",
             cleanup: "Restore@P ec2:TerminateInstances P/us-east-1",
+        },
+    );
+}
+
+#[test]
+fn restore_from_backup_without_workers_writes_a_snapshot_in_the_target_account() {
+    // The restore role writes the snapshot under the target key and creates the volume from
+    // it: no worker, no sharing, whatever the account.
+    check(
+        "T, eu-west-1, no worker",
+        op_restore(CMK, Backup, (T, "eu-west-1"), Some("T_EXTRA"), Some(NoWorker)),
+        Expect::Plan {
+            steps: "Repository@B s3:GetObject B/us-east-1
+                    Restore@T ebs:StartSnapshot T/eu-west-1
+                    Restore@T ec2:CreateVolume T/eu-west-1
+                    Restore@T ec2:RunInstances T/eu-west-1
+                    Restore@T ec2:AttachVolume T/eu-west-1",
+            grants: "Restore@T T_EXTRA ebs+encrypt",
+            cleanup: "Restore@T ec2:DeleteSnapshot T/eu-west-1",
+        },
+    );
+    // An encrypted volume restored without a target key gets the target's default key, here
+    // aws/ebs of the same account: usable, as nothing is shared.
+    check(
+        "P, us-east-1, no worker, no key",
+        op_restore(EBS, Backup, (P, "us-east-1"), None, Some(NoWorker)),
+        Expect::Plan {
+            steps: "Repository@B s3:GetObject B/us-east-1
+                    Restore@P ebs:StartSnapshot P/us-east-1
+                    Restore@P ec2:CreateVolume P/us-east-1
+                    Restore@P ec2:RunInstances P/us-east-1
+                    Restore@P ec2:AttachVolume P/us-east-1",
+            grants: "Restore@P aws/ebs@P/us-east-1 ebs+encrypt",
+            cleanup: "Restore@P ec2:DeleteSnapshot P/us-east-1",
+        },
+    );
+}
+
+#[test]
+fn restore_without_workers_under_aws_ebs_needs_it_to_be_the_default_key() {
+    // The EBS direct APIs take a key ARN, and a plan knows aws/ebs only by its alias.
+    check(
+        "P, eu-west-1, aws/ebs requested, CMK default",
+        op_restore(
+            EBS,
+            Backup,
+            (P, "eu-west-1"),
+            Some("alias/aws/ebs"),
+            Some(NoWorker),
+        ),
+        Expect::Refused(RefusalCode::AwsManagedKeyNotDefault),
+    );
+    // Without workers, the default key of the target (here a CMK) is used instead.
+    check(
+        "P, eu-west-1, no key",
+        op_restore(EBS, Backup, (P, "eu-west-1"), None, Some(NoWorker)),
+        Expect::Plan {
+            steps: "Repository@B s3:GetObject B/us-east-1
+                    Restore@P ebs:StartSnapshot P/eu-west-1
+                    Restore@P ec2:CreateVolume P/eu-west-1
+                    Restore@P ec2:RunInstances P/eu-west-1
+                    Restore@P ec2:AttachVolume P/eu-west-1",
+            grants: "Restore@P P_EUW1 ebs+encrypt",
+            cleanup: "Restore@P ec2:DeleteSnapshot P/eu-west-1",
         },
     );
 }

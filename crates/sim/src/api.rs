@@ -1107,6 +1107,7 @@ impl Cloud for Sim {
                     k,
                     &[
                         "kms:GenerateDataKeyWithoutPlaintext",
+                        "kms:GenerateDataKey",
                         "kms:Encrypt",
                         "kms:Decrypt",
                         "kms:DescribeKey",

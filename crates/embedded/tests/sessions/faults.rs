@@ -353,6 +353,118 @@ fn a_refusal_at_any_step_of_a_restore_from_snapshots_leaves_nothing() {
 }
 
 #[test]
+fn a_refusal_at_any_step_of_a_backup_without_workers_keeps_the_previous_backup_and_its_base() {
+    let world = World::new();
+    let op = backup(WEB, Placement::NoWorker);
+    engine(&world).run(&op).expect("a first backup");
+    let points = assert_repository_intact(&world);
+    assert_eq!(points, 3);
+    // The block reads are made at the repository step, all volumes at once; they are
+    // refused below, one API at a time.
+    let failed = fail_each_step(&world, &op, &["ebs:GetSnapshotBlock"], &|w, what| {
+        assert_eq!(
+            restore_points(w),
+            points,
+            "{what}: a failed backup wrote a restore point"
+        );
+    });
+    assert_failed(&failed, &["sts:AssumeRole", "ec2:CreateSnapshots"]);
+    // One block changes, so that the next backup reads a block.
+    let (prod, us) = ids(PROD, US);
+    let changed: bulwark_model::VolumeId = "vol-0bbbbbbbbbbbbbbbb".parse().expect("id");
+    world
+        .embedded
+        .sim
+        .write_volume(&prod, &us, &changed, 0, &[7; 512])
+        .expect("write");
+    for action in [
+        "ebs:ListChangedBlocks",
+        "ebs:GetSnapshotBlock",
+        "ec2:DescribeSnapshots",
+    ] {
+        let what = format!("{action} refused while reading");
+        let before = world.inventory();
+        // DescribeSnapshots is also how the engine waits for the new snapshots: refuse the
+        // call that looks for the previous base, after those.
+        let skip = if action == "ec2:DescribeSnapshots" { 3 } else { 0 };
+        world
+            .embedded
+            .sim
+            .inject(Fault::Fail {
+                action: action.to_owned(),
+                skip,
+                code: "AccessDeniedException".into(),
+                kind: ErrorKind::AccessDenied,
+            })
+            .expect("fault");
+        let err = engine(&world).run(&op).expect_err(&what);
+        world.embedded.sim.clear_faults().expect("faults cleared");
+        let message = err.to_string();
+        assert!(
+            message.contains(action) && message.contains("what to do"),
+            "{what}: {message}"
+        );
+        assert_unchanged(&before, &world.inventory(), &what);
+        assert_journals_closed(&world, &what);
+        assert_eq!(restore_points(&world), points, "{what}");
+    }
+    // The base snapshots survived every failure: the next backup still reads only changes.
+    let report = engine(&world)
+        .run(&op)
+        .expect("the backup succeeds without faults");
+    let repo = open_repository(&world);
+    for (volume, point) in &report.points {
+        let manifest = repo
+            .read_point(&repo.find_point(point).expect("point"))
+            .expect("manifest");
+        let blocks = u64::from(*volume == changed.to_string());
+        assert_eq!(manifest.stats.blocks_read, blocks, "{volume}");
+    }
+    assert_repository_intact(&world);
+}
+
+#[test]
+fn a_refusal_at_any_step_of_a_restore_without_workers_leaves_nothing() {
+    let world = World::new();
+    engine(&world)
+        .run(&backup(DB, Placement::NoWorker))
+        .expect("a backup");
+    let points = restore_points(&world);
+    let op = restore(DB, RestoreSource::Backup, DR, EU, Some(Placement::NoWorker));
+    let failed = fail_each_step(&world, &op, &[], &|w, what| {
+        assert_eq!(restore_points(w), points, "{what}: the repository changed");
+    });
+    assert_failed(
+        &failed,
+        &[
+            "ebs:StartSnapshot",
+            "ec2:CreateVolume",
+            "ec2:RunInstances",
+            "ec2:AttachVolume",
+        ],
+    );
+    for action in ["ebs:PutSnapshotBlock", "ebs:CompleteSnapshot"] {
+        let what = format!("{action} refused while writing");
+        let before = world.inventory();
+        world
+            .embedded
+            .sim
+            .inject(fail(action, ErrorKind::AccessDenied, "AccessDeniedException"))
+            .expect("fault");
+        let err = engine(&world).run(&op).expect_err(&what);
+        world.embedded.sim.clear_faults().expect("faults cleared");
+        let message = err.to_string();
+        assert!(
+            message.contains(action) && message.contains("what to do"),
+            "{what}: {message}"
+        );
+        assert_unchanged(&before, &world.inventory(), &what);
+        assert_journals_closed(&world, &what);
+    }
+    assert_eq!(assert_repository_intact(&world), points);
+}
+
+#[test]
 fn a_refusal_at_any_step_of_a_restore_from_a_backup_with_workers_in_the_backup_account_leaves_nothing() {
     let world = World::new();
     engine(&world)

@@ -253,3 +253,99 @@ fn restore_from_a_snapshot_needs_a_snapshot_first() {
     assert!(err.to_string().contains("run `bulwark run snapshot`"), "{err}");
     assert_eq!(world.inventory().added_since(&before), Vec::<String>::new());
 }
+
+#[test]
+fn backups_without_workers_read_only_changes_and_restore_anywhere_even_from_aws_ebs() {
+    let world = World::new();
+    let before = world.inventory();
+    let engine = world.embedded.engine();
+    let (prod, us) = ids(PROD, US);
+    let web_volumes = volumes(&estate(), WEB);
+
+    // The first backup reads every written block of the three aws/ebs volumes, in their own
+    // account; the snapshots stay as the base of the next backup.
+    let first = engine
+        .run(&backup(WEB, Placement::NoWorker))
+        .expect("backup without workers");
+    assert_eq!(first.points.len(), 3);
+    assert_nothing_left(&before, &world.inventory(), &["snapshot snap-"]);
+    let snapshots = |inventory: &bulwark_sim::Inventory| {
+        inventory
+            .added_since(&before)
+            .into_iter()
+            .filter(|r| r.contains("snapshot snap-"))
+            .count()
+    };
+    assert_eq!(snapshots(&world.inventory()), 3);
+    assert!(
+        engine.snapshot_points().expect("catalog").is_empty(),
+        "base snapshots are not cloud-native restore points"
+    );
+
+    // One volume changes: the next backup reads only that block, and its base snapshots
+    // replace the previous ones.
+    world
+        .embedded
+        .sim
+        .write_volume(&prod, &us, &web_volumes[1], 1 << 20, &[0x5a; 4096])
+        .expect("write");
+    let second = engine
+        .run(&backup(WEB, Placement::NoWorker))
+        .expect("incremental backup without workers");
+    assert_eq!(
+        snapshots(&world.inventory()),
+        3,
+        "the previous base snapshots are removed"
+    );
+    let repo = open_repository(&world);
+    for (volume, point) in &second.points {
+        let manifest = repo
+            .read_point(&repo.find_point(point).expect("point"))
+            .expect("manifest");
+        let changed = usize::from(*volume == web_volumes[1].to_string());
+        assert_eq!(manifest.stats.blocks_read, changed as u64, "{volume}");
+        assert!(
+            manifest.parent.is_some(),
+            "{volume} builds on its previous restore point"
+        );
+    }
+
+    // Restored into another account and region: nothing is shared, so aws/ebs is no
+    // obstacle; the volumes hold the data of the latest backup.
+    let report = engine
+        .run(&restore(
+            WEB,
+            RestoreSource::Backup,
+            DR,
+            EU,
+            Some(Placement::NoWorker),
+        ))
+        .expect("restore without workers");
+    let restored = world.restored(&report, DR);
+    assert_eq!(restored.len(), 3);
+    for (of, digest, key) in &restored {
+        assert_eq!(digest, &world.source(PROD, US, &of.parse().expect("id")), "{of}");
+        assert!(
+            key.as_deref().is_some_and(|k| k.contains(":333333333333:key/")),
+            "{key:?}"
+        );
+    }
+    // And in its own account and region, under aws/ebs (a key ARN looked up by its alias).
+    let report = engine
+        .run(&restore(
+            WEB,
+            RestoreSource::Backup,
+            PROD,
+            US,
+            Some(Placement::NoWorker),
+        ))
+        .expect("restore in place without workers");
+    assert_eq!(world.restored(&report, PROD).len(), 3);
+    assert_nothing_left(
+        &before,
+        &world.inventory(),
+        &["snapshot snap-", "volume vol-", "instance i-", "grant "],
+    );
+    assert_eq!(snapshots(&world.inventory()), 3, "written snapshots are removed");
+    assert_repository_intact(&world);
+}

@@ -20,11 +20,12 @@ mod writer;
 
 use std::sync::Mutex;
 
-use bulwark_cloud::{Cloud, CloudError, Credentials, ErrorKind, Tag, EBS_BLOCK_SIZE};
+use bulwark_cloud::{Cloud, CloudError, Credentials, ErrorKind, StartSnapshot, Tag, EBS_BLOCK_SIZE};
 use bulwark_model::{Region, SnapshotId, MAX_VOLUME_GIB};
-use bulwark_mover::{BackupOutcome, MoverError, Progress};
+use bulwark_mover::{BackupOutcome, MoverError, Progress, VolumeSource};
 use bulwark_repo::{Id, RepoError, Repository};
 
+use rate::with_retries;
 pub use rate::{RateLimiter, ATTEMPTS, SNAPSHOT_REQUESTS_PER_SECOND};
 use source::SnapshotSource;
 use writer::SnapshotWriter;
@@ -178,10 +179,9 @@ impl FirstFailure {
         io
     }
 
-    /// The kept error, or the mover's own.
-    fn or(&self, error: MoverError) -> DirectError {
-        let mut first = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        first.take().unwrap_or(DirectError::Mover(error))
+    /// The kept error, if any.
+    fn take(&self) -> Option<DirectError> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -205,6 +205,64 @@ fn with_helpers<R>(helpers: usize, helper: impl Fn() + Sync, stop: impl Fn(), ma
 
 // ---- backup and restore --------------------------------------------------------------------
 
+/// One volume of [`backup_snapshots`].
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotVolume<'a> {
+    /// A completed snapshot of the volume.
+    pub snapshot: &'a SnapshotId,
+    /// An earlier snapshot of the same volume, whose backup is the volume's latest restore
+    /// point: only the blocks changed since it are read. `None` reads every written block.
+    pub parent: Option<&'a SnapshotId>,
+    /// The volume the restore point is of.
+    pub volume_id: &'a str,
+}
+
+/// Backs up the completed snapshots of several volumes as one (all restore points or none,
+/// like a worker's backup), each as a restore point of its volume.
+pub fn backup_snapshots(
+    cloud: &dyn Cloud,
+    who: &Credentials,
+    region: &Region,
+    volumes: &[SnapshotVolume<'_>],
+    repo: &Repository,
+    progress: &Progress,
+) -> Result<Vec<BackupOutcome>, DirectError> {
+    for v in volumes {
+        if let Some(parent) = v.parent {
+            check_parent(repo, v.volume_id, parent, v.snapshot)?;
+        }
+    }
+    let sources = volumes
+        .iter()
+        .map(|v| SnapshotSource::open(cloud, who, region, v.snapshot, v.parent))
+        .collect::<Result<Vec<_>, _>>()?;
+    let block_size = u64::from(repo.config().block_size);
+    let changed: Vec<Option<Vec<u64>>> = sources.iter().map(|s| s.changed_blocks(block_size)).collect();
+    let mover_volumes: Vec<VolumeSource> = sources
+        .iter()
+        .zip(volumes)
+        .zip(&changed)
+        .map(|((source, v), changed)| VolumeSource {
+            source,
+            volume_id: v.volume_id,
+            changed: changed.as_deref(),
+        })
+        .collect();
+    with_helpers(
+        IN_FLIGHT,
+        // A fetcher done with one snapshot goes on to read the next one ahead.
+        || sources.iter().for_each(SnapshotSource::fetch_ahead),
+        || sources.iter().for_each(SnapshotSource::stop),
+        || bulwark_mover::backup_all(repo, &mover_volumes, progress, mover_threads()),
+    )
+    .map_err(|e| {
+        sources
+            .iter()
+            .find_map(|s| s.failure.take())
+            .unwrap_or(DirectError::Mover(e))
+    })
+}
+
 /// Backs up the completed `snapshot` as a restore point of `volume_id`. With `parent` (an
 /// earlier snapshot of the same volume, whose backup is the volume's latest restore point),
 /// reads only the blocks that changed since it and builds on that restore point.
@@ -219,42 +277,117 @@ pub fn backup_snapshot(
     volume_id: &str,
     progress: &Progress,
 ) -> Result<BackupOutcome, DirectError> {
-    if let Some(parent) = parent {
-        // The changes since `parent` apply only to the restore point read from it.
-        let latest = repo.latest_point(volume_id)?;
-        let from_parent = latest
-            .as_ref()
-            .is_some_and(|(_, m)| m.source.kind == SOURCE_KIND && m.source.name == parent.as_str());
-        if !from_parent {
-            return Err(DirectError::ParentMismatch {
-                volume: volume_id.to_owned(),
-                parent: parent.clone(),
-                snapshot: snapshot.clone(),
-                latest: latest.map_or_else(
-                    || "none".to_owned(),
-                    |(id, m)| format!("{}, read from {} {}", id.to_hex(), m.source.kind, m.source.name),
-                ),
-            });
-        }
+    let volume = SnapshotVolume {
+        snapshot,
+        parent,
+        volume_id,
+    };
+    let mut outcomes = backup_snapshots(cloud, who, region, &[volume], repo, progress)?;
+    outcomes
+        .pop()
+        .ok_or_else(|| DirectError::Mover(MoverError::ChangedBlocks("no restore point was written".into())))
+}
+
+/// The snapshot the volume's latest restore point was read from by this data path, if any:
+/// the parent to give the next backup of the volume, if the snapshot still exists.
+pub fn latest_source_snapshot(repo: &Repository, volume_id: &str) -> Result<Option<SnapshotId>, DirectError> {
+    Ok(repo
+        .latest_point(volume_id)?
+        .filter(|(_, m)| m.source.kind == SOURCE_KIND)
+        .and_then(|(_, m)| m.source.name.parse().ok()))
+}
+
+/// The changes since `parent` apply only to the restore point read from it.
+fn check_parent(
+    repo: &Repository,
+    volume_id: &str,
+    parent: &SnapshotId,
+    snapshot: &SnapshotId,
+) -> Result<(), DirectError> {
+    let latest = repo.latest_point(volume_id)?;
+    let from_parent = latest
+        .as_ref()
+        .is_some_and(|(_, m)| m.source.kind == SOURCE_KIND && m.source.name == parent.as_str());
+    if from_parent {
+        return Ok(());
     }
-    let source = SnapshotSource::open(cloud, who, region, snapshot, parent)?;
-    let changed = source.changed_blocks(u64::from(repo.config().block_size));
+    Err(DirectError::ParentMismatch {
+        volume: volume_id.to_owned(),
+        parent: parent.clone(),
+        snapshot: snapshot.clone(),
+        latest: latest.map_or_else(
+            || "none".to_owned(),
+            |(id, m)| format!("{}, read from {} {}", id.to_hex(), m.source.kind, m.source.name),
+        ),
+    })
+}
+
+/// The size in GiB of the snapshot restore point `point` needs: its volume's size, rounded up
+/// to whole GiB. Refuses a restore point no EBS snapshot can hold.
+pub fn snapshot_size_gib(repo: &Repository, point: &Id) -> Result<u32, DirectError> {
+    let manifest = repo.read_point(point)?;
+    let unsupported = |reason: String| DirectError::Unsupported {
+        point: point.to_hex(),
+        reason,
+    };
+    if u64::from(manifest.block_size) != EBS_BLOCK_SIZE {
+        return Err(unsupported(format!(
+            "its blocks have {} bytes, EBS's {EBS_BLOCK_SIZE}",
+            manifest.block_size
+        )));
+    }
+    let size_gib = manifest.size.div_ceil(1 << 30).max(1);
+    u32::try_from(size_gib)
+        .ok()
+        .filter(|g| *g <= MAX_VOLUME_GIB)
+        .ok_or_else(|| unsupported(format!("{size_gib} GiB is more than an EBS volume holds")))
+}
+
+/// Starts a new snapshot of a `size_gib` volume to write a restore point into: encrypted with
+/// `key_arn` (a key ARN, not an alias) if given, else with the region's default EBS key if
+/// `encrypted`, else as the region's EBS defaults say.
+pub fn start_snapshot(
+    cloud: &dyn Cloud,
+    who: &Credentials,
+    region: &Region,
+    size_gib: u32,
+    encrypted: bool,
+    key_arn: Option<&str>,
+    tags: &[Tag],
+) -> Result<SnapshotId, DirectError> {
+    let start = StartSnapshot {
+        volume_size_gib: size_gib,
+        parent: None,
+        // A key is only taken with Encrypted.
+        encrypted: encrypted || key_arn.is_some(),
+        kms_key_arn: key_arn.map(str::to_owned),
+        tags: tags.to_vec(),
+    };
+    with_retries("ebs:StartSnapshot", None, || {
+        cloud.start_snapshot(who, region, &start)
+    })
+}
+
+/// Writes restore point `point` into `snapshot` (started by [`start_snapshot`]), completes it
+/// and waits until it is `completed`. A failed write leaves the snapshot to its caller.
+pub fn write_snapshot(
+    cloud: &dyn Cloud,
+    who: &Credentials,
+    region: &Region,
+    snapshot: &SnapshotId,
+    repo: &Repository,
+    point: &Id,
+    progress: &Progress,
+) -> Result<(), DirectError> {
+    let writer = SnapshotWriter::new(cloud, who, region, snapshot);
     with_helpers(
         IN_FLIGHT,
-        || source.fetch_ahead(),
-        || source.stop(),
-        || {
-            bulwark_mover::backup(
-                repo,
-                &source,
-                volume_id,
-                changed.as_deref(),
-                progress,
-                mover_threads(),
-            )
-        },
+        || writer.put_queued(),
+        || writer.stop(),
+        || bulwark_mover::restore(repo, point, &writer, progress, mover_threads()),
     )
-    .map_err(|e| source.failure.or(e))
+    .map_err(|e| writer.failure.take().unwrap_or(DirectError::Mover(e)))?;
+    writer.wait_completed()
 }
 
 /// Restores restore point `point` into a new snapshot, encrypted with `key_arn` (a key ARN)
@@ -270,36 +403,15 @@ pub fn restore_to_snapshot(
     key_arn: Option<&str>,
     progress: &Progress,
 ) -> Result<SnapshotId, DirectError> {
-    let manifest = repo.read_point(point)?;
-    let unsupported = |reason: String| DirectError::Unsupported {
-        point: point.to_hex(),
-        reason,
-    };
-    if u64::from(manifest.block_size) != EBS_BLOCK_SIZE {
-        return Err(unsupported(format!(
-            "its blocks have {} bytes, EBS's {EBS_BLOCK_SIZE}",
-            manifest.block_size
-        )));
-    }
-    let size_gib = manifest.size.div_ceil(1 << 30).max(1);
-    let size_gib = u32::try_from(size_gib)
-        .ok()
-        .filter(|g| *g <= MAX_VOLUME_GIB)
-        .ok_or_else(|| unsupported(format!("{size_gib} GiB is more than an EBS volume holds")))?;
+    let size_gib = snapshot_size_gib(repo, point)?;
     let tags = [Tag::new("bulwark:restore-point", point.to_hex())];
-    let writer = SnapshotWriter::start(cloud, who, region, size_gib, key_arn, &tags)?;
-    let written = with_helpers(
-        IN_FLIGHT,
-        || writer.put_queued(),
-        || writer.stop(),
-        || bulwark_mover::restore(repo, point, &writer, progress, mover_threads()),
-    )
-    .map_err(|e| writer.failure.or(e))
-    .and_then(|_| writer.wait_completed());
-    match written {
-        Ok(()) => Ok(writer.snapshot.clone()),
+    let snapshot = start_snapshot(cloud, who, region, size_gib, false, key_arn, &tags)?;
+    match write_snapshot(cloud, who, region, &snapshot, repo, point, progress) {
+        Ok(()) => Ok(snapshot),
         Err(e) => {
-            writer.abandon();
+            // As well as it can: the snapshot holds part of a volume, and a pending one counts
+            // against the account's 100 pending snapshots until it times out.
+            let _ = cloud.delete_snapshot(who, region, &snapshot);
             Err(e)
         }
     }

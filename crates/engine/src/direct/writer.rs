@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use bulwark_cloud::checksum::{block_digest, linear_checksum};
-use bulwark_cloud::{Cloud, Credentials, StartSnapshot, Tag, EBS_BLOCK_SIZE};
+use bulwark_cloud::{Cloud, Credentials, EBS_BLOCK_SIZE};
 use bulwark_model::{Region, SnapshotId};
 use bulwark_mover::{BlockTarget, MoverError};
 
@@ -55,38 +55,24 @@ struct Puts {
 }
 
 impl<'a> SnapshotWriter<'a> {
-    /// Starts a snapshot of a `size_gib` volume: encrypted with `key_arn` (a key ARN, not an
-    /// alias) if given, else as the region's EBS defaults say.
-    pub(super) fn start(
+    /// A writer of `snapshot`, started and not yet completed.
+    pub(super) fn new(
         cloud: &'a dyn Cloud,
         who: &'a Credentials,
         region: &'a Region,
-        size_gib: u32,
-        key_arn: Option<&str>,
-        tags: &[Tag],
-    ) -> Result<Self, DirectError> {
-        let start = StartSnapshot {
-            volume_size_gib: size_gib,
-            parent: None,
-            // A key is only taken with Encrypted; without one, EBS's defaults decide.
-            encrypted: key_arn.is_some(),
-            kms_key_arn: key_arn.map(str::to_owned),
-            tags: tags.to_vec(),
-        };
-        let snapshot = with_retries("ebs:StartSnapshot", None, || {
-            cloud.start_snapshot(who, region, &start)
-        })?;
-        Ok(Self {
+        snapshot: &SnapshotId,
+    ) -> Self {
+        Self {
             cloud,
             who,
             region,
-            snapshot,
+            snapshot: snapshot.clone(),
             limiter: RateLimiter::per_snapshot(),
             failure: FirstFailure::default(),
             puts: Mutex::new(Puts::default()),
             queued: Condvar::new(),
             done: Condvar::new(),
-        })
+        }
     }
 
     /// Checks and queues one block, waiting for room in the queue.
@@ -212,12 +198,6 @@ impl<'a> SnapshotWriter<'a> {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(15));
         }
-    }
-
-    /// Deletes the unfinished snapshot, as well as it can: it holds part of a volume, and a
-    /// pending one counts against the account's 100 pending snapshots until it times out.
-    pub(super) fn abandon(&self) {
-        let _ = self.cloud.delete_snapshot(self.who, self.region, &self.snapshot);
     }
 
     fn lock(&self) -> MutexGuard<'_, Puts> {

@@ -3,6 +3,7 @@
 //! once with its rule. Every step that creates something temporary registers its undo, and
 //! the cleanup is the undos in reverse order, so nothing a plan creates can be forgotten.
 
+mod direct;
 mod snapshots;
 mod volumes;
 mod workers;
@@ -15,6 +16,8 @@ use crate::operation::Operation;
 use crate::refusal::{Refusal, RefusalCode};
 use crate::resource::Resource;
 use crate::step::{key_grants, Actor, KeyNeed, KeyUse, Permission, Plan, Step};
+
+pub(crate) use snapshots::SnapshotPurpose;
 
 impl Step {
     /// Adds what the step creates; `kept` resources outlive the session.

@@ -8,11 +8,41 @@ use crate::resource::{Resource, Snapshot, SnapshotOrigin};
 use crate::rules;
 use crate::step::{Actor, KeyUse, Step};
 
+/// What the snapshots of an instance are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SnapshotPurpose {
+    /// Cloud-native restore points, kept.
+    RestorePoint,
+    /// The source of a worker's volumes, deleted at the end of the session.
+    WorkerSource,
+    /// Read through the EBS direct APIs, and kept as the base of the next backup's changes.
+    DirectBase,
+}
+
 impl Builder<'_> {
     /// Crash-consistent snapshots of every volume (ec2:CreateSnapshots). A snapshot of an
     /// encrypted volume is encrypted with the volume's key and the call takes no key, so the
     /// caller needs no KMS permission (seeds: "IAM role permissions on CMKs").
-    pub fn snapshot_instance(&mut self, role: &RoleArn, instance: &Instance, kept: bool) -> Vec<Snapshot> {
+    pub fn snapshot_instance(
+        &mut self,
+        role: &RoleArn,
+        instance: &Instance,
+        purpose: SnapshotPurpose,
+    ) -> Vec<Snapshot> {
+        let (origin, kept, purpose) = match purpose {
+            SnapshotPurpose::RestorePoint => (SnapshotOrigin::Volume, true, "the cloud-native restore point"),
+            SnapshotPurpose::WorkerSource => (
+                SnapshotOrigin::Volume,
+                false,
+                "a temporary source for the worker, deleted when the session ends",
+            ),
+            SnapshotPurpose::DirectBase => (
+                SnapshotOrigin::DirectBase,
+                true,
+                "read through the EBS direct APIs, then kept until the next backup, which reads \
+                 only the blocks changed since it",
+            ),
+        };
         let actor = Actor::Role(role.clone());
         let region = &instance.region;
         let snapshots: Vec<Snapshot> = instance
@@ -22,7 +52,7 @@ impl Builder<'_> {
                 owner: instance.account.clone(),
                 region: region.clone(),
                 volume: v.id.clone(),
-                origin: SnapshotOrigin::Volume,
+                origin,
                 key: v.key.clone(),
             })
             .collect();
@@ -45,11 +75,6 @@ impl Builder<'_> {
                 )
             })
             .collect();
-        let purpose = if kept {
-            "the cloud-native restore point"
-        } else {
-            "a temporary source for the worker, deleted when the session ends"
-        };
         let step = self
             .step(
                 &actor,

@@ -4,7 +4,7 @@
 use bulwark_model::{AccountId, Instance, Region, Repository, RoleArn};
 
 use super::{Builder, Worker};
-use crate::operation::Placement;
+use crate::operation::WorkerAccount;
 use crate::refusal::{Refusal, RefusalCode};
 use crate::resource::{Resource, NAME_PREFIX};
 use crate::step::Actor;
@@ -20,7 +20,7 @@ impl Builder<'_> {
     /// worker role is attached and kept.
     pub fn deploy_worker(
         &mut self,
-        placement: Placement,
+        placement: WorkerAccount,
         deployer: &RoleArn,
         region: &Region,
         serves: &Instance,
@@ -30,7 +30,7 @@ impl Builder<'_> {
         let actor = Actor::Role(deployer.clone());
         let serves_id = serves.id.clone();
         let identity = match placement {
-            Placement::BackupAccount => {
+            WorkerAccount::Backup => {
                 let temp_role = RoleArn::new(p, &account, &format!("{NAME_PREFIX}/worker-{serves_id}"));
                 let role = Resource::TemporaryRole {
                     account: account.clone(),
@@ -89,7 +89,7 @@ impl Builder<'_> {
                 }
                 Actor::Worker(temp_role)
             }
-            Placement::ProductionAccount => {
+            WorkerAccount::Production => {
                 let worker_role = self
                     .estate
                     .account(&account)
@@ -117,8 +117,8 @@ impl Builder<'_> {
             serves: serves_id.clone(),
         };
         let role_words = match placement {
-            Placement::BackupAccount => "the temporary role, through its instance profile; IAM is eventually consistent, so a fresh profile may be refused for some seconds and the launch is retried",
-            Placement::ProductionAccount => "the account's worker role, through its instance profile; the role is not removed afterwards",
+            WorkerAccount::Backup => "the temporary role, through its instance profile; IAM is eventually consistent, so a fresh profile may be refused for some seconds and the launch is retried",
+            WorkerAccount::Production => "the account's worker role, through its instance profile; the role is not removed afterwards",
         };
         let run = self
             .step(
@@ -195,11 +195,6 @@ impl Builder<'_> {
     pub fn transfer(&mut self, worker: &Worker, repository: &Repository, write: bool, volumes: &[Resource]) {
         let queue_region = worker.queue.region().cloned();
         let appliance = Actor::Appliance;
-        let repo_actor = Actor::Role(repository.role.clone());
-        let repo = Resource::Repository {
-            bucket: repository.bucket.clone(),
-            prefix: repository.prefix.clone(),
-        };
         let p = self.estate.partition();
         let names: Vec<String> = volumes.iter().map(ToString::to_string).collect();
         let task = if write {
@@ -225,31 +220,12 @@ impl Builder<'_> {
             "the worker takes its task from the session queue",
         );
         self.push(receive, Vec::new());
-        let (action, why) = if write {
-            ("s3:PutObject", "the worker stores the new blocks, compressed and encrypted, in packs, then the index and the restore point's manifest")
+        let why = if write {
+            "the worker stores the new blocks, compressed and encrypted, in packs, then the index and the restore point's manifest"
         } else {
-            (
-                "s3:GetObject",
-                "the worker reads the restore point's manifest, the index and the packs it needs",
-            )
+            "the worker reads the restore point's manifest, the index and the packs it needs"
         };
-        let mut data = self
-            .step(&repo_actor, Some(&repository.region), action, repo.clone(), why)
-            .also("s3:ListBucket", vec![repo.iam_resources(p)[0].clone()]);
-        if write {
-            // Deduplication reads the index before writing; a backup reads nothing else.
-            data = data.also("s3:GetObject", vec![repo.iam_resources(p)[1].clone()]);
-        }
-        // Both take a repository lock (docs/repository-format.md, "Locks") and remove it at the end.
-        let locks = match repository.prefix.as_str() {
-            "" => format!("arn:{}:s3:::{}/locks/*", p.as_str(), repository.bucket),
-            prefix => format!("arn:{}:s3:::{}/{prefix}/locks/*", p.as_str(), repository.bucket),
-        };
-        if !write {
-            data = data.also("s3:PutObject", vec![locks.clone()]);
-        }
-        data = data.also("s3:DeleteObject", vec![locks]);
-        self.push(data, Vec::new());
+        self.repository_access(repository, write, why);
         let report = self.step(
             &worker.identity,
             queue_region.as_ref(),
@@ -268,6 +244,41 @@ impl Builder<'_> {
             )
             .also("sqs:DeleteMessage", worker.queue.iam_resources(p));
         self.push(follow, Vec::new());
+    }
+
+    /// The repository role's use of the repository: writing a backup (`write`) or reading a
+    /// restore point. Made by a worker, or by the appliance itself without workers, with the
+    /// role's session credentials.
+    pub fn repository_access(&mut self, repository: &Repository, write: bool, why: &str) {
+        let p = self.estate.partition();
+        let repo = Resource::Repository {
+            bucket: repository.bucket.clone(),
+            prefix: repository.prefix.clone(),
+        };
+        let action = if write { "s3:PutObject" } else { "s3:GetObject" };
+        let mut data = self
+            .step(
+                &Actor::Role(repository.role.clone()),
+                Some(&repository.region),
+                action,
+                repo.clone(),
+                why,
+            )
+            .also("s3:ListBucket", vec![repo.iam_resources(p)[0].clone()]);
+        if write {
+            // Deduplication reads the index before writing; a backup reads nothing else.
+            data = data.also("s3:GetObject", vec![repo.iam_resources(p)[1].clone()]);
+        }
+        // Both take a repository lock (docs/repository-format.md, "Locks") and remove it at the end.
+        let locks = match repository.prefix.as_str() {
+            "" => format!("arn:{}:s3:::{}/locks/*", p.as_str(), repository.bucket),
+            prefix => format!("arn:{}:s3:::{}/{prefix}/locks/*", p.as_str(), repository.bucket),
+        };
+        if !write {
+            data = data.also("s3:PutObject", vec![locks.clone()]);
+        }
+        data = data.also("s3:DeleteObject", vec![locks]);
+        self.push(data, Vec::new());
     }
 
     /// Launches the restored instance and attaches its restored volumes, which it keeps.

@@ -11,27 +11,36 @@
 //!   snapshots). The worker deployment role needs the source keys and that default key. A
 //!   volume under `aws/ebs` cannot be shared, so this case is refused with the remedy of
 //!   deploying workers in the production account.
+//!
+//! Without workers (`--workers none`), the backup role reads the snapshots itself through the
+//! EBS direct APIs, in the instance's account: no volume, no sharing, and `aws/ebs` is no
+//! obstacle. It needs `kms:Decrypt` on the volume keys. The snapshots are kept until the next
+//! backup, which reads only the blocks changed since them.
 
 use bulwark_model::Instance;
 
-use crate::build::Builder;
-use crate::operation::Placement;
+use crate::build::{Builder, SnapshotPurpose};
+use crate::operation::WorkerAccount;
 use crate::refusal::Refusal;
 use crate::resource::VolumeOrigin;
 
-pub(crate) fn plan(b: &mut Builder, instance: &Instance, placement: Placement) -> Result<String, Refusal> {
+pub(crate) fn plan(
+    b: &mut Builder,
+    instance: &Instance,
+    placement: WorkerAccount,
+) -> Result<String, Refusal> {
     let repository = b.repository()?;
     let backup_role = b.backup_role(&instance.account)?;
     let appliance = &b.estate.appliance;
     let (deployer, worker_account) = match placement {
-        Placement::BackupAccount => (
+        WorkerAccount::Backup => (
             appliance.worker_deployment_role.clone(),
             appliance.account.clone(),
         ),
-        Placement::ProductionAccount => (backup_role.clone(), instance.account.clone()),
+        WorkerAccount::Production => (backup_role.clone(), instance.account.clone()),
     };
 
-    let snapshots = b.snapshot_instance(&backup_role, instance, false);
+    let snapshots = b.snapshot_instance(&backup_role, instance, SnapshotPurpose::WorkerSource);
     if worker_account != instance.account {
         let remedy = format!(
             "deploy the workers in the production account (`--workers production-account`, with a \
@@ -60,8 +69,20 @@ pub(crate) fn plan(b: &mut Builder, instance: &Instance, placement: Placement) -
         repository.bucket,
         repository.prefix,
         match placement {
-            Placement::BackupAccount => "backup account",
-            Placement::ProductionAccount => "production account",
+            WorkerAccount::Backup => "backup account",
+            WorkerAccount::Production => "production account",
         }
+    ))
+}
+
+/// A backup without workers, through the EBS direct APIs.
+pub(crate) fn direct(b: &mut Builder, instance: &Instance) -> Result<String, Refusal> {
+    let repository = b.repository()?;
+    let backup_role = b.backup_role(&instance.account)?;
+    let snapshots = b.snapshot_instance(&backup_role, instance, SnapshotPurpose::DirectBase);
+    b.read_direct(&backup_role, &snapshots, repository);
+    Ok(format!(
+        "image-level backup of {} ({}/{}) into s3://{}/{} through the EBS direct APIs, no worker",
+        instance.id, instance.account, instance.region, repository.bucket, repository.prefix,
     ))
 }

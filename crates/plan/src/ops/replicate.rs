@@ -10,7 +10,7 @@
 
 use bulwark_model::{AccountId, Instance, KeyRef, Region};
 
-use crate::build::Builder;
+use crate::build::{Builder, SnapshotPurpose};
 use crate::refusal::Refusal;
 
 pub(crate) fn plan(
@@ -21,7 +21,7 @@ pub(crate) fn plan(
     target_key: Option<&KeyRef>,
 ) -> Result<String, Refusal> {
     let source_role = b.backup_role(&instance.account)?;
-    let snapshots = b.snapshot_instance(&source_role, instance, true);
+    let snapshots = b.snapshot_instance(&source_role, instance, SnapshotPurpose::RestorePoint);
     if to_account == &instance.account {
         for snapshot in &snapshots {
             b.copy_snapshot(

@@ -21,12 +21,17 @@
 //!   account's default key of the target region, which are snapshotted and shared with the
 //!   target account (refused if that default key is `aws/ebs`); the restore role creates the
 //!   final volumes and needs that default key and the target key.
+//!
+//! From backups without workers (`--workers none`): the target account's restore role writes
+//! each volume's restore point into a new snapshot through the EBS direct APIs, under the
+//! target key, then creates the volumes from it. It needs the target key for the EBS direct
+//! APIs and for the volumes; nothing is shared.
 
 use bulwark_model::{AccountId, Instance, KeyRef, Region};
 
 use crate::build::Builder;
-use crate::operation::Placement;
-use crate::refusal::Refusal;
+use crate::operation::WorkerAccount;
+use crate::refusal::{Refusal, RefusalCode};
 use crate::resource::{Snapshot, SnapshotOrigin, VolumeOrigin};
 use crate::rules;
 
@@ -127,17 +132,17 @@ pub(crate) fn from_backup(
     b: &mut Builder,
     instance: &Instance,
     target: &Target,
-    placement: Placement,
+    placement: WorkerAccount,
 ) -> Result<String, Refusal> {
     let repository = b.repository()?;
     let restore_role = b.restore_role(target.account)?;
     let appliance = &b.estate.appliance;
     let (deployer, worker_account) = match placement {
-        Placement::BackupAccount => (
+        WorkerAccount::Backup => (
             appliance.worker_deployment_role.clone(),
             appliance.account.clone(),
         ),
-        Placement::ProductionAccount => (restore_role.clone(), target.account.clone()),
+        WorkerAccount::Production => (restore_role.clone(), target.account.clone()),
     };
     let estate = b.estate;
     let worker = b.deploy_worker(placement, &deployer, target.region, instance)?;
@@ -146,14 +151,7 @@ pub(crate) fn from_backup(
         let mut volumes = Vec::new();
         let mut attachments = Vec::new();
         for v in &instance.volumes {
-            // A volume that was encrypted is never restored unencrypted: without a target key
-            // it gets the default key of the target account and region.
-            let wanted = target.key.cloned().or_else(|| {
-                v.key
-                    .as_ref()
-                    .map(|_| estate.default_key(target.account, target.region))
-            });
-            let key = rules::empty_volume_key(estate, target.account, target.region, wanted.as_ref());
+            let key = restored_key(estate, v.key.as_ref(), target);
             let words = key_words(key.as_ref(), target.key.is_some());
             let volume = b.empty_volume(&deployer, target.region, v, key.as_ref(), true, &words);
             attachments.push(b.attach(&deployer, &volume, &worker.instance, false));
@@ -201,6 +199,60 @@ pub(crate) fn from_backup(
         "restore of {} ({}/{}) from its latest image-level backup into {}/{}, worker in account {worker_account}",
         instance.id, instance.account, instance.region, target.account, target.region
     ))
+}
+
+pub(crate) fn from_backup_direct(
+    b: &mut Builder,
+    instance: &Instance,
+    target: &Target,
+) -> Result<String, Refusal> {
+    let repository = b.repository()?;
+    let restore_role = b.restore_role(target.account)?;
+    let keys: Vec<Option<KeyRef>> = instance
+        .volumes
+        .iter()
+        .map(|v| restored_key(b.estate, v.key.as_ref(), target))
+        .collect();
+    let default = b.estate.default_key(target.account, target.region);
+    if let Some(k) = keys
+        .iter()
+        .flatten()
+        .find(|k| k.is_aws_managed() && **k != default)
+    {
+        return Err(Refusal::new(
+            RefusalCode::AwsManagedKeyNotDefault,
+            format!(
+                "the EBS direct APIs can encrypt with {k} only as the default EBS key of {}/{}, which is {default}",
+                target.account, target.region
+            ),
+            "give a customer managed key as the target key, or restore with workers",
+        ));
+    }
+    let written = b.write_direct(&restore_role, target.region, instance, &keys, repository);
+    let volumes: Vec<_> = written
+        .iter()
+        .map(|s| b.volume_from_snapshot(&restore_role, s, target.key, VolumeOrigin::Restored, true))
+        .collect();
+    b.launch_restored(&restore_role, target.region, instance, &volumes);
+    Ok(format!(
+        "restore of {} ({}/{}) from its latest image-level backup into {}/{} through the EBS direct APIs, no worker",
+        instance.id, instance.account, instance.region, target.account, target.region
+    ))
+}
+
+/// The key of a volume restored from a backup into a new volume or snapshot: the target key,
+/// else, for a volume that was encrypted (never restored unencrypted), the default key of
+/// the target account and region; else what encryption by default gives.
+fn restored_key(
+    estate: &bulwark_model::Estate,
+    original: Option<&KeyRef>,
+    target: &Target,
+) -> Option<KeyRef> {
+    let wanted = target
+        .key
+        .cloned()
+        .or_else(|| original.map(|_| estate.default_key(target.account, target.region)));
+    rules::written_snapshot_key(estate, target.account, target.region, wanted.as_ref())
 }
 
 fn key_words(key: Option<&KeyRef>, requested: bool) -> String {

@@ -4,12 +4,12 @@
 
 use bulwark_model::Instance;
 
-use crate::build::Builder;
+use crate::build::{Builder, SnapshotPurpose};
 use crate::refusal::Refusal;
 
 pub(crate) fn plan(b: &mut Builder, instance: &Instance) -> Result<String, Refusal> {
     let role = b.backup_role(&instance.account)?;
-    b.snapshot_instance(&role, instance, true);
+    b.snapshot_instance(&role, instance, SnapshotPurpose::RestorePoint);
     Ok(format!(
         "cloud-native snapshots of {} in {}/{}",
         instance.id, instance.account, instance.region

@@ -1,0 +1,136 @@
+//! Moving image data without workers: the appliance reads snapshots, or writes new ones,
+//! through the EBS direct APIs, in the account that owns them.
+
+use bulwark_model::{Instance, KeyRef, Region, Repository, RoleArn};
+
+use super::Builder;
+use crate::resource::{Resource, Snapshot, SnapshotOrigin};
+use crate::step::{Actor, KeyUse};
+
+impl Builder<'_> {
+    /// `role` (the owner of `snapshots`) reads their blocks through the EBS direct APIs and
+    /// the appliance stores them in the repository, all volumes or none; then the cleanup
+    /// removes the base snapshots of the previous direct backup, the new ones taking their
+    /// place.
+    pub fn read_direct(&mut self, role: &RoleArn, snapshots: &[Snapshot], repository: &Repository) {
+        let p = self.estate.partition();
+        let actor = Actor::Role(role.clone());
+        // The repository role's credentials are needed first, to find the previous backup.
+        self.assume(&repository.role);
+        for snapshot in snapshots {
+            let resource = Resource::Snapshot(snapshot.clone());
+            let arns = resource.iam_resources(p);
+            let step = self
+                .step(
+                    &actor,
+                    Some(&snapshot.region),
+                    "ebs:GetSnapshotBlock",
+                    resource,
+                    "read the snapshot's blocks through the EBS direct APIs, each checked against its \
+                     SHA-256: only those changed since the previous base snapshot (ListChangedBlocks) \
+                     when it still exists and the volume's latest restore point was read from it, \
+                     else every written block (ListSnapshotBlocks)",
+                )
+                .using_key(
+                    snapshot.key.as_ref(),
+                    KeyUse::DirectRead,
+                    "The EBS direct APIs decrypt an encrypted snapshot's blocks for its reader.",
+                )
+                .also("ebs:ListSnapshotBlocks", arns.clone())
+                .also("ebs:ListChangedBlocks", arns)
+                .also("ec2:DescribeSnapshots", vec!["*".into()]);
+            // The previous base snapshot is handed to the cleanup once the new restore points
+            // are written, and only then: a failed backup keeps it as the base of the next.
+            let previous = Snapshot {
+                origin: SnapshotOrigin::PreviousDirectBase,
+                ..snapshot.clone()
+            };
+            let replace = self.step(
+                &actor,
+                Some(&snapshot.region),
+                "ec2:DeleteSnapshot",
+                Resource::Snapshot(previous),
+                "remove the base snapshot of the previous direct backup, if there is one, once the \
+                 new restore points are written: the new base snapshot replaces it",
+            );
+            self.push(step, vec![replace]);
+        }
+        self.repository_access(
+            repository,
+            true,
+            "the appliance stores the new blocks, compressed and encrypted, in packs, then the \
+             index, then the restore points of all the volumes at once",
+        );
+    }
+
+    /// `role` writes the latest restore point of each volume of `instance` into a new snapshot
+    /// of its account in `region`, encrypted with `keys` (one per volume, in order); the
+    /// appliance reads the restore points from the repository. The new snapshots are removed
+    /// at the end of the session: they are only the source of the restored volumes.
+    pub fn write_direct(
+        &mut self,
+        role: &RoleArn,
+        region: &Region,
+        instance: &Instance,
+        keys: &[Option<KeyRef>],
+        repository: &Repository,
+    ) -> Vec<Snapshot> {
+        let p = self.estate.partition();
+        let actor = Actor::Role(role.clone());
+        self.assume(&repository.role);
+        self.repository_access(
+            repository,
+            false,
+            "the appliance reads the restore points' manifests, the index and the packs it needs",
+        );
+        let mut written = Vec::new();
+        for (volume, key) in instance.volumes.iter().zip(keys) {
+            let snapshot = Snapshot {
+                owner: role.account().clone(),
+                region: region.clone(),
+                volume: volume.id.clone(),
+                origin: SnapshotOrigin::Written,
+                key: key.clone(),
+            };
+            let resource = Resource::Snapshot(snapshot.clone());
+            let arns = resource.iam_resources(p);
+            let encryption = match key {
+                Some(k) => format!("encrypted with {k}"),
+                None => "unencrypted, like the original volume".to_owned(),
+            };
+            let step = self
+                .step(
+                    &actor,
+                    Some(region),
+                    "ebs:StartSnapshot",
+                    resource.clone(),
+                    format!(
+                        "start a new snapshot of the size of {}, {encryption}, put the restore \
+                         point's blocks into it with their SHA-256 (PutSnapshotBlock), complete it \
+                         with the linear checksum of them all (CompleteSnapshot) and wait until it \
+                         is completed",
+                        volume.id
+                    ),
+                )
+                .creating(vec![resource.clone()], false)
+                .using_key(
+                    key.as_ref(),
+                    KeyUse::DirectWrite,
+                    "The EBS direct APIs encrypt the blocks of the snapshot they write.",
+                )
+                .also("ebs:PutSnapshotBlock", arns.clone())
+                .also("ebs:CompleteSnapshot", arns)
+                .also("ec2:DescribeSnapshots", vec!["*".into()]);
+            let undo = self.step(
+                &actor,
+                Some(region),
+                "ec2:DeleteSnapshot",
+                resource,
+                "remove the written snapshot: it is only the source of the restored volume",
+            );
+            self.push(step, vec![undo]);
+            written.push(snapshot);
+        }
+        written
+    }
+}
