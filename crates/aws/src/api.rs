@@ -198,6 +198,10 @@ impl Cloud for AwsCloud {
                             })
                             .collect(),
                         instance_profile: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_owned),
+                        availability_zone: i
+                            .placement()
+                            .and_then(|p| p.availability_zone())
+                            .map(str::to_owned),
                         tags: from_ec2_tags(i.tags()),
                     });
                 }
@@ -441,7 +445,7 @@ impl Cloud for AwsCloud {
             let v = c
                 .ec2
                 .create_volume()
-                .availability_zone(zone(region))
+                .availability_zone(volume.availability_zone.clone().unwrap_or_else(|| zone(region)))
                 .set_snapshot_id(volume.snapshot.as_ref().map(ToString::to_string))
                 .set_size(volume.size_gib.map(|s| s as i32))
                 .set_encrypted(volume.encrypted.then_some(true))
@@ -536,7 +540,16 @@ impl Cloud for AwsCloud {
                 .instance_type(InstanceType::from(run.instance_type.as_str()))
                 .min_count(1)
                 .max_count(1)
-                .placement(Placement::builder().availability_zone(zone(region)).build())
+                // A subnet decides the zone; without one, the zone asked for or the first.
+                .set_placement(run.subnet.is_none().then(|| {
+                    Placement::builder()
+                        .availability_zone(run.availability_zone.clone().unwrap_or_else(|| zone(region)))
+                        .build()
+                }))
+                .set_subnet_id(run.subnet.clone())
+                .set_security_group_ids(
+                    (!run.security_groups.is_empty()).then(|| run.security_groups.clone()),
+                )
                 .set_iam_instance_profile(
                     run.instance_profile
                         .as_ref()
@@ -561,6 +574,10 @@ impl Cloud for AwsCloud {
                 volumes: Vec::new(),
                 instance_profile: run.instance_profile.clone(),
                 tags: run.tags.clone(),
+                availability_zone: i
+                    .placement()
+                    .and_then(|p| p.availability_zone())
+                    .map(str::to_owned),
             })
         })
     }

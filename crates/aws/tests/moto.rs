@@ -244,6 +244,7 @@ fn ec2_volumes_snapshots_copies_shares_and_instances() {
         instance_type: "t3.micro".into(),
         user_data: "bulwark worker --queue Q".into(),
         tags: tags.clone(),
+        ..Default::default()
     };
     let instance = m.cloud.run_instance(&m.who, &region, &run).unwrap();
     m.cloud
@@ -262,6 +263,67 @@ fn ec2_volumes_snapshots_copies_shares_and_instances() {
     );
     m.cloud.detach_volume(&m.who, &region, &volume.id).unwrap();
     m.cloud.terminate_instance(&m.who, &region, &instance.id).unwrap();
+
+    // A worker in a subnet of another zone, with a security group: it runs in the subnet's
+    // zone, where its volumes are created too.
+    let (subnet, zone, group) = m.runtime.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(bulwark_s3::http_client())
+            .endpoint_url(&m.endpoint)
+            .region(aws_config::Region::new(region.to_string()))
+            .load()
+            .await;
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let subnets = ec2.describe_subnets().send().await.unwrap();
+        let subnet = subnets
+            .subnets()
+            .iter()
+            .find(|s| s.availability_zone() != Some(&format!("{region}a")))
+            .expect("a default subnet outside the first zone");
+        let groups = ec2.describe_security_groups().send().await.unwrap();
+        (
+            subnet.subnet_id().unwrap().to_owned(),
+            subnet.availability_zone().unwrap().to_owned(),
+            groups.security_groups()[0].group_id().unwrap().to_owned(),
+        )
+    });
+    let placed = m
+        .cloud
+        .run_instance(
+            &m.who,
+            &region,
+            &RunInstance {
+                instance_type: "t3.micro".into(),
+                subnet: Some(subnet),
+                security_groups: vec![group],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(placed.availability_zone.as_deref(), Some(zone.as_str()));
+    let described = m
+        .cloud
+        .describe_instances(&m.who, &region, std::slice::from_ref(&placed.id))
+        .unwrap();
+    assert_eq!(described[0].availability_zone.as_deref(), Some(zone.as_str()));
+    let zoned = m
+        .cloud
+        .create_volume(
+            &m.who,
+            &region,
+            &CreateVolume {
+                size_gib: Some(1),
+                availability_zone: Some(zone),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    m.cloud
+        .attach_volume(&m.who, &region, &zoned.id, &placed.id, "/dev/sdf")
+        .unwrap();
+    m.cloud.detach_volume(&m.who, &region, &zoned.id).unwrap();
+    m.cloud.terminate_instance(&m.who, &region, &placed.id).unwrap();
+    m.cloud.delete_volume(&m.who, &region, &zoned.id).unwrap();
     m.cloud.delete_snapshot(&m.who, &west, &copy).unwrap();
     m.cloud.delete_snapshot(&m.who, &region, &snapshot.id).unwrap();
     m.cloud.delete_volume(&m.who, &region, &volume.id).unwrap();

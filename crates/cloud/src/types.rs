@@ -116,6 +116,9 @@ pub struct InstanceInfo {
     pub instance_profile: Option<String>,
     /// Tags.
     pub tags: Vec<Tag>,
+    /// Its availability zone: the volumes it attaches must be in the same one.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
 }
 
 /// CreateVolume's parameters.
@@ -131,6 +134,9 @@ pub struct CreateVolume {
     pub kms_key_id: Option<String>,
     /// Tags.
     pub tags: Vec<Tag>,
+    /// The availability zone; `None` for the region's first.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
 }
 
 /// CopySnapshot's parameters; the call is made in the destination region.
@@ -159,6 +165,16 @@ pub struct RunInstance {
     pub user_data: String,
     /// Tags.
     pub tags: Vec<Tag>,
+    /// The subnet (`SubnetId`); `None` for the default VPC's subnet of the zone.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    /// Security groups (`SecurityGroupIds`); none for the VPC's default group.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// The availability zone when no subnet is given (a subnet decides the zone); `None` for
+    /// the region's first.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
 }
 
 /// A KMS key.

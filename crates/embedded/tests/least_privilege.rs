@@ -184,6 +184,7 @@ fn estate(seed: u64) -> Estate {
             region: regions[0].parse().unwrap(),
             role: role(BACKUP, "BulwarkRepository"),
         }),
+        workers: Default::default(),
         embedded: Default::default(),
     }
 }

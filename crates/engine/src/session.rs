@@ -50,6 +50,9 @@ pub(crate) struct Session<'e> {
     pub points: Vec<(String, String)>,
     /// Kept resources made, for the report.
     pub kept: Vec<(String, Target)>,
+    /// The worker's availability zone, once it runs: the volumes it attaches, and the
+    /// restored instance that takes them over, must be in it too.
+    zone: Option<String>,
     /// Without workers: the repository, opened by the appliance with the repository role.
     repository: Option<Repository>,
     /// Without workers: the snapshots to read into the repository, all at once.
@@ -89,6 +92,7 @@ impl<'e> Session<'e> {
             attached_as: BTreeMap::new(),
             points: Vec::new(),
             kept: Vec::new(),
+            zone: None,
             repository: None,
             direct_reads: Vec::new(),
         }
@@ -392,6 +396,7 @@ impl<'e> Session<'e> {
                     encrypted: key.is_some(),
                     kms_key_id: key.as_ref().map(|k| k.arn()),
                     tags: self.tags(),
+                    availability_zone: self.zone.clone(),
                 };
                 let who = who()?;
                 let mut info = None;
@@ -561,14 +566,28 @@ impl<'e> Session<'e> {
                         format!("arn:aws:iam::{account}:instance-profile/{name}")
                     }
                 };
+                let estate = &self.engine.estate;
+                let served = estate.instance(serves).ok_or_else(|| {
+                    Failure::Engine(EngineError::Internal(format!("{serves} is not in the estate")))
+                })?;
+                let settings = estate
+                    .worker_settings(account, region)
+                    .cloned()
+                    .unwrap_or_default();
+                let mut tags = self.tags();
+                tags.extend(settings.tags.iter().map(|(k, v)| Tag::new(k, v.clone())));
                 let run = RunInstance {
                     instance_profile: Some(profile),
-                    instance_type: "c6i.large".into(),
+                    instance_type: bulwark_plan::worker_instance_type(estate, account, region, served),
                     user_data: worker::user_data(&url),
-                    tags: self.tags(),
+                    tags,
+                    subnet: settings.subnet.clone(),
+                    security_groups: settings.security_groups.clone(),
+                    availability_zone: None,
                 };
                 let who = who()?;
                 let info = self.engine.launch(step.action, &who, region, &run)?;
+                self.zone = info.availability_zone.clone();
                 self.created(
                     instance,
                     Target::Instance(region.clone(), info.id.clone()),
@@ -584,6 +603,10 @@ impl<'e> Session<'e> {
                     instance_type: "c6i.large".into(),
                     user_data: String::new(),
                     tags,
+                    subnet: None,
+                    security_groups: Vec::new(),
+                    // Where its volumes are.
+                    availability_zone: self.zone.clone(),
                 };
                 let who = who()?;
                 let info = self.engine.launch(step.action, &who, region, &run)?;

@@ -33,8 +33,25 @@ pub struct Estate {
     pub instances: Vec<Instance>,
     /// Where image-level backups are kept, if configured.
     pub repository: Option<Repository>,
+    /// How workers run, per account and region where it is not AWS's default.
+    pub workers: BTreeMap<(AccountId, Region), WorkerSettings>,
     /// What only the embedded cloud uses to build the estate; plans ignore it.
     pub embedded: EmbeddedSetup,
+}
+
+/// How workers run in one account and region (`[workers."ACCOUNT/REGION"]`): their network
+/// and their size. Without settings a worker gets the default VPC's subnet and security group
+/// and a size chosen by the data it moves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// The subnet workers launch in (`subnet-...`); its availability zone is the workers'.
+    pub subnet: Option<String>,
+    /// Their security groups (`sg-...`): workers need outbound HTTPS to AWS only.
+    pub security_groups: Vec<String>,
+    /// An instance type that replaces the one chosen by size.
+    pub instance_type: Option<String>,
+    /// Tags added to workers (cost allocation, ownership).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The `[embedded]` section: how `bulwark embedded init` builds the estate in the embedded
@@ -179,6 +196,11 @@ impl Estate {
             .contains(&(account.clone(), region.clone()))
     }
 
+    /// How workers run in `account` and `region`, if the estate says.
+    pub fn worker_settings(&self, account: &AccountId, region: &Region) -> Option<&WorkerSettings> {
+        self.workers.get(&(account.clone(), region.clone()))
+    }
+
     /// The instance with this id.
     pub fn instance(&self, id: &InstanceId) -> Option<&Instance> {
         self.instances.iter().find(|i| &i.id == id)
@@ -212,7 +234,20 @@ struct RawEstate {
     #[serde(default, rename = "instance")]
     instances: Vec<RawInstance>,
     repository: Option<RawRepository>,
+    #[serde(default)]
+    workers: BTreeMap<String, Spanned<RawWorkers>>,
     embedded: Option<RawEmbedded>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    subnet: Option<Text>,
+    #[serde(default)]
+    security_groups: Vec<Text>,
+    instance_type: Option<Text>,
+    #[serde(default)]
+    tags: BTreeMap<String, Text>,
 }
 
 #[derive(Deserialize)]
@@ -409,6 +444,13 @@ impl Checker<'_> {
 
         let instances = self.instances(&raw.instances, &accounts);
         let repository = raw.repository.as_ref().and_then(|r| self.repository(r));
+        let mut workers = BTreeMap::new();
+        for (place, settings) in &raw.workers {
+            let field = format!("workers.{place:?}");
+            if let Some(p) = self.place(place, settings, &field, &defined) {
+                workers.insert(p, self.worker_settings(settings.get_ref(), &field));
+            }
+        }
         let embedded = raw
             .embedded
             .as_ref()
@@ -421,6 +463,7 @@ impl Checker<'_> {
             encryption_by_default,
             instances,
             repository,
+            workers,
             embedded,
         })
     }
@@ -572,6 +615,78 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    fn worker_settings(&mut self, raw: &RawWorkers, field: &str) -> WorkerSettings {
+        let mut out = WorkerSettings::default();
+        let resource = |check: &mut Self, v: &Text, name: &str, prefix: &str| {
+            let id = v.get_ref();
+            let hex = id.strip_prefix(prefix).unwrap_or_default();
+            let ok = id.starts_with(prefix)
+                && matches!(hex.len(), 8 | 17)
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if ok {
+                Some(id.clone())
+            } else {
+                check.problem(
+                    v,
+                    &format!("{field}.{name}"),
+                    format!("expected an id like {prefix}0123456789abcdef0, got {id:?}"),
+                );
+                None
+            }
+        };
+        if let Some(subnet) = &raw.subnet {
+            out.subnet = resource(self, subnet, "subnet", "subnet-");
+        }
+        for group in &raw.security_groups {
+            out.security_groups
+                .extend(resource(self, group, "security_groups", "sg-"));
+        }
+        if let Some(t) = &raw.instance_type {
+            let valid = t.get_ref().split_once('.').is_some_and(|(family, size)| {
+                !family.is_empty()
+                    && !size.is_empty()
+                    && family
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && size.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
+            if valid {
+                out.instance_type = Some(t.get_ref().clone());
+            } else {
+                self.problem(
+                    t,
+                    &format!("{field}.instance_type"),
+                    format!(
+                        "expected an EC2 instance type like c6i.xlarge, got {:?}",
+                        t.get_ref()
+                    ),
+                );
+            }
+        }
+        for (key, value) in &raw.tags {
+            let reserved = ["aws:", "bulwark:"]
+                .iter()
+                .any(|p| key.to_lowercase().starts_with(p));
+            if key.is_empty()
+                || key.chars().count() > 128
+                || reserved
+                || value.get_ref().chars().count() > 256
+            {
+                self.problem(
+                    value,
+                    &format!("{field}.tags.{key:?}"),
+                    "expected a tag key of 1 to 128 characters not starting with aws: or bulwark: \
+                     (those are reserved), and a value of at most 256",
+                );
+            } else {
+                out.tags.insert(key.clone(), value.get_ref().clone());
+            }
+        }
+        out
+    }
+
     fn embedded(&mut self, raw: &RawEmbedded) -> EmbeddedSetup {
         let mut out = EmbeddedSetup::default();
         if let Some(mib) = &raw.data_mib {
@@ -682,6 +797,41 @@ volumes = [
   { id = "vol-0cccccccccccccccc", size_gib = 20 },
 ]
 "#;
+
+    #[test]
+    fn worker_settings_parse_and_every_malformed_one_is_reported() {
+        let good = format!(
+            "{GOOD}\n[workers.\"222222222222/us-east-1\"]\nsubnet = \"subnet-0123456789abcdef0\"\n\
+             security_groups = [\"sg-01234567\"]\ninstance_type = \"c7i.4xlarge\"\ntags = {{ Team = \"storage\" }}\n"
+        );
+        let estate = Estate::parse("estate.toml", &good).unwrap();
+        let a: AccountId = "222222222222".parse().unwrap();
+        let settings = estate
+            .worker_settings(&a, &"us-east-1".parse().unwrap())
+            .unwrap();
+        assert_eq!(settings.subnet.as_deref(), Some("subnet-0123456789abcdef0"));
+        assert_eq!(settings.security_groups, ["sg-01234567"]);
+        assert_eq!(settings.instance_type.as_deref(), Some("c7i.4xlarge"));
+        assert_eq!(settings.tags.get("Team").map(String::as_str), Some("storage"));
+        assert!(estate.worker_settings(&a, &"eu-west-1".parse().unwrap()).is_none());
+
+        let bad = format!(
+            "{GOOD}\n[workers.\"999999999999/us-east-1\"]\n\n[workers.\"222222222222/us-east-1\"]\n\
+             subnet = \"vpc-0123456789abcdef0\"\nsecurity_groups = [\"sg-xyz\"]\ninstance_type = \"large\"\n\
+             tags = {{ \"bulwark:session\" = \"x\" }}\n"
+        );
+        let err = Estate::parse("estate.toml", &bad).unwrap_err();
+        let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+        for expected in [
+            "workers.\"999999999999/us-east-1\"",
+            "workers.\"222222222222/us-east-1\".subnet",
+            "workers.\"222222222222/us-east-1\".security_groups",
+            "workers.\"222222222222/us-east-1\".instance_type",
+            "workers.\"222222222222/us-east-1\".tags.\"bulwark:session\"",
+        ] {
+            assert!(fields.contains(&expected), "{expected} not in {fields:?}");
+        }
+    }
 
     #[test]
     fn the_documented_form_parses() {

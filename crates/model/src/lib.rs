@@ -15,5 +15,7 @@ mod ids;
 
 pub use arn::{KeyArn, KeyRef, RoleArn, AWS_EBS_ALIAS};
 pub use error::{EstateError, InvalidId, Problem};
-pub use estate::{Account, Appliance, EmbeddedSetup, Estate, Instance, Repository, Volume, MAX_VOLUME_GIB};
+pub use estate::{
+    Account, Appliance, EmbeddedSetup, Estate, Instance, Repository, Volume, WorkerSettings, MAX_VOLUME_GIB,
+};
 pub use ids::{AccountId, BucketName, InstanceId, Partition, Region, SnapshotId, VolumeId};

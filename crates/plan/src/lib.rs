@@ -28,6 +28,7 @@ mod step;
 
 use bulwark_model::Estate;
 
+pub use build::worker_instance_type;
 pub use operation::{Operation, Placement, RestoreSource};
 pub use policy::{policies, worker_role_permissions, worker_role_trust, KeyPolicy, Policies, RolePolicy};
 pub use refusal::{Refusal, RefusalCode};

@@ -196,6 +196,7 @@ fn build(g: &Gen) -> Option<(Estate, Operation)> {
             region: region(0),
             role: role(BACKUP, "Repository"),
         }),
+        workers: Default::default(),
         embedded: Default::default(),
     };
 

@@ -266,6 +266,7 @@ impl Sim {
                         tags: Vec::new(),
                         lineage,
                         blocks: Default::default(),
+                        zone: String::new(),
                     },
                 );
                 attached.push((v.id.clone(), device));
@@ -279,6 +280,10 @@ impl Sim {
                     volumes: attached,
                     tags: vec![Tag::new("Name", id.to_string())],
                     user_data: String::new(),
+                    zone: String::new(),
+                    subnet: None,
+                    security_groups: Vec::new(),
+                    instance_type: "m6i.large".into(),
                 },
             );
             Ok(())
@@ -375,6 +380,24 @@ impl Sim {
         v.key.clone()
     }
 
+    /// How every instance of `account` in `region` was launched, terminated ones too, by id.
+    pub fn launches(&self, account: &AccountId, region: &Region) -> Vec<Launch> {
+        let w = self.inner.world();
+        let Some(r) = w.accounts.get(account).and_then(|a| a.regions.get(region)) else {
+            return Vec::new();
+        };
+        r.instances
+            .iter()
+            .map(|(id, i)| Launch {
+                id: id.clone(),
+                instance_type: i.instance_type.clone(),
+                subnet: i.subnet.clone(),
+                security_groups: i.security_groups.clone(),
+                tags: i.tags.clone(),
+            })
+            .collect()
+    }
+
     /// Creates an S3 bucket owned by `account`.
     pub fn create_bucket(&self, bucket: &str, account: &AccountId) -> Result<(), SimError> {
         self.admin(|w| {
@@ -467,4 +490,19 @@ pub(crate) fn locate_key_arn(arn: &str) -> Option<(AccountId, Region, String)> {
     let account: AccountId = parts.next()?.parse().ok()?;
     let id = parts.next()?.strip_prefix("key/")?;
     Some((account, region, id.to_owned()))
+}
+
+/// How an instance was launched (RunInstances' parameters the embedded cloud keeps).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launch {
+    /// The instance.
+    pub id: InstanceId,
+    /// Its type.
+    pub instance_type: String,
+    /// Its subnet, if one was given.
+    pub subnet: Option<String>,
+    /// Its security groups.
+    pub security_groups: Vec<String>,
+    /// Its tags.
+    pub tags: Vec<Tag>,
 }

@@ -251,6 +251,35 @@ fn instance_info(owner: &AccountId, region: &Region, id: &InstanceId, i: &Instan
         volumes: i.volumes.clone(),
         instance_profile: i.profile.clone(),
         tags: i.tags.clone(),
+        availability_zone: Some(zone_of(region, &i.zone)),
+    }
+}
+
+/// An availability zone as stored: empty (older state) is the region's first.
+fn zone_of(region: &Region, zone: &str) -> String {
+    if zone.is_empty() {
+        format!("{region}a")
+    } else {
+        zone.to_owned()
+    }
+}
+
+/// The zone a call asks for, which must be one of the region's (a to f here); `None` is the
+/// region's first.
+fn zone_in(action: &str, region: &Region, zone: Option<&str>) -> Result<String> {
+    match zone {
+        None => Ok(zone_of(region, "")),
+        Some(z)
+            if z.strip_prefix(region.as_str())
+                .is_some_and(|l| matches!(l, "a" | "b" | "c" | "d" | "e" | "f")) =>
+        {
+            Ok(z.to_owned())
+        }
+        Some(z) => Err(CloudError::invalid(
+            action,
+            "InvalidParameterValue",
+            format!("Invalid availability zone: [{z}]"),
+        )),
     }
 }
 
@@ -716,6 +745,7 @@ impl Cloud for Sim {
                 tags: volume.tags.clone(),
                 lineage,
                 blocks: source.map(|(_, s)| s.blocks).unwrap_or_default(),
+                zone: zone_in(&c.action, region, volume.availability_zone.as_deref())?,
             };
             let info = volume_info(&account, region, &id, &v);
             region_mut(w, &account, region).volumes.insert(id, v);
@@ -785,6 +815,15 @@ impl Cloud for Sim {
                     ErrorKind::NotPermitted,
                     "IncorrectState",
                     format!("instance {instance} is {}", i.state),
+                ));
+            }
+            if zone_of(region, &v.zone) != zone_of(region, &i.zone) {
+                return Err(CloudError::invalid(
+                    &c.action,
+                    "InvalidVolume.ZoneMismatch",
+                    format!(
+                        "The volume '{volume}' is not in the same availability zone as instance '{instance}'"
+                    ),
                 ));
             }
             if i.volumes.iter().any(|(_, d)| d == device) {
@@ -889,6 +928,25 @@ impl Cloud for Sim {
                 },
                 None => None,
             };
+            // The embedded cloud has no VPCs: a well-formed subnet is in the region's first
+            // zone, like every volume made without a zone.
+            if let Some(bad) = run
+                .subnet
+                .iter()
+                .filter(|s| !s.starts_with("subnet-"))
+                .chain(run.security_groups.iter().filter(|g| !g.starts_with("sg-")))
+                .next()
+            {
+                return Err(CloudError::invalid(
+                    &c.action,
+                    "InvalidParameterValue",
+                    format!("'{bad}' is not a subnet or security group id"),
+                ));
+            }
+            let zone = match &run.subnet {
+                Some(_) => zone_of(region, ""),
+                None => zone_in(&c.action, region, run.availability_zone.as_deref())?,
+            };
             let id: InstanceId = parse_id(&c.action, "InternalError", &new_id(w, "i"))?;
             let instance = Instance {
                 state: "running".into(),
@@ -897,6 +955,10 @@ impl Cloud for Sim {
                 volumes: Vec::new(),
                 tags: run.tags.clone(),
                 user_data: run.user_data.clone(),
+                zone,
+                subnet: run.subnet.clone(),
+                security_groups: run.security_groups.clone(),
+                instance_type: run.instance_type.clone(),
             };
             let info = instance_info(&account, region, &id, &instance);
             region_mut(w, &account, region).instances.insert(id, instance);

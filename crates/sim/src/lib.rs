@@ -33,7 +33,7 @@ use bulwark_cloud::{Boot, CloudError, Credentials, ErrorKind};
 use bulwark_model::InstanceId;
 use serde::{Deserialize, Serialize};
 
-pub use admin::{Inventory, SimVolume};
+pub use admin::{Inventory, Launch, SimVolume};
 use state::{Identity, World};
 use store::BlockStore;
 

@@ -135,6 +135,9 @@ pub(crate) struct Volume {
     /// The snapshot lineage: snapshots of this volume can be compared block by block.
     pub lineage: u64,
     pub blocks: BlockMap,
+    /// Its availability zone (empty in older state: the region's first).
+    #[serde(default)]
+    pub zone: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -163,6 +166,16 @@ pub(crate) struct Instance {
     pub volumes: Vec<(VolumeId, String)>,
     pub tags: Vec<Tag>,
     pub user_data: String,
+    /// Its availability zone (empty in older state: the region's first).
+    #[serde(default)]
+    pub zone: String,
+    /// The subnet and security groups it was launched with.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub instance_type: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

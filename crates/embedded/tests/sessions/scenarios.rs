@@ -349,3 +349,88 @@ fn backups_without_workers_read_only_changes_and_restore_anywhere_even_from_aws_
     assert_eq!(snapshots(&world.inventory()), 3, "written snapshots are removed");
     assert_repository_intact(&world);
 }
+
+#[test]
+fn workers_launch_with_the_estates_network_settings_and_a_size_for_their_data() {
+    let text = std::fs::read_to_string(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/estate.toml"),
+    )
+    .expect("example estate");
+    let text = format!(
+        r#"{text}
+[workers."111111111111/us-east-1"]
+subnet = "subnet-0123456789abcdef0"
+security_groups = ["sg-0123456789abcdef0", "sg-0fedcba9876543210"]
+tags = {{ CostCenter = "backup" }}
+
+[workers."222222222222/us-east-1"]
+instance_type = "m7i.2xlarge"
+"#
+    );
+    let estate = Estate::parse("estate.toml", &text).expect("the estate parses");
+    let grants = bulwark_embedded::Grants::from_plans(
+        &estate,
+        &bulwark_embedded::plans(&estate, &bulwark_embedded::all_operations(&estate)),
+    );
+    let world = World::with_grants(&estate, &grants);
+    let engine = world.embedded.engine();
+    let (backup_account, us) = ids("111111111111", US);
+    let (prod, _) = ids(PROD, US);
+
+    // DB's 516 GiB need more than a c6i.large's baseline EBS bandwidth moves in an hour.
+    let plan = bulwark_plan::plan(&estate, &backup(DB, Placement::BackupAccount)).expect("plan");
+    let run = plan
+        .steps
+        .iter()
+        .find(|s| s.action == "ec2:RunInstances")
+        .expect("a worker launch");
+    assert!(
+        run.why.contains("c6i.xlarge") && run.why.contains("subnet-0123456789abcdef0"),
+        "{}",
+        run.why
+    );
+    engine
+        .run(&backup(DB, Placement::BackupAccount))
+        .expect("backup with workers in the backup account");
+    let launches = world.embedded.sim.launches(&backup_account, &us);
+    assert_eq!(launches.len(), 1, "{launches:#?}");
+    let worker = &launches[0];
+    assert_eq!(worker.instance_type, "c6i.xlarge");
+    assert_eq!(worker.subnet.as_deref(), Some("subnet-0123456789abcdef0"));
+    assert_eq!(
+        worker.security_groups,
+        ["sg-0123456789abcdef0", "sg-0fedcba9876543210"]
+    );
+    assert!(
+        worker
+            .tags
+            .iter()
+            .any(|t| t.key == "CostCenter" && t.value == "backup")
+            && worker.tags.iter().any(|t| t.key == "bulwark:session"),
+        "{:?}",
+        worker.tags
+    );
+
+    // In the production account: the estate's instance type, the default network.
+    let before: Vec<_> = world
+        .embedded
+        .sim
+        .launches(&prod, &us)
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    engine
+        .run(&backup(WEB, Placement::ProductionAccount))
+        .expect("backup with workers in the production account");
+    let worker = world
+        .embedded
+        .sim
+        .launches(&prod, &us)
+        .into_iter()
+        .find(|l| !before.contains(&l.id))
+        .expect("the production worker");
+    assert_eq!(
+        (worker.instance_type.as_str(), worker.subnet.as_deref()),
+        ("m7i.2xlarge", None)
+    );
+}

@@ -18,6 +18,7 @@ use crate::resource::Resource;
 use crate::step::{key_grants, Actor, KeyNeed, KeyUse, Permission, Plan, Step};
 
 pub(crate) use snapshots::SnapshotPurpose;
+pub use workers::worker_instance_type;
 
 impl Step {
     /// Adds what the step creates; `kept` resources outlive the session.

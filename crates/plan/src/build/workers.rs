@@ -1,7 +1,7 @@
 //! Deploying workers, their session queue, their transfers to and from the repository, and
 //! the restored instance.
 
-use bulwark_model::{AccountId, Instance, Region, Repository, RoleArn};
+use bulwark_model::{AccountId, Estate, Instance, Region, Repository, RoleArn};
 
 use super::{Builder, Worker};
 use crate::operation::WorkerAccount;
@@ -116,6 +116,15 @@ impl Builder<'_> {
             region: region.clone(),
             serves: serves_id.clone(),
         };
+        let instance_type = worker_instance_type(self.estate, &account, region, serves);
+        let network = match self
+            .estate
+            .worker_settings(&account, region)
+            .and_then(|w| w.subnet.as_ref())
+        {
+            Some(subnet) => format!(" in subnet {subnet}"),
+            None => " in the default VPC".to_owned(),
+        };
         let role_words = match placement {
             WorkerAccount::Backup => "the temporary role, through its instance profile; IAM is eventually consistent, so a fresh profile may be refused for some seconds and the launch is retried",
             WorkerAccount::Production => "the account's worker role, through its instance profile; the role is not removed afterwards",
@@ -126,7 +135,9 @@ impl Builder<'_> {
                 Some(region),
                 "ec2:RunInstances",
                 worker.clone(),
-                format!("launch one worker for {serves_id} in {account}/{region} with {role_words}"),
+                format!(
+                    "launch one {instance_type} worker for {serves_id} in {account}/{region}{network}, with {role_words}"
+                ),
             )
             .creating(vec![worker.clone()], false)
             .also("iam:PassRole", vec![worker_role.to_string()])
@@ -332,4 +343,39 @@ fn run_instances_resources(p: &str, account: &AccountId, region: &Region) -> Vec
         .map(|kind| format!("arn:{p}:ec2:{region}:{account}:{kind}/*"))
         .chain(std::iter::once(format!("arn:{p}:ec2:{region}::image/*")))
         .collect()
+}
+
+/// EBS-optimized c6i sizes and their baseline EBS bandwidth in MB/s (the EC2 user guide's
+/// "Amazon EBS-optimized instance types"), smallest first.
+const WORKER_SIZES: &[(&str, u64)] = &[
+    ("c6i.large", 81),
+    ("c6i.xlarge", 156),
+    ("c6i.2xlarge", 312),
+    ("c6i.4xlarge", 625),
+    ("c6i.8xlarge", 1250),
+];
+
+/// The instance type of the worker that serves `serves` in `account`/`region`: the estate's
+/// (`[workers."ACCOUNT/REGION"] instance_type`), else the smallest c6i whose baseline EBS
+/// bandwidth moves all of the instance's volumes within about an hour (more cores compress
+/// faster too), and the largest listed beyond.
+pub fn worker_instance_type(
+    estate: &Estate,
+    account: &AccountId,
+    region: &Region,
+    serves: &Instance,
+) -> String {
+    if let Some(t) = estate
+        .worker_settings(account, region)
+        .and_then(|w| w.instance_type.as_ref())
+    {
+        return t.clone();
+    }
+    let bytes: u64 = serves.volumes.iter().map(|v| u64::from(v.size_gib) << 30).sum();
+    let hour = 3600 * 1_000_000;
+    WORKER_SIZES
+        .iter()
+        .find(|(_, mb_per_second)| bytes <= mb_per_second * hour)
+        .or(WORKER_SIZES.last())
+        .map_or_else(|| "c6i.large".to_owned(), |(t, _)| (*t).to_owned())
 }
