@@ -12,7 +12,7 @@ use aws_sdk_kms::primitives::Blob;
 use bulwark_cloud::{
     BlockPage, BlockRef, CallerIdentity, Cloud, CloudError, CopySnapshot, CreateVolume, Credentials,
     Encryption, Grant, InstanceInfo, KeyInfo, KeyManager, Message, Result, RoleInfo, RunInstance,
-    SnapshotInfo, StartSnapshot, Tag, VolumeInfo,
+    SharedCredentials, SnapshotInfo, StartSnapshot, Tag, VolumeInfo,
 };
 use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use bulwark_repo::Backend;
@@ -1270,7 +1270,7 @@ impl Cloud for AwsCloud {
 
     fn object_store(
         &self,
-        who: &Credentials,
+        who: &SharedCredentials,
         region: &Region,
         bucket: &str,
         prefix: &str,
@@ -1284,11 +1284,7 @@ impl Cloud for AwsCloud {
         let options = bulwark_s3::S3Options {
             endpoint_url: self.options.endpoint_url.clone(),
             region: Some(region.to_string()),
-            credentials: Some(bulwark_s3::S3Credentials {
-                access_key_id: who.access_key_id.clone(),
-                secret_access_key: who.secret_access_key.clone(),
-                session_token: who.session_token.clone(),
-            }),
+            credentials: Some(std::sync::Arc::new(Renewable(who.clone()))),
         };
         let backend = bulwark_s3::S3Backend::open(&url, &options)
             .map_err(|e| CloudError::invalid(a, "InvalidRepository", e.to_string()))?;
@@ -1312,5 +1308,20 @@ mod tests {
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(base64(b"abc"), "YWJj");
         assert_eq!(base64(b""), "");
+    }
+}
+
+/// Shared credentials as the S3 backend asks for them, at each request.
+#[derive(Debug)]
+struct Renewable(SharedCredentials);
+
+impl bulwark_s3::CredentialSource for Renewable {
+    fn current(&self) -> bulwark_s3::S3Credentials {
+        let c = self.0.get();
+        bulwark_s3::S3Credentials {
+            access_key_id: c.access_key_id,
+            secret_access_key: c.secret_access_key,
+            session_token: c.session_token,
+        }
     }
 }

@@ -481,7 +481,10 @@ fn s3_repository_with_explicit_credentials() {
         );
         s3.create_bucket().bucket(&bucket).send().await.unwrap();
     });
-    let backend = m.cloud.object_store(&m.who, &us(), &bucket, "ec2").unwrap();
+    let backend = m
+        .cloud
+        .object_store(&m.who.clone().into(), &us(), &bucket, "ec2")
+        .unwrap();
     bulwark_repo::conformance(backend.as_ref());
 }
 

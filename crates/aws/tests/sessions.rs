@@ -263,7 +263,9 @@ fn a_restore_without_workers_runs_on_aws_apis() {
         );
         s3.create_bucket().bucket(&bucket).send().await.unwrap();
     });
-    let backend = cloud.object_store(&who, &us, &bucket, "ec2").unwrap();
+    let backend = cloud
+        .object_store(&who.clone().into(), &us, &bucket, "ec2")
+        .unwrap();
     let repo = bulwark_repo::Repository::init(Arc::from(backend), &bulwark_repo::Secret::None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("volume.img");

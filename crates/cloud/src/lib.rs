@@ -245,10 +245,11 @@ pub trait Cloud: Send + Sync {
     // ---- S3 ---------------------------------------------------------------------------------
 
     /// The repository's objects under `s3://bucket/prefix`, accessed with `who`'s credentials
-    /// (`s3:ListBucket`, `s3:GetObject`, `s3:PutObject`, `s3:DeleteObject`).
+    /// (`s3:ListBucket`, `s3:GetObject`, `s3:PutObject`, `s3:DeleteObject`), as they are at
+    /// each request: replacing them renews the access of an open repository.
     fn object_store(
         &self,
-        who: &Credentials,
+        who: &SharedCredentials,
         region: &Region,
         bucket: &str,
         prefix: &str,

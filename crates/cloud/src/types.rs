@@ -15,6 +15,36 @@ pub struct Credentials {
     pub session_token: Option<String>,
 }
 
+/// Credentials that can be replaced while they are in use: a repository opened with the
+/// repository role's session keeps working when the appliance sends a new session before the
+/// old one expires. Clones share the same credentials.
+#[derive(Clone, Debug)]
+pub struct SharedCredentials(std::sync::Arc<std::sync::RwLock<Credentials>>);
+
+impl SharedCredentials {
+    /// Shares `credentials`.
+    pub fn new(credentials: Credentials) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(credentials)))
+    }
+
+    /// The credentials now.
+    pub fn get(&self) -> Credentials {
+        // A writer that panicked left whole credentials.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the credentials for every clone.
+    pub fn replace(&self, credentials: Credentials) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = credentials;
+    }
+}
+
+impl From<Credentials> for SharedCredentials {
+    fn from(credentials: Credentials) -> Self {
+        Self::new(credentials)
+    }
+}
+
 /// Who a set of credentials belongs to (sts:GetCallerIdentity).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallerIdentity {

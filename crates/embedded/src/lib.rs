@@ -310,7 +310,7 @@ impl Embedded {
             let owner = repo.role.account();
             sim.create_bucket(repo.bucket.as_str(), owner)?;
             let root = sim.root_credentials(owner)?;
-            let backend = sim.object_store(&root, &repo.region, repo.bucket.as_str(), &repo.prefix)?;
+            let backend = sim.object_store(&root.into(), &repo.region, repo.bucket.as_str(), &repo.prefix)?;
             Repository::init(Arc::from(backend), &Secret::KeyFile(key))?;
         }
         let appliance = appliance_credentials(&sim, estate)?;

@@ -112,6 +112,13 @@ impl Identities {
         cache.insert(role.clone(), (creds.clone(), std::time::Instant::now()));
         Ok(creds)
     }
+
+    /// A new session of `role`, whatever is cached: for credentials handed to a worker or a
+    /// long transfer, which must last as long as a session can.
+    pub fn fresh(&self, role: &RoleArn) -> Result<Credentials, CloudError> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(role);
+        self.role(role)
+    }
 }
 
 /// Runs sessions against one cloud for one estate.
@@ -129,6 +136,9 @@ pub struct Engine {
     pub(crate) worker_silence: Duration,
     /// How long a worker may take in all.
     pub(crate) worker_timeout: Duration,
+    /// How often the repository role's session is renewed during a transfer (for a worker,
+    /// sent over the session queue).
+    pub(crate) credential_renewal: Duration,
     /// The first pause between retries; doubled each time.
     backoff: Duration,
     /// How long a new resource may take to be ready.
@@ -164,6 +174,7 @@ impl Engine {
             events: None,
             worker_silence: Duration::from_secs(5),
             worker_timeout: Duration::from_secs(6 * 3600),
+            credential_renewal: ROLE_SESSION_REUSE,
             backoff: Duration::from_millis(100),
             ready_timeout: Duration::from_secs(3600),
         }
@@ -179,6 +190,13 @@ impl Engine {
     pub fn with_timing(mut self, backoff: Duration, worker_silence: Duration) -> Self {
         self.backoff = backoff;
         self.worker_silence = worker_silence;
+        self
+    }
+
+    /// Renews the repository role's session this often during transfers (45 minutes by
+    /// default, within the hour a role session lasts), for tests of short sessions.
+    pub fn with_credential_renewal(mut self, every: Duration) -> Self {
+        self.credential_renewal = every.max(Duration::from_secs(1));
         self
     }
 

@@ -2,10 +2,12 @@
 //! with the plan's own removal step for it; then the cleanup, whatever happened.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bulwark_cloud::{
-    CloudError, CopySnapshot, CreateVolume, Credentials, ErrorKind, KeyManager, RunInstance, Tag,
+    CloudError, CopySnapshot, CreateVolume, Credentials, ErrorKind, KeyManager, RunInstance,
+    SharedCredentials, Tag,
 };
 use bulwark_model::{InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use bulwark_plan::{Actor, Plan, Resource, Snapshot, SnapshotOrigin, Step, VolumeOrigin, NAME_PREFIX};
@@ -53,8 +55,9 @@ pub(crate) struct Session<'e> {
     /// The worker's availability zone, once it runs: the volumes it attaches, and the
     /// restored instance that takes them over, must be in it too.
     zone: Option<String>,
-    /// Without workers: the repository, opened by the appliance with the repository role.
-    repository: Option<Repository>,
+    /// Without workers: the repository, opened by the appliance with a session of the
+    /// repository role that the transfers renew.
+    repository: Option<(Repository, SharedCredentials)>,
     /// Without workers: the snapshots to read into the repository, all at once.
     direct_reads: Vec<DirectRead>,
 }
@@ -665,19 +668,37 @@ impl<'e> Session<'e> {
     /// The repository, opened with the repository role's credentials (for the data path
     /// without workers).
     fn repository(&mut self) -> Result<&Repository, Failure> {
+        Ok(&self.open_repository()?.0)
+    }
+
+    /// The repository and the credentials it is read and written with.
+    fn open_repository(&mut self) -> Result<&(Repository, SharedCredentials), Failure> {
         if self.repository.is_none() {
             let access = self.repository_access()?;
-            let repo = access.open(self.engine.cloud.as_ref()).map_err(|e| {
+            let shared = SharedCredentials::new(access.credentials.clone());
+            let repo = access.open(self.engine.cloud.as_ref(), &shared).map_err(|e| {
                 Failure::Engine(EngineError::NotReady(format!(
                     "the repository s3://{}/{} cannot be opened: {e}",
                     access.bucket, access.prefix
                 )))
             })?;
-            self.repository = Some(repo);
+            self.repository = Some((repo, shared));
         }
         self.repository
             .as_ref()
             .ok_or_else(|| Failure::Engine(EngineError::Internal("no repository".into())))
+    }
+
+    /// A renewer of the repository role's session for a transfer.
+    fn renewer(&self) -> Result<Renewer<'e>, Failure> {
+        let repository = self.engine.estate.repository.as_ref().ok_or_else(|| {
+            Failure::Engine(EngineError::Internal("the estate defines no [repository]".into()))
+        })?;
+        Ok(Renewer {
+            engine: self.engine,
+            role: repository.role.clone(),
+            at: Mutex::new(Instant::now()),
+        })
     }
 
     /// Notes a snapshot to read, with the snapshot its volume's latest restore point was
@@ -740,11 +761,15 @@ impl<'e> Session<'e> {
             })
             .collect();
         let engine = self.engine;
-        let repo = self.repository()?;
+        let renewer = self.renewer()?;
+        let (repo, shared) = self.open_repository()?;
         let progress = bulwark_mover::Progress::default();
         let outcomes = worker::reporting(
             &progress,
-            |done, total| engine.emit(&Event::Transfer { done, total }),
+            |done, total| {
+                engine.emit(&Event::Transfer { done, total });
+                renewer.renew(shared);
+            },
             || {
                 crate::direct::backup_snapshots(
                     engine.cloud.as_ref(),
@@ -803,11 +828,15 @@ impl<'e> Session<'e> {
         .map_err(|e| direct_failure(step, e))?;
         let resource = Resource::Snapshot(written.clone());
         self.created(&resource, Target::Snapshot(region.clone(), id.clone()), step.kept)?;
-        let repo = self.repository()?;
+        let renewer = self.renewer()?;
+        let (repo, shared) = self.open_repository()?;
         let progress = bulwark_mover::Progress::default();
         worker::reporting(
             &progress,
-            |done, total| engine.emit(&Event::Transfer { done, total }),
+            |done, total| {
+                engine.emit(&Event::Transfer { done, total });
+                renewer.renew(shared);
+            },
             || {
                 crate::direct::write_snapshot(
                     engine.cloud.as_ref(),
@@ -834,8 +863,10 @@ impl<'e> Session<'e> {
             bucket: repository.bucket.to_string(),
             prefix: repository.prefix.clone(),
             region: repository.region.clone(),
-            credentials: self.engine.identities.role(&repository.role)?,
+            // A new session: it must last until the first renewal.
+            credentials: self.engine.identities.fresh(&repository.role)?,
             key: self.engine.repository_key.clone(),
+            renewal_seconds: Some(self.engine.credential_renewal.as_secs().max(1)),
         })
     }
 
@@ -937,7 +968,13 @@ impl<'e> Session<'e> {
         let deployer = self.creds(&deployer)?;
         let started = Instant::now();
         let mut last_heard = Instant::now();
+        let renewer = self.renewer()?;
         loop {
+            if let Some(credentials) = renewer.due()? {
+                let body = serde_json::to_string(&WorkerMessage::Credentials { credentials })
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                self.engine.cloud.send_message(who, region, url, &body)?;
+            }
             let messages =
                 self.engine
                     .cloud
@@ -945,8 +982,8 @@ impl<'e> Session<'e> {
             for m in messages {
                 self.engine.cloud.delete_message(who, region, url, &m.receipt)?;
                 match serde_json::from_str::<WorkerMessage>(&m.body) {
-                    // Our own task, not yet taken by the worker: put it back.
-                    Ok(WorkerMessage::Task(_)) => {
+                    // Our own task or credentials, not yet taken by the worker: put them back.
+                    Ok(WorkerMessage::Task(_) | WorkerMessage::Credentials { .. }) => {
                         self.engine.cloud.send_message(who, region, url, &m.body)?;
                         std::thread::sleep(Duration::from_millis(50));
                     }
@@ -1023,4 +1060,33 @@ pub(crate) fn is_removal(action: &str) -> bool {
             | "iam:RemoveRoleFromInstanceProfile"
             | "sqs:DeleteQueue"
     )
+}
+
+/// Renews the repository role's session during a transfer that may outlast it.
+struct Renewer<'e> {
+    engine: &'e Engine,
+    role: RoleArn,
+    /// When the last session was taken.
+    at: Mutex<Instant>,
+}
+
+impl Renewer<'_> {
+    /// A new session of the repository role if the renewal is due.
+    fn due(&self) -> Result<Option<Credentials>, CloudError> {
+        let mut at = self.at.lock().unwrap_or_else(|e| e.into_inner());
+        if at.elapsed() < self.engine.credential_renewal {
+            return Ok(None);
+        }
+        let credentials = self.engine.identities.fresh(&self.role)?;
+        *at = Instant::now();
+        Ok(Some(credentials))
+    }
+
+    /// Puts a new session into `shared` if the renewal is due. A failed renewal is tried again
+    /// at the next report; the transfer fails only if the old session expires meanwhile.
+    fn renew(&self, shared: &SharedCredentials) {
+        if let Ok(Some(credentials)) = self.due() {
+            shared.replace(credentials);
+        }
+    }
 }

@@ -6,10 +6,10 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bulwark_cloud::{Cloud, Credentials, Device, InstanceHost};
+use bulwark_cloud::{Cloud, Credentials, Device, InstanceHost, SharedCredentials};
 use bulwark_model::{Region, VolumeId};
 use bulwark_mover::{BlockSource, BlockTarget, MoverError, Progress, VolumeSource};
 use bulwark_repo::{Repository, Secret};
@@ -42,6 +42,13 @@ pub enum WorkerMessage {
     Failed {
         /// Why.
         error: String,
+    },
+    /// Appliance to worker: a new session of the repository role, sent before the one the
+    /// worker holds expires (a role session lasts an hour when the appliance assumes it
+    /// through another role).
+    Credentials {
+        /// The repository role's new session credentials.
+        credentials: Credentials,
     },
 }
 
@@ -83,13 +90,16 @@ pub struct RepositoryAccess {
     pub credentials: Credentials,
     /// The repository key-encryption key (hex), if the repository is encrypted.
     pub key: Option<String>,
+    /// How often the appliance sends new credentials (seconds); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_seconds: Option<u64>,
 }
 
 impl RepositoryAccess {
-    /// Opens the repository with these credentials.
-    pub fn open(&self, cloud: &dyn Cloud) -> Result<Repository, String> {
+    /// Opens the repository with these credentials, which stay replaceable through `shared`.
+    pub fn open(&self, cloud: &dyn Cloud, shared: &SharedCredentials) -> Result<Repository, String> {
         let backend = cloud
-            .object_store(&self.credentials, &self.region, &self.bucket, &self.prefix)
+            .object_store(shared, &self.region, &self.bucket, &self.prefix)
             .map_err(|e| e.to_string())?;
         let secret = match &self.key {
             Some(hex_key) => {
@@ -230,7 +240,8 @@ pub fn serve(host: Arc<dyn InstanceHost>, queue: &str) -> Result<Vec<(String, St
         .map_err(|e| format!("cannot get the instance profile's credentials: {e}"))?;
     let link = Link {
         cloud: host.cloud(),
-        credentials,
+        host: host.clone(),
+        credentials: Mutex::new((credentials, Instant::now())),
         region: host.region().clone(),
         queue: queue.to_owned(),
     };
@@ -269,20 +280,68 @@ pub fn serve(host: Arc<dyn InstanceHost>, queue: &str) -> Result<Vec<(String, St
     result
 }
 
+/// How long the worker uses its instance profile's credentials before it asks the instance
+/// for them again (EC2 rotates them well before they expire).
+const HOST_CREDENTIALS_REUSE: Duration = Duration::from_secs(10 * 60);
+
 /// The worker's end of the session queue.
 struct Link {
     cloud: Arc<dyn Cloud>,
-    credentials: Credentials,
+    host: Arc<dyn InstanceHost>,
+    /// The instance profile's credentials, and when they were taken.
+    credentials: Mutex<(Credentials, Instant)>,
     region: Region,
     queue: String,
 }
 
 impl Link {
+    /// The instance profile's credentials, taken again from the instance now and then.
+    fn credentials(&self) -> Credentials {
+        let mut held = self.credentials.lock().unwrap_or_else(|e| e.into_inner());
+        if held.1.elapsed() > HOST_CREDENTIALS_REUSE {
+            // On failure the held ones are used: they may well still be valid.
+            if let Ok(fresh) = self.host.credentials() {
+                *held = (fresh, Instant::now());
+            }
+        }
+        held.0.clone()
+    }
+
     fn send(&self, message: &WorkerMessage) -> Result<(), String> {
         let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
         self.cloud
-            .send_message(&self.credentials, &self.region, &self.queue, &body)
+            .send_message(&self.credentials(), &self.region, &self.queue, &body)
             .map_err(|e| e.to_string())
+    }
+
+    /// Takes new repository credentials from the queue, if the appliance sent them: other
+    /// messages taken meanwhile are the worker's own progress reports, which a newer one
+    /// replaces anyway.
+    fn renewed_credentials(&self) -> Option<Credentials> {
+        let who = self.credentials();
+        let messages = self
+            .cloud
+            .receive_messages(&who, &self.region, &self.queue, Duration::ZERO)
+            .ok()?;
+        let mut renewed = None;
+        for m in messages {
+            match serde_json::from_str::<WorkerMessage>(&m.body) {
+                Ok(WorkerMessage::Credentials { credentials }) => {
+                    let _ = self
+                        .cloud
+                        .delete_message(&who, &self.region, &self.queue, &m.receipt);
+                    renewed = Some(credentials);
+                }
+                Ok(WorkerMessage::Progress { .. }) => {
+                    let _ = self
+                        .cloud
+                        .delete_message(&who, &self.region, &self.queue, &m.receipt);
+                }
+                // Left for the appliance: it comes back after its visibility timeout.
+                _ => {}
+            }
+        }
+        renewed
     }
 
     /// Waits for the task; a queue the worker may not read, or a task it may not remove from
@@ -291,7 +350,7 @@ impl Link {
         let deadline = Instant::now() + TASK_WAIT;
         while Instant::now() < deadline && host.running() {
             let messages = match self.cloud.receive_messages(
-                &self.credentials,
+                &self.credentials(),
                 &self.region,
                 &self.queue,
                 Duration::from_millis(500),
@@ -306,7 +365,7 @@ impl Link {
             for m in messages {
                 let deleted =
                     self.cloud
-                        .delete_message(&self.credentials, &self.region, &self.queue, &m.receipt);
+                        .delete_message(&self.credentials(), &self.region, &self.queue, &m.receipt);
                 if let Ok(WorkerMessage::Task(task)) = serde_json::from_str(&m.body) {
                     // SQS delivers at least once: a task left on the queue comes back after its
                     // visibility timeout, so a worker that cannot remove it must not run it.
@@ -321,7 +380,10 @@ impl Link {
 
 /// Runs a task; answers the restore points per volume, or why it failed.
 fn run(host: &dyn InstanceHost, link: &Link, task: &Task) -> Result<Vec<(String, String)>, String> {
-    let repo = task.repository.open(link.cloud.as_ref())?;
+    let shared = SharedCredentials::new(task.repository.credentials.clone());
+    let repo = task.repository.open(link.cloud.as_ref(), &shared)?;
+    let renewal = task.repository.renewal_seconds.map(Duration::from_secs);
+    let renewed_at = Mutex::new(Instant::now());
     let devices: Vec<(TaskVolume, Arc<dyn Device>)> = task
         .volumes
         .iter()
@@ -338,6 +400,14 @@ fn run(host: &dyn InstanceHost, link: &Link, task: &Task) -> Result<Vec<(String,
         &progress,
         |done, total| {
             let _ = link.send(&WorkerMessage::Progress { done, total });
+            // Once the appliance's renewal is due, look for it at every report until it comes.
+            let mut at = renewed_at.lock().unwrap_or_else(|e| e.into_inner());
+            if renewal.is_some_and(|every| at.elapsed() >= every) {
+                if let Some(credentials) = link.renewed_credentials() {
+                    shared.replace(credentials);
+                    *at = Instant::now();
+                }
+            }
         },
         || transfer(&repo, task.kind, &devices, &progress),
     )

@@ -954,7 +954,7 @@ impl Cloud for Tampered {
 
     fn object_store(
         &self,
-        who: &Credentials,
+        who: &bulwark_cloud::SharedCredentials,
         region: &Region,
         bucket: &str,
         prefix: &str,

@@ -806,14 +806,14 @@ volumes = [
         );
         let estate = Estate::parse("estate.toml", &good).unwrap();
         let a: AccountId = "222222222222".parse().unwrap();
-        let settings = estate
-            .worker_settings(&a, &"us-east-1".parse().unwrap())
-            .unwrap();
+        let settings = estate.worker_settings(&a, &"us-east-1".parse().unwrap()).unwrap();
         assert_eq!(settings.subnet.as_deref(), Some("subnet-0123456789abcdef0"));
         assert_eq!(settings.security_groups, ["sg-01234567"]);
         assert_eq!(settings.instance_type.as_deref(), Some("c7i.4xlarge"));
         assert_eq!(settings.tags.get("Team").map(String::as_str), Some("storage"));
-        assert!(estate.worker_settings(&a, &"eu-west-1".parse().unwrap()).is_none());
+        assert!(estate
+            .worker_settings(&a, &"eu-west-1".parse().unwrap())
+            .is_none());
 
         let bad = format!(
             "{GOOD}\n[workers.\"999999999999/us-east-1\"]\n\n[workers.\"222222222222/us-east-1\"]\n\

@@ -24,6 +24,7 @@ mod url;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -101,7 +102,7 @@ pub enum S3Error {
 }
 
 /// How to reach S3, besides the repository URL.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct S3Options {
     /// An S3-compatible endpoint (like `http://127.0.0.1:5000` for moto) instead of AWS's;
     /// requests then use path-style addressing.
@@ -109,9 +110,44 @@ pub struct S3Options {
     /// The bucket's region; by default the configured one (environment, profile, instance
     /// metadata), or with an endpoint URL `us-east-1` if none is configured.
     pub region: Option<String>,
-    /// Credentials to sign with instead of the SDK's standard chain (a worker gets the
-    /// repository role's session credentials with its task).
-    pub credentials: Option<S3Credentials>,
+    /// Credentials to sign with instead of the SDK's standard chain, asked for at each
+    /// request (a worker gets the repository role's session credentials with its task, and
+    /// new ones before they expire).
+    pub credentials: Option<Arc<dyn CredentialSource>>,
+}
+
+/// Where explicit credentials come from, read at each request so that they can be renewed.
+pub trait CredentialSource: fmt::Debug + Send + Sync {
+    /// The credentials to sign the next request with.
+    fn current(&self) -> S3Credentials;
+}
+
+impl CredentialSource for S3Credentials {
+    fn current(&self) -> S3Credentials {
+        self.clone()
+    }
+}
+
+/// The SDK's view of a [`CredentialSource`].
+#[derive(Debug)]
+struct SourceProvider(Arc<dyn CredentialSource>);
+
+impl aws_credential_types::provider::ProvideCredentials for SourceProvider {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let c = self.0.current();
+        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(
+            aws_credential_types::Credentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                c.session_token,
+                None,
+                "bulwark-task",
+            ),
+        ))
+    }
 }
 
 /// Explicit credentials.
@@ -193,14 +229,11 @@ impl S3Backend {
         if let Some(endpoint) = &options.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
-        if let Some(c) = &options.credentials {
-            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-                c.access_key_id.clone(),
-                c.secret_access_key.clone(),
-                c.session_token.clone(),
-                None,
-                "bulwark-task",
-            ));
+        if let Some(source) = &options.credentials {
+            // Not cached: each request signs with the credentials of the moment.
+            loader = loader
+                .credentials_provider(SourceProvider(source.clone()))
+                .identity_cache(aws_config::identity::IdentityCache::no_cache());
         }
         let sdk_config = runtime.block_on(loader.load());
         let region = match sdk_config.region() {

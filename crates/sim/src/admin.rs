@@ -23,15 +23,26 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// Issues credentials for `identity`.
-/// Role sessions last 12 hours, AWS's longest; expired ones are forgotten as new ones are issued
-/// (so the world does not grow with every session), and are then invalid like any unknown key.
+/// Role sessions last one hour, AssumeRole's default (and the most a chained role session
+/// may last), unless a test made a role's shorter; expired ones are forgotten as new ones are
+/// issued (so the world does not grow with every session), and are then invalid like any
+/// unknown key.
 pub(crate) fn issue(world: &mut World, identity: Identity) -> Credentials {
-    const ROLE_SESSION_SECS: u64 = 12 * 3600;
+    const ROLE_SESSION_SECS: u64 = 3600;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     world.sessions.retain(|_, s| s.expires.is_none_or(|e| e > now));
-    let expires = matches!(identity, Identity::Role { .. }).then_some(now + ROLE_SESSION_SECS);
+    let expires = match &identity {
+        Identity::Role { account, name, .. } => Some(
+            now + world
+                .session_seconds
+                .get(&format!("{account}/{name}"))
+                .copied()
+                .unwrap_or(ROLE_SESSION_SECS),
+        ),
+        Identity::Root(_) => None,
+    };
     let access_key_id = format!("ASIA{}", hex::encode_upper(random_bytes::<8>()));
     let secret = hex::encode(random_bytes::<20>());
     world.sessions.insert(
@@ -396,6 +407,21 @@ impl Sim {
                 tags: i.tags.clone(),
             })
             .collect()
+    }
+
+    /// Makes the sessions of role `name` (`path/name`) of `account` last `seconds`, instead of
+    /// AWS's default hour: sessions issued from now on.
+    pub fn set_session_duration(
+        &self,
+        account: &AccountId,
+        name: &str,
+        seconds: u64,
+    ) -> Result<(), SimError> {
+        self.admin(|w| {
+            w.session_seconds
+                .insert(format!("{account}/{name}"), seconds.max(1));
+            Ok(())
+        })
     }
 
     /// Creates an S3 bucket owned by `account`.

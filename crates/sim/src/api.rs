@@ -11,7 +11,7 @@ use bulwark_cloud::policy::ResourcePolicyKind;
 use bulwark_cloud::{
     BlockPage, BlockRef, CallerIdentity, Cloud, CloudError, CopySnapshot, CreateVolume, Credentials,
     ErrorKind, Grant, InstanceInfo, KeyInfo, KeyManager, Message, Result, RoleInfo, RunInstance,
-    SnapshotInfo, StartSnapshot, Tag, VolumeInfo, EBS_BLOCK_SIZE,
+    SharedCredentials, SnapshotInfo, StartSnapshot, Tag, VolumeInfo, EBS_BLOCK_SIZE,
 };
 use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use bulwark_repo::Backend;
@@ -928,6 +928,13 @@ impl Cloud for Sim {
                 },
                 None => None,
             };
+            let pace = match w.faults.iter().position(|f| matches!(f, Fault::SlowWorker { .. })) {
+                Some(i) => match w.faults.remove(i) {
+                    Fault::SlowWorker { bytes_per_second } => Some(bytes_per_second),
+                    _ => None,
+                },
+                None => None,
+            };
             // The embedded cloud has no VPCs: a well-formed subnet is in the region's first
             // zone, like every volume made without a zone.
             if let Some(bad) = run
@@ -962,13 +969,15 @@ impl Cloud for Sim {
             };
             let info = instance_info(&account, region, &id, &instance);
             region_mut(w, &account, region).instances.insert(id, instance);
-            Ok((info, dies))
+            Ok((info, (dies, pace)))
         })?;
+        let (dies, pace) = dies;
         let machine = Arc::new(Machine::new(
             info.id.clone(),
             info.owner.clone(),
             region.clone(),
             dies,
+            pace,
         ));
         boot(self, machine, run.user_data.clone());
         Ok(info)
@@ -1761,15 +1770,15 @@ impl Cloud for Sim {
 
     fn object_store(
         &self,
-        who: &Credentials,
+        who: &SharedCredentials,
         region: &Region,
         bucket: &str,
         prefix: &str,
     ) -> Result<Box<dyn Backend>> {
         let _ = region;
-        let identity = {
+        {
             let w = self.inner.world();
-            let identity = Inner::identity(&w, "s3:ListBucket", who)?;
+            Inner::identity(&w, "s3:ListBucket", &who.get())?;
             if !w.buckets.contains_key(bucket) {
                 return Err(CloudError::not_found(
                     "s3:ListBucket",
@@ -1777,11 +1786,10 @@ impl Cloud for Sim {
                     format!("The specified bucket {bucket} does not exist"),
                 ));
             }
-            identity
-        };
+        }
         Ok(Box::new(crate::objects::ObjectStore::new(
             self.clone(),
-            identity,
+            who.clone(),
             bucket,
             prefix,
         )))

@@ -23,10 +23,20 @@ pub(crate) struct Machine {
     finished: AtomicBool,
     /// Bytes of device I/O left before an injected death; `u64::MAX` for none.
     budget: AtomicU64,
+    /// Device I/O in bytes per second, if slowed by an injected fault, and when the I/O
+    /// already granted ends (shared by the machine's threads).
+    pace: Option<u64>,
+    paced_until: std::sync::Mutex<std::time::Instant>,
 }
 
 impl Machine {
-    pub fn new(id: InstanceId, account: AccountId, region: Region, dies_after: Option<u64>) -> Self {
+    pub fn new(
+        id: InstanceId,
+        account: AccountId,
+        region: Region,
+        dies_after: Option<u64>,
+        pace: Option<u64>,
+    ) -> Self {
         Self {
             id,
             account,
@@ -34,6 +44,8 @@ impl Machine {
             alive: AtomicBool::new(true),
             finished: AtomicBool::new(false),
             budget: AtomicU64::new(dies_after.unwrap_or(u64::MAX)),
+            pace: pace.filter(|p| *p > 0),
+            paced_until: std::sync::Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -69,6 +81,15 @@ impl Inner {
     fn spend(&self, m: &Machine, bytes: u64) -> io::Result<()> {
         if !m.alive() {
             return Err(io::Error::other(format!("instance {} is not running", m.id)));
+        }
+        if let Some(pace) = m.pace {
+            let until = {
+                let mut until = m.paced_until.lock().unwrap_or_else(|e| e.into_inner());
+                let start = (*until).max(std::time::Instant::now());
+                *until = start + std::time::Duration::from_secs_f64(bytes as f64 / pace as f64);
+                *until
+            };
+            std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
         }
         let before = m
             .budget

@@ -93,6 +93,12 @@ pub enum Fault {
         /// Bytes read or written before it dies.
         after_bytes: u64,
     },
+    /// The next instance launched reads and writes its devices at this pace: a transfer that
+    /// takes a while, to outlast short credentials.
+    SlowWorker {
+        /// Bytes of device I/O per second.
+        bytes_per_second: u64,
+    },
 }
 
 /// The embedded cloud. Cheap to clone; clones share the world.

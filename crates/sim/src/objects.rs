@@ -5,14 +5,16 @@
 
 use bulwark_repo::{Backend, BackendError, FileKind, LocalBackend};
 
+use bulwark_cloud::SharedCredentials;
+
 use crate::auth::Caller;
-use crate::state::Identity;
-use crate::Sim;
+use crate::{Inner, Sim};
 
 /// A repository prefix of a bucket, seen with one caller's credentials.
 pub(crate) struct ObjectStore {
     sim: Sim,
-    identity: Identity,
+    /// Resolved at each request, as S3 does: they may be replaced, or expire.
+    who: SharedCredentials,
     bucket: String,
     prefix: String,
     local: LocalBackend,
@@ -25,7 +27,7 @@ impl std::fmt::Debug for ObjectStore {
 }
 
 impl ObjectStore {
-    pub fn new(sim: Sim, identity: Identity, bucket: &str, prefix: &str) -> Self {
+    pub fn new(sim: Sim, who: SharedCredentials, bucket: &str, prefix: &str) -> Self {
         let prefix = prefix.trim_matches('/').to_owned();
         let mut root = sim.inner.dir.join("s3").join(bucket);
         if !prefix.is_empty() {
@@ -34,7 +36,7 @@ impl ObjectStore {
         Self {
             local: LocalBackend::new(root),
             sim,
-            identity,
+            who,
             bucket: bucket.to_owned(),
             prefix,
         }
@@ -58,12 +60,14 @@ impl ObjectStore {
         path: String,
     ) -> Result<(), BackendError> {
         let world = self.sim.inner.world();
-        let caller = Caller {
-            identity: self.identity.clone(),
-            action: action.to_owned(),
-        };
-        caller
-            .check(&world, action, &resource, &[], None)
+        Inner::identity(&world, action, &self.who.get())
+            .and_then(|identity| {
+                let caller = Caller {
+                    identity,
+                    action: action.to_owned(),
+                };
+                caller.check(&world, action, &resource, &[], None)
+            })
             .map_err(|e| BackendError::Remote {
                 operation,
                 path,

@@ -22,6 +22,10 @@ pub(crate) struct World {
     pub faults: Vec<crate::Fault>,
     /// S3 buckets and their owners.
     pub buckets: BTreeMap<String, AccountId>,
+    /// Role sessions shorter than AWS's default hour, by `ACCOUNT/path/name` (the role as in
+    /// [`Identity::Role`]): for tests of credential renewal.
+    #[serde(default)]
+    pub session_seconds: BTreeMap<String, u64>,
 }
 
 /// Whom a set of credentials belongs to.

@@ -97,6 +97,47 @@ fn sessions_run_across_commands_on_one_embedded_cloud() {
     assert_eq!(code, EXIT_REFUSED, "{stderr}");
     assert!(stderr.contains("aws-managed-key-not-shareable"), "{stderr}");
     assert_eq!(status(&dir), before);
+
+    // Without workers the same instance backs up through the EBS direct APIs, and restores
+    // into another account and region.
+    let backup = bulwark_json(
+        &with_estate(
+            &["run", "backup"],
+            &[
+                "--instance",
+                WEB,
+                "--workers",
+                "none",
+                "--data-dir",
+                dir.path(),
+                "--json",
+            ],
+        ),
+        EXIT_OK,
+    );
+    assert_eq!(backup["restore_points"].as_array().unwrap().len(), 3, "{backup}");
+    let (code, stdout, stderr) = bulwark(&with_estate(
+        &["run", "restore"],
+        &[
+            "--instance",
+            WEB,
+            "--from",
+            "backup",
+            "--workers",
+            "none",
+            "--to-account",
+            DR,
+            "--to-region",
+            "eu-west-1",
+            "--data-dir",
+            dir.path(),
+        ],
+    ));
+    assert_eq!(code, EXIT_OK, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("kept: restored volume of vol-0bbbbbbbbbbbbbbbb"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -120,7 +120,7 @@ pub fn open_repository(world: &World) -> bulwark_repo::Repository {
         .expect("the bucket owner's credentials");
     let backend = embedded
         .sim
-        .object_store(&root, &repo.region, repo.bucket.as_str(), &repo.prefix)
+        .object_store(&root.into(), &repo.region, repo.bucket.as_str(), &repo.prefix)
         .expect("the repository bucket");
     let secret = bulwark_repo::Secret::from_key_file(embedded.repository_key.as_bytes(), "repository key")
         .expect("a 256-bit key");

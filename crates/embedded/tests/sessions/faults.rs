@@ -834,3 +834,43 @@ fn a_worker_that_dies_on_its_second_volume_writes_no_restore_point() {
         "a failed backup wrote a restore point"
     );
 }
+
+#[test]
+fn a_worker_whose_transfer_outlasts_the_repository_session_gets_new_credentials_in_time() {
+    let world = World::new();
+    let (backup_account, _) = ids("111111111111", US);
+    // The repository role's sessions last 3 s, and the worker moves DB's 12 MiB at 2 MiB/s.
+    world
+        .embedded
+        .sim
+        .set_session_duration(&backup_account, "BulwarkRepository", 3)
+        .expect("session duration");
+    let slow = Fault::SlowWorker {
+        bytes_per_second: 2 << 20,
+    };
+    let op = backup(DB, Placement::BackupAccount);
+
+    // Renewed only every hour, the worker's session expires mid-transfer: the backup fails
+    // cleanly.
+    let before = world.inventory();
+    world.embedded.sim.inject(slow.clone()).expect("fault");
+    let err = engine(&world)
+        .with_credential_renewal(Duration::from_secs(3600))
+        .run(&op)
+        .expect_err("the session expires");
+    world.embedded.sim.wait_idle();
+    world.embedded.sim.clear_faults().expect("faults cleared");
+    assert!(err.to_string().contains("ExpiredToken"), "{err}");
+    assert_unchanged(&before, &world.inventory(), "expired repository session");
+    assert_eq!(restore_points(&world), 0);
+
+    // Renewed every second, it succeeds.
+    world.embedded.sim.inject(slow).expect("fault");
+    let report = engine(&world)
+        .with_credential_renewal(Duration::from_secs(1))
+        .run(&op)
+        .expect("the renewed session lasts the transfer");
+    world.embedded.sim.wait_idle();
+    assert_eq!(report.points.len(), 2);
+    assert_eq!(assert_repository_intact(&world), 2);
+}
