@@ -64,9 +64,9 @@ impl ErrorKind {
             | "IncorrectInstanceState"
             | "KMSInvalidStateException"
             | "DisabledException"
-            | "DeleteConflict"
             | "UnsupportedOperation" => ErrorKind::NotPermitted,
             "EntityAlreadyExists"
+            | "DeleteConflict"
             | "VolumeInUse"
             | "LimitExceeded"
             | "ConflictException"
