@@ -640,6 +640,9 @@ fn volume(
     )
 }
 
+/// A trust policy for EC2, as worker roles have.
+const EC2_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
 const PROBES: &[(&str, Probe)] = &[
     ("describe an unknown snapshot", |c, who, r, _| {
         c.describe_snapshots(who, r, &["snap-0123456789abcdef0".parse().unwrap()])
@@ -704,17 +707,15 @@ const PROBES: &[(&str, Probe)] = &[
         c.terminate_instance(who, r, &i.id)
     }),
     ("create a role twice", |c, who, _, name| {
-        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-        let role = c.create_role(who, "/bulwark/", name, trust, &[])?;
-        let again = c.create_role(who, "/bulwark/", name, trust, &[]).map(drop);
+        let role = c.create_role(who, "/bulwark/", name, EC2_TRUST, &[])?;
+        let again = c.create_role(who, "/bulwark/", name, EC2_TRUST, &[]).map(drop);
         c.delete_role(who, &role)?;
         again
     }),
     (
         "delete a role that is in an instance profile",
         |c, who, _, name| {
-            let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-            let role = c.create_role(who, "/bulwark/", name, trust, &[])?;
+            let role = c.create_role(who, "/bulwark/", name, EC2_TRUST, &[])?;
             let profile = c.create_instance_profile(who, "/bulwark/", name)?;
             c.add_role_to_instance_profile(who, &profile, &role)?;
             let deleted = c.delete_role(who, &role);
@@ -767,8 +768,7 @@ const PROBES: &[(&str, Probe)] = &[
     (
         "delete an instance profile that holds a role",
         |c, who, _, name| {
-            let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-            let role = c.create_role(who, "/bulwark/", name, trust, &[])?;
+            let role = c.create_role(who, "/bulwark/", name, EC2_TRUST, &[])?;
             let profile = c.create_instance_profile(who, "/bulwark/", name)?;
             c.add_role_to_instance_profile(who, &profile, &role)?;
             let deleted = c.delete_instance_profile(who, &profile);

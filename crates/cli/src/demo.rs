@@ -192,6 +192,19 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             )?,
             Expect::Success,
         ),
+        (
+            "image backup of web without workers (EBS direct APIs, in its own account)".into(),
+            Operation::Backup {
+                instance: id(WEB)?,
+                workers: Some(Placement::NoWorker),
+            },
+            Expect::Success,
+        ),
+        (
+            format!("restore of web from backup into {DR}/{EU} without workers (aws/ebs data included)"),
+            restore(WEB, RestoreSource::Backup, DR, EU, Some(Placement::NoWorker))?,
+            Expect::Success,
+        ),
     ])
 }
 

@@ -689,6 +689,26 @@ impl<'e> Session<'e> {
             .ok_or_else(|| Failure::Engine(EngineError::Internal("no repository".into())))
     }
 
+    /// Runs a transfer without workers on the repository: its progress reported as events,
+    /// the repository role's session renewed as it goes.
+    fn with_repository<R>(
+        &mut self,
+        work: impl FnOnce(&Repository, &bulwark_mover::Progress) -> R,
+    ) -> Result<R, Failure> {
+        let engine = self.engine;
+        let renewer = self.renewer()?;
+        let (repo, shared) = self.open_repository()?;
+        let progress = bulwark_mover::Progress::default();
+        Ok(worker::reporting(
+            &progress,
+            |done, total| {
+                engine.emit(&Event::Transfer { done, total });
+                renewer.renew(shared);
+            },
+            || work(repo, &progress),
+        ))
+    }
+
     /// A renewer of the repository role's session for a transfer.
     fn renewer(&self) -> Result<Renewer<'e>, Failure> {
         let repository = self.engine.estate.repository.as_ref().ok_or_else(|| {
@@ -761,27 +781,18 @@ impl<'e> Session<'e> {
             })
             .collect();
         let engine = self.engine;
-        let renewer = self.renewer()?;
-        let (repo, shared) = self.open_repository()?;
-        let progress = bulwark_mover::Progress::default();
-        let outcomes = worker::reporting(
-            &progress,
-            |done, total| {
-                engine.emit(&Event::Transfer { done, total });
-                renewer.renew(shared);
-            },
-            || {
+        let outcomes = self
+            .with_repository(|repo, progress| {
                 crate::direct::backup_snapshots(
                     engine.cloud.as_ref(),
                     &who,
                     &region,
                     &volumes,
                     repo,
-                    &progress,
+                    progress,
                 )
-            },
-        )
-        .map_err(|e| direct_failure(step, e))?;
+            })?
+            .map_err(|e| direct_failure(step, e))?;
         for (read, outcome) in reads.iter().zip(outcomes) {
             self.points.push((read.volume.clone(), outcome.id.to_hex()));
             if let Some((base, target)) = &read.replaces {
@@ -828,27 +839,9 @@ impl<'e> Session<'e> {
         .map_err(|e| direct_failure(step, e))?;
         let resource = Resource::Snapshot(written.clone());
         self.created(&resource, Target::Snapshot(region.clone(), id.clone()), step.kept)?;
-        let renewer = self.renewer()?;
-        let (repo, shared) = self.open_repository()?;
-        let progress = bulwark_mover::Progress::default();
-        worker::reporting(
-            &progress,
-            |done, total| {
-                engine.emit(&Event::Transfer { done, total });
-                renewer.renew(shared);
-            },
-            || {
-                crate::direct::write_snapshot(
-                    engine.cloud.as_ref(),
-                    &who,
-                    &region,
-                    &id,
-                    repo,
-                    &point,
-                    &progress,
-                )
-            },
-        )
+        self.with_repository(|repo, progress| {
+            crate::direct::write_snapshot(engine.cloud.as_ref(), &who, &region, &id, repo, &point, progress)
+        })?
         .map_err(|e| direct_failure(step, e))?;
         self.points.push((volume, point.to_hex()));
         Ok(())

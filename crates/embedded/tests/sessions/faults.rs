@@ -352,6 +352,33 @@ fn a_refusal_at_any_step_of_a_restore_from_snapshots_leaves_nothing() {
     );
 }
 
+/// Runs `op` with `action` refused (after `skip` calls) while the appliance moves the data
+/// without workers: the session fails naming the call and what to do, and leaves the world as
+/// it was, its journal closed.
+fn refuse_during_transfer(world: &World, op: &Operation, action: &str, skip: u64) {
+    let what = format!("{action} refused during the transfer");
+    let before = world.inventory();
+    world
+        .embedded
+        .sim
+        .inject(Fault::Fail {
+            action: action.to_owned(),
+            skip,
+            code: "AccessDeniedException".into(),
+            kind: ErrorKind::AccessDenied,
+        })
+        .expect("fault");
+    let err = engine(world).run(op).expect_err(&what);
+    world.embedded.sim.clear_faults().expect("faults cleared");
+    let message = err.to_string();
+    assert!(
+        message.contains(action) && message.contains("what to do"),
+        "{what}: {message}"
+    );
+    assert_unchanged(&before, &world.inventory(), &what);
+    assert_journals_closed(world, &what);
+}
+
 #[test]
 fn a_refusal_at_any_step_of_a_backup_without_workers_keeps_the_previous_backup_and_its_base() {
     let world = World::new();
@@ -382,31 +409,11 @@ fn a_refusal_at_any_step_of_a_backup_without_workers_keeps_the_previous_backup_a
         "ebs:GetSnapshotBlock",
         "ec2:DescribeSnapshots",
     ] {
-        let what = format!("{action} refused while reading");
-        let before = world.inventory();
         // DescribeSnapshots is also how the engine waits for the new snapshots: refuse the
         // call that looks for the previous base, after those.
         let skip = if action == "ec2:DescribeSnapshots" { 3 } else { 0 };
-        world
-            .embedded
-            .sim
-            .inject(Fault::Fail {
-                action: action.to_owned(),
-                skip,
-                code: "AccessDeniedException".into(),
-                kind: ErrorKind::AccessDenied,
-            })
-            .expect("fault");
-        let err = engine(&world).run(&op).expect_err(&what);
-        world.embedded.sim.clear_faults().expect("faults cleared");
-        let message = err.to_string();
-        assert!(
-            message.contains(action) && message.contains("what to do"),
-            "{what}: {message}"
-        );
-        assert_unchanged(&before, &world.inventory(), &what);
-        assert_journals_closed(&world, &what);
-        assert_eq!(restore_points(&world), points, "{what}");
+        refuse_during_transfer(&world, &op, action, skip);
+        assert_eq!(restore_points(&world), points, "{action} refused");
     }
     // The base snapshots survived every failure: the next backup still reads only changes.
     let report = engine(&world)
@@ -444,22 +451,7 @@ fn a_refusal_at_any_step_of_a_restore_without_workers_leaves_nothing() {
         ],
     );
     for action in ["ebs:PutSnapshotBlock", "ebs:CompleteSnapshot"] {
-        let what = format!("{action} refused while writing");
-        let before = world.inventory();
-        world
-            .embedded
-            .sim
-            .inject(fail(action, ErrorKind::AccessDenied, "AccessDeniedException"))
-            .expect("fault");
-        let err = engine(&world).run(&op).expect_err(&what);
-        world.embedded.sim.clear_faults().expect("faults cleared");
-        let message = err.to_string();
-        assert!(
-            message.contains(action) && message.contains("what to do"),
-            "{what}: {message}"
-        );
-        assert_unchanged(&before, &world.inventory(), &what);
-        assert_journals_closed(&world, &what);
+        refuse_during_transfer(&world, &op, action, 0);
     }
     assert_eq!(assert_repository_intact(&world), points);
 }
