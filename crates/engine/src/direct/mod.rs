@@ -250,8 +250,14 @@ pub fn backup_snapshots(
         .collect();
     with_helpers(
         IN_FLIGHT,
-        // A fetcher done with one snapshot goes on to read the next one ahead.
-        || sources.iter().for_each(SnapshotSource::fetch_ahead),
+        // A fetcher done with one snapshot goes on to the next once the mover has taken what
+        // it read ahead.
+        || {
+            for source in &sources {
+                source.fetch_ahead();
+                source.wait_drained();
+            }
+        },
         || sources.iter().for_each(SnapshotSource::stop),
         || bulwark_mover::backup_all(repo, &mover_volumes, progress, mover_threads()),
     )

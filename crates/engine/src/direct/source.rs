@@ -189,6 +189,16 @@ impl<'a> SnapshotSource<'a> {
         }
     }
 
+    /// Waits until the mover has taken every block fetched ahead (or the transfer stopped):
+    /// a fetcher done with this snapshot waits here before it reads the next one ahead, so
+    /// that one window at a time holds memory.
+    pub(super) fn wait_drained(&self) {
+        let mut window = self.window();
+        while !window.stopped && window.held > 0 {
+            window = wait(&self.ahead.room, window);
+        }
+    }
+
     /// Ends the read-ahead: the fetchers return once their call is done.
     pub(super) fn stop(&self) {
         self.window().stopped = true;
@@ -210,15 +220,11 @@ impl<'a> SnapshotSource<'a> {
                     window = wait(&self.ahead.arrived, window);
                 }
                 Slot::Ready(data) => {
-                    window.held -= 1;
-                    drop(window);
-                    self.ahead.room.notify_one();
+                    self.taken(window);
                     return Ok(data);
                 }
                 Slot::Failed(e) => {
-                    window.held -= 1;
-                    drop(window);
-                    self.ahead.room.notify_one();
+                    self.taken(window);
                     return Err(e);
                 }
                 // Not fetched ahead (or read a second time, by a mover block smaller than
@@ -228,6 +234,19 @@ impl<'a> SnapshotSource<'a> {
                     return self.fetch(index, token);
                 }
             }
+        }
+    }
+
+    /// A block left the window: room for one more fetch, and once the window is empty, the
+    /// fetchers waiting for it to drain go on.
+    fn taken(&self, mut window: MutexGuard<'_, Window>) {
+        window.held -= 1;
+        let drained = window.held == 0;
+        drop(window);
+        if drained {
+            self.ahead.room.notify_all();
+        } else {
+            self.ahead.room.notify_one();
         }
     }
 
