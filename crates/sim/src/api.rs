@@ -269,6 +269,17 @@ fn instance_info(owner: &AccountId, region: &Region, id: &InstanceId, i: &Instan
     }
 }
 
+/// Removes the first pending fault that `pick` takes, answering what it took from it.
+fn take_fault<T>(world: &mut World, pick: impl Fn(&Fault) -> Option<T>) -> Option<T> {
+    let (i, value) = world
+        .faults
+        .iter()
+        .enumerate()
+        .find_map(|(i, f)| pick(f).map(|v| (i, v)))?;
+    world.faults.remove(i);
+    Some(value)
+}
+
 /// An availability zone as stored: empty (older state) is the region's first.
 fn zone_of(region: &Region, zone: &str) -> String {
     if zone.is_empty() {
@@ -935,20 +946,15 @@ impl Cloud for Sim {
                 let role = profile.role.clone().ok_or_else(invalid)?;
                 c.check(w, "iam:PassRole", &role_arn(w, &account, &role), &[("iam:PassedToService", "ec2.amazonaws.com".into())], None)?;
             }
-            let dies = match w.faults.iter().position(|f| matches!(f, Fault::WorkerDies { .. })) {
-                Some(i) => match w.faults.remove(i) {
-                    Fault::WorkerDies { after_bytes } => Some(after_bytes),
-                    _ => None,
-                },
-                None => None,
-            };
-            let pace = match w.faults.iter().position(|f| matches!(f, Fault::SlowWorker { .. })) {
-                Some(i) => match w.faults.remove(i) {
-                    Fault::SlowWorker { bytes_per_second } => Some(bytes_per_second),
-                    _ => None,
-                },
-                None => None,
-            };
+            // Faults that shape the next instance launched.
+            let dies = take_fault(w, |f| match f {
+                Fault::WorkerDies { after_bytes } => Some(*after_bytes),
+                _ => None,
+            });
+            let pace = take_fault(w, |f| match f {
+                Fault::SlowWorker { bytes_per_second } => Some(*bytes_per_second),
+                _ => None,
+            });
             // The embedded cloud has no VPCs: a well-formed subnet is in the region's first
             // zone, like every volume made without a zone.
             if let Some(bad) = run

@@ -30,7 +30,7 @@ pub(super) struct SnapshotWriter<'a> {
     cloud: &'a dyn Cloud,
     who: &'a Credentials,
     region: &'a Region,
-    pub(super) snapshot: SnapshotId,
+    snapshot: SnapshotId,
     limiter: RateLimiter,
     pub(super) failure: FirstFailure,
     puts: Mutex<Puts>,
