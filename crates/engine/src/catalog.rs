@@ -56,7 +56,7 @@ impl Catalog {
     }
 
     pub fn add(&self, points: &[SnapshotPoint]) -> Result<(), EngineError> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = crate::lock(&self.lock);
         let mut all = self.all()?;
         all.extend_from_slice(points);
         let tmp = self.path.with_extension("tmp");

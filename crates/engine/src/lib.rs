@@ -96,7 +96,7 @@ impl Identities {
     /// Credentials of a session of `role`, assumed with the account's external id, renewed
     /// when they near their expiry.
     pub fn role(&self, role: &RoleArn) -> Result<Credentials, CloudError> {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = crate::lock(&self.cache);
         if let Some((c, at)) = cache.get(role) {
             if at.elapsed() < ROLE_SESSION_REUSE {
                 return Ok(c.clone());
@@ -116,7 +116,7 @@ impl Identities {
     /// A new session of `role`, whatever is cached: for credentials handed to a worker or a
     /// long transfer, which must last as long as a session can.
     pub fn fresh(&self, role: &RoleArn) -> Result<Credentials, CloudError> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(role);
+        crate::lock(&self.cache).remove(role);
         self.role(role)
     }
 }
@@ -578,4 +578,20 @@ fn session_id() -> String {
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mix = now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(12) ^ n.rotate_left(24);
     format!("{}-{:08x}", now.format("%Y%m%dT%H%M%SZ"), mix)
+}
+
+/// Locks `mutex`. A thread that panicked while holding one of the engine's locks left its value
+/// whole (no critical section here stops half way on purpose), so the value is used as is.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits on `condvar` with `guard`, as [`lock`] treats a poisoned lock.
+pub(crate) fn wait<'g, T>(
+    condvar: &std::sync::Condvar,
+    guard: std::sync::MutexGuard<'g, T>,
+) -> std::sync::MutexGuard<'g, T> {
+    condvar
+        .wait(guard)
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -1066,7 +1066,7 @@ struct Renewer<'e> {
 impl Renewer<'_> {
     /// A new session of the repository role if the renewal is due.
     fn due(&self) -> Result<Option<Credentials>, CloudError> {
-        let mut at = self.at.lock().unwrap_or_else(|e| e.into_inner());
+        let mut at = crate::lock(&self.at);
         if at.elapsed() < self.engine.credential_renewal {
             return Ok(None);
         }

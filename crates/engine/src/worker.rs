@@ -297,7 +297,7 @@ struct Link {
 impl Link {
     /// The instance profile's credentials, taken again from the instance now and then.
     fn credentials(&self) -> Credentials {
-        let mut held = self.credentials.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = crate::lock(&self.credentials);
         if held.1.elapsed() > HOST_CREDENTIALS_REUSE {
             // On failure the held ones are used: they may well still be valid.
             if let Ok(fresh) = self.host.credentials() {
@@ -401,7 +401,7 @@ fn run(host: &dyn InstanceHost, link: &Link, task: &Task) -> Result<Vec<(String,
         |done, total| {
             let _ = link.send(&WorkerMessage::Progress { done, total });
             // Once the appliance's renewal is due, look for it at every report until it comes.
-            let mut at = renewed_at.lock().unwrap_or_else(|e| e.into_inner());
+            let mut at = crate::lock(&renewed_at);
             if renewal.is_some_and(|every| at.elapsed() >= every) {
                 if let Some(credentials) = link.renewed_credentials() {
                     shared.replace(credentials);

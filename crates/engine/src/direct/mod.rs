@@ -174,14 +174,14 @@ impl FirstFailure {
     /// Keeps `error` if it is the first, and answers the I/O error the mover reports.
     fn keep(&self, error: DirectError) -> std::io::Error {
         let io = std::io::Error::other(error.to_string());
-        let mut first = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut first = crate::lock(&self.0);
         first.get_or_insert(error);
         io
     }
 
     /// The kept error, if any.
     fn take(&self) -> Option<DirectError> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        crate::lock(&self.0).take()
     }
 }
 

@@ -115,8 +115,7 @@ impl RateLimiter {
     }
 
     fn lock(&self) -> MutexGuard<'_, Bucket> {
-        // A thread that panicked holding the lock left a valid bucket.
-        self.bucket.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.bucket)
     }
 }
 

@@ -17,6 +17,7 @@ use bulwark_mover::{BlockSource, MoverError};
 
 use super::rate::{with_retries, RateLimiter};
 use super::{DirectError, FirstFailure, AHEAD, SOURCE_KIND};
+use crate::wait;
 
 /// A completed snapshot as a [`BlockSource`]: its listed blocks are fetched with
 /// `GetSnapshotBlock` and checked against their checksums; every other block reads as zeros.
@@ -301,8 +302,7 @@ impl<'a> SnapshotSource<'a> {
     }
 
     fn window(&self) -> MutexGuard<'_, Window> {
-        // A thread that panicked holding the lock left a valid window.
-        self.ahead.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.ahead.state)
     }
 }
 
@@ -326,9 +326,4 @@ impl BlockSource for SnapshotSource<'_> {
     fn written_blocks(&self, block_size: u64) -> Option<Vec<u64>> {
         Some(self.blocks_of(block_size))
     }
-}
-
-fn wait<'g>(condvar: &Condvar, window: MutexGuard<'g, Window>) -> MutexGuard<'g, Window> {
-    // A thread that panicked holding the lock left a valid window.
-    condvar.wait(window).unwrap_or_else(|e| e.into_inner())
 }

@@ -18,6 +18,7 @@ use bulwark_mover::{BlockTarget, MoverError};
 
 use super::rate::{with_retries, RateLimiter};
 use super::{DirectError, FirstFailure, AHEAD};
+use crate::wait;
 
 /// How long a new snapshot may take to be `completed` after `CompleteSnapshot`.
 const COMPLETION_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -201,8 +202,7 @@ impl<'a> SnapshotWriter<'a> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Puts> {
-        // A thread that panicked holding the lock left a valid queue.
-        self.puts.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.puts)
     }
 
     fn target_error(&self, error: DirectError) -> MoverError {
@@ -234,9 +234,4 @@ impl BlockTarget for SnapshotWriter<'_> {
     fn finish(&self) -> Result<(), MoverError> {
         self.complete()
     }
-}
-
-fn wait<'g>(condvar: &Condvar, puts: MutexGuard<'g, Puts>) -> MutexGuard<'g, Puts> {
-    // A thread that panicked holding the lock left a valid queue.
-    condvar.wait(puts).unwrap_or_else(|e| e.into_inner())
 }
