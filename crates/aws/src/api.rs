@@ -15,7 +15,7 @@ use bulwark_cloud::{
     SharedCredentials, SnapshotInfo, StartSnapshot, Tag, VolumeInfo,
 };
 use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
-use bulwark_repo::Backend;
+use bulwark_storage::Backend;
 
 use crate::errors::{map, missing, url_decode};
 use crate::AwsCloud;

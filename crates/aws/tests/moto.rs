@@ -490,7 +490,7 @@ fn s3_repository_with_explicit_credentials() {
         .cloud
         .object_store(&m.who.clone().into(), &us(), &bucket, "ec2")
         .unwrap();
-    bulwark_repo::conformance(backend.as_ref());
+    bulwark_storage::conformance(backend.as_ref());
 }
 
 #[test]
@@ -559,7 +559,7 @@ fn worker_less_backup_and_restore_through_the_ebs_direct_apis() {
         .unwrap();
 
     let repo = bulwark_repo::Repository::init(
-        std::sync::Arc::new(bulwark_repo::MemoryBackend::default()),
+        std::sync::Arc::new(bulwark_storage::MemoryBackend::default()),
         &bulwark_repo::Secret::KeyFile([9; 32]),
     )
     .unwrap();

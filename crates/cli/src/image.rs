@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bulwark_mover::{FileSource, FileTarget, Progress};
-use bulwark_repo::{Backend, LocalBackend, Manifest, Repository, Retention, Secret};
+use bulwark_repo::{Manifest, Repository, Retention, Secret};
+use bulwark_storage::{Backend, LocalBackend};
 use clap::{Args, Subcommand};
 use serde_json::json;
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulwark_model::{InstanceId, Region, RoleArn, SnapshotId, VolumeId};
-use bulwark_repo::Backend;
+use bulwark_storage::Backend;
 
 pub use error::{CloudError, ErrorKind, Result};
 pub use types::*;

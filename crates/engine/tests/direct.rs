@@ -19,8 +19,9 @@ use bulwark_engine::direct::{
 };
 use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use bulwark_mover::{FileTarget, Progress};
-use bulwark_repo::{Backend, LocalBackend, Repository, Secret};
+use bulwark_repo::{Repository, Secret};
 use bulwark_sim::{Fault, Sim, SimVolume};
+use bulwark_storage::{Backend, LocalBackend};
 use serde_json::json;
 use tempfile::TempDir;
 

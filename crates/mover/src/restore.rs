@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use bulwark_repo::{FileKind, Id, Location, Lock, LockKind, Manifest, RepoError, Repository};
+use bulwark_repo::{Id, Location, Lock, LockKind, Manifest, RepoError, Repository};
+use bulwark_storage::FileKind;
 
 use crate::device::BlockTarget;
 use crate::error::MoverError;

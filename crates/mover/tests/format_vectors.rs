@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bulwark_mover::{backup, restore, FileSource, FileTarget, Progress};
-use bulwark_repo::{verify, LocalBackend, Repository, Secret, BLOCK_SIZE};
+use bulwark_repo::{verify, Repository, Secret, BLOCK_SIZE};
+use bulwark_storage::LocalBackend;
 
 const KEY: [u8; 32] = [0x42; 32];
 const BS: usize = BLOCK_SIZE as usize;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use bulwark_mover::{backup, restore, FileSource, FileTarget, Progress};
 use bulwark_repo::{
-    forget, prune, verify, Backend, FileKind, Id, Lock, LockKind, MemoryBackend, RepoError, Repository,
-    Retention, Secret, BLOCK_SIZE,
+    forget, prune, verify, Id, Lock, LockKind, RepoError, Repository, Retention, Secret, BLOCK_SIZE,
 };
+use bulwark_storage::{Backend, FileKind, MemoryBackend};
 use chrono::Utc;
 use common::noise;
 

@@ -9,9 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bulwark_mover::{backup, restore, FileSource, FileTarget, MoverError, Progress};
-use bulwark_repo::{
-    Backend, FileKind, LocalBackend, MemoryBackend, RepoError, Repository, Secret, BLOCK_SIZE,
-};
+use bulwark_repo::{RepoError, Repository, Secret, BLOCK_SIZE};
+use bulwark_storage::{Backend, FileKind, LocalBackend, MemoryBackend};
 use common::{noise, TempDir};
 
 const BS: usize = BLOCK_SIZE as usize;

@@ -1,6 +1,6 @@
 //! Errors of the repository. Each says what is wrong and, where the user can act, what to do.
 
-use crate::backend::BackendError;
+use bulwark_storage::BackendError;
 
 /// A repository operation that failed.
 #[derive(Debug, thiserror::Error)]

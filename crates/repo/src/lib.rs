@@ -13,7 +13,6 @@
 //! prints nothing, and depends on no cloud SDK (the S3 backend is the crate `bulwark-s3`).
 #![deny(missing_docs)]
 
-mod backend;
 mod crypto;
 mod error;
 mod format;
@@ -25,7 +24,6 @@ mod retention;
 mod verify;
 mod writer;
 
-pub use backend::{conformance, Backend, BackendError, FileKind, LocalBackend, MemoryBackend};
 pub use crypto::{Kdf, KeyFile, Secret};
 pub use error::RepoError;
 pub use format::{

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::backend::{Backend, FileKind};
 use crate::crypto;
 use crate::error::RepoError;
 use crate::format::LockFile;
+use bulwark_storage::{Backend, FileKind};
 
 /// How often a holder writes a fresh lock.
 const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -167,7 +167,7 @@ impl Drop for Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::MemoryBackend;
+    use bulwark_storage::MemoryBackend;
 
     #[test]
     fn shared_locks_coexist_and_exclude_an_exclusive_one() {

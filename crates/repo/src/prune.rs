@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::FileKind;
 use crate::error::RepoError;
 use crate::format::{BlockEntry, IndexFile, IndexPack};
 use crate::id::Id;
@@ -20,6 +19,7 @@ use crate::lock::{Lock, LockKind};
 use crate::repository::{Index, Repository};
 use crate::retention::{self, Decision, PointInfo, Retention};
 use crate::writer::Writer;
+use bulwark_storage::FileKind;
 
 /// Packs whose unused part is at least this fraction are rewritten with only their used
 /// blocks; below it, the space is not worth a rewrite.

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::backend::{Backend, BackendError, FileKind};
 use crate::crypto::{self, KeyFile, Keys, Secret};
 use crate::error::RepoError;
 use crate::format::{aad, BlockEntry, Config, IndexFile, Manifest, BLOCK_SIZE, PACK_SIZE, VERSION};
 use crate::id::Id;
+use bulwark_storage::{Backend, BackendError, FileKind};
 
 /// Largest metadata file Bulwark will decompress (an index or manifest); far above what a
 /// 64 TiB volume needs, and a guard against a decompression bomb in a damaged file.

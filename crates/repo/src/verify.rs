@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::backend::FileKind;
 use crate::error::RepoError;
 use crate::id::Id;
 use crate::lock::{Lock, LockKind};
 use crate::repository::{Index, Repository};
+use bulwark_storage::FileKind;
 
 /// What verify found.
 #[derive(Debug, Default)]

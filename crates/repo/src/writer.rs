@@ -8,12 +8,12 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::backend::{BackendError, FileKind};
 use crate::crypto::Compressor;
 use crate::error::RepoError;
 use crate::format::{aad, BlockEntry, IndexFile, IndexPack, PackHeader, BLOCK_SIZE};
 use crate::id::Id;
 use crate::repository::{Index, Repository};
+use bulwark_storage::{BackendError, FileKind};
 
 /// A block of zeros, to compare with (a slice comparison is a vectorised memcmp).
 static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];

@@ -5,7 +5,7 @@ use std::io;
 
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use bulwark_repo::BackendError;
+use bulwark_storage::BackendError;
 
 use crate::{CONNECT_TIMEOUT, OPERATION_TIMEOUT, PER_ATTEMPT_TIMEOUT};
 

@@ -1,5 +1,5 @@
 //! The S3 storage backend of Bulwark's backup repository: [`S3Backend`] implements
-//! [`bulwark_repo::Backend`] on an S3 bucket (or an S3-compatible store, such as moto in the
+//! [`bulwark_storage::Backend`] on an S3 bucket (or an S3-compatible store, such as moto in the
 //! tests), through the official AWS SDK for Rust.
 //!
 //! This is the only crate of the repository layer that depends on the AWS SDK, so that the
@@ -35,7 +35,7 @@ use aws_sdk_s3::Client;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_http_client::ConnectorBuilder;
-use bulwark_repo::{Backend, BackendError, FileKind};
+use bulwark_storage::{Backend, BackendError, FileKind};
 
 use crate::errors::{Op, Target};
 use crate::url::S3Url;

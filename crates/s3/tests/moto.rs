@@ -9,8 +9,8 @@ use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_config::BehaviorVersion;
-use bulwark_repo::{conformance, Backend, BackendError, FileKind};
 use bulwark_s3::{S3Backend, S3Options};
+use bulwark_storage::{conformance, Backend, BackendError, FileKind};
 
 const ENDPOINT_VAR: &str = "BULWARK_TEST_S3_ENDPOINT";
 

@@ -14,7 +14,7 @@ use bulwark_cloud::{
     SharedCredentials, SnapshotInfo, StartSnapshot, Tag, VolumeInfo, EBS_BLOCK_SIZE,
 };
 use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
-use bulwark_repo::Backend;
+use bulwark_storage::Backend;
 use ring::aead;
 
 use bulwark_cloud::checksum::{block_checksum, decode, linear_checksum};

@@ -3,7 +3,7 @@
 //! `s3:ListBucket`, `s3:DeleteObject` on the object or bucket ARN), as S3 does for a bucket
 //! without a bucket policy.
 
-use bulwark_repo::{Backend, BackendError, FileKind, LocalBackend};
+use bulwark_storage::{Backend, BackendError, FileKind, LocalBackend};
 
 use bulwark_cloud::SharedCredentials;
 
