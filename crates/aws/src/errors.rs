@@ -4,9 +4,10 @@
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use bulwark_cloud::{CloudError, ErrorKind};
+use bulwark_model::Action;
 
 /// Maps a failed SDK call of `action`.
-pub(crate) fn map<E, R>(action: &str, error: SdkError<E, R>) -> CloudError
+pub(crate) fn map<E, R>(action: Action, error: SdkError<E, R>) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -47,7 +48,7 @@ where
 }
 
 /// A response AWS sent without a field the call always returns.
-pub(crate) fn missing(action: &str, field: &str) -> CloudError {
+pub(crate) fn missing(action: Action, field: &str) -> CloudError {
     CloudError::new(
         action,
         ErrorKind::Unavailable,

@@ -16,8 +16,9 @@ use std::time::Duration;
 use aws_config::imds::client::Client as ImdsClient;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::BehaviorVersion;
-use bulwark_cloud::{Cloud, CloudError, Credentials, Device, ErrorKind, InstanceHost};
-use bulwark_model::{InstanceId, Region, VolumeId};
+use bulwark_cloud::{Cloud, CloudError, Credentials, ErrorKind};
+use bulwark_host::{Device, InstanceHost};
+use bulwark_model::{Action, InstanceId, Region, VolumeId};
 
 use crate::AwsCloud;
 
@@ -146,7 +147,7 @@ impl InstanceHost for AwsHost {
     fn credentials(&self) -> Result<Credentials, CloudError> {
         self.cloud.appliance_credentials().map_err(|e| {
             CloudError::new(
-                "sts:AssumeRole",
+                Action::StsAssumeRole,
                 ErrorKind::Unavailable,
                 "NoInstanceProfileCredentials",
                 format!(
@@ -161,8 +162,8 @@ impl InstanceHost for AwsHost {
         Ok(Arc::new(open_device(name, volume)?))
     }
 
-    fn cloud(&self) -> Arc<dyn Cloud> {
-        self.cloud.clone()
+    fn cloud(&self) -> Cloud {
+        Cloud::of(self.cloud.clone())
     }
 
     /// A program on the instance runs until the instance stops it.

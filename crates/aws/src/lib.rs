@@ -32,7 +32,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use bulwark_cloud::{CloudError, Credentials, ErrorKind};
-use bulwark_model::Region;
+use bulwark_model::{Action, Region};
 
 pub use host::{open_device, AwsHost, BlockDevice, HostError};
 
@@ -161,7 +161,7 @@ impl AwsCloud {
     /// responses would otherwise wake each caller at every chunk of a 512 KiB body.
     fn run_spawned<T: Send + 'static>(
         &self,
-        action: &str,
+        action: Action,
         future: impl std::future::Future<Output = Result<T, CloudError>> + Send + 'static,
     ) -> Result<T, CloudError> {
         let task = self.runtime.spawn(future);
@@ -176,7 +176,7 @@ impl AwsCloud {
     }
 
     /// The worker image of a region.
-    fn worker_image(&self, action: &str, region: &Region) -> Result<String, CloudError> {
+    fn worker_image(&self, action: Action, region: &Region) -> Result<String, CloudError> {
         self.options.worker_images.get(region).cloned().ok_or_else(|| {
             CloudError::new(
                 action,

@@ -77,7 +77,7 @@ fn key_grant(out: &mut String, plan: &Plan, grant: &KeyGrant) {
                 if *a == CREATE_GRANT {
                     format!("{a} (for AWS resources only)")
                 } else {
-                    (*a).to_owned()
+                    a.to_string()
                 }
             })
             .collect();
@@ -108,11 +108,7 @@ pub fn policies(policies: &Policies) -> String {
     }
     for key in &policies.keys {
         let _ = writeln!(out, "# {}: statements to add to its key policy", key.key);
-        let _ = writeln!(
-            out,
-            "{}\n",
-            pretty(&serde_json::Value::from(key.statements.clone()))
-        );
+        let _ = writeln!(out, "{}\n", pretty(&key.statements));
     }
     if policies.keys.is_empty() {
         let _ = writeln!(out, "# no customer managed key policy needs a change");

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use bulwark_cloud::Cloud;
 use bulwark_embedded::{all_operations, plans, DataSize, Embedded, Grants};
 use bulwark_engine::{Engine, EngineError, Event, Listener, SessionReport};
 use bulwark_model::Estate;
@@ -123,7 +124,7 @@ fn appliance(cloud: &CloudArgs, estate: &Estate) -> anyhow::Result<Appliance> {
                 None => None,
             };
             let state = cloud.data_dir.join("appliance");
-            let engine = Engine::new(Arc::new(aws), estate.clone(), who, &state, key);
+            let engine = Engine::new(Cloud::of(Arc::new(aws)), estate.clone(), who, &state, key);
             Ok(Appliance {
                 engine,
                 embedded: None,

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use bulwark_aws::{AwsCloud, AwsHost, AwsOptions};
-use bulwark_cloud::InstanceHost;
 use bulwark_engine::worker;
+use bulwark_host::InstanceHost;
 use clap::Args;
 
 #[derive(Args)]

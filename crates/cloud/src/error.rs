@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use bulwark_model::Action;
+
 /// What kind of failure a call met; the engine decides on this, never on the code string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ErrorKind {
@@ -93,7 +95,7 @@ impl ErrorKind {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub struct CloudError {
     /// The API, as an IAM action (`ec2:CreateVolume`).
-    pub action: String,
+    pub action: Action,
     /// AWS's error code (`OperationNotPermitted`).
     pub code: String,
     /// AWS's message.
@@ -104,9 +106,9 @@ pub struct CloudError {
 
 impl CloudError {
     /// An error of `action` with AWS's `code` and `message`.
-    pub fn new(action: &str, kind: ErrorKind, code: &str, message: impl Into<String>) -> Self {
+    pub fn new(action: Action, kind: ErrorKind, code: &str, message: impl Into<String>) -> Self {
         Self {
-            action: action.to_owned(),
+            action,
             code: code.to_owned(),
             message: message.into(),
             kind,
@@ -116,22 +118,22 @@ impl CloudError {
     /// The authorization failure each service answers with: EC2 `UnauthorizedOperation`,
     /// KMS and the EBS direct APIs `AccessDeniedException`, IAM, STS, SQS and S3
     /// `AccessDenied`.
-    pub fn denied(action: &str, message: impl Into<String>) -> Self {
-        let code = match action.split(':').next() {
-            Some("ec2") => "UnauthorizedOperation",
-            Some("kms" | "ebs") => "AccessDeniedException",
+    pub fn denied(action: Action, message: impl Into<String>) -> Self {
+        let code = match action.service() {
+            "ec2" => "UnauthorizedOperation",
+            "kms" | "ebs" => "AccessDeniedException",
             _ => "AccessDenied",
         };
         Self::new(action, ErrorKind::AccessDenied, code, message)
     }
 
     /// A missing resource, with the service's code for it.
-    pub fn not_found(action: &str, code: &str, message: impl Into<String>) -> Self {
+    pub fn not_found(action: Action, code: &str, message: impl Into<String>) -> Self {
         Self::new(action, ErrorKind::NotFound, code, message)
     }
 
     /// An invalid parameter, with the service's code for it.
-    pub fn invalid(action: &str, code: &str, message: impl Into<String>) -> Self {
+    pub fn invalid(action: Action, code: &str, message: impl Into<String>) -> Self {
         Self::new(action, ErrorKind::Invalid, code, message)
     }
 }

@@ -24,8 +24,8 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-use bulwark_model::{AccountId, RoleArn};
-use serde_json::{Map, Value};
+use bulwark_model::iam::{self, PolicyDocument};
+use bulwark_model::{AccountId, Action, RoleArn};
 
 /// Why a policy document was rejected: AWS's `MalformedPolicyDocument`.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub struct Request<'a> {
     /// Who calls.
     pub principal: &'a Principal,
     /// The IAM action, like `ec2:CreateVolume`.
-    pub action: &'a str,
+    pub action: Action,
     /// The resource's ARN, or `*` for actions without resource-level permissions.
     pub resource: &'a str,
     /// The condition keys present in the request (`sts:ExternalId`, `aws:SourceArn`, ...).
@@ -140,7 +140,7 @@ pub enum ResourcePolicyKind {
 #[derive(Clone, Copy, Debug)]
 pub struct ResourcePolicy<'a> {
     /// The policy.
-    pub document: &'a PolicyDocument,
+    pub document: &'a Policy,
     /// The account owning the resource.
     pub owner: &'a AccountId,
     /// What kind of policy it is.
@@ -157,7 +157,7 @@ pub struct ResourcePolicy<'a> {
 /// policies: only a resource statement naming the service allows it.
 pub fn authorize(
     request: &Request,
-    identity_policies: &[&PolicyDocument],
+    identity_policies: &[&Policy],
     resource_policy: Option<ResourcePolicy>,
 ) -> Decision {
     let identity = Decision::combine(identity_policies.iter().map(|p| p.evaluate_identity(request)));
@@ -205,43 +205,38 @@ pub fn resource_matches(pattern: &str, resource: &str) -> bool {
     wildcard_match(pattern, resource)
 }
 
-/// A parsed policy document (identity policy, role trust policy, KMS key policy, SQS queue
-/// policy).
+/// A policy document made ready to evaluate (identity policy, role trust policy, KMS key
+/// policy, SQS queue policy): its statements checked against the rules of the policy language.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PolicyDocument {
+pub struct Policy {
     statements: Vec<Statement>,
 }
 
-impl PolicyDocument {
-    /// Parses a policy of any kind, rejecting what AWS rejects as `MalformedPolicyDocument`:
+impl Policy {
+    /// Reads a policy of any kind, rejecting what AWS rejects as `MalformedPolicyDocument`:
     /// invalid JSON, a missing `Statement`, an `Effect` other than `Allow`/`Deny`, neither or
     /// both of `Action`/`NotAction`, both `Resource` and `NotResource` (or `Principal` and
     /// `NotPrincipal`), unknown elements, invalid principals, unknown condition operators.
-    pub fn parse(json: &str) -> Result<PolicyDocument, PolicyError> {
-        let value: Value = serde_json::from_str(json).map_err(|e| malformed(format!("invalid JSON: {e}")))?;
-        let Value::Object(document) = value else {
-            return Err(malformed("the document must be a JSON object"));
-        };
-        check_elements(&document, &["Version", "Id", "Statement"], "the document")?;
-        match document.get("Version") {
-            None => {}
-            Some(Value::String(v)) if v == "2012-10-17" || v == "2008-10-17" => {}
+    pub fn parse(json: &str) -> Result<Policy, PolicyError> {
+        let document = PolicyDocument::from_json(json).map_err(|e| malformed(e.0))?;
+        Self::new(&document)
+    }
+
+    /// Checks a typed document (one Bulwark wrote, or one read with [`PolicyDocument::from_json`]).
+    pub fn new(document: &PolicyDocument) -> Result<Policy, PolicyError> {
+        match document.version.as_deref() {
+            None | Some("2012-10-17" | "2008-10-17") => {}
             Some(other) => {
                 return Err(malformed(format!(
-                    "Version must be \"2012-10-17\" or \"2008-10-17\", not {other}"
+                    "Version must be \"2012-10-17\" or \"2008-10-17\", not \"{other}\""
                 )))
             }
         }
-        let statements = match document.get("Statement") {
-            None => return Err(malformed("missing Statement")),
-            Some(Value::Array(statements)) => statements.iter().collect(),
-            Some(statement @ Value::Object(_)) => vec![statement],
-            Some(_) => return Err(malformed("Statement must be an object or an array of objects")),
-        };
-        let statements = statements
-            .into_iter()
+        let statements = document
+            .statements
+            .iter()
             .enumerate()
-            .map(|(index, statement)| Statement::parse(index, statement))
+            .map(|(index, statement)| Statement::new(index, statement))
             .collect::<Result<Vec<_>, _>>()?;
         let mut sids = BTreeSet::new();
         for statement in &statements {
@@ -251,14 +246,14 @@ impl PolicyDocument {
                 }
             }
         }
-        Ok(PolicyDocument { statements })
+        Ok(Policy { statements })
     }
 
-    /// Parses an identity policy (`iam:PutRolePolicy`): as [`PolicyDocument::parse`], and every
+    /// Reads an identity policy (`iam:PutRolePolicy`): as [`Policy::parse`], and every
     /// statement must have `Resource` or `NotResource` and no `Principal`.
-    pub fn parse_identity(json: &str) -> Result<PolicyDocument, PolicyError> {
-        let document = Self::parse(json)?;
-        for (index, statement) in document.statements.iter().enumerate() {
+    pub fn parse_identity(json: &str) -> Result<Policy, PolicyError> {
+        let policy = Self::parse(json)?;
+        for (index, statement) in policy.statements.iter().enumerate() {
             let at = location(index, statement.sid.as_deref());
             if statement.principals.is_some() {
                 return Err(malformed(format!(
@@ -269,20 +264,20 @@ impl PolicyDocument {
                 return Err(malformed(format!("{at}: missing Resource or NotResource")));
             }
         }
-        Ok(document)
+        Ok(policy)
     }
 
-    /// Parses a resource policy (trust, key, queue or bucket policy): as
-    /// [`PolicyDocument::parse`], and every statement must have `Principal` or `NotPrincipal`.
-    pub fn parse_resource(json: &str) -> Result<PolicyDocument, PolicyError> {
-        let document = Self::parse(json)?;
-        for (index, statement) in document.statements.iter().enumerate() {
+    /// Reads a resource policy (trust, key, queue or bucket policy): as [`Policy::parse`],
+    /// and every statement must have `Principal` or `NotPrincipal`.
+    pub fn parse_resource(json: &str) -> Result<Policy, PolicyError> {
+        let policy = Self::parse(json)?;
+        for (index, statement) in policy.statements.iter().enumerate() {
             if statement.principals.is_none() {
                 let at = location(index, statement.sid.as_deref());
                 return Err(malformed(format!("{at}: missing Principal or NotPrincipal")));
             }
         }
-        Ok(document)
+        Ok(policy)
     }
 
     /// Evaluates the document as an identity policy: the request's principal is ignored (the
@@ -328,40 +323,15 @@ fn location(index: usize, sid: Option<&str>) -> String {
     }
 }
 
-/// Rejects elements AWS does not know (a misspelt `Resouce` would otherwise widen the policy).
-fn check_elements(object: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), PolicyError> {
-    match object.keys().find(|key| !known.contains(&key.as_str())) {
-        Some(key) => Err(malformed(format!("{at}: unknown element \"{key}\""))),
-        None => Ok(()),
-    }
-}
-
-/// A string or a non-empty array of strings, as `Action` and `Resource` take.
-fn strings(value: &Value, what: &str, at: &str) -> Result<Vec<String>, PolicyError> {
-    let invalid = || {
-        malformed(format!(
-            "{at}: {what} must be a string or a non-empty array of strings"
-        ))
-    };
-    match value {
-        Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(items) if !items.is_empty() => items
-            .iter()
-            .map(|item| item.as_str().map(str::to_owned).ok_or_else(invalid))
-            .collect(),
-        _ => Err(invalid()),
-    }
-}
-
-/// Reads whichever of `name` and `not_name` is present; both present is an error.
-fn one_of<'v>(
-    statement: &'v Map<String, Value>,
+/// Takes whichever of an element and its `Not` form is present; both present is an error.
+fn one_of<'v, T>(
+    element: Option<&'v T>,
+    not_element: Option<&'v T>,
     name: &str,
-    not_name: &str,
     at: &str,
-) -> Result<Option<(&'v Value, bool)>, PolicyError> {
-    match (statement.get(name), statement.get(not_name)) {
-        (Some(_), Some(_)) => Err(malformed(format!("{at}: has both {name} and {not_name}"))),
+) -> Result<Option<(&'v T, bool)>, PolicyError> {
+    match (element, not_element) {
+        (Some(_), Some(_)) => Err(malformed(format!("{at}: has both {name} and Not{name}"))),
         (Some(value), None) => Ok(Some((value, false))),
         (None, Some(value)) => Ok(Some((value, true))),
         (None, None) => Ok(None),
@@ -400,43 +370,24 @@ impl Patterns {
 }
 
 impl Statement {
-    fn parse(index: usize, value: &Value) -> Result<Statement, PolicyError> {
-        let Value::Object(statement) = value else {
-            return Err(malformed(format!("statement {index}: must be a JSON object")));
-        };
-        let sid = match statement.get("Sid") {
-            None => None,
-            Some(Value::String(sid)) => Some(sid.clone()),
-            Some(_) => return Err(malformed(format!("statement {index}: Sid must be a string"))),
-        };
+    fn new(index: usize, statement: &iam::Statement) -> Result<Statement, PolicyError> {
+        let sid = statement.sid.clone();
         let at = location(index, sid.as_deref());
-        let known = [
-            "Sid",
-            "Effect",
-            "Principal",
-            "NotPrincipal",
-            "Action",
-            "NotAction",
-            "Resource",
-            "NotResource",
-            "Condition",
-        ];
-        check_elements(statement, &known, &at)?;
-        let effect = match statement.get("Effect") {
-            Some(Value::String(e)) if e == "Allow" => Effect::Allow,
-            Some(Value::String(e)) if e == "Deny" => Effect::Deny,
-            Some(other) => {
-                return Err(malformed(format!(
-                    "{at}: Effect must be \"Allow\" or \"Deny\", not {other}"
-                )))
-            }
-            None => return Err(malformed(format!("{at}: missing Effect"))),
+        let effect = match statement.effect {
+            iam::Effect::Allow => Effect::Allow,
+            iam::Effect::Deny => Effect::Deny,
         };
-        let Some((actions, negated)) = one_of(statement, "Action", "NotAction", &at)? else {
+        let Some((actions, negated)) = one_of(
+            statement.action.as_ref(),
+            statement.not_action.as_ref(),
+            "Action",
+            &at,
+        )?
+        else {
             return Err(malformed(format!("{at}: missing Action or NotAction")));
         };
         let actions = Patterns {
-            patterns: strings(actions, "Action", &at)?,
+            patterns: actions.clone(),
             negated,
         };
         if let Some(bad) = actions.patterns.iter().find(|a| *a != "*" && !a.contains(':')) {
@@ -444,26 +395,35 @@ impl Statement {
                 "{at}: action \"{bad}\" must be prefixed by a service, like \"ec2:\""
             )));
         }
-        let resources = match one_of(statement, "Resource", "NotResource", &at)? {
-            Some((resources, negated)) => {
-                let patterns = strings(resources, "Resource", &at)?;
+        let resources = match one_of(
+            statement.resource.as_ref(),
+            statement.not_resource.as_ref(),
+            "Resource",
+            &at,
+        )? {
+            Some((patterns, negated)) => {
                 if let Some(bad) = patterns.iter().find(|r| *r != "*" && !r.starts_with("arn:")) {
                     return Err(malformed(format!(
                         "{at}: resource \"{bad}\" must be \"*\" or an ARN"
                     )));
                 }
-                Some(Patterns { patterns, negated })
+                Some(Patterns {
+                    patterns: patterns.clone(),
+                    negated,
+                })
             }
             None => None,
         };
-        let principals = match one_of(statement, "Principal", "NotPrincipal", &at)? {
-            Some((principals, negated)) => Some(Principals::parse(principals, negated, &at)?),
+        let principals = match one_of(
+            statement.principal.as_ref(),
+            statement.not_principal.as_ref(),
+            "Principal",
+            &at,
+        )? {
+            Some((principals, negated)) => Some(Principals::new(principals, negated, &at)?),
             None => None,
         };
-        let conditions = match statement.get("Condition") {
-            Some(block) => Condition::parse_block(block, &at)?,
-            None => Vec::new(),
-        };
+        let conditions = Condition::new_block(&statement.condition, &at)?;
         Ok(Statement {
             sid,
             effect,
@@ -477,7 +437,7 @@ impl Statement {
     /// Whether action, resource and conditions match; the caller checks the principal.
     fn matches_request(&self, request: &Request) -> bool {
         self.actions
-            .matches(|pattern| action_matches(pattern, request.action))
+            .matches(|pattern| action_matches(pattern, request.action.as_str()))
             && self
                 .resources
                 .as_ref()
@@ -561,27 +521,22 @@ struct Principals {
 }
 
 impl Principals {
-    fn parse(value: &Value, negated: bool, at: &str) -> Result<Principals, PolicyError> {
+    fn new(value: &iam::Principals, negated: bool, at: &str) -> Result<Principals, PolicyError> {
         let entries = match value {
-            Value::String(s) if s == "*" => vec![PrincipalEntry::Anyone],
-            Value::Object(kinds) if !kinds.is_empty() => {
+            iam::Principals::Anyone => vec![PrincipalEntry::Anyone],
+            iam::Principals::ByType(kinds) => {
                 let mut entries = Vec::new();
                 for (kind, values) in kinds {
-                    for value in strings(values, &format!("Principal \"{kind}\""), at)? {
+                    for value in values {
                         entries.push(match kind.as_str() {
-                            "AWS" => PrincipalEntry::parse_aws(&value, at)?,
-                            "Service" => PrincipalEntry::Service(value),
+                            "AWS" => PrincipalEntry::parse_aws(value, at)?,
+                            "Service" => PrincipalEntry::Service(value.clone()),
                             "Federated" | "CanonicalUser" => PrincipalEntry::Other,
                             _ => return Err(malformed(format!("{at}: unknown principal type \"{kind}\""))),
                         });
                     }
                 }
                 entries
-            }
-            _ => {
-                return Err(malformed(format!(
-                    "{at}: Principal must be \"*\" or an object like {{\"AWS\": \"123456789012\"}}"
-                )))
             }
         };
         Ok(Principals { entries, negated })
@@ -695,30 +650,20 @@ struct Condition {
 }
 
 impl Condition {
-    fn parse_block(block: &Value, at: &str) -> Result<Vec<Condition>, PolicyError> {
-        let Value::Object(operators) = block else {
-            return Err(malformed(format!("{at}: Condition must be an object")));
-        };
+    fn new_block(
+        block: &BTreeMap<String, BTreeMap<String, iam::ConditionValues>>,
+        at: &str,
+    ) -> Result<Vec<Condition>, PolicyError> {
         let mut conditions = Vec::new();
-        for (name, keys) in operators {
+        for (name, keys) in block {
             let operator = Operator::parse(name).ok_or_else(|| {
                 malformed(format!(
                     "{at}: unknown or unsupported condition operator \"{name}\" (supported: String*, \
                      Numeric*, Bool, Arn*, Null, with IfExists, ForAnyValue: or ForAllValues:)"
                 ))
             })?;
-            let Value::Object(keys) = keys else {
-                return Err(malformed(format!(
-                    "{at}: condition \"{name}\" must map keys to values"
-                )));
-            };
             for (key, values) in keys {
-                let values = condition_values(values).ok_or_else(|| {
-                    malformed(format!(
-                        "{at}: {name} \"{key}\" needs a string, number, boolean or a non-empty array of them"
-                    ))
-                })?;
-                if let Some(bad) = values.iter().find(|v| !operator.test.accepts(v)) {
+                if let Some(bad) = values.0.iter().find(|v| !operator.test.accepts(v)) {
                     return Err(malformed(format!(
                         "{at}: {name} \"{key}\": invalid value \"{bad}\""
                     )));
@@ -726,7 +671,7 @@ impl Condition {
                 conditions.push(Condition {
                     operator,
                     key: key.clone(),
-                    values,
+                    values: values.0.clone(),
                 });
             }
         }
@@ -763,20 +708,6 @@ impl Condition {
                 Some(SetQualifier::AnyValue) => false,
                 None => operator.negated,
             }
-    }
-}
-
-/// A condition's values as strings: JSON `true` is `"true"`, `5` is `"5"`.
-fn condition_values(value: &Value) -> Option<Vec<String>> {
-    let scalar = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    match value {
-        Value::Array(items) if !items.is_empty() => items.iter().map(scalar).collect(),
-        other => scalar(other).map(|s| vec![s]),
     }
 }
 
@@ -871,8 +802,8 @@ mod tests {
         }
     }
 
-    fn policy(json: &str) -> PolicyDocument {
-        PolicyDocument::parse(json).unwrap()
+    fn policy(json: &str) -> Policy {
+        Policy::parse(json).unwrap()
     }
 
     fn context(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -888,30 +819,30 @@ mod tests {
         action: &str,
         resource: &str,
         context: &BTreeMap<String, String>,
-        identity: &[&PolicyDocument],
+        identity: &[&Policy],
         resource_policy: Option<ResourcePolicy>,
     ) -> Decision {
         let request = Request {
             principal,
-            action,
+            action: action.parse().unwrap(),
             resource,
             context,
         };
         authorize(&request, identity, resource_policy)
     }
 
-    fn identity_decision(document: &PolicyDocument, action: &str, resource: &str) -> Decision {
+    fn identity_decision(document: &Policy, action: &str, resource: &str) -> Decision {
         let principal = role(HOME, "Appliance");
         let context = BTreeMap::new();
         document.evaluate_identity(&Request {
             principal: &principal,
-            action,
+            action: action.parse().unwrap(),
             resource,
             context: &context,
         })
     }
 
-    fn key_policy<'a>(document: &'a PolicyDocument, owner: &'a AccountId) -> Option<ResourcePolicy<'a>> {
+    fn key_policy<'a>(document: &'a Policy, owner: &'a AccountId) -> Option<ResourcePolicy<'a>> {
         Some(ResourcePolicy {
             document,
             owner,
@@ -919,7 +850,7 @@ mod tests {
         })
     }
 
-    fn trust_policy<'a>(document: &'a PolicyDocument, owner: &'a AccountId) -> Option<ResourcePolicy<'a>> {
+    fn trust_policy<'a>(document: &'a Policy, owner: &'a AccountId) -> Option<ResourcePolicy<'a>> {
         Some(ResourcePolicy {
             document,
             owner,
@@ -928,7 +859,7 @@ mod tests {
     }
 
     fn malformed_message(json: &str) -> String {
-        match PolicyDocument::parse(json) {
+        match Policy::parse(json) {
             Err(PolicyError::Malformed(message)) => message,
             Ok(_) => panic!("accepted {json}"),
         }
@@ -1121,7 +1052,7 @@ mod tests {
         let principal = role(OTHER, "Reader");
         let request = Request {
             principal: &principal,
-            action: "kms:Decrypt",
+            action: Action::KmsDecrypt,
             resource: KEY,
             context: &ctx,
         };
@@ -1173,8 +1104,8 @@ mod tests {
 
     // ---- conditions -------------------------------------------------------------------------
 
-    fn external_id_trust() -> PolicyDocument {
-        PolicyDocument::parse_resource(&format!(
+    fn external_id_trust() -> Policy {
+        Policy::parse_resource(&format!(
             r#"{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow",
                 "Principal": {{"AWS": "arn:aws:iam::{OTHER}:role/bulwark/Appliance"}},
                 "Action": "sts:AssumeRole",
@@ -1265,7 +1196,7 @@ mod tests {
         let ctx = context(ctx);
         let request = Request {
             principal: &principal,
-            action: "ec2:CreateVolume",
+            action: Action::Ec2CreateVolume,
             resource: "*",
             context: &ctx,
         };
@@ -1412,8 +1343,8 @@ mod tests {
 
     // ---- key policies -----------------------------------------------------------------------
 
-    fn key_policy_naming(principal: &str) -> PolicyDocument {
-        PolicyDocument::parse_resource(&format!(
+    fn key_policy_naming(principal: &str) -> Policy {
+        Policy::parse_resource(&format!(
             r#"{{"Statement": {{"Sid": "Use", "Effect": "Allow", "Principal": {{"AWS": {principal}}},
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*"}}}}"#
         ))
@@ -1431,7 +1362,7 @@ mod tests {
         let grants_account = key_policy_naming(&format!(r#""arn:aws:iam::{OTHER}:root""#));
         let grants_role = key_policy_naming(&format!(r#""arn:aws:iam::{OTHER}:role/bulwark/Appliance""#));
         let grants_nobody = key_policy_naming(&format!(r#""{HOME}""#));
-        let run = |identity: &[&PolicyDocument], key| {
+        let run = |identity: &[&Policy], key| {
             decide(
                 &caller,
                 "kms:Decrypt",
@@ -1469,7 +1400,7 @@ mod tests {
         let ctx = BTreeMap::new();
         let iam = policy(r#"{"Statement": {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}}"#);
         let default_policy = key_policy_naming(&format!(r#""arn:aws:iam::{HOME}:root""#));
-        let run = |identity: &[&PolicyDocument], key| {
+        let run = |identity: &[&Policy], key| {
             decide(
                 &caller,
                 "kms:Decrypt",
@@ -1536,7 +1467,7 @@ mod tests {
     #[test]
     fn trust_policy_naming_a_role_directly() {
         let owner = account(HOME);
-        let trust = PolicyDocument::parse_resource(&format!(
+        let trust = Policy::parse_resource(&format!(
             r#"{{"Statement": {{"Effect": "Allow",
                 "Principal": {{"AWS": ["arn:aws:iam::{HOME}:role/bulwark/Appliance"]}},
                 "Action": "sts:AssumeRole"}}}}"#
@@ -1575,7 +1506,7 @@ mod tests {
     #[test]
     fn trust_policy_for_a_service() {
         let owner = account(HOME);
-        let trust = PolicyDocument::parse_resource(
+        let trust = Policy::parse_resource(
             r#"{"Statement": {"Effect": "Allow", "Principal": {"Service": ["ec2.amazonaws.com",
                 "ssm.amazonaws.com"]},
                 "Action": "sts:AssumeRole"}}"#,
@@ -1623,7 +1554,7 @@ mod tests {
         let ctx = BTreeMap::new();
         let queue = "arn:aws:sqs:eu-west-1:111111111111:jobs";
         for principal in [r#""*""#, r#"{"AWS": "*"}"#, r#"{"AWS": ["*"]}"#] {
-            let document = PolicyDocument::parse_resource(&format!(
+            let document = Policy::parse_resource(&format!(
                 r#"{{"Statement": {{"Effect": "Allow", "Principal": {principal},
                     "Action": "sqs:SendMessage", "Resource": "{queue}"}}}}"#
             ))
@@ -1648,7 +1579,7 @@ mod tests {
         let queue = "arn:aws:sqs:eu-west-1:111111111111:jobs";
         let caller = role(HOME, "Appliance");
         let iam = policy(r#"{"Statement": {"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}}"#);
-        let names_account = PolicyDocument::parse_resource(&format!(
+        let names_account = Policy::parse_resource(&format!(
             r#"{{"Statement": {{"Effect": "Allow", "Principal": {{"AWS": "{HOME}"}}, "Action": "sqs:*",
                 "Resource": "{queue}"}}}}"#
         ))
@@ -1693,16 +1624,16 @@ mod tests {
         let cases = [
             (r#"{"Statement": "#, "invalid JSON"),
             (r#"[]"#, "must be a JSON object"),
-            (r#"{"Version": "2012-10-17"}"#, "missing Statement"),
+            (r#"{"Version": "2012-10-17"}"#, "missing field `Statement`"),
             (r#"{"Version": "2020-01-01", "Statement": []}"#, "Version must be"),
             (
                 r#"{"Statement": [{"Sid": "A", "Effect": "Permit", "Action": "*", "Resource": "*"}]}"#,
-                r#"statement 0 (Sid "A"): Effect must be "Allow" or "Deny""#,
+                r#"statement 0 (Sid "A"): Effect: unknown variant `Permit`, expected `Allow` or `Deny`"#,
             ),
             (
                 r#"{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}, {"Action": "*",
                     "Resource": "*"}]}"#,
-                "statement 1: missing Effect",
+                "statement 1: missing field `Effect`",
             ),
             (
                 r#"{"Statement": {"Effect": "Allow", "Resource": "*"}}"#,
@@ -1718,7 +1649,7 @@ mod tests {
             ),
             (
                 r#"{"Statement": {"Effect": "Allow", "Action": [], "Resource": "*"}}"#,
-                "Action must be a string or a non-empty array",
+                "statement 0: Action: expected a string or a non-empty array of strings",
             ),
             (
                 r#"{"Statement": {"Effect": "Allow", "Action": "CreateVolume", "Resource": "*"}}"#,
@@ -1730,7 +1661,7 @@ mod tests {
             ),
             (
                 r#"{"Statement": {"Effect": "Allow", "Action": "*", "Resouce": "*"}}"#,
-                r#"unknown element "Resouce""#,
+                "statement 0: Resouce: unknown field `Resouce`",
             ),
             (
                 r#"{"Statement": {"Sid": "T", "Effect": "Allow", "Action": "*", "Resource": "*",
@@ -1789,14 +1720,14 @@ mod tests {
                 r#"duplicate Sid "X""#,
             ),
         ];
-        for (json, expected) in cases {
-            let message = malformed_message(json);
-            assert!(
-                message.contains(expected),
-                "{json}: {message:?} does not say {expected:?}"
-            );
-        }
-        let error = PolicyDocument::parse("{").unwrap_err();
+        let wrong: Vec<String> = cases
+            .iter()
+            .map(|(json, expected)| (json, expected, malformed_message(json)))
+            .filter(|(_, expected, message)| !message.contains(*expected))
+            .map(|(json, expected, message)| format!("{json}: {message:?} does not say {expected:?}"))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        let error = Policy::parse("{").unwrap_err();
         assert!(error
             .to_string()
             .starts_with("malformed policy document: invalid JSON"));
@@ -1805,8 +1736,8 @@ mod tests {
     #[test]
     fn identity_and_resource_policies_have_their_own_requirements() {
         let no_resource = r#"{"Statement": {"Sid": "S", "Effect": "Allow", "Action": "ec2:*"}}"#;
-        assert!(PolicyDocument::parse(no_resource).is_ok());
-        let Err(PolicyError::Malformed(message)) = PolicyDocument::parse_identity(no_resource) else {
+        assert!(Policy::parse(no_resource).is_ok());
+        let Err(PolicyError::Malformed(message)) = Policy::parse_identity(no_resource) else {
             panic!("identity policy without Resource accepted");
         };
         assert!(
@@ -1815,11 +1746,11 @@ mod tests {
         );
         let with_principal =
             r#"{"Statement": {"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}}"#;
-        assert!(PolicyDocument::parse_identity(with_principal).is_err());
-        assert!(PolicyDocument::parse_resource(with_principal).is_ok());
-        let Err(PolicyError::Malformed(message)) = PolicyDocument::parse_resource(
-            r#"{"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}"#,
-        ) else {
+        assert!(Policy::parse_identity(with_principal).is_err());
+        assert!(Policy::parse_resource(with_principal).is_ok());
+        let Err(PolicyError::Malformed(message)) =
+            Policy::parse_resource(r#"{"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}"#)
+        else {
             panic!("resource policy without Principal accepted");
         };
         assert!(
@@ -1834,7 +1765,7 @@ mod tests {
             "AWS": ["123456789012", "arn:aws:iam::123456789012:root", "arn:aws-cn:iam::123456789012:role/a/b",
                     "arn:aws:sts::123456789012:assumed-role/b/session"],
             "Service": "ec2.amazonaws.com", "Federated": "cognito-identity.amazonaws.com"}}}"#;
-        assert!(PolicyDocument::parse_resource(json).is_ok());
+        assert!(Policy::parse_resource(json).is_ok());
     }
 
     // ---- properties -------------------------------------------------------------------------

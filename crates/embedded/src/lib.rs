@@ -18,13 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bulwark_cloud::{Cloud, Credentials};
+use bulwark_cloud::Credentials;
 use bulwark_engine::Engine;
+use bulwark_model::iam::{PolicyDocument, Principals, Statement};
 use bulwark_model::{AccountId, Estate, KeyRef, Region, RoleArn};
 use bulwark_plan::{Operation, Placement, Plan, RestoreSource};
 use bulwark_repo::{Repository, Secret};
 use bulwark_sim::{Sim, SimError, SimVolume};
-use serde_json::{json, Value};
 
 pub use data::fill;
 
@@ -134,9 +134,9 @@ pub fn plans(estate: &Estate, operations: &[Operation]) -> Vec<Plan> {
 #[derive(Debug, Default)]
 pub struct Grants {
     /// Role ARN to (trust policy, identity statements).
-    pub roles: BTreeMap<String, (Value, Vec<Value>)>,
+    pub roles: BTreeMap<String, (Option<PolicyDocument>, Vec<Statement>)>,
     /// Key ARN to key-policy statements.
-    pub keys: BTreeMap<String, Vec<Value>>,
+    pub keys: BTreeMap<String, Vec<Statement>>,
 }
 
 impl Grants {
@@ -149,10 +149,10 @@ impl Grants {
                 let entry = out
                     .roles
                     .entry(role.role.clone())
-                    .or_insert_with(|| (role.trust.clone().unwrap_or(Value::Null), Vec::new()));
-                for s in role.policy["Statement"].as_array().into_iter().flatten() {
-                    if !entry.1.contains(s) {
-                        entry.1.push(s.clone());
+                    .or_insert_with(|| (role.trust.clone(), Vec::new()));
+                for s in role.policy.statements {
+                    if !entry.1.contains(&s) {
+                        entry.1.push(s);
                     }
                 }
             }
@@ -161,7 +161,7 @@ impl Grants {
                 for s in key.statements {
                     // Statement ids must be unique within a key policy: the same Sid (the same
                     // role) from another plan merges its actions into the statement.
-                    match entry.iter_mut().find(|e| e["Sid"] == s["Sid"]) {
+                    match entry.iter_mut().find(|e| e.sid == s.sid) {
                         Some(existing) => merge_actions(existing, &s),
                         None => entry.push(s),
                     }
@@ -172,21 +172,11 @@ impl Grants {
     }
 }
 
-/// Adds the actions of `from` to those of `into` (each a string or an array), sorted, once.
-fn merge_actions(into: &mut Value, from: &Value) {
-    let as_list = |v: &Value| -> Vec<String> {
-        match v {
-            Value::String(a) => vec![a.clone()],
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
-            _ => Vec::new(),
-        }
-    };
-    let mut actions: BTreeSet<String> = as_list(&into["Action"]).into_iter().collect();
-    actions.extend(as_list(&from["Action"]));
-    into["Action"] = match actions.len() {
-        1 => Value::String(actions.into_iter().next().unwrap_or_default()),
-        _ => Value::Array(actions.into_iter().map(Value::String).collect()),
-    };
+/// Adds the actions of `from` to those of `into`, sorted, once.
+fn merge_actions(into: &mut Statement, from: &Statement) {
+    let mut actions: BTreeSet<String> = into.action.iter().flatten().cloned().collect();
+    actions.extend(from.action.iter().flatten().cloned());
+    into.action = Some(actions.into_iter().collect());
 }
 
 /// How much data each protected volume holds.
@@ -222,15 +212,15 @@ impl Embedded {
             let policy = match estate.embedded.key_policies.get(arn) {
                 Some(given) => given.clone(),
                 None => {
-                    let mut statements = vec![json!({
-                        "Sid": "Enable IAM User Permissions",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": format!("arn:{}:iam::{}:root", partition.as_str(), arn.account())},
-                        "Action": "kms:*",
-                        "Resource": "*"
-                    })];
+                    let mut statements = vec![Statement::allow(["kms:*"], ["*"])
+                        .with_sid("Enable IAM User Permissions")
+                        .for_principal(Principals::aws(format!(
+                            "arn:{}:iam::{}:root",
+                            partition.as_str(),
+                            arn.account()
+                        )))];
                     statements.extend(grants.keys.get(&key.arn()).cloned().unwrap_or_default());
-                    json!({"Version": "2012-10-17", "Statement": statements}).to_string()
+                    PolicyDocument::new(statements).to_string()
                 }
             };
             sim.create_key(arn.account(), arn.region(), id, &policy)?;
@@ -261,11 +251,12 @@ impl Embedded {
             }
             let policy = match estate.embedded.role_policies.get(&role) {
                 Some(given) => given.clone(),
-                None => json!({"Version": "2012-10-17", "Statement": statements}).to_string(),
+                None => PolicyDocument::new(statements.clone()).to_string(),
             };
-            let trust = match estate.embedded.trust_policies.get(&role) {
-                Some(given) => given.clone(),
-                None => trust.to_string(),
+            let trust = match (estate.embedded.trust_policies.get(&role), trust) {
+                (Some(given), _) => given.clone(),
+                (None, Some(trust)) => trust.to_string(),
+                (None, None) => continue, // the appliance's own identity: not a role to create
             };
             let (path, name) = split_role(&role);
             sim.put_role(role.account(), &path, &name, &trust, &[("bulwark", policy)])?;
@@ -310,7 +301,12 @@ impl Embedded {
             let owner = repo.role.account();
             sim.create_bucket(repo.bucket.as_str(), owner)?;
             let root = sim.root_credentials(owner)?;
-            let backend = sim.object_store(&root.into(), &repo.region, repo.bucket.as_str(), &repo.prefix)?;
+            let backend = sim.cloud().s3.object_store(
+                &root.into(),
+                &repo.region,
+                repo.bucket.as_str(),
+                &repo.prefix,
+            )?;
             Repository::init(Arc::from(backend), &Secret::KeyFile(key))?;
         }
         let appliance = appliance_credentials(&sim, estate)?;
@@ -349,7 +345,7 @@ impl Embedded {
     /// An engine for this estate, keeping its journals in the data directory.
     pub fn engine(&self) -> Engine {
         Engine::new(
-            Arc::new(self.sim.clone()),
+            self.sim.cloud(),
             self.estate.clone(),
             self.appliance.clone(),
             &self.dir.join("appliance"),
@@ -368,7 +364,10 @@ impl Embedded {
 fn appliance_credentials(sim: &Sim, estate: &Estate) -> Result<Credentials, EmbeddedError> {
     let root = sim.root_credentials(&estate.appliance.account)?;
     match &estate.appliance.role {
-        Some(role) => Ok(sim.assume_role(&root, role, "bulwark-appliance", None)?),
+        Some(role) => Ok(sim
+            .cloud()
+            .sts
+            .assume_role(&root, role, "bulwark-appliance", None)?),
         None => Ok(root),
     }
 }

@@ -76,8 +76,8 @@ fn each_broken_piece_is_named_with_its_fix() {
         "Principal": {"AWS": "arn:aws:iam::111111111111:root"}
     }]});
     let mut worker = bulwark_plan::worker_role_permissions();
-    let actions = worker["Statement"][0]["Action"].as_array_mut().expect("actions");
-    actions.retain(|a| !a.as_str().unwrap_or("").starts_with("sqs:"));
+    let actions = worker.statements[0].action.as_mut().expect("actions");
+    actions.retain(|a| !a.starts_with("sqs:"));
     sim.put_role(
         &prod,
         "/",

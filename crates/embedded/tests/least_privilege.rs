@@ -54,12 +54,12 @@ use bulwark_cloud::policy::resource_matches;
 use bulwark_cloud::ErrorKind;
 use bulwark_embedded::{DataSize, Embedded, Grants};
 use bulwark_engine::EngineError;
+use bulwark_model::iam::{PolicyDocument, Principals, Statement};
 use bulwark_model::{
     Account, AccountId, Appliance, Estate, Instance, KeyRef, Region, Repository, RoleArn, Volume,
 };
 use bulwark_plan::{Actor, Operation, Placement, Plan, Resource, RestoreSource, Step};
 use bulwark_sim::Fault;
-use serde_json::{json, Value};
 
 const BACKUP: &str = "111111111111";
 const PRODUCTION: [&str; 2] = ["222222222222", "333333333333"];
@@ -301,10 +301,18 @@ fn cases(seed: u64, estate: &Estate) -> Vec<Case> {
 
 // ---- grants and permissions ---------------------------------------------------------------
 
-fn strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+fn actions(s: &Statement) -> Vec<String> {
+    s.action.clone().unwrap_or_default()
+}
+
+fn resources(s: &Statement) -> Vec<String> {
+    s.resource.clone().unwrap_or_default()
+}
+
+/// The `AWS` principals a statement names.
+fn principals(s: &Statement) -> Vec<String> {
+    match &s.principal {
+        Some(Principals::ByType(types)) => types.get("AWS").cloned().unwrap_or_default(),
         _ => Vec::new(),
     }
 }
@@ -319,11 +327,12 @@ fn grants(estate: &Estate, plans: &[&Plan]) -> Grants {
     let plans: Vec<Plan> = plans.iter().map(|p| (*p).clone()).collect();
     let mut g = Grants::from_plans(estate, &plans);
     if let Some((trust, _)) = g.roles.get_mut(APPLIANCE_ROLE) {
-        *trust = json!({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow",
-            "Action": "sts:AssumeRole",
-            "Principal": {"AWS": format!("arn:aws:iam::{BACKUP}:root")}
-        }]});
+        *trust = Some(PolicyDocument::new(vec![Statement::allow(
+            ["sts:AssumeRole"],
+            Vec::<String>::new(),
+        )
+        .on_any_resource()
+        .for_principal(Principals::aws(format!("arn:aws:iam::{BACKUP}:root")))]));
     }
     g
 }
@@ -379,15 +388,12 @@ impl std::fmt::Display for Permission {
     }
 }
 
-fn remove_action(statements: &mut Vec<Value>, matches: impl Fn(&Value) -> bool, action: &str) {
+fn remove_action(statements: &mut Vec<Statement>, matches: impl Fn(&Statement) -> bool, action: &str) {
     for s in statements.iter_mut().filter(|s| matches(s)) {
-        let left: Vec<String> = strings(&s["Action"])
-            .into_iter()
-            .filter(|a| a != action)
-            .collect();
-        s["Action"] = json!(left);
+        let left: Vec<String> = actions(s).into_iter().filter(|a| a != action).collect();
+        s.action = Some(left);
     }
-    statements.retain(|s| !strings(&s["Action"]).is_empty());
+    statements.retain(|s| !actions(s).is_empty());
 }
 
 fn apply(grants: &Grants, edits: &[Edit]) -> Grants {
@@ -403,7 +409,7 @@ fn apply(grants: &Grants, edits: &[Edit]) -> Grants {
                 resources,
             } => {
                 if let Some((_, statements)) = g.roles.get_mut(role) {
-                    remove_action(statements, |s| &strings(&s["Resource"]) == resources, action);
+                    remove_action(statements, |s| &self::resources(s) == resources, action);
                 }
             }
             Edit::Key {
@@ -412,18 +418,12 @@ fn apply(grants: &Grants, edits: &[Edit]) -> Grants {
                 action,
             } => {
                 if let Some(statements) = g.keys.get_mut(key) {
-                    remove_action(
-                        statements,
-                        |s| strings(&s["Principal"]["AWS"]).contains(principal),
-                        action,
-                    );
+                    remove_action(statements, |s| principals(s).contains(principal), action);
                 }
             }
             Edit::Trust { role, principal } => {
-                if let Some((trust, _)) = g.roles.get_mut(role) {
-                    if let Some(statements) = trust["Statement"].as_array_mut() {
-                        statements.retain(|s| !strings(&s["Principal"]["AWS"]).contains(principal));
-                    }
+                if let Some((Some(trust), _)) = g.roles.get_mut(role) {
+                    trust.statements.retain(|s| !principals(s).contains(principal));
                 }
             }
         }
@@ -435,8 +435,8 @@ fn apply(grants: &Grants, edits: &[Edit]) -> Grants {
 fn holds(grants: &Grants, role: &str, action: &str, resources: &[String]) -> bool {
     grants.roles.get(role).is_some_and(|(_, statements)| {
         statements.iter().any(|s| {
-            strings(&s["Action"]).iter().any(|a| a == action)
-                && strings(&s["Resource"])
+            actions(s).iter().any(|a| a == action)
+                && self::resources(s)
                     .iter()
                     .any(|pattern| resources.iter().any(|r| resource_matches(pattern, r)))
         })
@@ -445,22 +445,23 @@ fn holds(grants: &Grants, role: &str, action: &str, resources: &[String]) -> boo
 
 fn key_holds(grants: &Grants, key: &str, principal: &str, action: &str) -> bool {
     grants.keys.get(key).is_some_and(|statements| {
-        statements.iter().any(|s| {
-            strings(&s["Principal"]["AWS"]).iter().any(|p| p == principal)
-                && strings(&s["Action"]).iter().any(|a| a == action)
-        })
+        statements
+            .iter()
+            .any(|s| principals(s).iter().any(|p| p == principal) && actions(s).iter().any(|a| a == action))
     })
 }
 
 /// What is excluded, and why (see the module documentation).
-fn excluded(role: &str, trust: &Value, action: &str) -> Option<&'static str> {
+fn excluded(role: &str, trust: &Option<PolicyDocument>, action: &str) -> Option<&'static str> {
     if role.contains(":role/bulwark/") {
         return Some("temporary worker role: the session writes its policy");
     }
     if action == "ebs:ListChangedBlocks" {
         return Some("ebs:ListChangedBlocks: a first direct backup lists every block (sessions::faults checks the next)");
     }
-    let worker = trust.to_string().contains("ec2.amazonaws.com");
+    let worker = trust
+        .as_ref()
+        .is_some_and(|t| t.to_string().contains("ec2.amazonaws.com"));
     let used = ["sqs:ReceiveMessage", "sqs:SendMessage", "sqs:DeleteMessage"];
     (worker && !used.contains(&action)).then_some("worker role: vendor-documented, unused by the worker")
 }
@@ -478,8 +479,8 @@ fn permissions(case: &Case) -> (Vec<Permission>, BTreeMap<&'static str, usize>) 
     let mut skipped: BTreeMap<&'static str, usize> = BTreeMap::new();
     for (role, (trust, statements)) in &main.roles {
         for s in statements {
-            let resources = strings(&s["Resource"]);
-            for action in strings(&s["Action"]) {
+            let resources = self::resources(s);
+            for action in actions(s) {
                 if let Some(why) = excluded(role, trust, &action) {
                     *skipped.entry(why).or_default() += 1;
                     continue;
@@ -522,11 +523,11 @@ fn permissions(case: &Case) -> (Vec<Permission>, BTreeMap<&'static str, usize>) 
     }
     for (key, statements) in &main.keys {
         for s in statements {
-            for principal in strings(&s["Principal"]["AWS"]) {
+            for principal in principals(s) {
                 if arn_account(&principal) == arn_account(key) {
                     continue; // paired with the identity statement above
                 }
-                for action in strings(&s["Action"]) {
+                for action in actions(s) {
                     if key_holds(&prereq, key, &principal, &action) {
                         *skipped.entry("needed by the prerequisite").or_default() += 1;
                         continue;
@@ -623,11 +624,11 @@ fn run(case: &Case, grants: &Grants, fault: Option<Fault>) -> Result<(), EngineE
 fn step_needs(plan: &Plan, step: &Step, p: &Permission) -> bool {
     let a = p.action.as_str();
     let by_owner = actor_arn(plan, &step.actor) == p.owner;
-    let direct = by_owner && (step.action == a || step.also.iter().any(|x| x.action == a));
+    let direct = by_owner && (step.action.as_str() == a || step.also.iter().any(|x| x.action.as_str() == a));
     let key =
         a.starts_with("kms:") && by_owner && step.keys.iter().any(|k| p.resources.contains(&k.key.arn()));
     let assume = a == "sts:AssumeRole"
-        && (matches!(&step.resource, Resource::Role(r) if step.action == a && p.resources.contains(&r.to_string()))
+        && (matches!(&step.resource, Resource::Role(r) if step.action.as_str() == a && p.resources.contains(&r.to_string()))
             || step
                 .actor
                 .role()
@@ -646,7 +647,7 @@ fn worker_side(case: &Case, p: &Permission) -> bool {
         .plan
         .all_steps()
         .any(|s| matches!(&s.actor, Actor::Worker(r) if r.as_str() == p.owner));
-    (repository && p.action.starts_with("s3:")) || (worker && p.action.starts_with("sqs:"))
+    (repository && p.action.as_str().starts_with("s3:")) || (worker && p.action.as_str().starts_with("sqs:"))
 }
 
 /// A failure that rolls back everything the plan keeps: the last main step the engine runs
@@ -656,20 +657,20 @@ fn last_step_fault(plan: &Plan) -> Option<Fault> {
     let engine_steps: Vec<&Step> = plan
         .steps
         .iter()
-        .filter(|s| !matches!(s.actor, Actor::Worker(_)) && !s.action.starts_with("s3:"))
+        .filter(|s| !matches!(s.actor, Actor::Worker(_)) && !s.action.as_str().starts_with("s3:"))
         .collect();
     let last = engine_steps.last()?;
     let fail = |action: &str, skip: usize| Fault::Fail {
-        action: action.to_owned(),
+        action: action.parse().expect("a known action"),
         skip: skip as u64,
         code: "InjectedFailure".into(),
         kind: ErrorKind::NotPermitted,
     };
-    match last.action {
+    match last.action.as_str() {
         "ec2:CreateSnapshots" | "ec2:CopySnapshot" | "ec2:CreateSnapshot" => {
             let describes: usize = engine_steps
                 .iter()
-                .map(|s| match s.action {
+                .map(|s| match s.action.as_str() {
                     "ec2:CreateSnapshots" => s.creates.len(),
                     "ec2:CopySnapshot" | "ec2:CreateSnapshot" => 1,
                     _ => 0,
@@ -678,7 +679,11 @@ fn last_step_fault(plan: &Plan) -> Option<Fault> {
             Some(fail("ec2:DescribeSnapshots", describes - 1))
         }
         action => {
-            let before = engine_steps.iter().filter(|s| s.action == action).count() - 1;
+            let before = engine_steps
+                .iter()
+                .filter(|s| s.action.as_str() == action)
+                .count()
+                - 1;
             Some(fail(action, before))
         }
     }
@@ -713,7 +718,7 @@ fn check_permission(case: &Case, full: &Grants, p: &Permission) -> Result<&'stat
         .cleanup
         .iter()
         .chain(&plan.rollback)
-        .any(|s| s.action == p.action && actor_arn(plan, &s.actor) == p.owner);
+        .any(|s| s.action.as_str() == p.action && actor_arn(plan, &s.actor) == p.owner);
     match outcome {
         Err(EngineError::Step(f)) => {
             let step = &plan.steps[f.step - 1];
@@ -733,7 +738,9 @@ fn check_permission(case: &Case, full: &Grants, p: &Permission) -> Result<&'stat
         Err(EngineError::CleanupIncomplete { left, failure, .. }) => {
             if undo_needs && left_names(&left, &p.action) {
                 Ok("cleanup")
-            } else if p.action == "s3:DeleteObject" && left.iter().any(|l| l.starts_with("repository lock")) {
+            } else if p.action.as_str() == "s3:DeleteObject"
+                && left.iter().any(|l| l.starts_with("repository lock"))
+            {
                 Ok("lock left")
             } else {
                 Err(format!(
@@ -749,7 +756,7 @@ fn check_permission(case: &Case, full: &Grants, p: &Permission) -> Result<&'stat
             Ok("direct")
         }
         Err(other) => Err(format!("failed otherwise: {other}")),
-        Ok(()) if undo_needs && plan.rollback.iter().any(|s| s.action == p.action) => {
+        Ok(()) if undo_needs && plan.rollback.iter().any(|s| s.action.as_str() == p.action) => {
             // Needed only to roll back: fail the session at its end.
             let fault = last_step_fault(plan).ok_or("no step to fail")?;
             match run(case, &g, Some(fault)) {
@@ -757,11 +764,11 @@ fn check_permission(case: &Case, full: &Grants, p: &Permission) -> Result<&'stat
                     Ok("rollback")
                 }
                 Err(EngineError::Step(_))
-                    if p.action == "ec2:DetachVolume"
+                    if p.action.as_str() == "ec2:DetachVolume"
                         && plan
                             .steps
                             .iter()
-                            .filter(|s| s.action == "ec2:AttachVolume" && s.kept)
+                            .filter(|s| s.action.as_str() == "ec2:AttachVolume" && s.kept)
                             .count()
                             == 1 =>
                 {

@@ -12,9 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bulwark_cloud::policy::{PolicyDocument, Principal, Request};
+use bulwark_cloud::policy::{Policy, Principal, Request};
 use bulwark_cloud::{Credentials, ErrorKind};
-use bulwark_model::{AccountId, KeyRef, RoleArn};
+use bulwark_model::iam::Principals;
+use bulwark_model::{AccountId, Action, KeyRef, RoleArn};
 use bulwark_plan::{Actor, Plan, NAME_PREFIX};
 use serde::Serialize;
 
@@ -49,7 +50,7 @@ impl Engine {
         let mut report = CheckReport::default();
         let mut roles: BTreeSet<RoleArn> = BTreeSet::new();
         let mut workers: BTreeSet<RoleArn> = BTreeSet::new();
-        let mut keys: BTreeMap<(RoleArn, KeyRef), BTreeSet<&'static str>> = BTreeMap::new();
+        let mut keys: BTreeMap<(RoleArn, KeyRef), BTreeSet<Action>> = BTreeMap::new();
         let mut fixes: BTreeMap<String, String> = BTreeMap::new();
         for plan in plans {
             for step in plan.all_steps() {
@@ -78,14 +79,14 @@ impl Engine {
             }
             for key in policies.keys {
                 for s in key.statements {
+                    let principal = match &s.principal {
+                        Some(Principals::ByType(types)) => types.get("AWS").and_then(|a| a.first()).cloned(),
+                        _ => None,
+                    };
                     let entry = fixes
-                        .entry(format!(
-                            "{}|{}",
-                            key.key,
-                            s["Principal"]["AWS"].as_str().unwrap_or("")
-                        ))
+                        .entry(format!("{}|{}", key.key, principal.unwrap_or_default()))
                         .or_default();
-                    entry.push_str(&s.to_string());
+                    entry.push_str(&serde_json::to_string(&s).unwrap_or_default());
                     entry.push('\n');
                 }
             }
@@ -129,7 +130,7 @@ impl Engine {
         let Ok(creds) = self.identities.role(worker) else {
             return;
         };
-        let role = match self.cloud.get_role(&creds, worker) {
+        let role = match self.cloud.iam.get_role(&creds, worker) {
             Ok(r) => r,
             Err(e) => {
                 report.findings.push(finding(
@@ -141,10 +142,10 @@ impl Engine {
         };
         let context = BTreeMap::new();
         let ec2 = Principal::Service("ec2.amazonaws.com".into());
-        let trusted = PolicyDocument::parse(&role.trust_policy).is_ok_and(|doc| {
+        let trusted = Policy::parse(&role.trust_policy).is_ok_and(|doc| {
             let request = Request {
                 principal: &ec2,
-                action: "sts:AssumeRole",
+                action: Action::StsAssumeRole,
                 resource: worker.as_str(),
                 context: &context,
             };
@@ -160,7 +161,7 @@ impl Engine {
                 "add the statement of `bulwark policy worker-role --trust` to its trust policy",
             ));
         }
-        match self.cloud.list_instance_profiles_for_role(&creds, worker) {
+        match self.cloud.iam.list_instance_profiles_for_role(&creds, worker) {
             Ok(profiles) if profiles.iter().any(|p| p.ends_with(&format!("/{}", worker.name()))) => {
                 report.passed.push(format!("{worker} is in the instance profile {}", worker.name()));
             }
@@ -181,18 +182,18 @@ impl Engine {
             )),
         }
         let principal = Principal::role(worker);
-        let docs: Vec<PolicyDocument> = role
+        let docs: Vec<Policy> = role
             .inline_policies
             .iter()
-            .filter_map(|(_, d)| PolicyDocument::parse(d).ok())
+            .filter_map(|(_, d)| Policy::parse(d).ok())
             .collect();
         let required = bulwark_plan::worker_role_permissions();
-        let missing: Vec<&str> = required["Statement"][0]["Action"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str())
-            .filter(|action| {
+        let missing: Vec<&str> = required
+            .statements
+            .iter()
+            .flat_map(|s| s.action.iter().flatten())
+            .filter_map(|a| a.parse::<Action>().ok())
+            .filter(|&action| {
                 let request = Request {
                     principal: &principal,
                     action,
@@ -201,6 +202,7 @@ impl Engine {
                 };
                 !docs.iter().any(|d| d.evaluate_identity(&request).is_allowed())
             })
+            .map(Action::as_str)
             .collect();
         if missing.is_empty() {
             report
@@ -219,7 +221,7 @@ impl Engine {
         &self,
         role: &RoleArn,
         key: &KeyRef,
-        actions: &BTreeSet<&'static str>,
+        actions: &BTreeSet<Action>,
         key_reader: KeyReader<'_>,
         fix: &str,
         report: &mut CheckReport,
@@ -228,9 +230,9 @@ impl Engine {
         // The key policy, read with the key account's credentials, must allow each action to
         // the role itself, or to its account (then the role's IAM policy must allow it too).
         if let Some(creds) = key_reader(key.account()) {
-            match self.cloud.get_key_policy(&creds, key.region(), &key.arn()) {
+            match self.cloud.kms.get_key_policy(&creds, key.region(), &key.arn()) {
                 Ok(text) => {
-                    let Ok(doc) = PolicyDocument::parse(&text) else {
+                    let Ok(doc) = Policy::parse(&text) else {
                         report.findings.push(Finding {
                             subject,
                             problem: "its key policy does not parse".into(),
@@ -249,8 +251,13 @@ impl Engine {
                     let missing: Vec<&str> = actions
                         .iter()
                         .copied()
-                        .filter(|action| {
-                            let action = if *action == "kms:ReEncrypt*" { "kms:ReEncryptFrom" } else { action };
+                        .filter(|&action| {
+                            // The pattern the grant names stands for both re-encryptions.
+                            let action = if action == Action::KmsReEncryptAll {
+                                Action::KmsReEncryptFrom
+                            } else {
+                                action
+                            };
                             let request = Request {
                                 principal: &principal,
                                 action,
@@ -260,6 +267,7 @@ impl Engine {
                             let m = doc.evaluate_resource(&request);
                             m.denies || !(m.allows_principal || (m.allows_account && !cross_account))
                         })
+                        .map(Action::as_str)
                         .collect();
                     if missing.is_empty() {
                         report.passed.push(format!("the key policy of {} allows {role}", key.arn()));
@@ -284,7 +292,7 @@ impl Engine {
         let probe = self
             .identities
             .role(role)
-            .and_then(|creds| self.cloud.describe_key(&creds, key.region(), &key.arn()));
+            .and_then(|creds| self.cloud.kms.describe_key(&creds, key.region(), &key.arn()));
         match probe {
             Ok(_) => report.passed.push(format!("{role} can read {}", key.arn())),
             Err(e) if e.kind == ErrorKind::AccessDenied => report.findings.push(Finding {

@@ -1,6 +1,7 @@
 //! What can go wrong in a session, each with what to do about it.
 
 use bulwark_cloud::{CloudError, ErrorKind};
+use bulwark_model::Action;
 use bulwark_plan::Refusal;
 
 /// A failed session or engine operation.
@@ -60,7 +61,7 @@ pub struct StepFailure {
     /// 1-based step number in the plan.
     pub step: usize,
     /// The API.
-    pub action: String,
+    pub action: Action,
     /// What it acted on.
     pub resource: String,
     /// Who called.

@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
+use bulwark_model::{AccountId, Action, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
@@ -43,7 +43,7 @@ pub struct Undo {
     /// The role that removes it; `None` for the appliance itself.
     pub actor: Option<RoleArn>,
     /// The API, as in the plan's cleanup step.
-    pub action: String,
+    pub action: Action,
     /// What it removes.
     pub target: Target,
 }

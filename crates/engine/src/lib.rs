@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bulwark_cloud::{Cloud, CloudError, Credentials, ErrorKind, InstanceInfo, RunInstance};
-use bulwark_model::{Estate, Region, RoleArn, VolumeId};
+use bulwark_model::{Action, Estate, Region, RoleArn, VolumeId};
 use bulwark_plan::{Operation, Resource, SnapshotOrigin};
 
 pub use catalog::SnapshotPoint;
@@ -43,7 +43,7 @@ pub enum Event {
         /// Of how many.
         of: usize,
         /// Its action.
-        action: String,
+        action: Action,
         /// Its resource.
         resource: String,
     },
@@ -81,7 +81,7 @@ pub struct SessionReport {
 
 /// Credentials of the roles the appliance assumes, cached per role.
 pub(crate) struct Identities {
-    cloud: Arc<dyn Cloud>,
+    cloud: Cloud,
     estate: Estate,
     appliance: Credentials,
     cache: Mutex<BTreeMap<RoleArn, (Credentials, std::time::Instant)>>,
@@ -108,6 +108,7 @@ impl Identities {
             .and_then(|a| a.external_id.as_deref());
         let creds = self
             .cloud
+            .sts
             .assume_role(&self.appliance, role, "bulwark", external)?;
         cache.insert(role.clone(), (creds.clone(), std::time::Instant::now()));
         Ok(creds)
@@ -123,7 +124,7 @@ impl Identities {
 
 /// Runs sessions against one cloud for one estate.
 pub struct Engine {
-    pub(crate) cloud: Arc<dyn Cloud>,
+    pub(crate) cloud: Cloud,
     pub(crate) estate: Estate,
     pub(crate) appliance: Credentials,
     pub(crate) identities: Identities,
@@ -152,7 +153,7 @@ impl Engine {
     /// An engine acting as `appliance` on `cloud`, keeping journals and its catalog in
     /// `state_dir`. `repository_key` (64 hex digits) unlocks the repository.
     pub fn new(
-        cloud: Arc<dyn Cloud>,
+        cloud: Cloud,
         estate: Estate,
         appliance: Credentials,
         state_dir: &Path,
@@ -236,7 +237,7 @@ impl Engine {
     /// Runs `call`, retrying what AWS says may succeed later, with exponential backoff.
     pub(crate) fn retry(
         &self,
-        action: &str,
+        action: Action,
         call: &mut dyn FnMut() -> Result<(), CloudError>,
     ) -> Result<(), Failure> {
         let mut pause = self.backoff;
@@ -262,14 +263,14 @@ impl Engine {
     /// eventually consistent) and while throttled.
     pub(crate) fn launch(
         &self,
-        action: &str,
+        action: Action,
         who: &Credentials,
         region: &Region,
         run: &RunInstance,
     ) -> Result<InstanceInfo, Failure> {
         let mut pause = self.backoff;
         for attempt in 0.. {
-            match self.cloud.run_instance(who, region, run) {
+            match self.cloud.ec2.run_instance(who, region, run) {
                 Ok(info) => return Ok(info),
                 Err(e)
                     if attempt < RETRIES
@@ -292,7 +293,7 @@ impl Engine {
     }
 
     /// Waits until `check` answers a final state: `Ok(true)` ready, `Ok(false)` not yet.
-    fn wait(&self, what: &str, check: &mut dyn FnMut() -> Result<bool, CloudError>) -> Result<(), Failure> {
+    fn wait(&self, what: Action, check: &mut dyn FnMut() -> Result<bool, CloudError>) -> Result<(), Failure> {
         let deadline = std::time::Instant::now() + self.ready_timeout;
         let mut pause = self.backoff;
         loop {
@@ -324,14 +325,15 @@ impl Engine {
         region: &Region,
         id: &bulwark_model::SnapshotId,
     ) -> Result<(), Failure> {
-        self.wait("ec2:DescribeSnapshots", &mut || {
+        self.wait(Action::Ec2DescribeSnapshots, &mut || {
             let s = self
                 .cloud
+                .ec2
                 .describe_snapshots(who, region, std::slice::from_ref(id))?;
             match s.first().map(|s| s.state.as_str()) {
                 Some("completed") => Ok(true),
                 Some("error") => Err(CloudError::new(
-                    "ec2:DescribeSnapshots",
+                    Action::Ec2DescribeSnapshots,
                     ErrorKind::NotPermitted,
                     "SnapshotError",
                     format!("snapshot {id} failed (state error): is its KMS key enabled and usable?"),
@@ -348,14 +350,15 @@ impl Engine {
         region: &Region,
         id: &VolumeId,
     ) -> Result<(), Failure> {
-        self.wait("ec2:DescribeVolumes", &mut || {
+        self.wait(Action::Ec2DescribeVolumes, &mut || {
             let v = self
                 .cloud
+                .ec2
                 .describe_volumes(who, region, std::slice::from_ref(id))?;
             match v.first().map(|v| v.state.as_str()) {
                 Some("available" | "in-use") => Ok(true),
                 Some("error") => Err(CloudError::new(
-                    "ec2:DescribeVolumes",
+                    Action::Ec2DescribeVolumes,
                     ErrorKind::NotPermitted,
                     "VolumeError",
                     format!("volume {id} failed (state error): is its KMS key enabled and usable?"),
@@ -373,15 +376,16 @@ impl Engine {
         region: &Region,
         id: &bulwark_model::InstanceId,
     ) -> Result<(), Failure> {
-        self.wait("ec2:DescribeInstances", &mut || {
+        self.wait(Action::Ec2DescribeInstances, &mut || {
             let i = self
                 .cloud
+                .ec2
                 .describe_instances(who, region, std::slice::from_ref(id))?;
             match i.first().map(|i| (i.state.as_str(), i.state_reason.clone())) {
                 Some(("running", _)) => Ok(true),
                 Some(("pending", _)) | None => Ok(false),
                 Some((state, reason)) => Err(CloudError::new(
-                    "ec2:DescribeInstances",
+                    Action::Ec2DescribeInstances,
                     ErrorKind::NotPermitted,
                     "InstanceFailed",
                     format!("instance {id} is {state}: {}", reason.unwrap_or_default()),
@@ -397,19 +401,20 @@ impl Engine {
             Some(role) => self.identities.role(role)?,
         };
         let c = &self.cloud;
-        let result = self.retry(&undo.action, &mut || match &undo.target {
-            Target::Snapshot(r, id) => c.delete_snapshot(&who, r, id),
+        let result = self.retry(undo.action, &mut || match &undo.target {
+            Target::Snapshot(r, id) => c.ec2.delete_snapshot(&who, r, id),
             Target::Share(r, id, with) => {
-                c.modify_snapshot_sharing(&who, r, id, &[], std::slice::from_ref(with))
+                c.ec2
+                    .modify_snapshot_sharing(&who, r, id, &[], std::slice::from_ref(with))
             }
-            Target::Volume(r, id) => c.delete_volume(&who, r, id),
-            Target::Attachment(r, volume, _) => c.detach_volume(&who, r, volume),
-            Target::Instance(r, id) => c.terminate_instance(&who, r, id),
-            Target::Role(arn) => c.delete_role(&who, arn),
-            Target::RolePolicy(arn, name) => c.delete_role_policy(&who, arn, name),
-            Target::Profile(arn) => c.delete_instance_profile(&who, arn),
-            Target::Membership(profile, role) => c.remove_role_from_instance_profile(&who, profile, role),
-            Target::Queue(r, url) => c.delete_queue(&who, r, url),
+            Target::Volume(r, id) => c.ec2.delete_volume(&who, r, id),
+            Target::Attachment(r, volume, _) => c.ec2.detach_volume(&who, r, volume),
+            Target::Instance(r, id) => c.ec2.terminate_instance(&who, r, id),
+            Target::Role(arn) => c.iam.delete_role(&who, arn),
+            Target::RolePolicy(arn, name) => c.iam.delete_role_policy(&who, arn, name),
+            Target::Profile(arn) => c.iam.delete_instance_profile(&who, arn),
+            Target::Membership(profile, role) => c.iam.remove_role_from_instance_profile(&who, profile, role),
+            Target::Queue(r, url) => c.sqs.delete_queue(&who, r, url),
         });
         match result {
             Err(Failure::Cloud(e)) if e.kind == ErrorKind::NotFound => Ok(()),
@@ -439,7 +444,7 @@ impl Engine {
             self.emit(&Event::Step {
                 number: i + 1,
                 of: total,
-                action: step.action.to_owned(),
+                action: step.action,
                 resource: step.resource.to_string(),
             });
             if let Err(f) = session.run_step(step) {
@@ -452,7 +457,7 @@ impl Engine {
                             .map_or_else(|| plan.appliance.clone(), ToString::to_string);
                         EngineError::Step(Box::new(StepFailure {
                             step: i + 1,
-                            action: step.action.to_owned(),
+                            action: step.action,
                             resource: step.resource.to_string(),
                             remedy: error::remedy(&error, &actor),
                             actor,

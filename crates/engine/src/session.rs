@@ -9,7 +9,7 @@ use bulwark_cloud::{
     CloudError, CopySnapshot, CreateVolume, Credentials, ErrorKind, KeyManager, RunInstance,
     SharedCredentials, Tag,
 };
-use bulwark_model::{InstanceId, Region, RoleArn, SnapshotId, VolumeId};
+use bulwark_model::{Action, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use bulwark_plan::{Actor, Plan, Resource, Snapshot, SnapshotOrigin, Step, VolumeOrigin, NAME_PREFIX};
 use bulwark_repo::Repository;
 
@@ -150,7 +150,7 @@ impl<'e> Session<'e> {
             })?;
         Ok(Undo {
             actor: step.actor.role().cloned(),
-            action: step.action.to_owned(),
+            action: step.action,
             target: target.clone(),
         })
     }
@@ -221,11 +221,11 @@ impl<'e> Session<'e> {
             .steps
             .iter()
             .any(|s| matches!(s.resource, Resource::Worker { .. }));
-        if matches!(step.actor, Actor::Worker(_)) || (with_worker && step.action.starts_with("s3:")) {
+        if matches!(step.actor, Actor::Worker(_)) || (with_worker && step.action.service() == "s3") {
             return Ok(());
         }
         let creds = match (&step.action, &step.resource) {
-            (&"sts:AssumeRole", _) => None,
+            (&Action::StsAssumeRole, _) => None,
             _ => Some(self.creds(&step.actor)?),
         };
         let who = || {
@@ -245,16 +245,17 @@ impl<'e> Session<'e> {
         };
         let retry = |f: &mut dyn FnMut() -> Result<(), CloudError>| self.engine.retry(step.action, f);
         match (step.action, &step.resource) {
-            ("sts:AssumeRole", Resource::Role(role)) => {
+            (Action::StsAssumeRole, Resource::Role(role)) => {
                 self.engine.identities.role(role)?;
             }
-            ("ec2:CreateSnapshots", Resource::Instance { region, id, .. }) => {
+            (Action::Ec2CreateSnapshots, Resource::Instance { region, id, .. }) => {
                 let who = who()?;
                 let mut made = Vec::new();
                 retry(&mut || {
                     made = self
                         .engine
                         .cloud
+                        .ec2
                         .create_snapshots(&who, region, id, &self.tags())?;
                     Ok(())
                 })?;
@@ -282,7 +283,7 @@ impl<'e> Session<'e> {
                     self.engine.wait_snapshot(&who, region, &info.id)?;
                 }
             }
-            ("ec2:CreateSnapshot", volume @ Resource::Volume { .. }) => {
+            (Action::Ec2CreateSnapshot, volume @ Resource::Volume { .. }) => {
                 let (region, id) = self.volume_id(volume)?;
                 let who = who()?;
                 let mut made = None;
@@ -290,6 +291,7 @@ impl<'e> Session<'e> {
                     made = Some(
                         self.engine
                             .cloud
+                            .ec2
                             .create_snapshot(&who, &region, &id, &self.tags())?,
                     );
                     Ok(())
@@ -303,11 +305,16 @@ impl<'e> Session<'e> {
                     self.engine.wait_snapshot(&who, &region, &info.id)?;
                 }
             }
-            ("kms:DescribeKey", Resource::Key(key)) => {
+            (Action::KmsDescribeKey, Resource::Key(key)) => {
                 let who = who()?;
                 let mut info = None;
                 retry(&mut || {
-                    info = Some(self.engine.cloud.describe_key(&who, key.region(), &key.arn())?);
+                    info = Some(
+                        self.engine
+                            .cloud
+                            .kms
+                            .describe_key(&who, key.region(), &key.arn())?,
+                    );
                     Ok(())
                 })?;
                 if let Some(info) = info {
@@ -321,13 +328,13 @@ impl<'e> Session<'e> {
                     }
                 }
             }
-            ("ec2:ModifySnapshotAttribute", Resource::Snapshot(s)) => {
+            (Action::Ec2ModifySnapshotAttribute, Resource::Snapshot(s)) => {
                 let (region, id) = self.snapshot_id(s)?;
                 let who = who()?;
                 for created in &step.creates {
                     if let Resource::SnapshotShare { with, .. } = created {
                         retry(&mut || {
-                            self.engine.cloud.modify_snapshot_sharing(
+                            self.engine.cloud.ec2.modify_snapshot_sharing(
                                 &who,
                                 &region,
                                 &id,
@@ -343,7 +350,7 @@ impl<'e> Session<'e> {
                     }
                 }
             }
-            ("ec2:CopySnapshot", Resource::Snapshot(source)) => {
+            (Action::Ec2CopySnapshot, Resource::Snapshot(source)) => {
                 let (source_region, source_id) = self.snapshot_id(source)?;
                 let Some(created @ Resource::Snapshot(copy)) = step.creates.first() else {
                     return Ok(());
@@ -358,7 +365,12 @@ impl<'e> Session<'e> {
                 let who = who()?;
                 let mut id = None;
                 retry(&mut || {
-                    id = Some(self.engine.cloud.copy_snapshot(&who, &copy.region, &request)?);
+                    id = Some(
+                        self.engine
+                            .cloud
+                            .ec2
+                            .copy_snapshot(&who, &copy.region, &request)?,
+                    );
                     Ok(())
                 })?;
                 if let Some(id) = id {
@@ -370,7 +382,7 @@ impl<'e> Session<'e> {
                     self.engine.wait_snapshot(&who, &copy.region, &id)?;
                 }
             }
-            ("ec2:CreateVolume", source) => {
+            (Action::Ec2CreateVolume, source) => {
                 let Some(
                     created @ Resource::Volume {
                         region,
@@ -404,7 +416,7 @@ impl<'e> Session<'e> {
                 let who = who()?;
                 let mut info = None;
                 retry(&mut || {
-                    info = Some(self.engine.cloud.create_volume(&who, region, &request)?);
+                    info = Some(self.engine.cloud.ec2.create_volume(&who, region, &request)?);
                     Ok(())
                 })?;
                 let Some(info) = info else { return Ok(()) };
@@ -430,7 +442,7 @@ impl<'e> Session<'e> {
                     }
                 }
             }
-            ("ec2:AttachVolume", attachment @ Resource::Attachment { volume, instance }) => {
+            (Action::Ec2AttachVolume, attachment @ Resource::Attachment { volume, instance }) => {
                 let (region, volume_id) = self.volume_id(volume)?;
                 let (_, instance_id) = self.instance_id(instance)?;
                 let letter = self.devices.entry(instance_id.clone()).or_insert(b'f');
@@ -440,6 +452,7 @@ impl<'e> Session<'e> {
                 retry(&mut || {
                     self.engine
                         .cloud
+                        .ec2
                         .attach_volume(&who, &region, &volume_id, &instance_id, &device)
                 })?;
                 self.attached_as.insert((**volume).clone(), device);
@@ -449,12 +462,12 @@ impl<'e> Session<'e> {
                     step.kept,
                 )?;
             }
-            ("iam:CreateRole", role @ Resource::TemporaryRole { account, serves }) => {
+            (Action::IamCreateRole, role @ Resource::TemporaryRole { account, serves }) => {
                 let trust = bulwark_plan::worker_role_trust().to_string();
                 let who = who()?;
                 let mut arn = None;
                 retry(&mut || {
-                    arn = Some(self.engine.cloud.create_role(
+                    arn = Some(self.engine.cloud.iam.create_role(
                         &who,
                         &format!("/{NAME_PREFIX}/"),
                         &worker_name(serves),
@@ -468,22 +481,23 @@ impl<'e> Session<'e> {
                     self.created(role, Target::Role(arn), step.kept)?;
                 }
             }
-            ("iam:PutRolePolicy", policy @ Resource::TemporaryRolePolicy { account, serves }) => {
+            (Action::IamPutRolePolicy, policy @ Resource::TemporaryRolePolicy { account, serves }) => {
                 let role = self.temporary_role(account, serves)?;
                 let document = bulwark_plan::worker_role_permissions().to_string();
                 let who = who()?;
                 retry(&mut || {
                     self.engine
                         .cloud
+                        .iam
                         .put_role_policy(&who, &role, WORKER_POLICY, &document)
                 })?;
                 self.created(policy, Target::RolePolicy(role, WORKER_POLICY.into()), step.kept)?;
             }
-            ("iam:CreateInstanceProfile", profile @ Resource::InstanceProfile { serves, .. }) => {
+            (Action::IamCreateInstanceProfile, profile @ Resource::InstanceProfile { serves, .. }) => {
                 let who = who()?;
                 let mut arn = None;
                 retry(&mut || {
-                    arn = Some(self.engine.cloud.create_instance_profile(
+                    arn = Some(self.engine.cloud.iam.create_instance_profile(
                         &who,
                         &format!("/{NAME_PREFIX}/"),
                         &worker_name(serves),
@@ -494,30 +508,34 @@ impl<'e> Session<'e> {
                     self.created(profile, Target::Profile(arn), step.kept)?;
                 }
             }
-            ("iam:AddRoleToInstanceProfile", member @ Resource::ProfileMembership { account, serves }) => {
+            (
+                Action::IamAddRoleToInstanceProfile,
+                member @ Resource::ProfileMembership { account, serves },
+            ) => {
                 let role = self.temporary_role(account, serves)?;
                 let profile = self.temporary_profile(account, serves)?;
                 let who = who()?;
                 retry(&mut || {
                     self.engine
                         .cloud
+                        .iam
                         .add_role_to_instance_profile(&who, &profile, &role)
                 })?;
                 self.created(member, Target::Membership(profile, role), step.kept)?;
             }
-            ("sqs:CreateQueue", queue @ Resource::Queue { region, .. }) => {
+            (Action::SqsCreateQueue, queue @ Resource::Queue { region, .. }) => {
                 let who = who()?;
                 let name = format!("{NAME_PREFIX}-{}", self.id);
                 let mut url = None;
                 retry(&mut || {
-                    url = Some(self.engine.cloud.create_queue(&who, region, &name)?);
+                    url = Some(self.engine.cloud.sqs.create_queue(&who, region, &name)?);
                     Ok(())
                 })?;
                 if let Some(url) = url {
                     self.created(queue, Target::Queue(region.clone(), url), step.kept)?;
                 }
             }
-            ("sqs:SetQueueAttributes", queue @ Resource::Queue { account, region }) => {
+            (Action::SqsSetQueueAttributes, queue @ Resource::Queue { account, region }) => {
                 let url = self.queue_url(queue)?;
                 let worker = self.plan.all_steps().find_map(|s| match &s.actor {
                     Actor::Worker(role) => Some(role.clone()),
@@ -531,16 +549,21 @@ impl<'e> Session<'e> {
                         "Sid": "BulwarkWorker",
                         "Effect": "Allow",
                         "Principal": {"AWS": worker.as_str()},
-                        "Action": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"],
+                        "Action": [Action::SqsSendMessage, Action::SqsReceiveMessage, Action::SqsDeleteMessage],
                         "Resource": format!("arn:aws:sqs:{region}:{account}:{name}")
                     }]
                 })
                 .to_string();
                 let who = who()?;
-                retry(&mut || self.engine.cloud.set_queue_policy(&who, region, &url, &policy))?;
+                retry(&mut || {
+                    self.engine
+                        .cloud
+                        .sqs
+                        .set_queue_policy(&who, region, &url, &policy)
+                })?;
             }
             (
-                "ec2:RunInstances",
+                Action::Ec2RunInstances,
                 instance @ Resource::Worker {
                     account,
                     region,
@@ -562,7 +585,7 @@ impl<'e> Session<'e> {
                         let role = step
                             .also
                             .iter()
-                            .find(|p| p.action == "iam:PassRole")
+                            .find(|p| p.action == Action::IamPassRole)
                             .map(|p| p.resource.clone())
                             .unwrap_or_default();
                         let name = role.rsplit('/').next().unwrap_or_default();
@@ -598,7 +621,7 @@ impl<'e> Session<'e> {
                 )?;
                 self.engine.wait_instance(&who, region, &info.id)?;
             }
-            ("ec2:RunInstances", instance @ Resource::RestoredInstance { region, from, .. }) => {
+            (Action::Ec2RunInstances, instance @ Resource::RestoredInstance { region, from, .. }) => {
                 let mut tags = self.tags();
                 tags.push(Tag::new("bulwark:restored-from", from.to_string()));
                 let run = RunInstance {
@@ -620,28 +643,28 @@ impl<'e> Session<'e> {
                 )?;
                 self.engine.wait_instance(&who, region, &info.id)?;
             }
-            ("sqs:SendMessage", queue @ Resource::Queue { .. }) => {
+            (Action::SqsSendMessage, queue @ Resource::Queue { .. }) => {
                 let url = self.queue_url(queue)?;
                 let task = self.task()?;
                 let body = serde_json::to_string(&WorkerMessage::Task(task))
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
                 let who = who()?;
                 let region = at()?;
-                retry(&mut || self.engine.cloud.send_message(&who, &region, &url, &body))?;
+                retry(&mut || self.engine.cloud.sqs.send_message(&who, &region, &url, &body))?;
             }
-            ("sqs:ReceiveMessage", queue @ Resource::Queue { .. }) => {
+            (Action::SqsReceiveMessage, queue @ Resource::Queue { .. }) => {
                 let url = self.queue_url(queue)?;
                 self.follow_worker(&who()?, &at()?, &url)?;
             }
             // Without workers: reads are gathered, then made all at once as the repository
             // takes them (every volume's restore point, or none).
-            ("ebs:GetSnapshotBlock", Resource::Snapshot(snapshot)) => {
+            (Action::EbsGetSnapshotBlock, Resource::Snapshot(snapshot)) => {
                 self.plan_direct_read(snapshot, who()?)?;
             }
-            ("s3:PutObject", Resource::Repository { .. }) => self.read_direct(step)?,
+            (Action::S3PutObject, Resource::Repository { .. }) => self.read_direct(step)?,
             // The writes open the repository when they need it.
-            ("s3:GetObject", Resource::Repository { .. }) => {}
-            ("ebs:StartSnapshot", Resource::Snapshot(written)) => {
+            (Action::S3GetObject, Resource::Repository { .. }) => {}
+            (Action::EbsStartSnapshot, Resource::Snapshot(written)) => {
                 self.write_direct(step, written, who()?)?;
             }
             // Removals that the plan makes part of the operation itself.
@@ -649,7 +672,7 @@ impl<'e> Session<'e> {
                 if let Some(target) = self.ids.get(resource).cloned() {
                     let undo = Undo {
                         actor: step.actor.role().cloned(),
-                        action: action.to_owned(),
+                        action,
                         target,
                     };
                     self.engine.undo(&undo)?;
@@ -676,7 +699,7 @@ impl<'e> Session<'e> {
         if self.repository.is_none() {
             let access = self.repository_access()?;
             let shared = SharedCredentials::new(access.credentials.clone());
-            let repo = access.open(self.engine.cloud.as_ref(), &shared).map_err(|e| {
+            let repo = access.open(&self.engine.cloud, &shared).map_err(|e| {
                 Failure::Engine(EngineError::NotReady(format!(
                     "the repository s3://{}/{} cannot be opened: {e}",
                     access.bucket, access.prefix
@@ -731,10 +754,11 @@ impl<'e> Session<'e> {
             crate::direct::latest_source_snapshot(self.repository()?, &volume).map_err(EngineError::from)?;
         let mut parent = None;
         if let Some(previous) = latest.filter(|p| *p != id) {
-            let found = self
-                .engine
-                .cloud
-                .describe_snapshots(&who, &region, std::slice::from_ref(&previous));
+            let found =
+                self.engine
+                    .cloud
+                    .ec2
+                    .describe_snapshots(&who, &region, std::slice::from_ref(&previous));
             match found {
                 Ok(infos) if infos.iter().any(|i| i.id == previous && i.state == "completed") => {
                     parent = Some(previous);
@@ -783,14 +807,7 @@ impl<'e> Session<'e> {
         let engine = self.engine;
         let outcomes = self
             .with_repository(|repo, progress| {
-                crate::direct::backup_snapshots(
-                    engine.cloud.as_ref(),
-                    &who,
-                    &region,
-                    &volumes,
-                    repo,
-                    progress,
-                )
+                crate::direct::backup_snapshots(&engine.cloud, &who, &region, &volumes, repo, progress)
             })?
             .map_err(|e| direct_failure(step, e))?;
         for (read, outcome) in reads.iter().zip(outcomes) {
@@ -828,7 +845,7 @@ impl<'e> Session<'e> {
         let mut tags = self.tags();
         tags.push(Tag::new("bulwark:restore-point", point.to_hex()));
         let id = crate::direct::start_snapshot(
-            engine.cloud.as_ref(),
+            &engine.cloud,
             &who,
             &region,
             size_gib,
@@ -840,7 +857,7 @@ impl<'e> Session<'e> {
         let resource = Resource::Snapshot(written.clone());
         self.created(&resource, Target::Snapshot(region.clone(), id.clone()), step.kept)?;
         self.with_repository(|repo, progress| {
-            crate::direct::write_snapshot(engine.cloud.as_ref(), &who, &region, &id, repo, &point, progress)
+            crate::direct::write_snapshot(&engine.cloud, &who, &region, &id, repo, &point, progress)
         })?
         .map_err(|e| direct_failure(step, e))?;
         self.points.push((volume, point.to_hex()));
@@ -907,7 +924,7 @@ impl<'e> Session<'e> {
     /// The worker's task: its attached volumes, and the repository with the repository
     /// role's credentials.
     fn task(&self) -> Result<Task, Failure> {
-        let kind = if self.plan.steps.iter().any(|s| s.action == "s3:PutObject") {
+        let kind = if self.plan.steps.iter().any(|s| s.action == Action::S3PutObject) {
             TaskKind::Backup
         } else {
             TaskKind::Restore
@@ -955,7 +972,7 @@ impl<'e> Session<'e> {
             .plan
             .steps
             .iter()
-            .find(|s| s.action == "ec2:RunInstances" && matches!(s.resource, Resource::Worker { .. }))
+            .find(|s| s.action == Action::Ec2RunInstances && matches!(s.resource, Resource::Worker { .. }))
             .map(|s| s.actor.clone())
             .unwrap_or(Actor::Appliance);
         let deployer = self.creds(&deployer)?;
@@ -966,18 +983,22 @@ impl<'e> Session<'e> {
             if let Some(credentials) = renewer.due()? {
                 let body = serde_json::to_string(&WorkerMessage::Credentials { credentials })
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
-                self.engine.cloud.send_message(who, region, url, &body)?;
+                self.engine.cloud.sqs.send_message(who, region, url, &body)?;
             }
             let messages =
                 self.engine
                     .cloud
+                    .sqs
                     .receive_messages(who, region, url, Duration::from_millis(500))?;
             for m in messages {
-                self.engine.cloud.delete_message(who, region, url, &m.receipt)?;
+                self.engine
+                    .cloud
+                    .sqs
+                    .delete_message(who, region, url, &m.receipt)?;
                 match serde_json::from_str::<WorkerMessage>(&m.body) {
                     // Our own task or credentials, not yet taken by the worker: put them back.
                     Ok(WorkerMessage::Task(_) | WorkerMessage::Credentials { .. }) => {
-                        self.engine.cloud.send_message(who, region, url, &m.body)?;
+                        self.engine.cloud.sqs.send_message(who, region, url, &m.body)?;
                         std::thread::sleep(Duration::from_millis(50));
                     }
                     Ok(WorkerMessage::Progress { done, total }) => {
@@ -1002,6 +1023,7 @@ impl<'e> Session<'e> {
                 let state = self
                     .engine
                     .cloud
+                    .ec2
                     .describe_instances(&deployer, &worker.0, std::slice::from_ref(&worker.1))?
                     .pop()
                     .map(|i| (i.state, i.state_reason));
@@ -1039,19 +1061,19 @@ fn worker_name(serves: &InstanceId) -> String {
 }
 
 /// Whether an action removes what another created.
-pub(crate) fn is_removal(action: &str) -> bool {
+pub(crate) fn is_removal(action: Action) -> bool {
     matches!(
         action,
-        "ec2:DeleteSnapshot"
-            | "ec2:DeleteVolume"
-            | "ec2:DetachVolume"
-            | "ec2:TerminateInstances"
-            | "ec2:ModifySnapshotAttribute"
-            | "iam:DeleteRole"
-            | "iam:DeleteRolePolicy"
-            | "iam:DeleteInstanceProfile"
-            | "iam:RemoveRoleFromInstanceProfile"
-            | "sqs:DeleteQueue"
+        Action::Ec2DeleteSnapshot
+            | Action::Ec2DeleteVolume
+            | Action::Ec2DetachVolume
+            | Action::Ec2TerminateInstances
+            | Action::Ec2ModifySnapshotAttribute
+            | Action::IamDeleteRole
+            | Action::IamDeleteRolePolicy
+            | Action::IamDeleteInstanceProfile
+            | Action::IamRemoveRoleFromInstanceProfile
+            | Action::SqsDeleteQueue
     )
 }
 

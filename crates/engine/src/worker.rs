@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bulwark_cloud::{Cloud, Credentials, Device, InstanceHost, SharedCredentials};
+use bulwark_cloud::{Cloud, Credentials, SharedCredentials};
+use bulwark_host::{Device, InstanceHost};
 use bulwark_model::{Region, VolumeId};
 use bulwark_mover::{BlockSource, BlockTarget, MoverError, Progress, VolumeSource};
 use bulwark_repo::{Repository, Secret};
@@ -97,8 +98,9 @@ pub struct RepositoryAccess {
 
 impl RepositoryAccess {
     /// Opens the repository with these credentials, which stay replaceable through `shared`.
-    pub fn open(&self, cloud: &dyn Cloud, shared: &SharedCredentials) -> Result<Repository, String> {
+    pub fn open(&self, cloud: &Cloud, shared: &SharedCredentials) -> Result<Repository, String> {
         let backend = cloud
+            .s3
             .object_store(shared, &self.region, &self.bucket, &self.prefix)
             .map_err(|e| e.to_string())?;
         let secret = match &self.key {
@@ -286,7 +288,7 @@ const HOST_CREDENTIALS_REUSE: Duration = Duration::from_secs(10 * 60);
 
 /// The worker's end of the session queue.
 struct Link {
-    cloud: Arc<dyn Cloud>,
+    cloud: Cloud,
     host: Arc<dyn InstanceHost>,
     /// The instance profile's credentials, and when they were taken.
     credentials: Mutex<(Credentials, Instant)>,
@@ -310,6 +312,7 @@ impl Link {
     fn send(&self, message: &WorkerMessage) -> Result<(), String> {
         let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
         self.cloud
+            .sqs
             .send_message(&self.credentials(), &self.region, &self.queue, &body)
             .map_err(|e| e.to_string())
     }
@@ -321,6 +324,7 @@ impl Link {
         let who = self.credentials();
         let messages = self
             .cloud
+            .sqs
             .receive_messages(&who, &self.region, &self.queue, Duration::ZERO)
             .ok()?;
         let mut renewed = None;
@@ -329,12 +333,14 @@ impl Link {
                 Ok(WorkerMessage::Credentials { credentials }) => {
                     let _ = self
                         .cloud
+                        .sqs
                         .delete_message(&who, &self.region, &self.queue, &m.receipt);
                     renewed = Some(credentials);
                 }
                 Ok(WorkerMessage::Progress { .. }) => {
                     let _ = self
                         .cloud
+                        .sqs
                         .delete_message(&who, &self.region, &self.queue, &m.receipt);
                 }
                 // Left for the appliance: it comes back after its visibility timeout.
@@ -349,7 +355,7 @@ impl Link {
     fn wait_for_task(&self, host: &dyn InstanceHost) -> Result<Option<Task>, String> {
         let deadline = Instant::now() + TASK_WAIT;
         while Instant::now() < deadline && host.running() {
-            let messages = match self.cloud.receive_messages(
+            let messages = match self.cloud.sqs.receive_messages(
                 &self.credentials(),
                 &self.region,
                 &self.queue,
@@ -365,6 +371,7 @@ impl Link {
             for m in messages {
                 let deleted =
                     self.cloud
+                        .sqs
                         .delete_message(&self.credentials(), &self.region, &self.queue, &m.receipt);
                 if let Ok(WorkerMessage::Task(task)) = serde_json::from_str(&m.body) {
                     // SQS delivers at least once: a task left on the queue comes back after its
@@ -381,7 +388,7 @@ impl Link {
 /// Runs a task; answers the restore points per volume, or why it failed.
 fn run(host: &dyn InstanceHost, link: &Link, task: &Task) -> Result<Vec<(String, String)>, String> {
     let shared = SharedCredentials::new(task.repository.credentials.clone());
-    let repo = task.repository.open(link.cloud.as_ref(), &shared)?;
+    let repo = task.repository.open(&link.cloud, &shared)?;
     let renewal = task.repository.renewal_seconds.map(Duration::from_secs);
     let renewed_at = Mutex::new(Instant::now());
     let devices: Vec<(TaskVolume, Arc<dyn Device>)> = task

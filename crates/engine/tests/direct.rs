@@ -10,14 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bulwark_cloud::{
-    BlockPage, BlockRef, CallerIdentity, Cloud, CloudError, CopySnapshot, CreateVolume, Credentials,
-    ErrorKind, Grant, InstanceInfo, KeyInfo, Message, Result as CloudResult, RoleInfo, RunInstance,
-    SnapshotInfo, StartSnapshot, Tag, VolumeInfo, EBS_BLOCK_SIZE,
+    BlockPage, BlockRef, Cloud, CloudError, Credentials, Ebs, Ec2, ErrorKind, Result as CloudResult,
+    StartSnapshot, Tag, EBS_BLOCK_SIZE,
 };
 use bulwark_engine::direct::{
     backup_snapshot, restore_to_snapshot, DirectError, RateLimiter, ATTEMPTS, IN_FLIGHT,
 };
-use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
+use bulwark_model::{AccountId, Region, SnapshotId, VolumeId};
 use bulwark_mover::{FileTarget, Progress};
 use bulwark_repo::{Repository, Secret};
 use bulwark_sim::{Fault, Sim, SimVolume};
@@ -83,6 +82,14 @@ impl World {
             .unwrap();
     }
 
+    /// The embedded cloud, its EBS direct APIs as `ebs` answers them.
+    fn with_ebs(&self, ebs: &Arc<Tampered>) -> Cloud {
+        Cloud {
+            ebs: ebs.clone(),
+            ..self.sim.cloud()
+        }
+    }
+
     fn snapshot(&self) -> SnapshotId {
         self.sim
             .create_snapshot(&self.root, &self.region, &self.volume, &[])
@@ -98,7 +105,7 @@ impl World {
 
     fn backup(
         &self,
-        cloud: &dyn Cloud,
+        cloud: &Cloud,
         snapshot: &SnapshotId,
         parent: Option<&SnapshotId>,
     ) -> Result<bulwark_mover::BackupOutcome, DirectError> {
@@ -117,7 +124,7 @@ impl World {
 
     fn restore(
         &self,
-        cloud: &dyn Cloud,
+        cloud: &Cloud,
         point: &bulwark_repo::Id,
         key: Option<&str>,
     ) -> Result<SnapshotId, DirectError> {
@@ -200,7 +207,7 @@ fn world_with_data(encrypted: bool) -> World {
 fn a_full_backup_of_a_snapshot_reads_its_written_blocks_and_restores_identically() {
     let w = world_with_data(false);
     let snap = w.snapshot();
-    let outcome = w.backup(&w.sim, &snap, None).unwrap();
+    let outcome = w.backup(&w.sim.cloud(), &snap, None).unwrap();
     assert_eq!(outcome.manifest.stats.blocks_read, WRITTEN.len() as u64);
     assert_eq!(outcome.manifest.size, 1 << 30);
     assert_eq!(outcome.manifest.source.kind, "snapshot");
@@ -211,7 +218,7 @@ fn a_full_backup_of_a_snapshot_reads_its_written_blocks_and_restores_identically
         "the restored file differs from the volume"
     );
 
-    let restored = w.restore(&w.sim, &outcome.id, None).unwrap();
+    let restored = w.restore(&w.sim.cloud(), &outcome.id, None).unwrap();
     let (size, digest, key) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
     assert_eq!((size, digest), w.volume_digest());
     assert_eq!(key, None);
@@ -229,13 +236,13 @@ fn a_full_backup_of_a_snapshot_reads_its_written_blocks_and_restores_identically
 fn an_incremental_backup_reads_only_the_changed_blocks_and_restores_identically() {
     let w = world_with_data(false);
     let first = w.snapshot();
-    let full = w.backup(&w.sim, &first, None).unwrap();
+    let full = w.backup(&w.sim.cloud(), &first, None).unwrap();
 
     w.write(1, 9); // changed
     w.write(7, 8); // new
     w.write(5, 0); // zeroed
     let second = w.snapshot();
-    let incremental = w.backup(&w.sim, &second, Some(&first)).unwrap();
+    let incremental = w.backup(&w.sim.cloud(), &second, Some(&first)).unwrap();
     assert_eq!(incremental.manifest.stats.blocks_read, 3);
     assert_eq!(incremental.manifest.parent, Some(full.id));
 
@@ -243,7 +250,7 @@ fn an_incremental_backup_reads_only_the_changed_blocks_and_restores_identically(
         w.restored_file(&incremental.id) == w.volume_bytes(),
         "the restored file differs from the volume"
     );
-    let restored = w.restore(&w.sim, &incremental.id, None).unwrap();
+    let restored = w.restore(&w.sim.cloud(), &incremental.id, None).unwrap();
     let (size, digest, _) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
     assert_eq!((size, digest), w.volume_digest());
 }
@@ -255,30 +262,30 @@ fn an_incremental_backup_against_a_parent_that_is_not_the_latest_backup_is_refus
     w.write(3, 3);
     let second = w.snapshot();
     // No backup yet: nothing to apply the changes to.
-    let error = w.backup(&w.sim, &second, Some(&first)).unwrap_err();
+    let error = w.backup(&w.sim.cloud(), &second, Some(&first)).unwrap_err();
     assert!(matches!(error, DirectError::ParentMismatch { .. }), "{error}");
     // The latest backup is of `second`, not `first`.
-    w.backup(&w.sim, &second, None).unwrap();
+    w.backup(&w.sim.cloud(), &second, None).unwrap();
     w.write(4, 4);
     let third = w.snapshot();
-    let error = w.backup(&w.sim, &third, Some(&first)).unwrap_err();
+    let error = w.backup(&w.sim.cloud(), &third, Some(&first)).unwrap_err();
     assert!(matches!(error, DirectError::ParentMismatch { .. }), "{error}");
     assert!(error.to_string().contains("what to do"), "{error}");
-    w.backup(&w.sim, &third, Some(&second)).unwrap();
+    w.backup(&w.sim.cloud(), &third, Some(&second)).unwrap();
 }
 
 #[test]
 fn an_encrypted_snapshot_backs_up_and_restores_into_a_snapshot_under_a_given_key() {
     let w = world_with_data(true);
     let snap = w.snapshot();
-    let outcome = w.backup(&w.sim, &snap, None).unwrap();
+    let outcome = w.backup(&w.sim.cloud(), &snap, None).unwrap();
     let other = cmk(
         &w.sim,
         &w.account,
         &w.region,
         "99999999-8888-7777-6666-555555555555",
     );
-    let restored = w.restore(&w.sim, &outcome.id, Some(&other)).unwrap();
+    let restored = w.restore(&w.sim.cloud(), &outcome.id, Some(&other)).unwrap();
     let (size, digest, key) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
     assert_eq!((size, digest), w.volume_digest());
     assert_eq!(key.as_deref(), Some(other.as_str()));
@@ -287,15 +294,15 @@ fn an_encrypted_snapshot_backs_up_and_restores_into_a_snapshot_under_a_given_key
 #[test]
 fn listings_are_read_to_their_last_page() {
     let w = world_with_data(false);
-    let tampered = Tampered::new(&w.sim, None, 2);
+    let tampered = Arc::new(Tampered::new(&w.sim, None, 2));
     let first = w.snapshot();
-    let full = w.backup(&tampered, &first, None).unwrap();
+    let full = w.backup(&w.with_ebs(&tampered), &first, None).unwrap();
     assert_eq!(full.manifest.stats.blocks_read, WRITTEN.len() as u64);
     for i in 10..15 {
         w.write(i, 6);
     }
     let second = w.snapshot();
-    let incremental = w.backup(&tampered, &second, Some(&first)).unwrap();
+    let incremental = w.backup(&w.with_ebs(&tampered), &second, Some(&first)).unwrap();
     assert_eq!(incremental.manifest.stats.blocks_read, 5);
     assert!(
         w.restored_file(&incremental.id) == w.volume_bytes(),
@@ -312,14 +319,14 @@ fn throttling_of_block_calls_is_absorbed() {
     for action in ["ebs:GetSnapshotBlock", "ebs:PutSnapshotBlock"] {
         w.sim
             .inject(Fault::Throttle {
-                action: action.into(),
+                action: action.parse().unwrap(),
                 times: 5,
             })
             .unwrap();
     }
-    let cloud = Tampered::new(&w.sim, None, usize::MAX);
-    let outcome = w.backup(&cloud, &snap, None).unwrap();
-    let restored = w.restore(&cloud, &outcome.id, None).unwrap();
+    let cloud = Arc::new(Tampered::new(&w.sim, None, usize::MAX));
+    let outcome = w.backup(&w.with_ebs(&cloud), &snap, None).unwrap();
+    let restored = w.restore(&w.with_ebs(&cloud), &outcome.id, None).unwrap();
     let (size, digest, _) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
     assert_eq!((size, digest), w.volume_digest());
     assert_eq!(cloud.errors("ebs:GetSnapshotBlock", ErrorKind::Throttled), 5);
@@ -332,11 +339,11 @@ fn throttling_that_lasts_fails_after_every_attempt_with_what_to_do() {
     let snap = w.snapshot();
     w.sim
         .inject(Fault::Throttle {
-            action: "ebs:ListSnapshotBlocks".into(),
+            action: "ebs:ListSnapshotBlocks".parse().unwrap(),
             times: ATTEMPTS,
         })
         .unwrap();
-    let error = w.backup(&w.sim, &snap, None).unwrap_err();
+    let error = w.backup(&w.sim.cloud(), &snap, None).unwrap_err();
     match &error {
         DirectError::Busy {
             action,
@@ -369,38 +376,40 @@ fn transient_failures_of_ebs_are_retried() {
     for (action, skip) in faults {
         w.sim
             .inject(Fault::Fail {
-                action: action.into(),
+                action: action.parse().unwrap(),
                 skip,
                 code: "InternalServerException".into(),
                 kind: ErrorKind::Unavailable,
             })
             .unwrap();
     }
-    let cloud = Tampered::new(&w.sim, None, usize::MAX);
-    let outcome = w.backup(&cloud, &snap, None).unwrap();
-    let restored = w.restore(&cloud, &outcome.id, None).unwrap();
+    let cloud = Arc::new(Tampered::new(&w.sim, None, usize::MAX));
+    let outcome = w.backup(&w.with_ebs(&cloud), &snap, None).unwrap();
+    let restored = w.restore(&w.with_ebs(&cloud), &outcome.id, None).unwrap();
     let (size, digest, _) = w.sim.snapshot_digest(&w.region, &restored).unwrap();
     assert_eq!((size, digest), w.volume_digest());
-    for (action, _) in faults {
+    for (action, _) in faults.iter().filter(|(a, _)| a.starts_with("ebs:")) {
         assert_eq!(cloud.errors(action, ErrorKind::Unavailable), 1, "{action}");
     }
+    // The EC2 call (waiting for the written snapshot) failed too, and was retried.
+    assert_eq!(w.sim.pending_faults(), Vec::new());
 }
 
 #[test]
 fn a_refused_block_write_fails_the_restore_and_deletes_the_unfinished_snapshot() {
     let w = world_with_data(false);
     let snap = w.snapshot();
-    let outcome = w.backup(&w.sim, &snap, None).unwrap();
+    let outcome = w.backup(&w.sim.cloud(), &snap, None).unwrap();
     let before = w.sim.inventory();
     w.sim
         .inject(Fault::Fail {
-            action: "ebs:PutSnapshotBlock".into(),
+            action: "ebs:PutSnapshotBlock".parse().unwrap(),
             skip: 2,
             code: "AccessDeniedException".into(),
             kind: ErrorKind::AccessDenied,
         })
         .unwrap();
-    let error = w.restore(&w.sim, &outcome.id, None).unwrap_err();
+    let error = w.restore(&w.sim.cloud(), &outcome.id, None).unwrap_err();
     match &error {
         DirectError::Cloud(e) => assert_eq!(e.code, "AccessDeniedException", "{error}"),
         other => panic!("expected the refusal, got {other}"),
@@ -413,8 +422,8 @@ fn a_refused_block_write_fails_the_restore_and_deletes_the_unfinished_snapshot()
 fn a_block_that_does_not_match_its_checksum_is_refused_and_no_restore_point_is_written() {
     let w = world_with_data(false);
     let snap = w.snapshot();
-    let tampered = Tampered::new(&w.sim, Some(5), usize::MAX);
-    let error = w.backup(&tampered, &snap, None).unwrap_err();
+    let tampered = Arc::new(Tampered::new(&w.sim, Some(5), usize::MAX));
+    let error = w.backup(&w.with_ebs(&tampered), &snap, None).unwrap_err();
     match &error {
         DirectError::Checksum { snapshot, index, .. } => {
             assert_eq!((snapshot, *index), (&snap, 5), "{error}");
@@ -434,8 +443,8 @@ fn block_calls_are_made_many_at_a_time_whatever_the_movers_threads() {
     let snap = w.snapshot();
     // At 100 ms a call, the quota (1000 per second) allows 100 calls in flight: as many as
     // the transfer keeps.
-    let cloud = Tampered::slow(&w.sim, Duration::from_millis(100));
-    let outcome = w.backup(&cloud, &snap, None).unwrap();
+    let cloud = Arc::new(Tampered::slow(&w.sim, Duration::from_millis(100)));
+    let outcome = w.backup(&w.with_ebs(&cloud), &snap, None).unwrap();
     assert_eq!(outcome.manifest.stats.blocks_read, 400);
     let gets = cloud.gets.most();
     assert!(
@@ -443,7 +452,7 @@ fn block_calls_are_made_many_at_a_time_whatever_the_movers_threads() {
         "{gets} reads in flight at most"
     );
 
-    let restored = w.restore(&cloud, &outcome.id, None).unwrap();
+    let restored = w.restore(&w.with_ebs(&cloud), &outcome.id, None).unwrap();
     let puts = cloud.puts.most();
     assert!(
         (IN_FLIGHT / 2..=IN_FLIGHT).contains(&puts),
@@ -566,7 +575,7 @@ impl Tampered {
         let errors = self.errors.lock().unwrap();
         errors
             .iter()
-            .filter(|e| e.action == action && e.kind == kind)
+            .filter(|e| e.action.as_str() == action && e.kind == kind)
             .count()
     }
 
@@ -597,7 +606,7 @@ impl Tampered {
     }
 }
 
-impl Cloud for Tampered {
+impl Ebs for Tampered {
     fn list_snapshot_blocks(
         &self,
         who: &Credentials,
@@ -639,150 +648,6 @@ impl Cloud for Tampered {
         Ok((data, checksum))
     }
 
-    // Everything else as the embedded cloud answers it.
-
-    fn caller_identity(&self, who: &Credentials) -> CloudResult<CallerIdentity> {
-        self.note(self.sim.caller_identity(who))
-    }
-
-    fn assume_role(
-        &self,
-        who: &Credentials,
-        role: &RoleArn,
-        session_name: &str,
-        external_id: Option<&str>,
-    ) -> CloudResult<Credentials> {
-        self.note(self.sim.assume_role(who, role, session_name, external_id))
-    }
-
-    fn describe_instances(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        ids: &[InstanceId],
-    ) -> CloudResult<Vec<InstanceInfo>> {
-        self.note(self.sim.describe_instances(who, region, ids))
-    }
-
-    fn describe_volumes(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        ids: &[VolumeId],
-    ) -> CloudResult<Vec<VolumeInfo>> {
-        self.note(self.sim.describe_volumes(who, region, ids))
-    }
-
-    fn describe_snapshots(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        ids: &[SnapshotId],
-    ) -> CloudResult<Vec<SnapshotInfo>> {
-        self.note(self.sim.describe_snapshots(who, region, ids))
-    }
-
-    fn create_snapshots(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        instance: &InstanceId,
-        tags: &[Tag],
-    ) -> CloudResult<Vec<SnapshotInfo>> {
-        self.note(self.sim.create_snapshots(who, region, instance, tags))
-    }
-
-    fn create_snapshot(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        volume: &VolumeId,
-        tags: &[Tag],
-    ) -> CloudResult<SnapshotInfo> {
-        self.note(self.sim.create_snapshot(who, region, volume, tags))
-    }
-
-    fn copy_snapshot(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        copy: &CopySnapshot,
-    ) -> CloudResult<SnapshotId> {
-        self.note(self.sim.copy_snapshot(who, region, copy))
-    }
-
-    fn modify_snapshot_sharing(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        snapshot: &SnapshotId,
-        add: &[bulwark_model::AccountId],
-        remove: &[bulwark_model::AccountId],
-    ) -> CloudResult<()> {
-        self.note(
-            self.sim
-                .modify_snapshot_sharing(who, region, snapshot, add, remove),
-        )
-    }
-
-    fn delete_snapshot(&self, who: &Credentials, region: &Region, snapshot: &SnapshotId) -> CloudResult<()> {
-        self.note(self.sim.delete_snapshot(who, region, snapshot))
-    }
-
-    fn create_volume(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        volume: &CreateVolume,
-    ) -> CloudResult<VolumeInfo> {
-        self.note(self.sim.create_volume(who, region, volume))
-    }
-
-    fn delete_volume(&self, who: &Credentials, region: &Region, volume: &VolumeId) -> CloudResult<()> {
-        self.note(self.sim.delete_volume(who, region, volume))
-    }
-
-    fn attach_volume(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        volume: &VolumeId,
-        instance: &InstanceId,
-        device: &str,
-    ) -> CloudResult<()> {
-        self.note(self.sim.attach_volume(who, region, volume, instance, device))
-    }
-
-    fn detach_volume(&self, who: &Credentials, region: &Region, volume: &VolumeId) -> CloudResult<()> {
-        self.note(self.sim.detach_volume(who, region, volume))
-    }
-
-    fn run_instance(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        run: &RunInstance,
-    ) -> CloudResult<InstanceInfo> {
-        self.note(self.sim.run_instance(who, region, run))
-    }
-
-    fn terminate_instance(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        instance: &InstanceId,
-    ) -> CloudResult<()> {
-        self.note(self.sim.terminate_instance(who, region, instance))
-    }
-
-    fn ebs_default_key(&self, who: &Credentials, region: &Region) -> CloudResult<String> {
-        self.note(self.sim.ebs_default_key(who, region))
-    }
-
-    fn ebs_encryption_by_default(&self, who: &Credentials, region: &Region) -> CloudResult<bool> {
-        self.note(self.sim.ebs_encryption_by_default(who, region))
-    }
-
     fn start_snapshot(
         &self,
         who: &Credentials,
@@ -821,145 +686,5 @@ impl Cloud for Tampered {
             self.sim
                 .complete_snapshot(who, region, snapshot, changed_blocks, checksum),
         )
-    }
-
-    fn describe_key(&self, who: &Credentials, region: &Region, key: &str) -> CloudResult<KeyInfo> {
-        self.note(self.sim.describe_key(who, region, key))
-    }
-
-    fn get_key_policy(&self, who: &Credentials, region: &Region, key: &str) -> CloudResult<String> {
-        self.note(self.sim.get_key_policy(who, region, key))
-    }
-
-    fn list_grants(&self, who: &Credentials, region: &Region, key: &str) -> CloudResult<Vec<Grant>> {
-        self.note(self.sim.list_grants(who, region, key))
-    }
-
-    fn generate_data_key(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        key: &str,
-    ) -> CloudResult<(Vec<u8>, Vec<u8>)> {
-        self.note(self.sim.generate_data_key(who, region, key))
-    }
-
-    fn decrypt(&self, who: &Credentials, region: &Region, ciphertext: &[u8]) -> CloudResult<Vec<u8>> {
-        self.note(self.sim.decrypt(who, region, ciphertext))
-    }
-
-    fn get_role(&self, who: &Credentials, role: &RoleArn) -> CloudResult<RoleInfo> {
-        self.note(self.sim.get_role(who, role))
-    }
-
-    fn create_role(
-        &self,
-        who: &Credentials,
-        path: &str,
-        name: &str,
-        trust_policy: &str,
-        tags: &[Tag],
-    ) -> CloudResult<RoleArn> {
-        self.note(self.sim.create_role(who, path, name, trust_policy, tags))
-    }
-
-    fn delete_role(&self, who: &Credentials, role: &RoleArn) -> CloudResult<()> {
-        self.note(self.sim.delete_role(who, role))
-    }
-
-    fn put_role_policy(
-        &self,
-        who: &Credentials,
-        role: &RoleArn,
-        name: &str,
-        document: &str,
-    ) -> CloudResult<()> {
-        self.note(self.sim.put_role_policy(who, role, name, document))
-    }
-
-    fn delete_role_policy(&self, who: &Credentials, role: &RoleArn, name: &str) -> CloudResult<()> {
-        self.note(self.sim.delete_role_policy(who, role, name))
-    }
-
-    fn create_instance_profile(&self, who: &Credentials, path: &str, name: &str) -> CloudResult<String> {
-        self.note(self.sim.create_instance_profile(who, path, name))
-    }
-
-    fn delete_instance_profile(&self, who: &Credentials, profile: &str) -> CloudResult<()> {
-        self.note(self.sim.delete_instance_profile(who, profile))
-    }
-
-    fn add_role_to_instance_profile(
-        &self,
-        who: &Credentials,
-        profile: &str,
-        role: &RoleArn,
-    ) -> CloudResult<()> {
-        self.note(self.sim.add_role_to_instance_profile(who, profile, role))
-    }
-
-    fn remove_role_from_instance_profile(
-        &self,
-        who: &Credentials,
-        profile: &str,
-        role: &RoleArn,
-    ) -> CloudResult<()> {
-        self.note(self.sim.remove_role_from_instance_profile(who, profile, role))
-    }
-
-    fn list_instance_profiles_for_role(&self, who: &Credentials, role: &RoleArn) -> CloudResult<Vec<String>> {
-        self.note(self.sim.list_instance_profiles_for_role(who, role))
-    }
-
-    fn create_queue(&self, who: &Credentials, region: &Region, name: &str) -> CloudResult<String> {
-        self.note(self.sim.create_queue(who, region, name))
-    }
-
-    fn set_queue_policy(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        queue: &str,
-        policy: &str,
-    ) -> CloudResult<()> {
-        self.note(self.sim.set_queue_policy(who, region, queue, policy))
-    }
-
-    fn delete_queue(&self, who: &Credentials, region: &Region, queue: &str) -> CloudResult<()> {
-        self.note(self.sim.delete_queue(who, region, queue))
-    }
-
-    fn send_message(&self, who: &Credentials, region: &Region, queue: &str, body: &str) -> CloudResult<()> {
-        self.note(self.sim.send_message(who, region, queue, body))
-    }
-
-    fn receive_messages(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        queue: &str,
-        wait: Duration,
-    ) -> CloudResult<Vec<Message>> {
-        self.note(self.sim.receive_messages(who, region, queue, wait))
-    }
-
-    fn delete_message(
-        &self,
-        who: &Credentials,
-        region: &Region,
-        queue: &str,
-        receipt: &str,
-    ) -> CloudResult<()> {
-        self.note(self.sim.delete_message(who, region, queue, receipt))
-    }
-
-    fn object_store(
-        &self,
-        who: &bulwark_cloud::SharedCredentials,
-        region: &Region,
-        bucket: &str,
-        prefix: &str,
-    ) -> CloudResult<Box<dyn Backend>> {
-        self.note(self.sim.object_store(who, region, bucket, prefix))
     }
 }

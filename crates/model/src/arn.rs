@@ -286,6 +286,20 @@ impl fmt::Display for KeyRef {
     }
 }
 
+impl FromStr for KeyRef {
+    type Err = InvalidId;
+
+    /// Reads a key as [`KeyRef::arn`] writes it: a key ARN, or the alias ARN of `aws/ebs`,
+    /// which names its account and region.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(f) = ArnFields::split(s).filter(|f| f.resource == "alias/aws/ebs" && f.service == "kms") {
+            let (account, region) = (f.account.parse()?, f.region.parse()?);
+            return Ok(KeyRef::AwsManaged { account, region });
+        }
+        s.parse::<KeyArn>().map(KeyRef::Customer)
+    }
+}
+
 impl Serialize for KeyRef {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.arn())
@@ -359,3 +373,5 @@ mod tests {
 }
 
 crate::ids::deserialize_from_str!(RoleArn, KeyArn);
+
+crate::ids::deserialize_from_str!(KeyRef);

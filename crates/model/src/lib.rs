@@ -11,6 +11,7 @@
 mod arn;
 mod error;
 mod estate;
+pub mod iam;
 mod ids;
 
 pub use arn::{KeyArn, KeyRef, RoleArn, AWS_EBS_ALIAS};
@@ -18,4 +19,5 @@ pub use error::{EstateError, InvalidId, Problem};
 pub use estate::{
     Account, Appliance, EmbeddedSetup, Estate, Instance, Repository, Volume, WorkerSettings, MAX_VOLUME_GIB,
 };
+pub use iam::Action;
 pub use ids::{AccountId, BucketName, InstanceId, Partition, Region, SnapshotId, VolumeId};

@@ -11,71 +11,70 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bulwark_model::Estate;
+use bulwark_model::iam::{PolicyDocument, Principals, Statement};
+use bulwark_model::{Action, Estate};
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::step::{actor_arn, Actor, Plan, CREATE_GRANT};
 
 /// The permissions of a worker role, as the seeds list them: the SSM agent's channels, SQS for
 /// the session queue, and the IAM reads a worker uses to check its own role.
-const WORKER_ACTIONS: &[&str] = &[
-    "ec2messages:AcknowledgeMessage",
-    "ec2messages:DeleteMessage",
-    "ec2messages:FailMessage",
-    "ec2messages:GetEndpoint",
-    "ec2messages:GetMessages",
-    "ec2messages:SendReply",
-    "iam:GetContextKeysForPrincipalPolicy",
-    "iam:GetRole",
-    "iam:ListInstanceProfilesForRole",
-    "iam:SimulatePrincipalPolicy",
-    "sqs:DeleteMessage",
-    "sqs:ListQueues",
-    "sqs:ReceiveMessage",
-    "sqs:SendMessage",
-    "ssm:DescribeAssociation",
-    "ssm:DescribeDocument",
-    "ssm:GetDeployablePatchSnapshotForInstance",
-    "ssm:GetDocument",
-    "ssm:GetManifest",
-    "ssm:GetParameter",
-    "ssm:GetParameters",
-    "ssm:ListAssociations",
-    "ssm:ListInstanceAssociations",
-    "ssm:PutComplianceItems",
-    "ssm:PutConfigurePackageResult",
-    "ssm:PutInventory",
-    "ssm:UpdateAssociationStatus",
-    "ssm:UpdateInstanceAssociationStatus",
-    "ssm:UpdateInstanceInformation",
-    "ssmmessages:CreateControlChannel",
-    "ssmmessages:CreateDataChannel",
-    "ssmmessages:OpenControlChannel",
-    "ssmmessages:OpenDataChannel",
+const WORKER_ACTIONS: &[Action] = &[
+    Action::Ec2MessagesAcknowledgeMessage,
+    Action::Ec2MessagesDeleteMessage,
+    Action::Ec2MessagesFailMessage,
+    Action::Ec2MessagesGetEndpoint,
+    Action::Ec2MessagesGetMessages,
+    Action::Ec2MessagesSendReply,
+    Action::IamGetContextKeysForPrincipalPolicy,
+    Action::IamGetRole,
+    Action::IamListInstanceProfilesForRole,
+    Action::IamSimulatePrincipalPolicy,
+    Action::SqsDeleteMessage,
+    Action::SqsListQueues,
+    Action::SqsReceiveMessage,
+    Action::SqsSendMessage,
+    Action::SsmDescribeAssociation,
+    Action::SsmDescribeDocument,
+    Action::SsmGetDeployablePatchSnapshotForInstance,
+    Action::SsmGetDocument,
+    Action::SsmGetManifest,
+    Action::SsmGetParameter,
+    Action::SsmGetParameters,
+    Action::SsmListAssociations,
+    Action::SsmListInstanceAssociations,
+    Action::SsmPutComplianceItems,
+    Action::SsmPutConfigurePackageResult,
+    Action::SsmPutInventory,
+    Action::SsmUpdateAssociationStatus,
+    Action::SsmUpdateInstanceAssociationStatus,
+    Action::SsmUpdateInstanceInformation,
+    Action::SsmMessagesCreateControlChannel,
+    Action::SsmMessagesCreateDataChannel,
+    Action::SsmMessagesOpenControlChannel,
+    Action::SsmMessagesOpenDataChannel,
 ];
 
-const VERSION: &str = "2012-10-17";
+/// The condition AWS recommends on `kms:CreateGrant`: grants only for AWS resources (EBS).
+const GRANT_IS_FOR_AWS_RESOURCE: &str = "kms:GrantIsForAWSResource";
 
 /// The permissions policy of a worker role (production accounts' pre-configured role, and
 /// the temporary roles of the backup account), as the seeds document it.
-pub fn worker_role_permissions() -> Value {
-    json!({
-        "Version": VERSION,
-        "Statement": [{ "Action": WORKER_ACTIONS, "Resource": "*", "Effect": "Allow" }]
-    })
+pub fn worker_role_permissions() -> PolicyDocument {
+    PolicyDocument::new(vec![Statement::allow(
+        WORKER_ACTIONS.iter().map(|a| a.as_str()),
+        ["*"],
+    )])
 }
 
 /// The trust policy of a worker role, as the seeds document it: EC2 may assume it.
-pub fn worker_role_trust() -> Value {
-    json!({
-        "Version": VERSION,
-        "Statement": [{
-            "Effect": "Allow",
-            "Action": "sts:AssumeRole",
-            "Principal": { "Service": "ec2.amazonaws.com" }
-        }]
-    })
+pub fn worker_role_trust() -> PolicyDocument {
+    PolicyDocument::new(vec![Statement::allow(
+        [Action::StsAssumeRole.as_str()],
+        Vec::<String>::new(),
+    )
+    .on_any_resource()
+    .for_principal(Principals::service("ec2.amazonaws.com"))])
 }
 
 /// The policies of one role (or of the appliance's identity).
@@ -86,9 +85,9 @@ pub struct RolePolicy {
     /// What the role is, in a few words.
     pub purpose: String,
     /// Its identity (permissions) policy.
-    pub policy: Value,
+    pub policy: PolicyDocument,
     /// Its trust policy; `None` where Bulwark does not decide it (the appliance's own).
-    pub trust: Option<Value>,
+    pub trust: Option<PolicyDocument>,
 }
 
 /// Statements to add to one customer managed key's key policy.
@@ -97,7 +96,7 @@ pub struct KeyPolicy {
     /// The key ARN.
     pub key: String,
     /// Statements to add to its key policy.
-    pub statements: Vec<Value>,
+    pub statements: Vec<Statement>,
 }
 
 /// Everything a plan needs in IAM and KMS.
@@ -113,10 +112,10 @@ pub struct Policies {
 pub fn policies(estate: &Estate, plan: &Plan) -> Policies {
     let partition = estate.partition();
     // IAM permissions per actor, from the steps. KMS permissions come from the key grants.
-    let mut permissions: BTreeMap<Actor, BTreeMap<&'static str, BTreeSet<String>>> = BTreeMap::new();
+    let mut permissions: BTreeMap<Actor, BTreeMap<Action, BTreeSet<String>>> = BTreeMap::new();
     for step in plan.all_steps() {
         let perms = permissions.entry(step.actor.clone()).or_default();
-        if !step.action.starts_with("kms:") {
+        if step.action.service() != "kms" {
             perms
                 .entry(step.action)
                 .or_default()
@@ -148,9 +147,9 @@ pub fn policies(estate: &Estate, plan: &Plan) -> Policies {
                         .account(role.account())
                         .and_then(|a| a.external_id.as_deref());
                     let mut trust = worker_role_trust();
-                    if let Some(statements) = trust["Statement"].as_array_mut() {
-                        statements.push(assume_statement(appliance_arn, external_id));
-                    }
+                    trust
+                        .statements
+                        .push(assume_statement(appliance_arn, external_id));
                     (
                         "pre-configured worker role (kept); put it in an instance profile",
                         trust,
@@ -167,7 +166,7 @@ pub fn policies(estate: &Estate, plan: &Plan) -> Policies {
                 let external_id = estate
                     .account(role.account())
                     .and_then(|a| a.external_id.as_deref());
-                let trust = json!({ "Version": VERSION, "Statement": [assume_statement(appliance_arn, external_id)] });
+                let trust = PolicyDocument::new(vec![assume_statement(appliance_arn, external_id)]);
                 (
                     role_purpose(estate, role),
                     identity_policy(perms, actor, plan),
@@ -183,33 +182,22 @@ pub fn policies(estate: &Estate, plan: &Plan) -> Policies {
         });
     }
 
-    let mut keys: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut keys: BTreeMap<String, Vec<Statement>> = BTreeMap::new();
     for grant in plan.key_grants.iter().filter(|g| !g.implicit()) {
         let role_arn = actor_arn(&grant.role, appliance_arn);
         let sid = sid_for(&role_arn);
         let statements = keys.entry(grant.key.arn()).or_default();
-        let plain: Vec<&str> = grant
-            .actions
-            .iter()
-            .copied()
-            .filter(|a| *a != CREATE_GRANT)
-            .collect();
-        statements.push(json!({
-            "Sid": format!("BulwarkUse{sid}"),
-            "Effect": "Allow",
-            "Principal": { "AWS": role_arn },
-            "Action": plain,
-            "Resource": "*"
-        }));
+        statements.push(
+            Statement::allow(plain_key_actions(&grant.actions), ["*"])
+                .with_sid(format!("BulwarkUse{sid}"))
+                .for_principal(Principals::aws(role_arn.clone())),
+        );
         if grant.actions.contains(&CREATE_GRANT) {
-            statements.push(json!({
-                "Sid": format!("BulwarkGrant{sid}"),
-                "Effect": "Allow",
-                "Principal": { "AWS": role_arn },
-                "Action": CREATE_GRANT,
-                "Resource": "*",
-                "Condition": { "Bool": { "kms:GrantIsForAWSResource": "true" } }
-            }));
+            statements.push(
+                create_grant("*")
+                    .with_sid(format!("BulwarkGrant{sid}"))
+                    .for_principal(Principals::aws(role_arn.clone())),
+            );
         }
     }
     Policies {
@@ -221,51 +209,59 @@ pub fn policies(estate: &Estate, plan: &Plan) -> Policies {
     }
 }
 
+/// The KMS actions of a grant but `kms:CreateGrant`, which has a statement of its own.
+fn plain_key_actions(actions: &[Action]) -> Vec<&'static str> {
+    actions
+        .iter()
+        .filter(|a| **a != CREATE_GRANT)
+        .map(|a| a.as_str())
+        .collect()
+}
+
+/// `kms:CreateGrant` on `resource`, for AWS resources only.
+fn create_grant(resource: &str) -> Statement {
+    Statement::allow([CREATE_GRANT.as_str()], [resource]).when(
+        "Bool",
+        GRANT_IS_FOR_AWS_RESOURCE,
+        ["true".to_owned()],
+    )
+}
+
 /// An identity policy: the actor's IAM permissions grouped by identical resource lists, then
 /// its KMS permissions on customer managed keys (CreateGrant only for AWS resources).
-fn identity_policy(perms: &BTreeMap<&'static str, BTreeSet<String>>, actor: &Actor, plan: &Plan) -> Value {
+fn identity_policy(perms: &BTreeMap<Action, BTreeSet<String>>, actor: &Actor, plan: &Plan) -> PolicyDocument {
     let mut by_resources: BTreeMap<&BTreeSet<String>, Vec<&str>> = BTreeMap::new();
     for (action, resources) in perms {
-        by_resources.entry(resources).or_default().push(action);
+        by_resources.entry(resources).or_default().push(action.as_str());
     }
-    let mut statements: Vec<Value> = by_resources
+    let mut statements: Vec<Statement> = by_resources
         .into_iter()
-        .map(|(resources, actions)| json!({ "Effect": "Allow", "Action": actions, "Resource": resources }))
+        .map(|(resources, actions)| Statement::allow(actions, resources.iter().cloned()))
         .collect();
     for grant in plan
         .key_grants
         .iter()
         .filter(|g| &g.role == actor && !g.implicit())
     {
-        let plain: Vec<&str> = grant
-            .actions
-            .iter()
-            .copied()
-            .filter(|a| *a != CREATE_GRANT)
-            .collect();
-        statements.push(json!({ "Effect": "Allow", "Action": plain, "Resource": grant.key.arn() }));
+        statements.push(Statement::allow(
+            plain_key_actions(&grant.actions),
+            [grant.key.arn()],
+        ));
         if grant.actions.contains(&CREATE_GRANT) {
-            statements.push(json!({
-                "Effect": "Allow",
-                "Action": CREATE_GRANT,
-                "Resource": grant.key.arn(),
-                "Condition": { "Bool": { "kms:GrantIsForAWSResource": "true" } }
-            }));
+            statements.push(create_grant(&grant.key.arn()));
         }
     }
-    json!({ "Version": VERSION, "Statement": statements })
+    PolicyDocument::new(statements)
 }
 
-fn assume_statement(appliance_arn: &str, external_id: Option<&str>) -> Value {
-    let mut statement = json!({
-        "Effect": "Allow",
-        "Action": "sts:AssumeRole",
-        "Principal": { "AWS": appliance_arn }
-    });
-    if let Some(id) = external_id {
-        statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": id } });
+fn assume_statement(appliance_arn: &str, external_id: Option<&str>) -> Statement {
+    let statement = Statement::allow([Action::StsAssumeRole.as_str()], Vec::<String>::new())
+        .on_any_resource()
+        .for_principal(Principals::aws(appliance_arn));
+    match external_id {
+        Some(id) => statement.when("StringEquals", "sts:ExternalId", [id.to_owned()]),
+        None => statement,
     }
-    statement
 }
 
 fn role_purpose(estate: &Estate, role: &bulwark_model::RoleArn) -> String {

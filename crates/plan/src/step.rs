@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use bulwark_model::{AccountId, KeyRef, Region, RoleArn};
+use bulwark_model::{AccountId, Action, KeyRef, Region, RoleArn};
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 
@@ -53,36 +53,36 @@ pub enum KeyUse {
 /// KMS actions EBS needs on a key, from the EBS user guide ("permissions to use KMS keys").
 /// `kms:CreateGrant` is listed apart because it carries the condition
 /// `kms:GrantIsForAWSResource = true`, which limits grants to those EBS creates.
-pub const EBS_KEY_ACTIONS: &[&str] = &[
-    "kms:Decrypt",
-    "kms:DescribeKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:ReEncrypt*",
+pub const EBS_KEY_ACTIONS: &[Action] = &[
+    Action::KmsDecrypt,
+    Action::KmsDescribeKey,
+    Action::KmsGenerateDataKeyWithoutPlaintext,
+    Action::KmsReEncryptAll,
 ];
 
 /// KMS actions the EBS direct APIs need on the key of a snapshot they write, besides
 /// `kms:CreateGrant` (`reference/aws-rules.md`, "KMS keys and EBS": they also use
 /// `kms:GenerateDataKey` and `kms:Encrypt`).
-pub const DIRECT_WRITE_KEY_ACTIONS: &[&str] = &[
-    "kms:Decrypt",
-    "kms:DescribeKey",
-    "kms:Encrypt",
-    "kms:GenerateDataKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
+pub const DIRECT_WRITE_KEY_ACTIONS: &[Action] = &[
+    Action::KmsDecrypt,
+    Action::KmsDescribeKey,
+    Action::KmsEncrypt,
+    Action::KmsGenerateDataKey,
+    Action::KmsGenerateDataKeyWithoutPlaintext,
 ];
 
 /// The grant action, always conditioned on `kms:GrantIsForAWSResource`.
-pub const CREATE_GRANT: &str = "kms:CreateGrant";
+pub const CREATE_GRANT: Action = Action::KmsCreateGrant;
 
 impl KeyUse {
     /// The KMS actions this use needs, `kms:CreateGrant` included where it applies.
-    pub fn actions(self) -> Vec<&'static str> {
+    pub fn actions(self) -> Vec<Action> {
         match self {
             KeyUse::Ebs => std::iter::once(CREATE_GRANT)
                 .chain(EBS_KEY_ACTIONS.iter().copied())
                 .collect(),
-            KeyUse::Describe => vec!["kms:DescribeKey"],
-            KeyUse::DirectRead => vec!["kms:Decrypt"],
+            KeyUse::Describe => vec![Action::KmsDescribeKey],
+            KeyUse::DirectRead => vec![Action::KmsDecrypt],
             KeyUse::DirectWrite => std::iter::once(CREATE_GRANT)
                 .chain(DIRECT_WRITE_KEY_ACTIONS.iter().copied())
                 .collect(),
@@ -105,7 +105,7 @@ pub struct KeyNeed {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Permission {
     /// The IAM action, like `iam:PassRole`.
-    pub action: &'static str,
+    pub action: Action,
     /// The resource ARN pattern, or `*` for actions without resource-level permissions.
     pub resource: String,
 }
@@ -120,7 +120,7 @@ pub struct Step {
     /// The region of the endpoint; `None` for global services (IAM).
     pub region: Option<Region>,
     /// The API, as an IAM action (`ec2:CopySnapshot`).
-    pub action: &'static str,
+    pub action: Action,
     /// What the call acts on.
     pub resource: Resource,
     /// Why the step exists, citing the rule that shapes it.
@@ -144,7 +144,7 @@ pub struct KeyGrant {
     /// The key.
     pub key: KeyRef,
     /// The KMS actions.
-    pub actions: Vec<&'static str>,
+    pub actions: Vec<Action>,
     /// Why, one reason per step that needs them.
     pub why: Vec<String>,
 }
@@ -271,7 +271,7 @@ impl Serialize for StepJson<'_> {
         st.serialize_field("actor", &actor_arn(&step.actor, self.appliance_arn))?;
         st.serialize_field("account", &step.account)?;
         st.serialize_field("region", step.region.as_ref().map_or("global", Region::as_str))?;
-        st.serialize_field("action", step.action)?;
+        st.serialize_field("action", &step.action)?;
         st.serialize_field("resource", &step.resource.to_string())?;
         st.serialize_field("why", &step.why)?;
         let creates: Vec<String> = step.creates.iter().map(ToString::to_string).collect();

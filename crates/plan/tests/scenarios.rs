@@ -173,7 +173,7 @@ fn key_name(key: &KeyRef) -> String {
 fn compact(steps: &[Step]) -> Vec<String> {
     steps
         .iter()
-        .filter(|s| s.action != "sts:AssumeRole" && !s.action.starts_with("sqs:"))
+        .filter(|s| s.action.as_str() != "sts:AssumeRole" && !s.action.as_str().starts_with("sqs:"))
         .map(|s| {
             let region = s.region.as_ref().map_or("global", |r| r.as_str());
             format!(
@@ -193,14 +193,14 @@ fn grants(plan: &Plan) -> Vec<String> {
         .key_grants
         .iter()
         .map(|g| {
-            let kind = if g.actions.contains(&"kms:CreateGrant") {
+            let kind = if g.actions.contains(&bulwark_model::Action::KmsCreateGrant) {
                 "ebs"
-            } else if g.actions.contains(&"kms:Decrypt") {
+            } else if g.actions.contains(&bulwark_model::Action::KmsDecrypt) {
                 "decrypt"
             } else {
                 "describe"
             };
-            let encrypt = if g.actions.contains(&"kms:Encrypt") {
+            let encrypt = if g.actions.contains(&bulwark_model::Action::KmsEncrypt) {
                 "+encrypt"
             } else {
                 ""
@@ -997,7 +997,7 @@ fn worker_plans_talk_over_the_session_queue() {
     let queue: Vec<String> = plan
         .steps
         .iter()
-        .filter(|s| s.action.starts_with("sqs:"))
+        .filter(|s| s.action.as_str().starts_with("sqs:"))
         .map(|s| format!("{} {}", actor(&s.actor), s.action))
         .collect();
     assert_eq!(
@@ -1011,7 +1011,10 @@ fn worker_plans_talk_over_the_session_queue() {
             "appliance sqs:ReceiveMessage",
         ]
     );
-    assert!(plan.cleanup.iter().any(|s| s.action == "sqs:DeleteQueue"));
+    assert!(plan
+        .cleanup
+        .iter()
+        .any(|s| s.action.as_str() == "sqs:DeleteQueue"));
 }
 
 #[test]
@@ -1021,7 +1024,7 @@ fn every_assumed_role_is_assumed_by_the_appliance_before_it_acts() {
     let assumed: Vec<String> = plan
         .steps
         .iter()
-        .filter(|s| s.action == "sts:AssumeRole")
+        .filter(|s| s.action.as_str() == "sts:AssumeRole")
         .map(|s| format!("{} {}", actor(&s.actor), s.resource))
         .collect();
     assert_eq!(

@@ -1,13 +1,13 @@
 //! Setting the world up and looking at it from outside: what an AWS administrator does in the
 //! console before Bulwark runs (accounts, keys and their policies, roles, instances with data),
 //! and the inventory tests and the demo use to prove that a session left nothing behind.
-//! None of this is part of the [`bulwark_cloud::Cloud`] trait and none of it is authorized.
+//! None of this is part of the cloud traits and none of it is authorized.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use bulwark_cloud::{CloudError, Credentials, Tag, EBS_BLOCK_SIZE};
-use bulwark_model::{AccountId, InstanceId, Region, VolumeId};
+use bulwark_model::{AccountId, Action, InstanceId, Region, VolumeId};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::rules::{region_mut, resolve_key};
@@ -159,10 +159,9 @@ impl Sim {
     ) -> Result<(), SimError> {
         self.admin(|w| {
             let (owner, region, id) = locate_key(w, key_arn)?;
-            let key = region_mut(w, &owner, &region)
-                .keys
-                .get_mut(&id)
-                .ok_or_else(|| CloudError::not_found("kms:PutKeyPolicy", "NotFoundException", key_arn))?;
+            let key = region_mut(w, &owner, &region).keys.get_mut(&id).ok_or_else(|| {
+                CloudError::not_found(Action::KmsPutKeyPolicy, "NotFoundException", key_arn)
+            })?;
             if let Some(p) = policy {
                 key.policy = p.to_owned();
             }
@@ -184,7 +183,7 @@ impl Sim {
     ) -> Result<(), SimError> {
         self.admin(|w| {
             let id = match default_key {
-                Some(k) => Some(resolve_key(w, "ec2:ModifyEbsDefaultKmsKeyId", account, region, k)?.1),
+                Some(k) => Some(resolve_key(w, Action::Ec2ModifyEbsDefaultKmsKeyId, account, region, k)?.1),
                 None => None,
             };
             let r = region_mut(w, account, region);
@@ -261,7 +260,7 @@ impl Sim {
                 let key = match v.key.as_deref() {
                     None => None,
                     Some("aws/ebs") => Some(crate::rules::aws_ebs_key(w, account, region)),
-                    Some(k) => Some(resolve_key(w, "ec2:CreateVolume", account, region, k)?.1),
+                    Some(k) => Some(resolve_key(w, Action::Ec2CreateVolume, account, region, k)?.1),
                 }
                 .map(|id| crate::auth::key_arn(account, region, &id));
                 let device = format!("/dev/sd{}", (b'a' + i as u8) as char);
@@ -328,7 +327,12 @@ impl Sim {
                 .volumes
                 .get_mut(volume)
                 .ok_or_else(|| {
-                    CloudError::not_found("ec2:WriteVolume", "InvalidVolume.NotFound", volume.as_str())
+                    // Administration, not an API call: reported as DescribeVolumes would.
+                    CloudError::not_found(
+                        Action::Ec2DescribeVolumes,
+                        "InvalidVolume.NotFound",
+                        volume.as_str(),
+                    )
                 })?;
             for (index, hash) in hashes {
                 match hash {
@@ -501,7 +505,7 @@ pub(crate) fn locate_key(w: &World, arn: &str) -> Result<(AccountId, Region, Str
     let _ = w;
     locate_key_arn(arn).ok_or_else(|| {
         CloudError::invalid(
-            "kms:DescribeKey",
+            Action::KmsDescribeKey,
             "InvalidArnException",
             format!("{arn} is not a key ARN"),
         )

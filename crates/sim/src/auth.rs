@@ -5,18 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use bulwark_cloud::policy::{
-    authorize, PolicyDocument, Principal, Request, ResourcePolicy, ResourcePolicyKind,
-};
+use bulwark_cloud::policy::{authorize, Policy, Principal, Request, ResourcePolicy, ResourcePolicyKind};
 use bulwark_cloud::CloudError;
-use bulwark_model::{AccountId, Region};
+use bulwark_model::{AccountId, Action, Region};
 
 use crate::state::{Identity, Key, World};
 
 /// The caller of one request, and what the request says about itself (condition keys).
 pub(crate) struct Caller {
     pub identity: Identity,
-    pub action: String,
+    pub action: Action,
 }
 
 /// A resource policy to evaluate with a request.
@@ -62,7 +60,7 @@ impl Caller {
     pub fn check(
         &self,
         world: &World,
-        action: &str,
+        action: Action,
         resource: &str,
         context: &[(&str, String)],
         guard: Option<Guard<'_>>,
@@ -83,9 +81,9 @@ impl Caller {
             context: &ctx,
         };
         let identity_docs = self.identity_policies(world)?;
-        let identity_refs: Vec<&PolicyDocument> = identity_docs.iter().collect();
+        let identity_refs: Vec<&Policy> = identity_docs.iter().collect();
         let guard_doc = match &guard {
-            Some(g) => Some(parse(&self.action, g.document)?),
+            Some(g) => Some(parse(self.action, g.document)?),
             None => None,
         };
         let resource_policy = match (&guard, &guard_doc) {
@@ -111,19 +109,19 @@ impl Caller {
                 _ => "",
             };
             Err(CloudError::denied(
-                &self.action,
+                self.action,
                 format!("User: {who} is not authorized to perform: {action} on resource: {resource}{reason}"),
             ))
         }
     }
 
-    fn identity_policies(&self, world: &World) -> Result<Vec<PolicyDocument>, CloudError> {
+    fn identity_policies(&self, world: &World) -> Result<Vec<Policy>, CloudError> {
         match &self.identity {
             Identity::Root(_) => Ok(Vec::new()),
             Identity::Role { account, name, .. } => {
                 let role = world.accounts.get(account).and_then(|a| a.roles.get(name));
                 role.map_or(Ok(Vec::new()), |r| {
-                    r.policies.values().map(|doc| parse(&self.action, doc)).collect()
+                    r.policies.values().map(|doc| parse(self.action, doc)).collect()
                 })
             }
         }
@@ -137,7 +135,7 @@ impl Caller {
         key_owner: &AccountId,
         region: &Region,
         key: &Key,
-        action: &str,
+        action: Action,
         via_ebs: bool,
     ) -> Result<(), CloudError> {
         let principal_arn = match self.principal(world) {
@@ -145,7 +143,7 @@ impl Caller {
             Principal::Account(a) => format!("arn:aws:iam::{a}:root"),
             Principal::Service(s) => s,
         };
-        let op = action.trim_start_matches("kms:");
+        let op = action.name();
         if key
             .grants
             .iter()
@@ -156,7 +154,7 @@ impl Caller {
         let mut context = vec![("kms:CallerAccount", self.account().to_string())];
         if via_ebs {
             context.push(("kms:ViaService", format!("ec2.{region}.amazonaws.com")));
-            if action == "kms:CreateGrant" {
+            if action == Action::KmsCreateGrant {
                 context.push(("kms:GrantIsForAWSResource", "true".into()));
             }
         }
@@ -174,18 +172,18 @@ impl Caller {
         )
         .map_err(|mut e| {
             // EBS reports a key it may not use under its own action name.
-            e.action = self.action.clone();
+            e.action = self.action;
             e
         })
     }
 }
 
-fn parse(action: &str, doc: &str) -> Result<PolicyDocument, CloudError> {
-    PolicyDocument::parse(doc).map_err(|e| malformed(action, e))
+fn parse(action: Action, doc: &str) -> Result<Policy, CloudError> {
+    Policy::parse(doc).map_err(|e| malformed(action, e))
 }
 
-fn malformed(action: &str, e: impl std::fmt::Display) -> CloudError {
-    CloudError::invalid(action, "MalformedPolicyDocument", e.to_string())
+fn malformed(action: Action, e: impl std::fmt::Display) -> CloudError {
+    CloudError::invalid(action, "MalformedPolicy", e.to_string())
 }
 
 /// A role's ARN.

@@ -6,9 +6,10 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bulwark_cloud::policy::{PolicyDocument, Principal, Request};
-use bulwark_cloud::{Cloud, CloudError, Credentials, Device, InstanceHost, EBS_BLOCK_SIZE};
-use bulwark_model::{AccountId, InstanceId, Region, VolumeId};
+use bulwark_cloud::policy::{Policy, Principal, Request};
+use bulwark_cloud::{Cloud, CloudError, Credentials, EBS_BLOCK_SIZE};
+use bulwark_host::{Device, InstanceHost};
+use bulwark_model::{AccountId, Action, InstanceId, Region, VolumeId};
 
 use crate::state::{Identity, World};
 use crate::store::locate;
@@ -208,7 +209,7 @@ impl InstanceHost for Host {
 
     /// The instance metadata service: credentials of the profile's role, if EC2 may assume it.
     fn credentials(&self) -> Result<Credentials, CloudError> {
-        let action = "sts:AssumeRole";
+        let action = Action::StsAssumeRole;
         let inner = &self.sim.inner;
         let mut world = inner.world();
         let m = &self.machine;
@@ -237,8 +238,8 @@ impl InstanceHost for Host {
         let role = account.and_then(|a| a.roles.get(&role_name)).ok_or_else(|| {
             CloudError::not_found(action, "NoSuchEntity", format!("role {role_name} does not exist"))
         })?;
-        let trust = PolicyDocument::parse(&role.trust)
-            .map_err(|e| CloudError::invalid(action, "MalformedPolicyDocument", e.to_string()))?;
+        let trust = Policy::parse(&role.trust)
+            .map_err(|e| CloudError::invalid(action, "MalformedPolicy", e.to_string()))?;
         let ec2 = Principal::Service("ec2.amazonaws.com".into());
         let context = Default::default();
         let request = Request {
@@ -308,8 +309,8 @@ impl InstanceHost for Host {
         }))
     }
 
-    fn cloud(&self) -> Arc<dyn Cloud> {
-        Arc::new(self.sim.clone())
+    fn cloud(&self) -> Cloud {
+        self.sim.cloud()
     }
 
     fn running(&self) -> bool {

@@ -1,5 +1,5 @@
 //! The embedded cloud: AWS accounts and regions in one process, implementing
-//! [`bulwark_cloud::Cloud`]. Volumes and snapshots hold real bytes (snapshots share unchanged
+//! the cloud traits of `bulwark-cloud`. Volumes and snapshots hold real bytes (snapshots share unchanged
 //! blocks with their parents); IAM roles carry trust and identity policies that are evaluated
 //! on every call, KMS keys carry key policies and grants, and the EBS, KMS and IAM rules of
 //! `reference/aws-rules.md` are enforced with AWS's error codes. Instances boot the program the
@@ -29,7 +29,9 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use bulwark_cloud::{Boot, CloudError, Credentials, ErrorKind};
+use bulwark_cloud::{CloudError, Credentials, ErrorKind};
+use bulwark_host::Boot;
+use bulwark_model::Action;
 use bulwark_model::InstanceId;
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +75,7 @@ pub enum Fault {
     /// `skip` calls of it succeed.
     Fail {
         /// The API.
-        action: String,
+        action: Action,
         /// Calls to let through first.
         skip: u64,
         /// AWS's error code to answer.
@@ -84,7 +86,7 @@ pub enum Fault {
     /// The next `times` calls of `action` are throttled.
     Throttle {
         /// The API.
-        action: String,
+        action: Action,
         /// How many calls.
         times: u32,
     },
@@ -164,6 +166,11 @@ impl Sim {
         })
     }
 
+    /// The embedded cloud as the cloud traits: every service answered by this world.
+    pub fn cloud(&self) -> bulwark_cloud::Cloud {
+        bulwark_cloud::Cloud::of(Arc::new(self.clone()))
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -179,6 +186,11 @@ impl Sim {
         let mut world = self.inner.world();
         world.faults.push(fault);
         self.inner.save(&world)
+    }
+
+    /// The faults that have not fired yet.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.inner.world().faults.clone()
     }
 
     /// Removes every pending fault.
@@ -222,7 +234,7 @@ impl Inner {
     }
 
     /// Resolves credentials to their identity.
-    pub(crate) fn identity(world: &World, action: &str, who: &Credentials) -> Result<Identity, CloudError> {
+    pub(crate) fn identity(world: &World, action: Action, who: &Credentials) -> Result<Identity, CloudError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -244,7 +256,7 @@ impl Inner {
     }
 
     /// Fires the first pending fault for `action`, if any.
-    pub(crate) fn fault(world: &mut World, action: &str) -> Result<(), CloudError> {
+    pub(crate) fn fault(world: &mut World, action: Action) -> Result<(), CloudError> {
         // A throttle of zero calls is spent: it throttles nothing (and must not count down).
         world
             .faults
@@ -257,7 +269,7 @@ impl Inner {
                     skip,
                     code,
                     kind,
-                } if a == action => {
+                } if *a == action => {
                     if *skip == 0 {
                         fired = Some((
                             i,
@@ -268,7 +280,7 @@ impl Inner {
                     }
                     break;
                 }
-                Fault::Throttle { action: a, times } if a == action => {
+                Fault::Throttle { action: a, times } if *a == action => {
                     *times -= 1;
                     let error = CloudError::new(
                         action,
@@ -297,12 +309,12 @@ impl Inner {
 }
 
 /// What each service answers when it throttles.
-fn throttle_code(action: &str) -> &'static str {
-    match action.split(':').next() {
-        Some("ec2") => "RequestLimitExceeded",
-        Some("ebs") => "RequestThrottledException",
-        Some("kms") => "ThrottlingException",
-        Some("sqs") => "RequestThrottled",
+fn throttle_code(action: Action) -> &'static str {
+    match action.service() {
+        "ec2" => "RequestLimitExceeded",
+        "ebs" => "RequestThrottledException",
+        "kms" => "ThrottlingException",
+        "sqs" => "RequestThrottled",
         _ => "Throttling",
     }
 }

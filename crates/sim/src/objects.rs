@@ -6,6 +6,7 @@
 use bulwark_storage::{Backend, BackendError, FileKind, LocalBackend};
 
 use bulwark_cloud::SharedCredentials;
+use bulwark_model::Action;
 
 use crate::auth::Caller;
 use crate::{Inner, Sim};
@@ -55,7 +56,7 @@ impl ObjectStore {
     fn authorize(
         &self,
         operation: &'static str,
-        action: &str,
+        action: Action,
         resource: String,
         path: String,
     ) -> Result<(), BackendError> {
@@ -79,7 +80,7 @@ impl ObjectStore {
     fn object(
         &self,
         operation: &'static str,
-        action: &str,
+        action: Action,
         kind: FileKind,
         name: &str,
     ) -> Result<(), BackendError> {
@@ -99,12 +100,12 @@ impl Backend for ObjectStore {
     }
 
     fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        self.object("PUT", "s3:PutObject", kind, name)?;
+        self.object("PUT", Action::S3PutObject, kind, name)?;
         self.local.put(kind, name, data)
     }
 
     fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
-        self.object("GET", "s3:GetObject", kind, name)?;
+        self.object("GET", Action::S3GetObject, kind, name)?;
         self.local.get(kind, name)
     }
 
@@ -115,18 +116,18 @@ impl Backend for ObjectStore {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, BackendError> {
-        self.object("GET", "s3:GetObject", kind, name)?;
+        self.object("GET", Action::S3GetObject, kind, name)?;
         self.local.get_range(kind, name, offset, length)
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>, BackendError> {
         let bucket = format!("arn:aws:s3:::{}", self.bucket);
-        self.authorize("LIST", "s3:ListBucket", bucket, self.key(kind, ""))?;
+        self.authorize("LIST", Action::S3ListBucket, bucket, self.key(kind, ""))?;
         self.local.list(kind)
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
-        self.object("DELETE", "s3:DeleteObject", kind, name)?;
+        self.object("DELETE", Action::S3DeleteObject, kind, name)?;
         self.local.delete(kind, name)
     }
 }

@@ -3,7 +3,7 @@
 //! Source: `reference/aws-rules.md` ("KMS keys and EBS").
 
 use bulwark_cloud::{CloudError, ErrorKind};
-use bulwark_model::{AccountId, Region};
+use bulwark_model::{AccountId, Action, Region};
 
 use crate::auth::{key_arn, Caller};
 use crate::state::{Key, RegionState, World};
@@ -11,12 +11,12 @@ use crate::state::{Key, RegionState, World};
 /// The KMS permissions EBS uses on a caller's behalf whenever it encrypts or decrypts with a
 /// key (creating a volume or a copy, attaching a volume), as the EBS user guide lists them.
 /// Written from AWS's documentation, apart from the planner's list, so each checks the other.
-pub(crate) const EBS_KEY_ACTIONS: &[&str] = &[
-    "kms:CreateGrant",
-    "kms:Decrypt",
-    "kms:DescribeKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:ReEncryptFrom",
+pub(crate) const EBS_KEY_ACTIONS: &[Action] = &[
+    Action::KmsCreateGrant,
+    Action::KmsDecrypt,
+    Action::KmsDescribeKey,
+    Action::KmsGenerateDataKeyWithoutPlaintext,
+    Action::KmsReEncryptFrom,
 ];
 
 /// The key policy AWS gives an AWS managed EBS key: every principal of the account may use it,
@@ -30,7 +30,7 @@ fn aws_ebs_policy(account: &AccountId, region: &Region) -> String {
                 "Sid": "Allow access through EBS for all principals in the account that are authorized to use EBS",
                 "Effect": "Allow",
                 "Principal": {"AWS": "*"},
-                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"],
+                "Action": [Action::KmsEncrypt, Action::KmsDecrypt, Action::KmsReEncryptAll, "kms:GenerateDataKey*", Action::KmsCreateGrant, Action::KmsDescribeKey],
                 "Resource": "*",
                 "Condition": {"StringEquals": {
                     "kms:CallerAccount": account.as_str(),
@@ -41,7 +41,7 @@ fn aws_ebs_policy(account: &AccountId, region: &Region) -> String {
                 "Sid": "Allow direct access to key metadata to the account",
                 "Effect": "Allow",
                 "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
-                "Action": ["kms:Describe*", "kms:Get*", "kms:List*", "kms:RevokeGrant"],
+                "Action": ["kms:Describe*", "kms:Get*", "kms:List*", Action::KmsRevokeGrant],
                 "Resource": "*"
             }
         ]
@@ -99,13 +99,13 @@ pub(crate) fn aws_ebs_key(world: &mut World, account: &AccountId, region: &Regio
 /// key ARN or alias ARN of any account. Answers the key's owner and id.
 pub(crate) fn resolve_key(
     world: &mut World,
-    action: &str,
+    action: Action,
     caller: &AccountId,
     region: &Region,
     reference: &str,
 ) -> Result<(AccountId, String), CloudError> {
     let not_found = || {
-        let code = if action.starts_with("kms:") {
+        let code = if action.service() == "kms" {
             "NotFoundException"
         } else {
             "InvalidKMSKey.Id"
@@ -173,14 +173,14 @@ pub(crate) fn ebs_may_use(
 ) -> Result<(), CloudError> {
     let Some(key) = key(world, owner, region, id) else {
         return Err(CloudError::not_found(
-            &caller.action,
+            caller.action,
             "InvalidKMSKey.Id",
             format!("key {} does not exist", key_arn(owner, region, id)),
         ));
     };
     if key.spec != "SYMMETRIC_DEFAULT" {
         return Err(CloudError::invalid(
-            &caller.action,
+            caller.action,
             "InvalidParameterValue",
             format!(
                 "key {} is asymmetric; EBS accepts only symmetric keys",
@@ -190,14 +190,14 @@ pub(crate) fn ebs_may_use(
     }
     if key.state != "Enabled" {
         return Err(CloudError::new(
-            &caller.action,
+            caller.action,
             ErrorKind::NotPermitted,
             "IncorrectState",
             format!("key {} is {}", key_arn(owner, region, id), key.state),
         ));
     }
     for action in EBS_KEY_ACTIONS {
-        caller.check_key(world, owner, region, key, action, true)?;
+        caller.check_key(world, owner, region, key, *action, true)?;
     }
     Ok(())
 }

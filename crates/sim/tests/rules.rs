@@ -6,8 +6,10 @@
 mod common;
 
 use bulwark_cloud::{
-    Cloud, CopySnapshot, CreateVolume, ErrorKind, RunInstance, StartSnapshot, EBS_BLOCK_SIZE,
+    CopySnapshot, CreateVolume, Ebs, Ec2, ErrorKind, Iam, Kms, RunInstance, StartSnapshot, Sts,
+    EBS_BLOCK_SIZE,
 };
+use bulwark_model::Action;
 use bulwark_sim::{Fault, Sim, SimError};
 use common::*;
 use serde_json::json;
@@ -822,7 +824,7 @@ fn a_fail_fault_lets_skip_calls_through_then_fails_once() {
     let root = w.root(&w.a);
     w.sim
         .inject(Fault::Fail {
-            action: "ec2:CreateVolume".into(),
+            action: Action::Ec2CreateVolume,
             skip: 1,
             code: "InsufficientVolumeCapacity".into(),
             kind: ErrorKind::Unavailable,
@@ -840,7 +842,7 @@ fn a_fail_fault_lets_skip_calls_through_then_fails_once() {
         "InsufficientVolumeCapacity",
         ErrorKind::Unavailable,
     );
-    assert_eq!(error.action, "ec2:CreateVolume");
+    assert_eq!(error.action, Action::Ec2CreateVolume);
     w.sim.create_volume(&root, &w.east, &plain).unwrap();
 }
 
@@ -850,7 +852,7 @@ fn a_throttle_fault_throttles_the_given_number_of_calls() {
     let root = w.root(&w.a);
     w.sim
         .inject(Fault::Throttle {
-            action: "ec2:GetEbsEncryptionByDefault".into(),
+            action: Action::Ec2GetEbsEncryptionByDefault,
             times: 2,
         })
         .unwrap();
@@ -871,7 +873,7 @@ fn a_throttle_fault_of_zero_times_throttles_nothing() {
     let root = w.root(&w.a);
     w.sim
         .inject(Fault::Throttle {
-            action: "ec2:GetEbsEncryptionByDefault".into(),
+            action: Action::Ec2GetEbsEncryptionByDefault,
             times: 0,
         })
         .unwrap();

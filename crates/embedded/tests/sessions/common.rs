@@ -107,7 +107,6 @@ pub fn assert_nothing_left(before: &Inventory, after: &Inventory, kept: &[&str])
 
 /// The repository as a worker opens it, with the bucket owner's credentials.
 pub fn open_repository(world: &World) -> bulwark_repo::Repository {
-    use bulwark_cloud::Cloud;
     let embedded = &world.embedded;
     let repo = embedded
         .estate
@@ -120,6 +119,8 @@ pub fn open_repository(world: &World) -> bulwark_repo::Repository {
         .expect("the bucket owner's credentials");
     let backend = embedded
         .sim
+        .cloud()
+        .s3
         .object_store(&root.into(), &repo.region, repo.bucket.as_str(), &repo.prefix)
         .expect("the repository bucket");
     let secret = bulwark_repo::Secret::from_key_file(embedded.repository_key.as_bytes(), "repository key")

@@ -83,7 +83,7 @@ fn refusal(step: usize, action: &str) -> (ErrorKind, &'static str) {
 
 fn fail(action: &str, kind: ErrorKind, code: &str) -> Fault {
     Fault::Fail {
-        action: action.to_owned(),
+        action: action.parse().expect("a known action"),
         skip: 0,
         code: code.to_owned(),
         kind,
@@ -121,7 +121,7 @@ fn faults_spent(world: &World) -> bool {
 
 /// Whether the engine itself makes a step's call (not the worker, not the repository role).
 fn engine_calls(step: &bulwark_plan::Step) -> bool {
-    !matches!(step.actor, Actor::Worker(_)) && !step.action.starts_with("s3:")
+    !matches!(step.actor, Actor::Worker(_)) && !step.action.as_str().starts_with("s3:")
 }
 
 /// Runs `op` with the call of its main step `number` (1-based) refused: the run must fail
@@ -130,7 +130,7 @@ fn engine_calls(step: &bulwark_plan::Step) -> bool {
 fn fail_step(world: &World, op: &Operation, number: usize, check: &dyn Fn(&World, &str)) -> &'static str {
     let plan = bulwark_plan::plan(&world.embedded.estate, op).expect("the operation plans");
     let step = &plan.steps[number - 1];
-    let action = step.action;
+    let action = step.action.as_str();
     let (kind, code) = refusal(number, action);
     // While it waits for its task the worker calls sqs:ReceiveMessage too: a second fault
     // makes sure that the appliance's call meets one whoever calls first.
@@ -186,7 +186,7 @@ fn fail_each_step(
     plan.steps
         .iter()
         .enumerate()
-        .filter(|(_, step)| engine_calls(step) && !except.contains(&step.action))
+        .filter(|(_, step)| engine_calls(step) && !except.contains(&step.action.as_str()))
         .map(|(i, _)| fail_step(world, op, i + 1, check))
         .collect()
 }
@@ -196,7 +196,7 @@ fn last_step(world: &World, op: &Operation, action: &str) -> usize {
     let plan = bulwark_plan::plan(&world.embedded.estate, op).expect("the operation plans");
     plan.steps
         .iter()
-        .rposition(|s| s.action == action && engine_calls(s))
+        .rposition(|s| s.action.as_str() == action && engine_calls(s))
         .map(|i| i + 1)
         .expect("the step")
 }
@@ -362,7 +362,7 @@ fn refuse_during_transfer(world: &World, op: &Operation, action: &str, skip: u64
         .embedded
         .sim
         .inject(Fault::Fail {
-            action: action.to_owned(),
+            action: action.parse().expect("a known action"),
             skip,
             code: "AccessDeniedException".into(),
             kind: ErrorKind::AccessDenied,
@@ -585,7 +585,7 @@ fn throttling_is_absorbed() {
     let sim = &world.embedded.sim;
     let before = world.inventory();
     sim.inject(Fault::Throttle {
-        action: "ec2:CreateSnapshots".into(),
+        action: bulwark_model::Action::Ec2CreateSnapshots,
         times: 3,
     })
     .expect("fault injected");
@@ -598,7 +598,7 @@ fn throttling_is_absorbed() {
 
     let before = world.inventory();
     sim.inject(Fault::Throttle {
-        action: "ec2:CreateVolume".into(),
+        action: bulwark_model::Action::Ec2CreateVolume,
         times: 3,
     })
     .expect("fault injected");
@@ -626,7 +626,7 @@ fn throttling_is_absorbed() {
         "sqs:SendMessage",
     ] {
         sim.inject(Fault::Throttle {
-            action: action.into(),
+            action: action.parse().expect("a known action"),
             times: 2,
         })
         .expect("fault injected");
@@ -755,8 +755,8 @@ fn a_refusal_while_waiting_for_new_copies_volumes_and_instances_leaves_nothing()
         world.embedded.sim.clear_faults().expect("faults cleared");
         match result {
             Err(EngineError::Step(f)) => {
-                assert_eq!(f.action, step, "{f}");
-                assert_eq!(f.error.action, describe, "{f}");
+                assert_eq!(f.action.as_str(), step, "{f}");
+                assert_eq!(f.error.action.as_str(), describe, "{f}");
             }
             Err(other) => panic!("{describe}: expected a step failure, got: {other}"),
             Ok(report) => panic!("{describe}: the session succeeded: {report:#?}"),
@@ -783,7 +783,7 @@ fn a_refusal_while_waiting_for_new_snapshots_leaves_nothing() {
     let result = engine(&world).run(&snapshot(DB));
     world.embedded.sim.clear_faults().expect("faults cleared");
     match result {
-        Err(EngineError::Step(f)) => assert_eq!(f.action, "ec2:CreateSnapshots", "{f}"),
+        Err(EngineError::Step(f)) => assert_eq!(f.action.as_str(), "ec2:CreateSnapshots", "{f}"),
         Err(other) => panic!("expected a step failure, got: {other}"),
         Ok(report) => panic!("the session succeeded: {report:#?}"),
     }

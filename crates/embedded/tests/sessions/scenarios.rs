@@ -382,7 +382,7 @@ instance_type = "m7i.2xlarge"
     let run = plan
         .steps
         .iter()
-        .find(|s| s.action == "ec2:RunInstances")
+        .find(|s| s.action.as_str() == "ec2:RunInstances")
         .expect("a worker launch");
     assert!(
         run.why.contains("c6i.xlarge") && run.why.contains("subnet-0123456789abcdef0"),

@@ -21,7 +21,7 @@ mod writer;
 use std::sync::Mutex;
 
 use bulwark_cloud::{Cloud, CloudError, Credentials, ErrorKind, StartSnapshot, Tag, EBS_BLOCK_SIZE};
-use bulwark_model::{Region, SnapshotId, MAX_VOLUME_GIB};
+use bulwark_model::{Action, Region, SnapshotId, MAX_VOLUME_GIB};
 use bulwark_mover::{BackupOutcome, MoverError, Progress, VolumeSource};
 use bulwark_repo::{Id, RepoError, Repository};
 
@@ -62,7 +62,7 @@ pub enum DirectError {
     )]
     Busy {
         /// The API.
-        action: String,
+        action: Action,
         /// Attempts made.
         attempts: u32,
         /// The last error.
@@ -220,7 +220,7 @@ pub struct SnapshotVolume<'a> {
 /// Backs up the completed snapshots of several volumes as one (all restore points or none,
 /// like a worker's backup), each as a restore point of its volume.
 pub fn backup_snapshots(
-    cloud: &dyn Cloud,
+    cloud: &Cloud,
     who: &Credentials,
     region: &Region,
     volumes: &[SnapshotVolume<'_>],
@@ -274,7 +274,7 @@ pub fn backup_snapshots(
 /// reads only the blocks that changed since it and builds on that restore point.
 #[allow(clippy::too_many_arguments)]
 pub fn backup_snapshot(
-    cloud: &dyn Cloud,
+    cloud: &Cloud,
     who: &Credentials,
     region: &Region,
     snapshot: &SnapshotId,
@@ -353,7 +353,7 @@ pub fn snapshot_size_gib(repo: &Repository, point: &Id) -> Result<u32, DirectErr
 /// `key_arn` (a key ARN, not an alias) if given, else with the region's default EBS key if
 /// `encrypted`, else as the region's EBS defaults say.
 pub fn start_snapshot(
-    cloud: &dyn Cloud,
+    cloud: &Cloud,
     who: &Credentials,
     region: &Region,
     size_gib: u32,
@@ -369,15 +369,15 @@ pub fn start_snapshot(
         kms_key_arn: key_arn.map(str::to_owned),
         tags: tags.to_vec(),
     };
-    with_retries("ebs:StartSnapshot", None, || {
-        cloud.start_snapshot(who, region, &start)
+    with_retries(Action::EbsStartSnapshot, None, || {
+        cloud.ebs.start_snapshot(who, region, &start)
     })
 }
 
 /// Writes restore point `point` into `snapshot` (started by [`start_snapshot`]), completes it
 /// and waits until it is `completed`. A failed write leaves the snapshot to its caller.
 pub fn write_snapshot(
-    cloud: &dyn Cloud,
+    cloud: &Cloud,
     who: &Credentials,
     region: &Region,
     snapshot: &SnapshotId,
@@ -401,7 +401,7 @@ pub fn write_snapshot(
 /// The volume size is the restore point's, rounded up to whole GiB. A restore that fails
 /// deletes the snapshot it started.
 pub fn restore_to_snapshot(
-    cloud: &dyn Cloud,
+    cloud: &Cloud,
     who: &Credentials,
     region: &Region,
     repo: &Repository,
@@ -417,7 +417,7 @@ pub fn restore_to_snapshot(
         Err(e) => {
             // As well as it can: the snapshot holds part of a volume, and a pending one counts
             // against the account's 100 pending snapshots until it times out.
-            let _ = cloud.delete_snapshot(who, region, &snapshot);
+            let _ = cloud.ec2.delete_snapshot(who, region, &snapshot);
             Err(e)
         }
     }

@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bulwark_cloud::{CloudError, ErrorKind};
+use bulwark_model::Action;
 
 use super::DirectError;
 
@@ -123,7 +124,7 @@ impl RateLimiter {
 /// unavailable service) up to [`ATTEMPTS`] times with exponential backoff and jitter. With a
 /// `limiter`, each attempt waits its turn and tells the limiter how it went.
 pub(super) fn with_retries<T>(
-    action: &str,
+    action: Action,
     limiter: Option<&RateLimiter>,
     mut call: impl FnMut() -> Result<T, CloudError>,
 ) -> Result<T, DirectError> {
@@ -150,7 +151,7 @@ pub(super) fn with_retries<T>(
         }
         if attempt >= ATTEMPTS {
             return Err(DirectError::Busy {
-                action: action.to_owned(),
+                action,
                 attempts: attempt,
                 last: error,
             });

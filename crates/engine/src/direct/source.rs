@@ -12,7 +12,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use bulwark_cloud::checksum::block_checksum;
 use bulwark_cloud::{BlockRef, Cloud, Credentials, EBS_BLOCK_SIZE};
-use bulwark_model::{Region, SnapshotId};
+use bulwark_model::{Action, Region, SnapshotId};
 use bulwark_mover::{BlockSource, MoverError};
 
 use super::rate::{with_retries, RateLimiter};
@@ -22,7 +22,7 @@ use crate::wait;
 /// A completed snapshot as a [`BlockSource`]: its listed blocks are fetched with
 /// `GetSnapshotBlock` and checked against their checksums; every other block reads as zeros.
 pub(super) struct SnapshotSource<'a> {
-    cloud: &'a dyn Cloud,
+    cloud: &'a Cloud,
     who: &'a Credentials,
     region: &'a Region,
     snapshot: SnapshotId,
@@ -76,22 +76,26 @@ impl<'a> SnapshotSource<'a> {
     /// Lists the blocks of `snapshot` (every page): all its written blocks, or with `parent`
     /// (a snapshot of the same lineage) those that changed since it.
     pub(super) fn open(
-        cloud: &'a dyn Cloud,
+        cloud: &'a Cloud,
         who: &'a Credentials,
         region: &'a Region,
         snapshot: &SnapshotId,
         parent: Option<&SnapshotId>,
     ) -> Result<Self, DirectError> {
         let action = match parent {
-            None => "ebs:ListSnapshotBlocks",
-            Some(_) => "ebs:ListChangedBlocks",
+            None => Action::EbsListSnapshotBlocks,
+            Some(_) => Action::EbsListChangedBlocks,
         };
         let mut tokens = BTreeMap::new();
         let mut next: Option<String> = None;
         let size_gib = loop {
             let page = with_retries(action, None, || match parent {
-                None => cloud.list_snapshot_blocks(who, region, snapshot, next.as_deref()),
-                Some(p) => cloud.list_changed_blocks(who, region, p, snapshot, next.as_deref()),
+                None => cloud
+                    .ebs
+                    .list_snapshot_blocks(who, region, snapshot, next.as_deref()),
+                Some(p) => cloud
+                    .ebs
+                    .list_changed_blocks(who, region, p, snapshot, next.as_deref()),
             })?;
             tokens.extend(page.blocks.into_iter().map(|b| (b.index, b.token)));
             next = page.next_token;
@@ -257,8 +261,9 @@ impl<'a> SnapshotSource<'a> {
             index,
             token: token.to_owned(),
         };
-        let (data, checksum) = with_retries("ebs:GetSnapshotBlock", Some(&self.limiter), || {
+        let (data, checksum) = with_retries(Action::EbsGetSnapshotBlock, Some(&self.limiter), || {
             self.cloud
+                .ebs
                 .get_snapshot_block(self.who, self.region, &self.snapshot, &block)
         })?;
         if data.len() as u64 != EBS_BLOCK_SIZE {

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use bulwark_cloud::checksum::{block_digest, linear_checksum};
 use bulwark_cloud::{Cloud, Credentials, EBS_BLOCK_SIZE};
-use bulwark_model::{Region, SnapshotId};
+use bulwark_model::{Action, Region, SnapshotId};
 use bulwark_mover::{BlockTarget, MoverError};
 
 use super::rate::{with_retries, RateLimiter};
@@ -28,7 +28,7 @@ const COMPLETION_TIMEOUT: Duration = Duration::from_secs(3600);
 /// snapshot. Blocks are 512 KiB, written at multiples of 512 KiB, from any thread in any
 /// order.
 pub(super) struct SnapshotWriter<'a> {
-    cloud: &'a dyn Cloud,
+    cloud: &'a Cloud,
     who: &'a Credentials,
     region: &'a Region,
     snapshot: SnapshotId,
@@ -58,7 +58,7 @@ struct Puts {
 impl<'a> SnapshotWriter<'a> {
     /// A writer of `snapshot`, started and not yet completed.
     pub(super) fn new(
-        cloud: &'a dyn Cloud,
+        cloud: &'a Cloud,
         who: &'a Credentials,
         region: &'a Region,
         snapshot: &SnapshotId,
@@ -148,8 +148,9 @@ impl<'a> SnapshotWriter<'a> {
 
     fn put(&self, index: u64, block: &[u8], digest: &[u8]) -> Result<(), DirectError> {
         let checksum = BASE64.encode(digest);
-        with_retries("ebs:PutSnapshotBlock", Some(&self.limiter), || {
+        with_retries(Action::EbsPutSnapshotBlock, Some(&self.limiter), || {
             self.cloud
+                .ebs
                 .put_snapshot_block(self.who, self.region, &self.snapshot, index, block, &checksum)
         })
     }
@@ -167,8 +168,9 @@ impl<'a> SnapshotWriter<'a> {
         let count = puts.checksums.len() as u64;
         let checksum = linear_checksum(puts.checksums.values().map(Vec::as_slice));
         drop(puts);
-        with_retries("ebs:CompleteSnapshot", None, || {
+        with_retries(Action::EbsCompleteSnapshot, None, || {
             self.cloud
+                .ebs
                 .complete_snapshot(self.who, self.region, &self.snapshot, count, &checksum)
         })
         .map_err(|e| self.target_error(e))
@@ -179,8 +181,9 @@ impl<'a> SnapshotWriter<'a> {
         let deadline = Instant::now() + COMPLETION_TIMEOUT;
         let mut pause = Duration::from_millis(100);
         loop {
-            let info = with_retries("ec2:DescribeSnapshots", None, || {
+            let info = with_retries(Action::Ec2DescribeSnapshots, None, || {
                 self.cloud
+                    .ec2
                     .describe_snapshots(self.who, self.region, std::slice::from_ref(&self.snapshot))
             })?;
             let state = info

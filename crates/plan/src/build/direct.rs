@@ -1,7 +1,7 @@
 //! Moving image data without workers: the appliance reads snapshots, or writes new ones,
 //! through the EBS direct APIs, in the account that owns them.
 
-use bulwark_model::{Instance, KeyRef, Region, Repository, RoleArn};
+use bulwark_model::{Action, Instance, KeyRef, Region, Repository, RoleArn};
 
 use super::Builder;
 use crate::resource::{Resource, Snapshot, SnapshotOrigin};
@@ -24,7 +24,7 @@ impl Builder<'_> {
                 .step(
                     &actor,
                     Some(&snapshot.region),
-                    "ebs:GetSnapshotBlock",
+                    Action::EbsGetSnapshotBlock,
                     resource,
                     "read the snapshot's blocks through the EBS direct APIs, each checked against its \
                      SHA-256: only those changed since the previous base snapshot (ListChangedBlocks) \
@@ -36,9 +36,9 @@ impl Builder<'_> {
                     KeyUse::DirectRead,
                     "The EBS direct APIs decrypt an encrypted snapshot's blocks for its reader.",
                 )
-                .also("ebs:ListSnapshotBlocks", arns.clone())
-                .also("ebs:ListChangedBlocks", arns)
-                .also("ec2:DescribeSnapshots", vec!["*".into()]);
+                .also(Action::EbsListSnapshotBlocks, arns.clone())
+                .also(Action::EbsListChangedBlocks, arns)
+                .also(Action::Ec2DescribeSnapshots, vec!["*".into()]);
             // The previous base snapshot is handed to the cleanup once the new restore points
             // are written, and only then: a failed backup keeps it as the base of the next.
             let previous = Snapshot {
@@ -48,7 +48,7 @@ impl Builder<'_> {
             let replace = self.step(
                 &actor,
                 Some(&snapshot.region),
-                "ec2:DeleteSnapshot",
+                Action::Ec2DeleteSnapshot,
                 Resource::Snapshot(previous),
                 "remove the base snapshot of the previous direct backup, if there is one, once the \
                  new restore points are written: the new base snapshot replaces it",
@@ -102,7 +102,7 @@ impl Builder<'_> {
                 .step(
                     &actor,
                     Some(region),
-                    "ebs:StartSnapshot",
+                    Action::EbsStartSnapshot,
                     resource.clone(),
                     format!(
                         "start a new snapshot of the size of {}, {encryption}, put the restore \
@@ -118,13 +118,13 @@ impl Builder<'_> {
                     KeyUse::DirectWrite,
                     "The EBS direct APIs encrypt the blocks of the snapshot they write.",
                 )
-                .also("ebs:PutSnapshotBlock", arns.clone())
-                .also("ebs:CompleteSnapshot", arns)
-                .also("ec2:DescribeSnapshots", vec!["*".into()]);
+                .also(Action::EbsPutSnapshotBlock, arns.clone())
+                .also(Action::EbsCompleteSnapshot, arns)
+                .also(Action::Ec2DescribeSnapshots, vec!["*".into()]);
             let undo = self.step(
                 &actor,
                 Some(region),
-                "ec2:DeleteSnapshot",
+                Action::Ec2DeleteSnapshot,
                 resource,
                 "remove the written snapshot: it is only the source of the restored volume",
             );

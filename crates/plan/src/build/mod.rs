@@ -10,7 +10,7 @@ mod workers;
 
 use std::collections::BTreeSet;
 
-use bulwark_model::{AccountId, Estate, KeyRef, Region, Repository, RoleArn};
+use bulwark_model::{AccountId, Action, Estate, KeyRef, Region, Repository, RoleArn};
 
 use crate::operation::Operation;
 use crate::refusal::{Refusal, RefusalCode};
@@ -44,7 +44,7 @@ impl Step {
     }
 
     /// Adds a permission the call needs besides its action on its resource.
-    pub(crate) fn also(mut self, action: &'static str, resources: Vec<String>) -> Self {
+    pub(crate) fn also(mut self, action: Action, resources: Vec<String>) -> Self {
         for resource in resources {
             self.also.push(Permission { action, resource });
         }
@@ -92,7 +92,7 @@ impl<'e> Builder<'e> {
         &self,
         actor: &Actor,
         region: Option<&Region>,
-        action: &'static str,
+        action: Action,
         resource: Resource,
         why: impl Into<String>,
     ) -> Step {
@@ -158,7 +158,7 @@ impl<'e> Builder<'e> {
         self.step(
             &Actor::Appliance,
             None,
-            "sts:AssumeRole",
+            Action::StsAssumeRole,
             Resource::Role(role.clone()),
             format!(
                 "the appliance acts in account {} through this role{external}; the role's trust \

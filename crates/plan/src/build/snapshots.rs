@@ -1,6 +1,6 @@
 //! Taking, sharing, copying and deleting snapshots.
 
-use bulwark_model::{AccountId, Instance, KeyRef, Region, RoleArn, VolumeId};
+use bulwark_model::{AccountId, Action, Instance, KeyRef, Region, RoleArn, VolumeId};
 
 use super::Builder;
 use crate::refusal::{Refusal, RefusalCode};
@@ -79,7 +79,7 @@ impl Builder<'_> {
             .step(
                 &actor,
                 Some(region),
-                "ec2:CreateSnapshots",
+                Action::Ec2CreateSnapshots,
                 instance_resource,
                 format!(
                     "snapshots of all {} volumes at one point in time, {purpose}; each is encrypted \
@@ -88,10 +88,10 @@ impl Builder<'_> {
                 ),
             )
             .creating(snapshots.iter().cloned().map(Resource::Snapshot).collect(), kept)
-            .also("ec2:CreateSnapshots", volumes)
-            .also("ec2:CreateSnapshots", any_snapshot.clone())
-            .also("ec2:CreateTags", any_snapshot)
-            .also("ec2:DescribeSnapshots", vec!["*".into()]);
+            .also(Action::Ec2CreateSnapshots, volumes)
+            .also(Action::Ec2CreateSnapshots, any_snapshot.clone())
+            .also(Action::Ec2CreateTags, any_snapshot)
+            .also(Action::Ec2DescribeSnapshots, vec!["*".into()]);
         let undo = snapshots.iter().map(|s| self.delete_snapshot(role, s)).collect();
         self.push(step, undo);
         snapshots
@@ -101,7 +101,7 @@ impl Builder<'_> {
         self.step(
             &Actor::Role(role.clone()),
             Some(&snapshot.region),
-            "ec2:DeleteSnapshot",
+            Action::Ec2DeleteSnapshot,
             Resource::Snapshot(snapshot.clone()),
             "remove the snapshot: it was only needed during the session, or the session failed",
         )
@@ -131,14 +131,14 @@ impl Builder<'_> {
             .step(
                 &Actor::Role(role.clone()),
                 Some(&snapshot.region),
-                "ec2:CreateSnapshot",
+                Action::Ec2CreateSnapshot,
                 volume.clone(),
                 why,
             )
             .creating(vec![Resource::Snapshot(snapshot.clone())], false)
-            .also("ec2:CreateSnapshot", arns.clone())
-            .also("ec2:CreateTags", arns)
-            .also("ec2:DescribeSnapshots", vec!["*".into()]);
+            .also(Action::Ec2CreateSnapshot, arns.clone())
+            .also(Action::Ec2CreateTags, arns)
+            .also(Action::Ec2DescribeSnapshots, vec!["*".into()]);
         let undo = vec![self.delete_snapshot(role, &snapshot)];
         self.push(step, undo);
         snapshot
@@ -179,7 +179,7 @@ impl Builder<'_> {
                 .step(
                     &actor,
                     Some(key.region()),
-                    "kms:DescribeKey",
+                    Action::KmsDescribeKey,
                     Resource::Key(key.clone()),
                     "confirm the snapshot's key is customer managed and enabled before sharing it",
                 )
@@ -206,7 +206,7 @@ impl Builder<'_> {
             .step(
                 &actor,
                 region,
-                "ec2:ModifySnapshotAttribute",
+                Action::Ec2ModifySnapshotAttribute,
                 Resource::Snapshot(snapshot.clone()),
                 why,
             )
@@ -214,7 +214,7 @@ impl Builder<'_> {
         let undo = self.step(
             &actor,
             region,
-            "ec2:ModifySnapshotAttribute",
+            Action::Ec2ModifySnapshotAttribute,
             share,
             format!("remove account {with}'s permission to create volumes from the snapshot"),
         );
@@ -269,7 +269,7 @@ impl Builder<'_> {
             .step(
                 &actor,
                 Some(destination),
-                "ec2:CopySnapshot",
+                Action::Ec2CopySnapshot,
                 Resource::Snapshot(source.clone()),
                 format!("{purpose}: copy to {destination}, {key_words}"),
             )
@@ -284,9 +284,9 @@ impl Builder<'_> {
                 KeyUse::Ebs,
                 format!("CopySnapshot encrypts the copy of {volume} in {destination}."),
             )
-            .also("ec2:CopySnapshot", copy_arns.clone())
-            .also("ec2:CreateTags", copy_arns)
-            .also("ec2:DescribeSnapshots", vec!["*".into()]);
+            .also(Action::Ec2CopySnapshot, copy_arns.clone())
+            .also(Action::Ec2CreateTags, copy_arns)
+            .also(Action::Ec2DescribeSnapshots, vec!["*".into()]);
         let undo = vec![self.delete_snapshot(role, &copy)];
         self.push(step, undo);
         copy

@@ -1,6 +1,6 @@
 //! Creating, attaching and deleting volumes.
 
-use bulwark_model::{KeyRef, Region, RoleArn, Volume};
+use bulwark_model::{Action, KeyRef, Region, RoleArn, Volume};
 
 use super::Builder;
 use crate::resource::{Resource, Snapshot, VolumeOrigin};
@@ -54,7 +54,7 @@ impl Builder<'_> {
             .step(
                 &actor,
                 Some(region),
-                "ec2:CreateVolume",
+                Action::Ec2CreateVolume,
                 Resource::Snapshot(snapshot.clone()),
                 format!("create the {created}, {key_words}"),
             )
@@ -72,9 +72,9 @@ impl Builder<'_> {
                 KeyUse::Ebs,
                 format!("CreateVolume encrypts the new volume of {volume} in {caller}/{region}."),
             )
-            .also("ec2:CreateVolume", created.iam_resources(p))
-            .also("ec2:CreateTags", created.iam_resources(p))
-            .also("ec2:DescribeVolumes", vec!["*".into()]);
+            .also(Action::Ec2CreateVolume, created.iam_resources(p))
+            .also(Action::Ec2CreateTags, created.iam_resources(p))
+            .also(Action::Ec2DescribeVolumes, vec!["*".into()]);
         let undo = vec![self.delete_volume(role, &created)];
         self.push(step, undo);
         created
@@ -108,7 +108,7 @@ impl Builder<'_> {
             .step(
                 &actor,
                 Some(region),
-                "ec2:CreateVolume",
+                Action::Ec2CreateVolume,
                 created.clone(),
                 format!(
                     "create an empty {} GiB volume for the data of {}, {key_words}",
@@ -124,8 +124,8 @@ impl Builder<'_> {
                     of.id
                 ),
             )
-            .also("ec2:CreateTags", created.iam_resources(p))
-            .also("ec2:DescribeVolumes", vec!["*".into()]);
+            .also(Action::Ec2CreateTags, created.iam_resources(p))
+            .also(Action::Ec2DescribeVolumes, vec!["*".into()]);
         let undo = vec![self.delete_volume(role, &created)];
         self.push(step, undo);
         created
@@ -135,7 +135,7 @@ impl Builder<'_> {
         self.step(
             &Actor::Role(role.clone()),
             volume.region(),
-            "ec2:DeleteVolume",
+            Action::Ec2DeleteVolume,
             volume.clone(),
             "remove the volume: it was only needed during the session, or the session failed",
         )
@@ -150,13 +150,13 @@ impl Builder<'_> {
         };
         let actor = Actor::Role(role.clone());
         let step = self
-            .step(&actor, volume.region(), "ec2:AttachVolume", attachment.clone(), "attach the volume")
+            .step(&actor, volume.region(), Action::Ec2AttachVolume, attachment.clone(), "attach the volume")
             .creating(vec![attachment.clone()], kept)
             .using_key(volume.key(), KeyUse::Ebs, "AttachVolume has EBS use the volume's key for the instance, through a grant the caller creates.");
         let undo = vec![self.step(
             &actor,
             volume.region(),
-            "ec2:DetachVolume",
+            Action::Ec2DetachVolume,
             attachment.clone(),
             "detach the volume",
         )];

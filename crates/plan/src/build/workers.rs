@@ -1,7 +1,7 @@
 //! Deploying workers, their session queue, their transfers to and from the repository, and
 //! the restored instance.
 
-use bulwark_model::{AccountId, Estate, Instance, Region, Repository, RoleArn};
+use bulwark_model::{AccountId, Action, Estate, Instance, Region, Repository, RoleArn};
 
 use super::{Builder, Worker};
 use crate::operation::WorkerAccount;
@@ -50,28 +50,28 @@ impl Builder<'_> {
                 };
                 let iam = [
                     (
-                        "iam:CreateRole",
+                        Action::IamCreateRole,
                         &role,
                         "a temporary role for the worker, trusted by ec2.amazonaws.com",
-                        "iam:DeleteRole",
+                        Action::IamDeleteRole,
                     ),
                     (
-                        "iam:PutRolePolicy",
+                        Action::IamPutRolePolicy,
                         &policy,
                         "give the temporary role the worker permissions (`bulwark policy worker-role`)",
-                        "iam:DeleteRolePolicy",
+                        Action::IamDeleteRolePolicy,
                     ),
                     (
-                        "iam:CreateInstanceProfile",
+                        Action::IamCreateInstanceProfile,
                         &profile,
                         "an instance profile, the only way a role reaches an EC2 instance",
-                        "iam:DeleteInstanceProfile",
+                        Action::IamDeleteInstanceProfile,
                     ),
                     (
-                        "iam:AddRoleToInstanceProfile",
+                        Action::IamAddRoleToInstanceProfile,
                         &membership,
                         "put the temporary role in the instance profile",
-                        "iam:RemoveRoleFromInstanceProfile",
+                        Action::IamRemoveRoleFromInstanceProfile,
                     ),
                 ];
                 for (action, resource, why, undo_action) in iam {
@@ -133,24 +133,24 @@ impl Builder<'_> {
             .step(
                 &actor,
                 Some(region),
-                "ec2:RunInstances",
+                Action::Ec2RunInstances,
                 worker.clone(),
                 format!(
                     "launch one {instance_type} worker for {serves_id} in {account}/{region}{network}, with {role_words}"
                 ),
             )
             .creating(vec![worker.clone()], false)
-            .also("iam:PassRole", vec![worker_role.to_string()])
+            .also(Action::IamPassRole, vec![worker_role.to_string()])
             .also(
-                "ec2:RunInstances",
+                Action::Ec2RunInstances,
                 run_instances_resources(p.as_str(), &account, region),
             )
-            .also("ec2:CreateTags", worker.iam_resources(p))
-            .also("ec2:DescribeInstances", vec!["*".into()]);
+            .also(Action::Ec2CreateTags, worker.iam_resources(p))
+            .also(Action::Ec2DescribeInstances, vec!["*".into()]);
         let terminate = self.step(
             &actor,
             Some(region),
-            "ec2:TerminateInstances",
+            Action::Ec2TerminateInstances,
             worker.clone(),
             "workers live only as long as the session",
         );
@@ -174,7 +174,7 @@ impl Builder<'_> {
             .step(
                 &appliance,
                 Some(region),
-                "sqs:CreateQueue",
+                Action::SqsCreateQueue,
                 queue.clone(),
                 QUEUE_WHY,
             )
@@ -182,7 +182,7 @@ impl Builder<'_> {
         let delete = self.step(
             &appliance,
             Some(region),
-            "sqs:DeleteQueue",
+            Action::SqsDeleteQueue,
             queue.clone(),
             "the queue lives only as long as the session",
         );
@@ -191,7 +191,7 @@ impl Builder<'_> {
         let allow = self.step(
             &appliance,
             Some(region),
-            "sqs:SetQueueAttributes",
+            Action::SqsSetQueueAttributes,
             queue.clone(),
             format!("a queue policy that lets the worker's role {worker_arn} send and receive messages"),
         );
@@ -218,7 +218,7 @@ impl Builder<'_> {
         let send = self.step(
             &appliance,
             queue_region.as_ref(),
-            "sqs:SendMessage",
+            Action::SqsSendMessage,
             worker.queue.clone(),
             format!("send the worker its task, with the repository role's session credentials: {task}"),
         );
@@ -226,7 +226,7 @@ impl Builder<'_> {
         let receive = self.step(
             &worker.identity,
             queue_region.as_ref(),
-            "sqs:ReceiveMessage",
+            Action::SqsReceiveMessage,
             worker.queue.clone(),
             "the worker takes its task from the session queue",
         );
@@ -240,7 +240,7 @@ impl Builder<'_> {
         let report = self.step(
             &worker.identity,
             queue_region.as_ref(),
-            "sqs:SendMessage",
+            Action::SqsSendMessage,
             worker.queue.clone(),
             "the worker reports progress and its result",
         );
@@ -249,11 +249,11 @@ impl Builder<'_> {
             .step(
                 &appliance,
                 queue_region.as_ref(),
-                "sqs:ReceiveMessage",
+                Action::SqsReceiveMessage,
                 worker.queue.clone(),
                 "the appliance follows the worker's progress",
             )
-            .also("sqs:DeleteMessage", worker.queue.iam_resources(p));
+            .also(Action::SqsDeleteMessage, worker.queue.iam_resources(p));
         self.push(follow, Vec::new());
     }
 
@@ -266,7 +266,11 @@ impl Builder<'_> {
             bucket: repository.bucket.clone(),
             prefix: repository.prefix.clone(),
         };
-        let action = if write { "s3:PutObject" } else { "s3:GetObject" };
+        let action = if write {
+            Action::S3PutObject
+        } else {
+            Action::S3GetObject
+        };
         let mut data = self
             .step(
                 &Actor::Role(repository.role.clone()),
@@ -275,10 +279,10 @@ impl Builder<'_> {
                 repo.clone(),
                 why,
             )
-            .also("s3:ListBucket", vec![repo.iam_resources(p)[0].clone()]);
+            .also(Action::S3ListBucket, vec![repo.iam_resources(p)[0].clone()]);
         if write {
             // Deduplication reads the index before writing; a backup reads nothing else.
-            data = data.also("s3:GetObject", vec![repo.iam_resources(p)[1].clone()]);
+            data = data.also(Action::S3GetObject, vec![repo.iam_resources(p)[1].clone()]);
         }
         // Both take a repository lock (docs/repository-format.md, "Locks") and remove it at the end.
         let locks = match repository.prefix.as_str() {
@@ -286,9 +290,9 @@ impl Builder<'_> {
             prefix => format!("arn:{}:s3:::{}/{prefix}/locks/*", p.as_str(), repository.bucket),
         };
         if !write {
-            data = data.also("s3:PutObject", vec![locks.clone()]);
+            data = data.also(Action::S3PutObject, vec![locks.clone()]);
         }
-        data = data.also("s3:DeleteObject", vec![locks]);
+        data = data.also(Action::S3DeleteObject, vec![locks]);
         self.push(data, Vec::new());
     }
 
@@ -313,18 +317,24 @@ impl Builder<'_> {
             from.id
         );
         let run = self
-            .step(&actor, Some(region), "ec2:RunInstances", instance.clone(), why)
+            .step(
+                &actor,
+                Some(region),
+                Action::Ec2RunInstances,
+                instance.clone(),
+                why,
+            )
             .creating(vec![instance.clone()], true)
             .also(
-                "ec2:RunInstances",
+                Action::Ec2RunInstances,
                 run_instances_resources(p.as_str(), account, region),
             )
-            .also("ec2:CreateTags", instance.iam_resources(p))
-            .also("ec2:DescribeInstances", vec!["*".into()]);
+            .also(Action::Ec2CreateTags, instance.iam_resources(p))
+            .also(Action::Ec2DescribeInstances, vec!["*".into()]);
         let terminate = self.step(
             &actor,
             Some(region),
-            "ec2:TerminateInstances",
+            Action::Ec2TerminateInstances,
             instance.clone(),
             "the restore failed: remove the half-restored instance",
         );

@@ -5,7 +5,7 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use bulwark_cloud::{Cloud, CloudError, CreateVolume, Credentials, ErrorKind, EBS_BLOCK_SIZE};
+use bulwark_cloud::{CloudError, CreateVolume, Credentials, Ec2, ErrorKind, Sts, EBS_BLOCK_SIZE};
 use bulwark_model::{AccountId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use bulwark_sim::{Sim, SimVolume};
 use serde_json::{json, Value};

@@ -1,0 +1,470 @@
+//! EC2 through the SDK: snapshots, volumes, attachments, instances, EBS defaults.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl Ec2 for AwsCloud {
+    fn describe_instances(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        ids: &[InstanceId],
+    ) -> Result<Vec<InstanceInfo>> {
+        let a = Action::Ec2DescribeInstances;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let out = c
+                .ec2
+                .describe_instances()
+                .set_instance_ids(Some(ids.iter().map(ToString::to_string).collect()))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            let mut infos = Vec::new();
+            for r in out.reservations() {
+                for i in r.instances() {
+                    infos.push(InstanceInfo {
+                        id: parse(a, "instance id", i.instance_id())?,
+                        owner: parse(a, "owner", r.owner_id())?,
+                        region: region.clone(),
+                        state: i
+                            .state()
+                            .and_then(|s| s.name())
+                            .map_or("pending", |n| n.as_str())
+                            .to_owned(),
+                        state_reason: i.state_reason().and_then(|s| s.message()).map(str::to_owned),
+                        volumes: i
+                            .block_device_mappings()
+                            .iter()
+                            .filter_map(|m| {
+                                let v = m.ebs()?.volume_id()?.parse().ok()?;
+                                Some((v, m.device_name()?.to_owned()))
+                            })
+                            .collect(),
+                        instance_profile: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_owned),
+                        availability_zone: i
+                            .placement()
+                            .and_then(|p| p.availability_zone())
+                            .map(str::to_owned),
+                        tags: from_ec2_tags(i.tags()),
+                    });
+                }
+            }
+            Ok(infos)
+        })
+    }
+
+    fn describe_volumes(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        ids: &[VolumeId],
+    ) -> Result<Vec<VolumeInfo>> {
+        let a = Action::Ec2DescribeVolumes;
+        let c = self.clients(who, Some(region));
+        let owner = self.caller_identity(who)?.account;
+        self.run(async {
+            let out = c
+                .ec2
+                .describe_volumes()
+                .set_volume_ids(Some(ids.iter().map(ToString::to_string).collect()))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            out.volumes()
+                .iter()
+                .map(|v| {
+                    let attachment = v
+                        .attachments()
+                        .first()
+                        .and_then(|at| Some((at.instance_id()?.parse().ok()?, at.device()?.to_owned())));
+                    Ok(VolumeInfo {
+                        id: parse(a, "volume id", v.volume_id())?,
+                        owner: owner.clone(),
+                        region: region.clone(),
+                        size_gib: v.size().unwrap_or(0).max(0) as u32,
+                        snapshot: v
+                            .snapshot_id()
+                            .filter(|s| !s.is_empty())
+                            .and_then(|s| s.parse().ok()),
+                        state: v.state().map_or("creating", |s| s.as_str()).to_owned(),
+                        encryption: encryption(v.encrypted(), v.kms_key_id()),
+                        attachment,
+                        tags: from_ec2_tags(v.tags()),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn describe_snapshots(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        ids: &[SnapshotId],
+    ) -> Result<Vec<SnapshotInfo>> {
+        let a = Action::Ec2DescribeSnapshots;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let out = c
+                .ec2
+                .describe_snapshots()
+                .set_snapshot_ids(Some(ids.iter().map(ToString::to_string).collect()))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            out.snapshots()
+                .iter()
+                .map(|s| {
+                    Ok(SnapshotInfo {
+                        id: parse(a, "snapshot id", s.snapshot_id())?,
+                        owner: parse(a, "owner", s.owner_id())?,
+                        region: region.clone(),
+                        volume: s
+                            .volume_id()
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or_else(unknown_volume),
+                        size_gib: s.volume_size().unwrap_or(0).max(0) as u32,
+                        state: s.state().map_or("pending", |s| s.as_str()).to_owned(),
+                        encryption: encryption(s.encrypted(), s.kms_key_id()),
+                        shared_with: Vec::new(),
+                        tags: from_ec2_tags(s.tags()),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn create_snapshots(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        instance: &InstanceId,
+        tags: &[Tag],
+    ) -> Result<Vec<SnapshotInfo>> {
+        let a = Action::Ec2CreateSnapshots;
+        let c = self.clients(who, Some(region));
+        let owner = self.caller_identity(who)?.account;
+        self.run(async {
+            let out = c
+                .ec2
+                .create_snapshots()
+                .instance_specification(
+                    InstanceSpecification::builder()
+                        .instance_id(instance.as_str())
+                        .build(),
+                )
+                .set_tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            out.snapshots()
+                .iter()
+                .map(|s| {
+                    Ok(SnapshotInfo {
+                        id: parse(a, "snapshot id", s.snapshot_id())?,
+                        owner: s
+                            .owner_id()
+                            .and_then(|o| o.parse().ok())
+                            .unwrap_or_else(|| owner.clone()),
+                        region: region.clone(),
+                        volume: parse(a, "volume id", s.volume_id())?,
+                        size_gib: s.volume_size().unwrap_or(0).max(0) as u32,
+                        state: s.state().map_or("pending", |s| s.as_str()).to_owned(),
+                        encryption: encryption(s.encrypted(), None),
+                        shared_with: Vec::new(),
+                        tags: from_ec2_tags(s.tags()),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn create_snapshot(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        volume: &VolumeId,
+        tags: &[Tag],
+    ) -> Result<SnapshotInfo> {
+        let a = Action::Ec2CreateSnapshot;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let s = c
+                .ec2
+                .create_snapshot()
+                .volume_id(volume.as_str())
+                .set_tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(SnapshotInfo {
+                id: parse(a, "snapshot id", s.snapshot_id())?,
+                owner: parse(a, "owner", s.owner_id())?,
+                region: region.clone(),
+                volume: volume.clone(),
+                size_gib: s.volume_size().unwrap_or(0).max(0) as u32,
+                state: s.state().map_or("pending", |s| s.as_str()).to_owned(),
+                encryption: encryption(s.encrypted(), s.kms_key_id()),
+                shared_with: Vec::new(),
+                tags: from_ec2_tags(s.tags()),
+            })
+        })
+    }
+
+    fn copy_snapshot(&self, who: &Credentials, region: &Region, copy: &CopySnapshot) -> Result<SnapshotId> {
+        let a = Action::Ec2CopySnapshot;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let out = c
+                .ec2
+                .copy_snapshot()
+                .source_region(copy.source_region.as_str())
+                .source_snapshot_id(copy.source.as_str())
+                .set_encrypted(copy.encrypted.then_some(true))
+                .set_kms_key_id(copy.kms_key_id.clone())
+                .set_tag_specifications(tag_spec(ResourceType::Snapshot, &copy.tags))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            parse(a, "snapshot id", out.snapshot_id())
+        })
+    }
+
+    fn modify_snapshot_sharing(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        snapshot: &SnapshotId,
+        add: &[AccountId],
+        remove: &[AccountId],
+    ) -> Result<()> {
+        let a = Action::Ec2ModifySnapshotAttribute;
+        let c = self.clients(who, Some(region));
+        let permissions = |accounts: &[AccountId]| {
+            (!accounts.is_empty()).then(|| {
+                accounts
+                    .iter()
+                    .map(|acct| CreateVolumePermission::builder().user_id(acct.as_str()).build())
+                    .collect()
+            })
+        };
+        self.run(async {
+            c.ec2
+                .modify_snapshot_attribute()
+                .snapshot_id(snapshot.as_str())
+                .attribute(SnapshotAttributeName::CreateVolumePermission)
+                .create_volume_permission(
+                    CreateVolumePermissionModifications::builder()
+                        .set_add(permissions(add))
+                        .set_remove(permissions(remove))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn delete_snapshot(&self, who: &Credentials, region: &Region, snapshot: &SnapshotId) -> Result<()> {
+        let a = Action::Ec2DeleteSnapshot;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            c.ec2
+                .delete_snapshot()
+                .snapshot_id(snapshot.as_str())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn create_volume(&self, who: &Credentials, region: &Region, volume: &CreateVolume) -> Result<VolumeInfo> {
+        let a = Action::Ec2CreateVolume;
+        let c = self.clients(who, Some(region));
+        let owner = self.caller_identity(who)?.account;
+        self.run(async {
+            let v = c
+                .ec2
+                .create_volume()
+                .availability_zone(volume.availability_zone.clone().unwrap_or_else(|| zone(region)))
+                .set_snapshot_id(volume.snapshot.as_ref().map(ToString::to_string))
+                .set_size(volume.size_gib.map(|s| s as i32))
+                .set_encrypted(volume.encrypted.then_some(true))
+                .set_kms_key_id(volume.kms_key_id.clone())
+                .set_tag_specifications(tag_spec(ResourceType::Volume, &volume.tags))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(VolumeInfo {
+                id: parse(a, "volume id", v.volume_id())?,
+                owner,
+                region: region.clone(),
+                size_gib: v.size().unwrap_or(0).max(0) as u32,
+                snapshot: v
+                    .snapshot_id()
+                    .filter(|s| !s.is_empty())
+                    .and_then(|s| s.parse().ok()),
+                state: v.state().map_or("creating", |s| s.as_str()).to_owned(),
+                encryption: encryption(v.encrypted(), v.kms_key_id()),
+                attachment: None,
+                tags: from_ec2_tags(v.tags()),
+            })
+        })
+    }
+
+    fn delete_volume(&self, who: &Credentials, region: &Region, volume: &VolumeId) -> Result<()> {
+        let a = Action::Ec2DeleteVolume;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            c.ec2
+                .delete_volume()
+                .volume_id(volume.as_str())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn attach_volume(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        volume: &VolumeId,
+        instance: &InstanceId,
+        device: &str,
+    ) -> Result<()> {
+        let a = Action::Ec2AttachVolume;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            c.ec2
+                .attach_volume()
+                .volume_id(volume.as_str())
+                .instance_id(instance.as_str())
+                .device(device)
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn detach_volume(&self, who: &Credentials, region: &Region, volume: &VolumeId) -> Result<()> {
+        let a = Action::Ec2DetachVolume;
+        let c = self.clients(who, Some(region));
+        // The instance is optional for AWS, but moto requires it; naming it is right for both.
+        let instance = self
+            .describe_volumes(who, region, std::slice::from_ref(volume))?
+            .first()
+            .and_then(|v| v.attachment.as_ref().map(|(i, _)| i.to_string()));
+        self.run(async {
+            c.ec2
+                .detach_volume()
+                .volume_id(volume.as_str())
+                .set_instance_id(instance)
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn run_instance(&self, who: &Credentials, region: &Region, run: &RunInstance) -> Result<InstanceInfo> {
+        let a = Action::Ec2RunInstances;
+        let image = self.worker_image(a, region)?;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let out = c
+                .ec2
+                .run_instances()
+                .image_id(image)
+                .instance_type(InstanceType::from(run.instance_type.as_str()))
+                .min_count(1)
+                .max_count(1)
+                // A subnet decides the zone; without one, the zone asked for or the first.
+                .set_placement(run.subnet.is_none().then(|| {
+                    Placement::builder()
+                        .availability_zone(run.availability_zone.clone().unwrap_or_else(|| zone(region)))
+                        .build()
+                }))
+                .set_subnet_id(run.subnet.clone())
+                .set_security_group_ids(
+                    (!run.security_groups.is_empty()).then(|| run.security_groups.clone()),
+                )
+                .set_iam_instance_profile(
+                    run.instance_profile
+                        .as_ref()
+                        .map(|arn| IamInstanceProfileSpecification::builder().arn(arn).build()),
+                )
+                .set_user_data((!run.user_data.is_empty()).then(|| base64(run.user_data.as_bytes())))
+                .set_tag_specifications(tag_spec(ResourceType::Instance, &run.tags))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            let i = out.instances().first().ok_or_else(|| missing(a, "instance"))?;
+            Ok(InstanceInfo {
+                id: parse(a, "instance id", i.instance_id())?,
+                owner: parse(a, "owner", out.owner_id())?,
+                region: region.clone(),
+                state: i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map_or("pending", |n| n.as_str())
+                    .to_owned(),
+                state_reason: None,
+                volumes: Vec::new(),
+                instance_profile: run.instance_profile.clone(),
+                tags: run.tags.clone(),
+                availability_zone: i
+                    .placement()
+                    .and_then(|p| p.availability_zone())
+                    .map(str::to_owned),
+            })
+        })
+    }
+
+    fn terminate_instance(&self, who: &Credentials, region: &Region, instance: &InstanceId) -> Result<()> {
+        let a = Action::Ec2TerminateInstances;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            c.ec2
+                .terminate_instances()
+                .instance_ids(instance.as_str())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn ebs_default_key(&self, who: &Credentials, region: &Region) -> Result<String> {
+        let a = Action::Ec2GetEbsDefaultKmsKeyId;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let out = c
+                .ec2
+                .get_ebs_default_kms_key_id()
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(out.kms_key_id().ok_or_else(|| missing(a, "KmsKeyId"))?.to_owned())
+        })
+    }
+
+    fn ebs_encryption_by_default(&self, who: &Credentials, region: &Region) -> Result<bool> {
+        let a = Action::Ec2GetEbsEncryptionByDefault;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let out = c
+                .ec2
+                .get_ebs_encryption_by_default()
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(out.ebs_encryption_by_default().unwrap_or(false))
+        })
+    }
+}

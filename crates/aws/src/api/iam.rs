@@ -1,0 +1,213 @@
+//! IAM through the SDK (global: us-east-1).
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl Iam for AwsCloud {
+    fn get_role(&self, who: &Credentials, role: &RoleArn) -> Result<RoleInfo> {
+        let a = Action::IamGetRole;
+        let c = self.clients(who, None);
+        self.run(async {
+            let out = c
+                .iam
+                .get_role()
+                .role_name(role.name())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            let r = out.role().ok_or_else(|| missing(a, "Role"))?;
+            let trust = url_decode(r.assume_role_policy_document().unwrap_or("{}"));
+            let names = c
+                .iam
+                .list_role_policies()
+                .role_name(role.name())
+                .send()
+                .await
+                .map_err(|e| map(Action::IamListRolePolicies, e))?;
+            let mut inline_policies = Vec::new();
+            for name in names.policy_names() {
+                let p = c
+                    .iam
+                    .get_role_policy()
+                    .role_name(role.name())
+                    .policy_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| map(Action::IamGetRolePolicy, e))?;
+                inline_policies.push((name.clone(), url_decode(p.policy_document())));
+            }
+            Ok(RoleInfo {
+                arn: r.arn().to_owned(),
+                trust_policy: trust,
+                inline_policies,
+            })
+        })
+    }
+
+    fn create_role(
+        &self,
+        who: &Credentials,
+        path: &str,
+        name: &str,
+        trust_policy: &str,
+        tags: &[Tag],
+    ) -> Result<RoleArn> {
+        let a = Action::IamCreateRole;
+        let c = self.clients(who, None);
+        self.run(async {
+            let tags = tags
+                .iter()
+                .filter_map(|t| {
+                    aws_sdk_iam::types::Tag::builder()
+                        .key(&t.key)
+                        .value(&t.value)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let out = c
+                .iam
+                .create_role()
+                .path(path)
+                .role_name(name)
+                .assume_role_policy_document(trust_policy)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            let arn = out.role().map(|r| r.arn().to_owned());
+            parse(a, "role ARN", arn.as_deref())
+        })
+    }
+
+    fn delete_role(&self, who: &Credentials, role: &RoleArn) -> Result<()> {
+        let a = Action::IamDeleteRole;
+        let c = self.clients(who, None);
+        self.run(async {
+            c.iam
+                .delete_role()
+                .role_name(role.name())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn put_role_policy(&self, who: &Credentials, role: &RoleArn, name: &str, document: &str) -> Result<()> {
+        let a = Action::IamPutRolePolicy;
+        let c = self.clients(who, None);
+        self.run(async {
+            c.iam
+                .put_role_policy()
+                .role_name(role.name())
+                .policy_name(name)
+                .policy_document(document)
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn delete_role_policy(&self, who: &Credentials, role: &RoleArn, name: &str) -> Result<()> {
+        let a = Action::IamDeleteRolePolicy;
+        let c = self.clients(who, None);
+        self.run(async {
+            c.iam
+                .delete_role_policy()
+                .role_name(role.name())
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn create_instance_profile(&self, who: &Credentials, path: &str, name: &str) -> Result<String> {
+        let a = Action::IamCreateInstanceProfile;
+        let c = self.clients(who, None);
+        self.run(async {
+            let out = c
+                .iam
+                .create_instance_profile()
+                .path(path)
+                .instance_profile_name(name)
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            out.instance_profile()
+                .map(|p| p.arn().to_owned())
+                .ok_or_else(|| missing(a, "InstanceProfile"))
+        })
+    }
+
+    fn delete_instance_profile(&self, who: &Credentials, profile: &str) -> Result<()> {
+        let a = Action::IamDeleteInstanceProfile;
+        let c = self.clients(who, None);
+        self.run(async {
+            c.iam
+                .delete_instance_profile()
+                .instance_profile_name(profile_name(profile))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn add_role_to_instance_profile(&self, who: &Credentials, profile: &str, role: &RoleArn) -> Result<()> {
+        let a = Action::IamAddRoleToInstanceProfile;
+        let c = self.clients(who, None);
+        self.run(async {
+            c.iam
+                .add_role_to_instance_profile()
+                .instance_profile_name(profile_name(profile))
+                .role_name(role.name())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn remove_role_from_instance_profile(
+        &self,
+        who: &Credentials,
+        profile: &str,
+        role: &RoleArn,
+    ) -> Result<()> {
+        let a = Action::IamRemoveRoleFromInstanceProfile;
+        let c = self.clients(who, None);
+        self.run(async {
+            c.iam
+                .remove_role_from_instance_profile()
+                .instance_profile_name(profile_name(profile))
+                .role_name(role.name())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn list_instance_profiles_for_role(&self, who: &Credentials, role: &RoleArn) -> Result<Vec<String>> {
+        let a = Action::IamListInstanceProfilesForRole;
+        let c = self.clients(who, None);
+        self.run(async {
+            let out = c
+                .iam
+                .list_instance_profiles_for_role()
+                .role_name(role.name())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(out
+                .instance_profiles()
+                .iter()
+                .map(|p| p.arn().to_owned())
+                .collect())
+        })
+    }
+}
