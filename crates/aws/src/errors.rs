@@ -14,10 +14,7 @@ where
 {
     match &error {
         SdkError::ServiceError(e) => match error.code() {
-            Some(code) => {
-                let message = error.message().unwrap_or("").to_owned();
-                CloudError::new(action, ErrorKind::of_code(code), code, message)
-            }
+            Some(code) => CloudError::aws(action, code, error.message().unwrap_or("")),
             // An answer the SDK could not read (no error code in it): say what came back.
             None => CloudError::new(
                 action,

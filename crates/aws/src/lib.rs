@@ -8,7 +8,7 @@
 //! goes to the region the plan names. Clients are built per (credentials, region) and cached.
 //! Every call has explicit timeouts and the SDK's standard retries; AWS error codes become the
 //! same [`bulwark_cloud::ErrorKind`]s the embedded cloud answers with
-//! ([`bulwark_cloud::ErrorKind::of_code`]).
+//! ([`bulwark_cloud::ErrorKind::of`]).
 //!
 //! [`AwsHost`] is the other side: the EC2 instance `bulwark worker` runs on, as the engine's
 //! worker program sees it (identity from the instance metadata service, attached EBS volumes

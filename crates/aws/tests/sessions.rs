@@ -134,7 +134,7 @@ volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
 
     // Snapshots: one per volume, kept, completed.
     let report = engine
-        .run(&Operation::Snapshot {
+        .run_operation(&Operation::Snapshot {
             instance: instance.id.clone(),
         })
         .unwrap();
@@ -161,7 +161,7 @@ volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
 
     // A replica in another region of the same account.
     let report = engine
-        .run(&Operation::Replicate {
+        .run_operation(&Operation::Replicate {
             instance: instance.id.clone(),
             to_account: account.clone(),
             to_region: west.clone(),
@@ -178,7 +178,7 @@ volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
     // A restore from the snapshots into the other region: copies, volumes, an instance with
     // the volumes attached; the temporary copies are removed.
     let report = engine
-        .run(&Operation::Restore {
+        .run_operation(&Operation::Restore {
             instance: instance.id.clone(),
             from: RestoreSource::Snapshot,
             to_account: account.clone(),
@@ -316,7 +316,7 @@ volumes = [ {{ id = "{volume}", size_gib = 1 }} ]
         std::time::Duration::from_secs(5),
     );
     let report = engine
-        .run(&Operation::Restore {
+        .run_operation(&Operation::Restore {
             instance: instance.parse().unwrap(),
             from: RestoreSource::Backup,
             to_account: account.clone(),

@@ -72,7 +72,7 @@ pub fn run(data_dir: Option<&Path>, data_mib: u32) -> anyhow::Result<ExitCode> {
     let mut failures = 0;
     for (n, (title, op, expect)) in scenarios()?.into_iter().enumerate() {
         let t = Instant::now();
-        let outcome = engine.run(&op);
+        let outcome = engine.run_operation(&op);
         let secs = format!("{:.1} s", t.elapsed().as_secs_f64());
         match (outcome, expect) {
             (Ok(report), Expect::Success) => {

@@ -49,7 +49,7 @@ fn actor(plan: &Plan, a: &Actor) -> String {
 fn steps(out: &mut String, plan: &Plan, steps: &[Step]) {
     for (i, step) in steps.iter().enumerate() {
         let region = step.region.as_ref().map_or("global", |r| r.as_str());
-        let _ = writeln!(out, "{:>4}. {}  on the {}", i + 1, step.action, step.resource);
+        let _ = writeln!(out, "{:>4}. {}  on the {}", i + 1, step.action(), step.resource());
         let _ = writeln!(
             out,
             "      by {} in {}/{}",

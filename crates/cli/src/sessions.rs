@@ -207,7 +207,7 @@ fn report_recovery(engine: &Engine) -> anyhow::Result<bool> {
 pub fn listener(quiet: bool) -> Listener {
     let terminal = std::io::stderr().is_terminal();
     let bar: Arc<Mutex<Option<ProgressBar>>> = Arc::new(Mutex::new(None));
-    Arc::new(move |event: &Event| {
+    Arc::new(move |_session, event: &Event| {
         let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             Event::Step {
@@ -258,7 +258,7 @@ pub fn run(cmd: &RunCommand) -> ExitCode {
         let appliance = appliance(&cmd.cloud, &resolved.estate)?;
         let engine = appliance.engine.on_event(listener(json));
         report_recovery(&engine)?;
-        Ok(engine.run(&resolved.operation))
+        Ok(engine.run_operation(&resolved.operation))
     })();
     let started = Instant::now();
     match result {

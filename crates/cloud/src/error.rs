@@ -24,14 +24,23 @@ pub enum ErrorKind {
     /// Too many requests: retry later (`RequestLimitExceeded`, `RequestThrottledException`,
     /// `Throttling`).
     Throttled,
+    /// A resource just made in IAM is not yet visible to the service called: IAM is
+    /// eventually consistent, and the same call succeeds seconds later (RunInstances with a
+    /// fresh instance profile: `InvalidParameterValue ... Invalid IAM Instance Profile`).
+    Propagating,
     /// The service failed or could not be reached; retrying may help.
     Unavailable,
 }
 
 impl ErrorKind {
-    /// The kind of an AWS error code, as the services document them. Both clouds use this
-    /// table, so that the engine sees the same kind for the same code from either.
-    pub fn of_code(code: &str) -> ErrorKind {
+    /// The kind of an AWS error, as the services document their codes. Both clouds use this
+    /// table, so that the engine sees the same kind for the same answer from either. The
+    /// message matters in one case only, where AWS answers one code for two things: an
+    /// instance profile that does not exist, and one IAM has not yet propagated.
+    pub fn of(code: &str, message: &str) -> ErrorKind {
+        if code == "InvalidParameterValue" && message.contains("Invalid IAM Instance Profile") {
+            return ErrorKind::Propagating;
+        }
         match code {
             "UnauthorizedOperation"
             | "AccessDenied"
@@ -87,7 +96,10 @@ impl ErrorKind {
 
     /// Whether retrying the same call later may succeed.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorKind::Throttled | ErrorKind::Unavailable)
+        matches!(
+            self,
+            ErrorKind::Throttled | ErrorKind::Unavailable | ErrorKind::Propagating
+        )
     }
 }
 
@@ -113,6 +125,12 @@ impl CloudError {
             message: message.into(),
             kind,
         }
+    }
+
+    /// An error as AWS answers it: its kind from the shared table ([`ErrorKind::of`]).
+    pub fn aws(action: Action, code: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::new(action, ErrorKind::of(code, &message), code, message)
     }
 
     /// The authorization failure each service answers with: EC2 `UnauthorizedOperation`,

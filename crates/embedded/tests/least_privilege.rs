@@ -601,13 +601,13 @@ fn run(case: &Case, grants: &Grants, fault: Option<Fault>) -> Result<(), EngineE
         .with_worker_timeout(Duration::from_secs(8));
     if let Some(p) = &case.prereq {
         engine
-            .run(&p.operation)
+            .run(p)
             .unwrap_or_else(|e| panic!("seed {}: the prerequisite {} fails: {e}", case.seed, p.summary));
     }
     if let Some(f) = fault {
         world.sim.inject(f).expect("fault");
     }
-    let result = engine.run(&case.plan.operation).map(|_| ());
+    let result = engine.run(&case.plan).map(|_| ());
     world.sim.wait_idle();
     let left = leftovers(dir.path(), &case.estate);
     match result {
@@ -624,11 +624,12 @@ fn run(case: &Case, grants: &Grants, fault: Option<Fault>) -> Result<(), EngineE
 fn step_needs(plan: &Plan, step: &Step, p: &Permission) -> bool {
     let a = p.action.as_str();
     let by_owner = actor_arn(plan, &step.actor) == p.owner;
-    let direct = by_owner && (step.action.as_str() == a || step.also.iter().any(|x| x.action.as_str() == a));
+    let direct =
+        by_owner && (step.action().as_str() == a || step.also.iter().any(|x| x.action.as_str() == a));
     let key =
         a.starts_with("kms:") && by_owner && step.keys.iter().any(|k| p.resources.contains(&k.key.arn()));
     let assume = a == "sts:AssumeRole"
-        && (matches!(&step.resource, Resource::Role(r) if step.action.as_str() == a && p.resources.contains(&r.to_string()))
+        && (matches!(&step.resource(), Resource::Role(r) if step.action().as_str() == a && p.resources.contains(&r.to_string()))
             || step
                 .actor
                 .role()
@@ -657,7 +658,7 @@ fn last_step_fault(plan: &Plan) -> Option<Fault> {
     let engine_steps: Vec<&Step> = plan
         .steps
         .iter()
-        .filter(|s| !matches!(s.actor, Actor::Worker(_)) && !s.action.as_str().starts_with("s3:"))
+        .filter(|s| !matches!(s.actor, Actor::Worker(_)) && !s.action().as_str().starts_with("s3:"))
         .collect();
     let last = engine_steps.last()?;
     let fail = |action: &str, skip: usize| Fault::Fail {
@@ -666,12 +667,12 @@ fn last_step_fault(plan: &Plan) -> Option<Fault> {
         code: "InjectedFailure".into(),
         kind: ErrorKind::NotPermitted,
     };
-    match last.action.as_str() {
+    match last.action().as_str() {
         "ec2:CreateSnapshots" | "ec2:CopySnapshot" | "ec2:CreateSnapshot" => {
             let describes: usize = engine_steps
                 .iter()
-                .map(|s| match s.action.as_str() {
-                    "ec2:CreateSnapshots" => s.creates.len(),
+                .map(|s| match s.action().as_str() {
+                    "ec2:CreateSnapshots" => s.creates().len(),
                     "ec2:CopySnapshot" | "ec2:CreateSnapshot" => 1,
                     _ => 0,
                 })
@@ -681,7 +682,7 @@ fn last_step_fault(plan: &Plan) -> Option<Fault> {
         action => {
             let before = engine_steps
                 .iter()
-                .filter(|s| s.action.as_str() == action)
+                .filter(|s| s.action().as_str() == action)
                 .count()
                 - 1;
             Some(fail(action, before))
@@ -695,7 +696,7 @@ fn refused_in(case: &Case, p: &Permission, message: &str) -> bool {
         .plan
         .steps
         .iter()
-        .any(|s| matches!(s.resource, Resource::Worker { .. }));
+        .any(|s| matches!(s.resource(), Resource::Worker { .. }));
     let session = p
         .owner
         .split_once(":role/")
@@ -718,7 +719,7 @@ fn check_permission(case: &Case, full: &Grants, p: &Permission) -> Result<&'stat
         .cleanup
         .iter()
         .chain(&plan.rollback)
-        .any(|s| s.action.as_str() == p.action && actor_arn(plan, &s.actor) == p.owner);
+        .any(|s| s.action().as_str() == p.action && actor_arn(plan, &s.actor) == p.owner);
     match outcome {
         Err(EngineError::Step(f)) => {
             let step = &plan.steps[f.step - 1];
@@ -756,7 +757,7 @@ fn check_permission(case: &Case, full: &Grants, p: &Permission) -> Result<&'stat
             Ok("direct")
         }
         Err(other) => Err(format!("failed otherwise: {other}")),
-        Ok(()) if undo_needs && plan.rollback.iter().any(|s| s.action.as_str() == p.action) => {
+        Ok(()) if undo_needs && plan.rollback.iter().any(|s| s.action().as_str() == p.action) => {
             // Needed only to roll back: fail the session at its end.
             let fault = last_step_fault(plan).ok_or("no step to fail")?;
             match run(case, &g, Some(fault)) {
@@ -768,7 +769,7 @@ fn check_permission(case: &Case, full: &Grants, p: &Permission) -> Result<&'stat
                         && plan
                             .steps
                             .iter()
-                            .filter(|s| s.action.as_str() == "ec2:AttachVolume" && s.kept)
+                            .filter(|s| s.action().as_str() == "ec2:AttachVolume" && s.kept)
                             .count()
                             == 1 =>
                 {

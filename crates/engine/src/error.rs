@@ -39,6 +39,13 @@ pub enum EngineError {
     /// snapshot was made); the session stopped and removed what it had created.
     #[error("{0}")]
     NotReady(String),
+    /// The session was cancelled before step `step` (or during it); what it had created was
+    /// removed.
+    #[error("the session was cancelled at step {step}; what it had created was removed")]
+    Cancelled {
+        /// The step it stopped at (1-based).
+        step: usize,
+    },
     /// The engine met a state it cannot be in: a bug of Bulwark.
     #[error("internal error (a Bulwark bug; please report it with the session journal): {0}")]
     Internal(String),
@@ -79,7 +86,7 @@ pub(crate) fn remedy(error: &CloudError, actor: &str) -> String {
             "give {actor} the permission (`bulwark policy plan ...` prints the exact IAM policy, trust policy and \
              key-policy statements), or run `bulwark check --estate FILE` to find every missing piece"
         ),
-        ErrorKind::Throttled | ErrorKind::Unavailable => {
+        ErrorKind::Throttled | ErrorKind::Unavailable | ErrorKind::Propagating => {
             "AWS kept refusing after retries; run the session again later".to_owned()
         }
         ErrorKind::NotFound => "the resource is gone or not visible to this account; update the estate file".to_owned(),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use bulwark_model::{AccountId, Action, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
 
-use crate::EngineError;
+use crate::{EngineError, SessionId};
 
 /// A concrete resource, by its AWS ids.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +94,7 @@ fn journal_error(path: &Path, e: impl std::fmt::Display) -> EngineError {
 
 impl Journal {
     /// Creates the journal of a new session in `dir`.
-    pub fn create(dir: &Path, session: &str) -> Result<Journal, EngineError> {
+    pub fn create(dir: &Path, session: &SessionId) -> Result<Journal, EngineError> {
         fs::create_dir_all(dir).map_err(|e| journal_error(dir, e))?;
         let path = dir.join(format!("{session}.journal"));
         let file = OpenOptions::new()
@@ -167,6 +167,14 @@ pub fn read(path: &Path) -> Result<Leftovers, EngineError> {
         }
     }
     Ok(out)
+}
+
+/// The session a journal file belongs to (its name).
+pub fn session_of(path: &Path) -> Result<SessionId, EngineError> {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| journal_error(path, "the file name is not a session id"))
 }
 
 /// The journals in `dir` that are not closed.

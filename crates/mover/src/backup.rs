@@ -180,6 +180,7 @@ fn store(
         let mut buf = vec![0u8; usize::try_from(block_size).unwrap_or(0)];
         let mut done = Vec::new();
         while let Some(i) = queue.take(stop) {
+            progress.checkpoint()?;
             let index = work.get(i);
             let offset = index * block_size;
             let len = usize::try_from(block_size.min(size - offset)).unwrap_or(0);

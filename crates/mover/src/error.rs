@@ -36,6 +36,9 @@ pub enum MoverError {
         /// The volume size.
         needed: u64,
     },
+    /// The transfer was cancelled; a backup wrote no restore point.
+    #[error("the transfer was cancelled")]
+    Cancelled,
     /// A changed-block list that cannot apply.
     #[error("changed-block list: {0}")]
     ChangedBlocks(String),

@@ -100,6 +100,7 @@ pub fn restore(
     let written = parallel::run(threads, |stop| {
         let mut written = 0;
         while let Some(r) = read_queue.take(stop) {
+            progress.checkpoint()?;
             written += job.read(&reads[r])?;
         }
         if !target.reads_zeros() {

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 mod build;
+mod json;
 mod operation;
 mod ops;
 mod policy;
@@ -32,10 +33,13 @@ pub use build::worker_instance_type;
 pub use operation::{Operation, Placement, RestoreSource};
 pub use policy::{policies, worker_role_permissions, worker_role_trust, KeyPolicy, Policies, RolePolicy};
 pub use refusal::{Refusal, RefusalCode};
-pub use resource::{Resource, Snapshot, SnapshotOrigin, VolumeOrigin, NAME_PREFIX};
+pub use resource::{
+    Attachment, InstanceRef, Machine, NewVolume, QueueRef, RepositoryRef, Resource, RestoredRef, Share,
+    Snapshot, SnapshotOrigin, VolumeOrigin, WorkerIdentity, WorkerRef, NAME_PREFIX,
+};
 pub use step::{
-    Actor, KeyGrant, KeyNeed, KeyUse, Permission, Plan, Step, CREATE_GRANT, DIRECT_WRITE_KEY_ACTIONS,
-    EBS_KEY_ACTIONS,
+    Actor, Call, DataPath, KeyGrant, KeyNeed, KeyUse, Permission, Plan, Removal, Step, CREATE_GRANT,
+    DIRECT_WRITE_KEY_ACTIONS, EBS_KEY_ACTIONS,
 };
 
 /// Plans `operation` on `estate`, or refuses it.

@@ -3,9 +3,11 @@
 use std::fmt;
 
 use bulwark_model::{AccountId, InstanceId, KeyRef, Region};
+use serde::{Deserialize, Serialize};
 
 /// Where worker instances run (`reference/seeds`, "worker deployment options").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Placement {
     /// In the backup account: the worker deployment role launches one worker per processed
     /// instance and creates a temporary role and instance profile for it, removed at the end.
@@ -18,6 +20,7 @@ pub enum Placement {
     /// the instance's snapshots with its account's backup role, or writing new snapshots
     /// with the target account's restore role. Nothing leaves the account, so no snapshot is
     /// shared and `aws/ebs` is no obstacle.
+    #[serde(rename = "none")]
     NoWorker,
 }
 
@@ -57,7 +60,8 @@ impl fmt::Display for Placement {
 }
 
 /// What a restore reads from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RestoreSource {
     /// The instance's latest cloud-native snapshots, in its own account and region.
     Snapshot,
@@ -65,8 +69,10 @@ pub enum RestoreSource {
     Backup,
 }
 
-/// An operation to plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An operation to plan. As JSON, the fields of `bulwark plan` with the operation as `type`:
+/// `{"type": "backup", "instance": "i-...", "workers": "production-account"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Operation {
     /// Cloud-native snapshots of every volume of an instance, in its account and region.
     Snapshot {
@@ -78,6 +84,7 @@ pub enum Operation {
         /// The instance.
         instance: InstanceId,
         /// Where workers run; `None` for the default (the backup account).
+        #[serde(default)]
         workers: Option<Placement>,
     },
     /// A snapshot replica in another region and/or account.
@@ -90,6 +97,7 @@ pub enum Operation {
         to_region: Region,
         /// The key of the replica; `None` for the default EBS key of the target account and
         /// region.
+        #[serde(default)]
         target_key: Option<KeyRef>,
     },
     /// A restore of the whole instance into an account and region.
@@ -104,9 +112,11 @@ pub enum Operation {
         to_region: Region,
         /// The key of the restored volumes; `None` keeps the source key where AWS allows it,
         /// else the default EBS key of the target account and region.
+        #[serde(default)]
         target_key: Option<KeyRef>,
         /// Where workers run for restores from backups; `None` for the default (the backup
         /// account). Restores from snapshots use no workers.
+        #[serde(default)]
         workers: Option<Placement>,
     },
 }

@@ -115,11 +115,11 @@ pub fn policies(estate: &Estate, plan: &Plan) -> Policies {
     let mut permissions: BTreeMap<Actor, BTreeMap<Action, BTreeSet<String>>> = BTreeMap::new();
     for step in plan.all_steps() {
         let perms = permissions.entry(step.actor.clone()).or_default();
-        if step.action.service() != "kms" {
+        if step.action().service() != "kms" {
             perms
-                .entry(step.action)
+                .entry(step.action())
                 .or_default()
-                .extend(step.resource.iam_resources(partition));
+                .extend(step.resource().iam_resources(partition));
         }
         for p in &step.also {
             perms.entry(p.action).or_default().insert(p.resource.clone());

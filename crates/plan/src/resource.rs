@@ -7,9 +7,11 @@
 use std::fmt;
 
 use bulwark_model::{AccountId, BucketName, InstanceId, KeyRef, Partition, Region, RoleArn, VolumeId};
+use serde::{Deserialize, Serialize};
 
 /// Where in a plan a snapshot comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SnapshotOrigin {
     /// A snapshot of the production volume itself (made by this plan, or, for restores, the
     /// restore point being restored).
@@ -30,7 +32,8 @@ pub enum SnapshotOrigin {
 }
 
 /// Where a volume made by a plan comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum VolumeOrigin {
     /// Created from a snapshot so that a worker can read it.
     ForWorker,
@@ -40,8 +43,19 @@ pub enum VolumeOrigin {
     Restored,
 }
 
+/// An existing EC2 instance.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InstanceRef {
+    /// Owner.
+    pub account: AccountId,
+    /// Region.
+    pub region: Region,
+    /// Id.
+    pub id: InstanceId,
+}
+
 /// A snapshot of one volume of a protected instance, existing or to be made by the plan.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The account that owns the snapshot.
     pub owner: AccountId,
@@ -55,112 +69,142 @@ pub struct Snapshot {
     pub key: Option<KeyRef>,
 }
 
+/// The permission for another account to create volumes from a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Share {
+    /// The shared snapshot.
+    pub snapshot: Snapshot,
+    /// The account it is shared with.
+    pub with: AccountId,
+}
+
+/// A volume the plan creates.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NewVolume {
+    /// Owner.
+    pub account: AccountId,
+    /// Region.
+    pub region: Region,
+    /// The production volume whose data it holds.
+    pub of: VolumeId,
+    /// Why it exists.
+    pub origin: VolumeOrigin,
+    /// The key that encrypts it; `None` if unencrypted.
+    pub key: Option<KeyRef>,
+}
+
+/// A worker instance serving one protected instance.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WorkerRef {
+    /// The account the worker runs in.
+    pub account: AccountId,
+    /// Its region.
+    pub region: Region,
+    /// The protected instance it works for.
+    pub serves: InstanceId,
+}
+
+/// The instance a restore creates.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RestoredRef {
+    /// Target account.
+    pub account: AccountId,
+    /// Target region.
+    pub region: Region,
+    /// The instance being restored.
+    pub from: InstanceId,
+}
+
+/// An instance a plan attaches volumes to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Machine {
+    /// A worker of the session.
+    Worker(WorkerRef),
+    /// The instance a restore launches.
+    Restored(RestoredRef),
+}
+
+/// A volume attached to an instance.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The volume.
+    pub volume: NewVolume,
+    /// The instance.
+    pub instance: Machine,
+}
+
+/// The temporary IAM identity of one worker in the backup account: a role, its inline policy,
+/// an instance profile of the same name (path `/bulwark/`), and the role's membership in it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WorkerIdentity {
+    /// The backup account.
+    pub account: AccountId,
+    /// The protected instance the worker serves.
+    pub serves: InstanceId,
+}
+
+/// The SQS queue of a session, over which the appliance and its workers talk.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QueueRef {
+    /// The backup account.
+    pub account: AccountId,
+    /// The queue's region (the workers').
+    pub region: Region,
+}
+
+/// The objects of the backup repository.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RepositoryRef {
+    /// Bucket.
+    pub bucket: BucketName,
+    /// Key prefix (may be empty).
+    pub prefix: String,
+}
+
 /// An AWS resource, existing or to be created by the plan.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Resource {
     /// An existing EC2 instance.
-    Instance {
-        /// Owner.
-        account: AccountId,
-        /// Region.
-        region: Region,
-        /// Id.
-        id: InstanceId,
-    },
+    Instance(InstanceRef),
     /// A snapshot of one volume of a protected instance.
     Snapshot(Snapshot),
     /// The permission for another account to create volumes from a snapshot.
-    SnapshotShare {
-        /// The shared snapshot.
-        snapshot: Snapshot,
-        /// The account it is shared with.
-        with: AccountId,
-    },
+    SnapshotShare(Share),
     /// A volume the plan creates.
-    Volume {
-        /// Owner.
-        account: AccountId,
-        /// Region.
-        region: Region,
-        /// The production volume whose data it holds.
-        of: VolumeId,
-        /// Why it exists.
-        origin: VolumeOrigin,
-        /// The key that encrypts it; `None` if unencrypted.
-        key: Option<KeyRef>,
-    },
+    Volume(NewVolume),
     /// A volume attached to an instance.
-    Attachment {
-        /// The volume.
-        volume: Box<Resource>,
-        /// The instance.
-        instance: Box<Resource>,
-    },
+    Attachment(Attachment),
     /// A worker instance serving one protected instance.
-    Worker {
-        /// The account the worker runs in.
-        account: AccountId,
-        /// Its region.
-        region: Region,
-        /// The protected instance it works for.
-        serves: InstanceId,
-    },
+    Worker(WorkerRef),
     /// The instance a restore creates.
-    RestoredInstance {
-        /// Target account.
-        account: AccountId,
-        /// Target region.
-        region: Region,
-        /// The instance being restored.
-        from: InstanceId,
-    },
+    RestoredInstance(RestoredRef),
     /// An existing IAM role.
     Role(RoleArn),
-    /// The temporary role of a worker in the backup account, and its instance profile (same
-    /// name, path `/bulwark/`).
-    TemporaryRole {
-        /// The backup account.
-        account: AccountId,
-        /// The protected instance the worker serves.
-        serves: InstanceId,
-    },
+    /// The temporary role of a worker in the backup account.
+    TemporaryRole(WorkerIdentity),
     /// The inline policy of a temporary worker role.
-    TemporaryRolePolicy {
-        /// The backup account.
-        account: AccountId,
-        /// The protected instance the worker serves.
-        serves: InstanceId,
-    },
+    TemporaryRolePolicy(WorkerIdentity),
     /// The instance profile of a temporary worker role.
-    InstanceProfile {
-        /// The backup account.
-        account: AccountId,
-        /// The protected instance the worker serves.
-        serves: InstanceId,
-    },
+    InstanceProfile(WorkerIdentity),
     /// The temporary role's membership in its instance profile.
-    ProfileMembership {
-        /// The backup account.
-        account: AccountId,
-        /// The protected instance the worker serves.
-        serves: InstanceId,
-    },
-    /// The SQS queue of a session, over which the appliance and its workers talk.
-    Queue {
-        /// The backup account.
-        account: AccountId,
-        /// The queue's region (the workers').
-        region: Region,
-    },
+    ProfileMembership(WorkerIdentity),
+    /// The SQS queue of a session.
+    Queue(QueueRef),
     /// The objects of the backup repository.
-    Repository {
-        /// Bucket.
-        bucket: BucketName,
-        /// Key prefix (may be empty).
-        prefix: String,
-    },
+    Repository(RepositoryRef),
     /// A KMS key.
     Key(KeyRef),
+}
+
+impl From<Machine> for Resource {
+    fn from(m: Machine) -> Resource {
+        match m {
+            Machine::Worker(w) => Resource::Worker(w),
+            Machine::Restored(r) => Resource::RestoredInstance(r),
+        }
+    }
 }
 
 /// Prefix of the names of everything Bulwark creates in IAM (a path) and SQS (a name prefix),
@@ -172,29 +216,31 @@ impl Resource {
     pub fn region(&self) -> Option<&Region> {
         match self {
             Resource::Snapshot(s) => Some(&s.region),
-            Resource::Instance { region, .. }
-            | Resource::Volume { region, .. }
-            | Resource::Worker { region, .. }
-            | Resource::RestoredInstance { region, .. }
-            | Resource::Queue { region, .. } => Some(region),
-            Resource::SnapshotShare { snapshot, .. } => Some(&snapshot.region),
-            Resource::Attachment { volume, .. } => volume.region(),
+            Resource::Instance(InstanceRef { region, .. })
+            | Resource::Volume(NewVolume { region, .. })
+            | Resource::Worker(WorkerRef { region, .. })
+            | Resource::RestoredInstance(RestoredRef { region, .. })
+            | Resource::Queue(QueueRef { region, .. }) => Some(region),
+            Resource::SnapshotShare(share) => Some(&share.snapshot.region),
+            Resource::Attachment(a) => Some(&a.volume.region),
             Resource::Key(key) => Some(key.region()),
             Resource::Role(_)
-            | Resource::TemporaryRole { .. }
-            | Resource::TemporaryRolePolicy { .. }
-            | Resource::InstanceProfile { .. }
-            | Resource::ProfileMembership { .. }
-            | Resource::Repository { .. } => None,
+            | Resource::TemporaryRole(_)
+            | Resource::TemporaryRolePolicy(_)
+            | Resource::InstanceProfile(_)
+            | Resource::ProfileMembership(_)
+            | Resource::Repository(_) => None,
         }
     }
 
     /// The key that encrypts the data of this resource, if any.
     pub fn key(&self) -> Option<&KeyRef> {
         match self {
-            Resource::Snapshot(Snapshot { key, .. }) | Resource::Volume { key, .. } => key.as_ref(),
-            Resource::SnapshotShare { snapshot, .. } => snapshot.key.as_ref(),
-            Resource::Attachment { volume, .. } => volume.key(),
+            Resource::Snapshot(Snapshot { key, .. }) | Resource::Volume(NewVolume { key, .. }) => {
+                key.as_ref()
+            }
+            Resource::SnapshotShare(share) => share.snapshot.key.as_ref(),
+            Resource::Attachment(a) => a.volume.key.as_ref(),
             Resource::Key(key) => Some(key),
             _ => None,
         }
@@ -206,36 +252,40 @@ impl Resource {
     pub fn iam_resources(&self, partition: Partition) -> Vec<String> {
         let p = partition.as_str();
         match self {
-            Resource::Instance { account, region, id } => {
+            Resource::Instance(InstanceRef { account, region, id }) => {
                 vec![format!("arn:{p}:ec2:{region}:{account}:instance/{id}")]
             }
             // Snapshot ARNs carry no account: AWS writes them arn:aws:ec2:REGION::snapshot/ID.
             Resource::Snapshot(s) => vec![format!("arn:{p}:ec2:{}::snapshot/*", s.region)],
-            Resource::SnapshotShare { snapshot, .. } => {
-                Resource::Snapshot(snapshot.clone()).iam_resources(partition)
+            Resource::SnapshotShare(share) => {
+                Resource::Snapshot(share.snapshot.clone()).iam_resources(partition)
             }
-            Resource::Volume { account, region, .. } => {
+            Resource::Volume(NewVolume { account, region, .. }) => {
                 vec![format!("arn:{p}:ec2:{region}:{account}:volume/*")]
             }
-            Resource::Attachment { volume, instance } => {
-                let mut v = volume.iam_resources(partition);
-                v.extend(instance.iam_resources(partition));
+            Resource::Attachment(a) => {
+                let mut v = Resource::Volume(a.volume.clone()).iam_resources(partition);
+                v.extend(Resource::from(a.instance.clone()).iam_resources(partition));
                 v
             }
-            Resource::Worker { account, region, .. } | Resource::RestoredInstance { account, region, .. } => {
+            Resource::Worker(WorkerRef { account, region, .. })
+            | Resource::RestoredInstance(RestoredRef { account, region, .. }) => {
                 vec![format!("arn:{p}:ec2:{region}:{account}:instance/*")]
             }
             Resource::Role(role) => vec![role.to_string()],
-            Resource::TemporaryRole { account, .. } | Resource::TemporaryRolePolicy { account, .. } => {
-                vec![format!("arn:{p}:iam::{account}:role/{NAME_PREFIX}/*")]
+            Resource::TemporaryRole(w) | Resource::TemporaryRolePolicy(w) => {
+                vec![format!("arn:{p}:iam::{}:role/{NAME_PREFIX}/*", w.account)]
             }
-            Resource::InstanceProfile { account, .. } | Resource::ProfileMembership { account, .. } => {
-                vec![format!("arn:{p}:iam::{account}:instance-profile/{NAME_PREFIX}/*")]
+            Resource::InstanceProfile(w) | Resource::ProfileMembership(w) => {
+                vec![format!(
+                    "arn:{p}:iam::{}:instance-profile/{NAME_PREFIX}/*",
+                    w.account
+                )]
             }
-            Resource::Queue { account, region } => {
+            Resource::Queue(QueueRef { account, region }) => {
                 vec![format!("arn:{p}:sqs:{region}:{account}:{NAME_PREFIX}-*")]
             }
-            Resource::Repository { bucket, prefix } => {
+            Resource::Repository(RepositoryRef { bucket, prefix }) => {
                 let objects = if prefix.is_empty() {
                     "*".to_owned()
                 } else {
@@ -249,16 +299,14 @@ impl Resource {
             Resource::Key(key) => vec![key.arn()],
         }
     }
-}
 
-impl Resource {
     /// The name of an instance-like resource without its account and region, for text that
     /// already names them.
     fn short_name(&self) -> String {
         match self {
-            Resource::Worker { serves, .. } => format!("worker for {serves}"),
-            Resource::RestoredInstance { from, .. } => format!("restored instance of {from}"),
-            Resource::Instance { id, .. } => format!("instance {id}"),
+            Resource::Worker(w) => format!("worker for {}", w.serves),
+            Resource::RestoredInstance(r) => format!("restored instance of {}", r.from),
+            Resource::Instance(i) => format!("instance {}", i.id),
             other => other.to_string(),
         }
     }
@@ -267,7 +315,9 @@ impl Resource {
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Resource::Instance { account, region, id } => write!(f, "instance {id} ({account}, {region})"),
+            Resource::Instance(InstanceRef { account, region, id }) => {
+                write!(f, "instance {id} ({account}, {region})")
+            }
             Resource::Snapshot(Snapshot {
                 owner,
                 region,
@@ -285,20 +335,20 @@ impl fmt::Display for Resource {
                 };
                 write!(f, "{what} of {volume} ({owner}, {region})")
             }
-            Resource::SnapshotShare { snapshot, with } => {
+            Resource::SnapshotShare(Share { snapshot, with }) => {
                 write!(
                     f,
                     "share of the {} with {with}",
                     Resource::Snapshot(snapshot.clone())
                 )
             }
-            Resource::Volume {
+            Resource::Volume(NewVolume {
                 account,
                 region,
                 of,
                 origin,
                 ..
-            } => {
+            }) => {
                 let what = match origin {
                     VolumeOrigin::ForWorker => "volume from the snapshot",
                     VolumeOrigin::Empty => "empty volume for the restore",
@@ -306,42 +356,53 @@ impl fmt::Display for Resource {
                 };
                 write!(f, "{what} of {of} ({account}, {region})")
             }
-            Resource::Attachment { volume, instance } => {
-                write!(f, "attachment of the {volume} to the {}", instance.short_name())
-            }
-            Resource::Worker {
+            Resource::Attachment(a) => write!(
+                f,
+                "attachment of the {} to the {}",
+                Resource::Volume(a.volume.clone()),
+                Resource::from(a.instance.clone()).short_name()
+            ),
+            Resource::Worker(WorkerRef {
                 account,
                 region,
                 serves,
-            } => write!(f, "worker for {serves} ({account}, {region})"),
-            Resource::RestoredInstance {
+            }) => write!(f, "worker for {serves} ({account}, {region})"),
+            Resource::RestoredInstance(RestoredRef {
                 account,
                 region,
                 from,
-            } => {
+            }) => {
                 write!(f, "restored instance of {from} ({account}, {region})")
             }
             Resource::Role(role) => write!(f, "role {role}"),
-            Resource::TemporaryRole { account, serves } => {
-                write!(f, "temporary role {NAME_PREFIX}/worker-{serves} ({account})")
-            }
-            Resource::TemporaryRolePolicy { account, serves } => {
+            Resource::TemporaryRole(WorkerIdentity { account, serves }) => {
                 write!(
                     f,
-                    "policy of the temporary role {NAME_PREFIX}/worker-{serves} ({account})"
+                    "temporary role {NAME_PREFIX}/worker-SESSION-{serves} ({account})"
                 )
             }
-            Resource::InstanceProfile { account, serves } => {
-                write!(f, "instance profile {NAME_PREFIX}/worker-{serves} ({account})")
+            Resource::TemporaryRolePolicy(WorkerIdentity { account, serves }) => {
+                write!(
+                    f,
+                    "policy of the temporary role {NAME_PREFIX}/worker-SESSION-{serves} ({account})"
+                )
             }
-            Resource::ProfileMembership { account, serves } => write!(
+            Resource::InstanceProfile(WorkerIdentity { account, serves }) => {
+                write!(
+                    f,
+                    "instance profile {NAME_PREFIX}/worker-SESSION-{serves} ({account})"
+                )
+            }
+            Resource::ProfileMembership(WorkerIdentity { account, serves }) => write!(
                 f,
-                "role {NAME_PREFIX}/worker-{serves} in its instance profile ({account})"
+                "role {NAME_PREFIX}/worker-SESSION-{serves} in its instance profile ({account})"
             ),
-            Resource::Queue { account, region } => {
+            Resource::Queue(QueueRef { account, region }) => {
                 write!(f, "session queue {NAME_PREFIX}-SESSION ({account}, {region})")
             }
-            Resource::Repository { bucket, prefix } => write!(f, "repository s3://{bucket}/{prefix}"),
+            Resource::Repository(RepositoryRef { bucket, prefix }) => {
+                write!(f, "repository s3://{bucket}/{prefix}")
+            }
             Resource::Key(key) => write!(f, "key {key}"),
         }
     }

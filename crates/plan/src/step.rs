@@ -1,17 +1,25 @@
-//! What a plan is made of: steps (who calls which API on what), key grants (who needs which
-//! KMS permissions on which key, and why), and cleanup steps.
+//! What a plan is made of: steps (who makes which call, in which account and region), key
+//! grants (who needs which KMS permissions on which key, and why), and cleanup steps.
+//!
+//! A step's [`Call`] is a closed enum: each variant is one thing the engine knows how to do,
+//! with exactly the resources it needs, so the engine's dispatch is an exhaustive `match` and
+//! a plan the engine cannot run cannot be built. The IAM action, the resource a policy names
+//! and what the call creates all derive from the call.
 
 use std::collections::BTreeMap;
 
 use bulwark_model::{AccountId, Action, KeyRef, Region, RoleArn};
-use serde::ser::{SerializeStruct, Serializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::operation::Operation;
-use crate::resource::Resource;
+use crate::resource::{
+    Attachment, InstanceRef, Machine, NewVolume, QueueRef, RepositoryRef, Resource, RestoredRef, Share,
+    Snapshot, WorkerIdentity, WorkerRef,
+};
 
 /// Who performs a step.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Actor {
     /// The appliance's own identity: it assumes the other roles and runs session queues.
     Appliance,
@@ -33,7 +41,8 @@ impl Actor {
 }
 
 /// How a step uses a KMS key; each use needs its own set of KMS actions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum KeyUse {
     /// EBS encrypts or decrypts with the key on the caller's behalf (CreateVolume,
     /// CopySnapshot, AttachVolume, RunInstances): the actions AWS documents for EBS keys.
@@ -91,7 +100,7 @@ impl KeyUse {
 }
 
 /// One use of a key by a step, with the reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyNeed {
     /// The key.
     pub key: KeyRef,
@@ -102,12 +111,354 @@ pub struct KeyNeed {
 }
 
 /// An IAM permission: an action on a resource pattern.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Permission {
     /// The IAM action, like `iam:PassRole`.
     pub action: Action,
     /// The resource ARN pattern, or `*` for actions without resource-level permissions.
     pub resource: String,
+}
+
+/// What a step does: one thing the engine knows how to do, with the resources it acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Call {
+    /// The appliance assumes a role (`sts:AssumeRole`).
+    AssumeRole {
+        /// The role.
+        role: RoleArn,
+    },
+    /// Crash-consistent snapshots of every volume of an instance (`ec2:CreateSnapshots`).
+    CreateSnapshots {
+        /// The instance.
+        instance: InstanceRef,
+        /// One per volume, in the instance's order.
+        snapshots: Vec<Snapshot>,
+    },
+    /// A snapshot of a volume the plan created (`ec2:CreateSnapshot`).
+    CreateSnapshot {
+        /// The volume.
+        volume: NewVolume,
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+    /// Reads a key's metadata to confirm it is customer managed (`kms:DescribeKey`).
+    DescribeKey {
+        /// The key.
+        key: KeyRef,
+    },
+    /// Lets another account create volumes from a snapshot (`ec2:ModifySnapshotAttribute`).
+    ShareSnapshot {
+        /// The share.
+        share: Share,
+    },
+    /// Copies a snapshot, called in the copy's region (`ec2:CopySnapshot`).
+    CopySnapshot {
+        /// The snapshot copied.
+        source: Snapshot,
+        /// The copy.
+        copy: Snapshot,
+    },
+    /// Creates a volume, from a snapshot or empty (`ec2:CreateVolume`).
+    CreateVolume {
+        /// The snapshot; `None` for an empty volume of the size of the volume it restores.
+        from: Option<Snapshot>,
+        /// The volume.
+        volume: NewVolume,
+    },
+    /// Attaches a volume to an instance (`ec2:AttachVolume`).
+    AttachVolume {
+        /// The attachment.
+        attachment: Attachment,
+    },
+    /// A temporary role for a worker, trusted by EC2 (`iam:CreateRole`).
+    CreateWorkerRole {
+        /// Whose.
+        identity: WorkerIdentity,
+    },
+    /// The worker permissions on the temporary role (`iam:PutRolePolicy`).
+    PutWorkerRolePolicy {
+        /// Whose.
+        identity: WorkerIdentity,
+    },
+    /// The temporary role's instance profile (`iam:CreateInstanceProfile`).
+    CreateWorkerProfile {
+        /// Whose.
+        identity: WorkerIdentity,
+    },
+    /// Puts the temporary role in its instance profile (`iam:AddRoleToInstanceProfile`).
+    AddWorkerRoleToProfile {
+        /// Whose.
+        identity: WorkerIdentity,
+    },
+    /// The session's queue (`sqs:CreateQueue`).
+    CreateQueue {
+        /// The queue.
+        queue: QueueRef,
+    },
+    /// Lets the worker's role use the queue (`sqs:SetQueueAttributes`).
+    SetQueuePolicy {
+        /// The queue.
+        queue: QueueRef,
+    },
+    /// Launches a worker (`ec2:RunInstances`).
+    LaunchWorker {
+        /// The worker.
+        worker: WorkerRef,
+    },
+    /// Launches the restored instance (`ec2:RunInstances`).
+    LaunchRestoredInstance {
+        /// The instance.
+        instance: RestoredRef,
+    },
+    /// The appliance sends the worker its task (`sqs:SendMessage`).
+    SendTask {
+        /// The queue.
+        queue: QueueRef,
+    },
+    /// The worker takes its task from the queue (`sqs:ReceiveMessage`, by the worker).
+    WorkerTakesTask {
+        /// The queue.
+        queue: QueueRef,
+    },
+    /// The worker reports its progress and result (`sqs:SendMessage`, by the worker).
+    WorkerReports {
+        /// The queue.
+        queue: QueueRef,
+    },
+    /// The appliance follows the worker until it ends (`sqs:ReceiveMessage`).
+    FollowWorker {
+        /// The queue.
+        queue: QueueRef,
+    },
+    /// Reads a snapshot's blocks through the EBS direct APIs (`ebs:GetSnapshotBlock`).
+    ReadSnapshotBlocks {
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+    /// Stores a backup in the repository (`s3:PutObject`).
+    WriteBackup {
+        /// The repository.
+        repository: RepositoryRef,
+        /// Who moves the data.
+        by: DataPath,
+    },
+    /// Reads a restore point from the repository (`s3:GetObject`).
+    ReadBackup {
+        /// The repository.
+        repository: RepositoryRef,
+        /// Who moves the data.
+        by: DataPath,
+    },
+    /// Writes a restore point into a new snapshot through the EBS direct APIs
+    /// (`ebs:StartSnapshot`, then `PutSnapshotBlock` and `CompleteSnapshot`).
+    WriteSnapshot {
+        /// The snapshot written.
+        snapshot: Snapshot,
+    },
+    /// Removes what another step created.
+    Remove {
+        /// What and how.
+        removal: Removal,
+    },
+}
+
+/// Who moves image data between volumes and the repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataPath {
+    /// A worker, with the repository role's credentials it was given.
+    Worker,
+    /// The appliance itself, through the EBS direct APIs.
+    Appliance,
+}
+
+/// A removal of what a step created: the one list of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "remove", rename_all = "kebab-case")]
+pub enum Removal {
+    /// `ec2:DeleteSnapshot`.
+    DeleteSnapshot {
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+    /// `ec2:ModifySnapshotAttribute`, removing the account.
+    Unshare {
+        /// The share.
+        share: Share,
+    },
+    /// `ec2:DeleteVolume`.
+    DeleteVolume {
+        /// The volume.
+        volume: NewVolume,
+    },
+    /// `ec2:DetachVolume`.
+    DetachVolume {
+        /// The attachment.
+        attachment: Attachment,
+    },
+    /// `ec2:TerminateInstances`.
+    Terminate {
+        /// The instance.
+        instance: Machine,
+    },
+    /// `iam:DeleteRole`.
+    DeleteRole {
+        /// Whose.
+        identity: WorkerIdentity,
+    },
+    /// `iam:DeleteRolePolicy`.
+    DeleteRolePolicy {
+        /// Whose.
+        identity: WorkerIdentity,
+    },
+    /// `iam:DeleteInstanceProfile`.
+    DeleteInstanceProfile {
+        /// Whose.
+        identity: WorkerIdentity,
+    },
+    /// `iam:RemoveRoleFromInstanceProfile`.
+    RemoveRoleFromProfile {
+        /// Whose.
+        identity: WorkerIdentity,
+    },
+    /// `sqs:DeleteQueue`.
+    DeleteQueue {
+        /// The queue.
+        queue: QueueRef,
+    },
+}
+
+impl Removal {
+    /// The API it calls.
+    pub fn action(&self) -> Action {
+        match self {
+            Removal::DeleteSnapshot { .. } => Action::Ec2DeleteSnapshot,
+            Removal::Unshare { .. } => Action::Ec2ModifySnapshotAttribute,
+            Removal::DeleteVolume { .. } => Action::Ec2DeleteVolume,
+            Removal::DetachVolume { .. } => Action::Ec2DetachVolume,
+            Removal::Terminate { .. } => Action::Ec2TerminateInstances,
+            Removal::DeleteRole { .. } => Action::IamDeleteRole,
+            Removal::DeleteRolePolicy { .. } => Action::IamDeleteRolePolicy,
+            Removal::DeleteInstanceProfile { .. } => Action::IamDeleteInstanceProfile,
+            Removal::RemoveRoleFromProfile { .. } => Action::IamRemoveRoleFromInstanceProfile,
+            Removal::DeleteQueue { .. } => Action::SqsDeleteQueue,
+        }
+    }
+
+    /// What it removes.
+    pub fn removes(&self) -> Resource {
+        match self {
+            Removal::DeleteSnapshot { snapshot } => Resource::Snapshot(snapshot.clone()),
+            Removal::Unshare { share } => Resource::SnapshotShare(share.clone()),
+            Removal::DeleteVolume { volume } => Resource::Volume(volume.clone()),
+            Removal::DetachVolume { attachment } => Resource::Attachment(attachment.clone()),
+            Removal::Terminate { instance } => Resource::from(instance.clone()),
+            Removal::DeleteRole { identity } => Resource::TemporaryRole(identity.clone()),
+            Removal::DeleteRolePolicy { identity } => Resource::TemporaryRolePolicy(identity.clone()),
+            Removal::DeleteInstanceProfile { identity } => Resource::InstanceProfile(identity.clone()),
+            Removal::RemoveRoleFromProfile { identity } => Resource::ProfileMembership(identity.clone()),
+            Removal::DeleteQueue { queue } => Resource::Queue(queue.clone()),
+        }
+    }
+}
+
+impl Call {
+    /// The API, as an IAM action.
+    pub fn action(&self) -> Action {
+        match self {
+            Call::AssumeRole { .. } => Action::StsAssumeRole,
+            Call::CreateSnapshots { .. } => Action::Ec2CreateSnapshots,
+            Call::CreateSnapshot { .. } => Action::Ec2CreateSnapshot,
+            Call::DescribeKey { .. } => Action::KmsDescribeKey,
+            Call::ShareSnapshot { .. } => Action::Ec2ModifySnapshotAttribute,
+            Call::CopySnapshot { .. } => Action::Ec2CopySnapshot,
+            Call::CreateVolume { .. } => Action::Ec2CreateVolume,
+            Call::AttachVolume { .. } => Action::Ec2AttachVolume,
+            Call::CreateWorkerRole { .. } => Action::IamCreateRole,
+            Call::PutWorkerRolePolicy { .. } => Action::IamPutRolePolicy,
+            Call::CreateWorkerProfile { .. } => Action::IamCreateInstanceProfile,
+            Call::AddWorkerRoleToProfile { .. } => Action::IamAddRoleToInstanceProfile,
+            Call::CreateQueue { .. } => Action::SqsCreateQueue,
+            Call::SetQueuePolicy { .. } => Action::SqsSetQueueAttributes,
+            Call::LaunchWorker { .. } | Call::LaunchRestoredInstance { .. } => Action::Ec2RunInstances,
+            Call::SendTask { .. } | Call::WorkerReports { .. } => Action::SqsSendMessage,
+            Call::WorkerTakesTask { .. } | Call::FollowWorker { .. } => Action::SqsReceiveMessage,
+            Call::ReadSnapshotBlocks { .. } => Action::EbsGetSnapshotBlock,
+            Call::WriteBackup { .. } => Action::S3PutObject,
+            Call::ReadBackup { .. } => Action::S3GetObject,
+            Call::WriteSnapshot { .. } => Action::EbsStartSnapshot,
+            Call::Remove { removal } => removal.action(),
+        }
+    }
+
+    /// What the call acts on, as policies name it.
+    pub fn resource(&self) -> Resource {
+        match self {
+            Call::AssumeRole { role } => Resource::Role(role.clone()),
+            Call::CreateSnapshots { instance, .. } => Resource::Instance(instance.clone()),
+            Call::CreateSnapshot { volume, .. } => Resource::Volume(volume.clone()),
+            Call::DescribeKey { key } => Resource::Key(key.clone()),
+            Call::ShareSnapshot { share } => Resource::Snapshot(share.snapshot.clone()),
+            Call::CopySnapshot { source, .. } => Resource::Snapshot(source.clone()),
+            Call::CreateVolume { from: Some(s), .. } => Resource::Snapshot(s.clone()),
+            Call::CreateVolume { from: None, volume } => Resource::Volume(volume.clone()),
+            Call::AttachVolume { attachment } => Resource::Attachment(attachment.clone()),
+            Call::CreateWorkerRole { identity } => Resource::TemporaryRole(identity.clone()),
+            Call::PutWorkerRolePolicy { identity } => Resource::TemporaryRolePolicy(identity.clone()),
+            Call::CreateWorkerProfile { identity } => Resource::InstanceProfile(identity.clone()),
+            Call::AddWorkerRoleToProfile { identity } => Resource::ProfileMembership(identity.clone()),
+            Call::CreateQueue { queue }
+            | Call::SetQueuePolicy { queue }
+            | Call::SendTask { queue }
+            | Call::WorkerTakesTask { queue }
+            | Call::WorkerReports { queue }
+            | Call::FollowWorker { queue } => Resource::Queue(queue.clone()),
+            Call::LaunchWorker { worker } => Resource::Worker(worker.clone()),
+            Call::LaunchRestoredInstance { instance } => Resource::RestoredInstance(instance.clone()),
+            Call::ReadSnapshotBlocks { snapshot } | Call::WriteSnapshot { snapshot } => {
+                Resource::Snapshot(snapshot.clone())
+            }
+            Call::WriteBackup { repository, .. } | Call::ReadBackup { repository, .. } => {
+                Resource::Repository(repository.clone())
+            }
+            Call::Remove { removal } => removal.removes(),
+        }
+    }
+
+    /// What the call creates.
+    pub fn creates(&self) -> Vec<Resource> {
+        match self {
+            Call::CreateSnapshots { snapshots, .. } => {
+                snapshots.iter().cloned().map(Resource::Snapshot).collect()
+            }
+            Call::CreateSnapshot { snapshot, .. } | Call::WriteSnapshot { snapshot } => {
+                vec![Resource::Snapshot(snapshot.clone())]
+            }
+            Call::ShareSnapshot { share } => vec![Resource::SnapshotShare(share.clone())],
+            Call::CopySnapshot { copy, .. } => vec![Resource::Snapshot(copy.clone())],
+            Call::CreateVolume { volume, .. } => vec![Resource::Volume(volume.clone())],
+            Call::AttachVolume { .. }
+            | Call::CreateWorkerRole { .. }
+            | Call::PutWorkerRolePolicy { .. }
+            | Call::CreateWorkerProfile { .. }
+            | Call::AddWorkerRoleToProfile { .. }
+            | Call::CreateQueue { .. }
+            | Call::LaunchWorker { .. }
+            | Call::LaunchRestoredInstance { .. } => vec![self.resource()],
+            Call::AssumeRole { .. }
+            | Call::DescribeKey { .. }
+            | Call::SetQueuePolicy { .. }
+            | Call::SendTask { .. }
+            | Call::WorkerTakesTask { .. }
+            | Call::WorkerReports { .. }
+            | Call::FollowWorker { .. }
+            | Call::ReadSnapshotBlocks { .. }
+            | Call::WriteBackup { .. }
+            | Call::ReadBackup { .. }
+            | Call::Remove { .. } => Vec::new(),
+        }
+    }
 }
 
 /// One API call of a plan.
@@ -119,25 +470,38 @@ pub struct Step {
     pub account: AccountId,
     /// The region of the endpoint; `None` for global services (IAM).
     pub region: Option<Region>,
-    /// The API, as an IAM action (`ec2:CopySnapshot`).
-    pub action: Action,
-    /// What the call acts on.
-    pub resource: Resource,
+    /// What the call does, and on what.
+    pub call: Call,
     /// Why the step exists, citing the rule that shapes it.
     pub why: String,
-    /// What the call creates.
-    pub creates: Vec<Resource>,
     /// Whether what it creates outlives the session (a restore point, a restored volume).
     /// Everything else it creates is removed by a cleanup step.
     pub kept: bool,
     /// Keys the call uses.
     pub keys: Vec<KeyNeed>,
-    /// Further permissions the call needs besides `action` on `resource`.
+    /// Further permissions the call needs besides its action on its resource.
     pub also: Vec<Permission>,
 }
 
+impl Step {
+    /// The API, as an IAM action (`ec2:CopySnapshot`).
+    pub fn action(&self) -> Action {
+        self.call.action()
+    }
+
+    /// What the call acts on.
+    pub fn resource(&self) -> Resource {
+        self.call.resource()
+    }
+
+    /// What the call creates.
+    pub fn creates(&self) -> Vec<Resource> {
+        self.call.creates()
+    }
+}
+
 /// The KMS permissions one role needs on one key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KeyGrant {
     /// The role (or the appliance) that needs them.
     pub role: Actor,
@@ -157,8 +521,10 @@ impl KeyGrant {
     }
 }
 
-/// What will happen, in order, when an operation runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What will happen, in order, when an operation runs. It serializes to JSON and back
+/// (`plan_json` in docs/plans.md), so a plan can be shown, approved, stored and run later.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "crate::json::PlanJson", try_from = "crate::json::PlanJson")]
 pub struct Plan {
     /// The ARN of the appliance's identity (its role, or the backup account's root).
     pub appliance: String,
@@ -217,87 +583,10 @@ pub(crate) fn key_grants<'a>(steps: impl Iterator<Item = &'a Step>) -> Vec<KeyGr
     grants
 }
 
-// ---- JSON form: the shape scripts rely on (documented in docs/plans.md) -------------------
-
 /// An actor as an ARN; the appliance's ARN comes from the estate, so plans carry it.
 pub(crate) fn actor_arn(actor: &Actor, appliance_arn: &str) -> String {
     match actor {
         Actor::Appliance => appliance_arn.to_owned(),
         Actor::Role(role) | Actor::Worker(role) => role.to_string(),
-    }
-}
-
-impl Serialize for Plan {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let a = self.appliance.as_str();
-        fn steps<'p>(steps: &'p [Step], a: &'p str) -> Vec<StepJson<'p>> {
-            steps
-                .iter()
-                .map(|step| StepJson {
-                    step,
-                    appliance_arn: a,
-                })
-                .collect()
-        }
-        let grants: Vec<KeyGrantJson> = self
-            .key_grants
-            .iter()
-            .map(|grant| KeyGrantJson {
-                grant,
-                appliance_arn: a,
-            })
-            .collect();
-        let mut st = s.serialize_struct("Plan", 6)?;
-        st.serialize_field("operation", self.operation.name())?;
-        st.serialize_field("summary", &self.summary)?;
-        st.serialize_field("steps", &steps(&self.steps, a))?;
-        st.serialize_field("key_grants", &grants)?;
-        st.serialize_field("cleanup", &steps(&self.cleanup, a))?;
-        st.serialize_field("rollback", &steps(&self.rollback, a))?;
-        st.end()
-    }
-}
-
-/// A step with its actor resolved to an ARN, for JSON output.
-pub(crate) struct StepJson<'a> {
-    pub step: &'a Step,
-    pub appliance_arn: &'a str,
-}
-
-impl Serialize for StepJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let step = self.step;
-        let mut st = s.serialize_struct("Step", 9)?;
-        st.serialize_field("actor", &actor_arn(&step.actor, self.appliance_arn))?;
-        st.serialize_field("account", &step.account)?;
-        st.serialize_field("region", step.region.as_ref().map_or("global", Region::as_str))?;
-        st.serialize_field("action", &step.action)?;
-        st.serialize_field("resource", &step.resource.to_string())?;
-        st.serialize_field("why", &step.why)?;
-        let creates: Vec<String> = step.creates.iter().map(ToString::to_string).collect();
-        st.serialize_field("creates", &creates)?;
-        st.serialize_field("kept", &step.kept)?;
-        let keys: Vec<String> = step.keys.iter().map(|k| k.key.arn()).collect();
-        st.serialize_field("keys", &keys)?;
-        st.end()
-    }
-}
-
-/// A key grant with its role resolved to an ARN, for JSON output.
-pub(crate) struct KeyGrantJson<'a> {
-    pub grant: &'a KeyGrant,
-    pub appliance_arn: &'a str,
-}
-
-impl Serialize for KeyGrantJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let g = self.grant;
-        let mut st = s.serialize_struct("KeyGrant", 5)?;
-        st.serialize_field("role", &actor_arn(&g.role, self.appliance_arn))?;
-        st.serialize_field("key", &g.key.arn())?;
-        st.serialize_field("actions", &g.actions)?;
-        st.serialize_field("why", &g.why.join(" "))?;
-        st.serialize_field("implicit", &g.implicit())?;
-        st.end()
     }
 }

@@ -19,8 +19,8 @@ use bulwark_model::{
     Account, AccountId, Appliance, Estate, Instance, KeyRef, Region, Repository, RoleArn, Volume,
 };
 use bulwark_plan::{
-    plan, policies, Actor, KeyUse, Operation, Placement, Plan, RefusalCode, Resource, RestoreSource,
-    SnapshotOrigin, Step,
+    plan, policies, Actor, Call, KeyUse, Operation, Placement, Plan, RefusalCode, Resource, RestoreSource,
+    Share, SnapshotOrigin, Step,
 };
 use proptest::prelude::*;
 
@@ -257,24 +257,25 @@ fn build(g: &Gen) -> Option<(Estate, Operation)> {
 /// The keys a step touches and how, worked out from its resources.
 fn touched_keys(step: &Step) -> Vec<(KeyRef, KeyUse)> {
     let ebs = |r: &Resource| r.key().cloned().map(|k| (k, KeyUse::Ebs));
-    let created = || step.creates.iter().filter_map(ebs);
-    match step.action.as_str() {
-        "ec2:CreateVolume" => ebs(&step.resource).into_iter().chain(created()).collect(),
-        "ec2:CopySnapshot" => ebs(&step.resource).into_iter().chain(created()).collect(),
-        "ec2:AttachVolume" => ebs(&step.resource).into_iter().collect(),
+    let creates = step.creates();
+    let created = || creates.iter().filter_map(ebs);
+    match step.action().as_str() {
+        "ec2:CreateVolume" => ebs(&step.resource()).into_iter().chain(created()).collect(),
+        "ec2:CopySnapshot" => ebs(&step.resource()).into_iter().chain(created()).collect(),
+        "ec2:AttachVolume" => ebs(&step.resource()).into_iter().collect(),
         "ebs:GetSnapshotBlock" => step
-            .resource
+            .resource()
             .key()
             .map(|k| (k.clone(), KeyUse::DirectRead))
             .into_iter()
             .collect(),
         "ebs:StartSnapshot" => step
-            .creates
+            .creates()
             .iter()
             .filter_map(|r| r.key().map(|k| (k.clone(), KeyUse::DirectWrite)))
             .collect(),
-        "ec2:ModifySnapshotAttribute" if !step.creates.is_empty() => step
-            .resource
+        "ec2:ModifySnapshotAttribute" if !step.creates().is_empty() => step
+            .resource()
             .key()
             .cloned()
             .map(|k| (k, KeyUse::Describe))
@@ -285,17 +286,19 @@ fn touched_keys(step: &Step) -> Vec<(KeyRef, KeyUse)> {
 }
 
 fn is_removal(step: &Step) -> bool {
-    // ModifySnapshotAttribute removes only when it acts on a share (removing the account).
-    step.action.is_removal()
-        && (step.action.as_str() != "ec2:ModifySnapshotAttribute"
-            || matches!(step.resource, Resource::SnapshotShare { .. }))
+    matches!(step.call, Call::Remove { .. })
 }
 
 fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
+    // A plan stored as JSON and read back is the same plan.
+    let json = serde_json::to_string(plan).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let back: Plan = serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+    prop_assert_eq!(&back, plan, "the plan read back from JSON differs");
+
     // No aws/ebs snapshot is ever shared.
     for step in plan.all_steps() {
-        for created in &step.creates {
-            if let Resource::SnapshotShare { snapshot, .. } = created {
+        for created in &step.creates() {
+            if let Resource::SnapshotShare(Share { snapshot, .. }) = created {
                 prop_assert!(
                     !snapshot.key.as_ref().is_some_and(KeyRef::is_aws_managed),
                     "shares {created}"
@@ -314,7 +317,7 @@ fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
             prop_assert!(
                 grant.is_some(),
                 "{} by {:?} touches {key} without a grant",
-                step.action,
+                step.action(),
                 step.actor
             );
             let actions = &grant.map(|g| g.actions.clone()).unwrap_or_default();
@@ -344,7 +347,7 @@ fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
     let created = |kept: bool| -> BTreeMap<Resource, usize> {
         let mut m = BTreeMap::new();
         for step in plan.steps.iter().filter(|s| s.kept == kept && !is_removal(s)) {
-            for r in &step.creates {
+            for r in &step.creates() {
                 *m.entry(r.clone()).or_insert(0) += 1;
             }
         }
@@ -353,14 +356,14 @@ fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
     let removed = |steps: &mut dyn Iterator<Item = &Step>| -> BTreeMap<Resource, usize> {
         let mut m = BTreeMap::new();
         for step in steps.filter(|s| is_removal(s)) {
-            *m.entry(step.resource.clone()).or_insert(0) += 1;
+            *m.entry(step.resource()).or_insert(0) += 1;
         }
         m
     };
     let temporary = created(false);
     // The one thing a plan removes without creating it: the base snapshot of the previous
     // direct backup, replaced by the new one.
-    let replaced = |s: &&Step| !matches!(&s.resource, Resource::Snapshot(snap) if snap.origin == SnapshotOrigin::PreviousDirectBase);
+    let replaced = |s: &&Step| !matches!(&s.resource(), Resource::Snapshot(snap) if snap.origin == SnapshotOrigin::PreviousDirectBase);
     let cleaned = removed(&mut plan.steps.iter().chain(&plan.cleanup).filter(replaced));
     prop_assert_eq!(
         &temporary,
@@ -372,11 +375,11 @@ fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
     let rolled_back = removed(&mut plan.rollback.iter());
     prop_assert_eq!(&kept, &rolled_back, "rollback does not match what the steps keep");
     for step in plan.cleanup.iter().chain(&plan.rollback) {
-        prop_assert!(is_removal(step), "cleanup step {} removes nothing", step.action);
+        prop_assert!(is_removal(step), "cleanup step {} removes nothing", step.action());
         prop_assert!(
-            !matches!(step.resource, Resource::Role(_) | Resource::Instance { .. }),
+            !matches!(step.resource(), Resource::Role(_) | Resource::Instance(_)),
             "removes {}",
-            step.resource
+            step.resource()
         );
     }
     let production_worker_roles: BTreeSet<&RoleArn> = estate
@@ -385,11 +388,11 @@ fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
         .filter_map(|a| a.worker_role.as_ref())
         .collect();
     for step in plan.all_steps() {
-        if let Resource::Role(role) = &step.resource {
+        if let Resource::Role(role) = &step.resource() {
             prop_assert!(
-                step.action.as_str() == "sts:AssumeRole" || !production_worker_roles.contains(role),
+                step.action().as_str() == "sts:AssumeRole" || !production_worker_roles.contains(role),
                 "{} on a worker role",
-                step.action
+                step.action()
             );
         }
     }
@@ -397,8 +400,8 @@ fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
     // Roles are assumed before they act, and act in their own account.
     let mut assumed = BTreeSet::new();
     for step in &plan.steps {
-        if step.action.as_str() == "sts:AssumeRole" {
-            if let Resource::Role(role) = &step.resource {
+        if step.action().as_str() == "sts:AssumeRole" {
+            if let Resource::Role(role) = &step.resource() {
                 assumed.insert(role.clone());
             }
         }
@@ -414,7 +417,7 @@ fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
     let pol = policies(estate, plan);
     for step in plan
         .all_steps()
-        .filter(|s| !s.action.as_str().starts_with("kms:"))
+        .filter(|s| !s.action().as_str().starts_with("kms:"))
     {
         let arn = step
             .actor
@@ -427,9 +430,9 @@ fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
             s.action
                 .iter()
                 .flatten()
-                .any(|a| a == step.action.as_str() || a.ends_with(":*") || a == "*")
+                .any(|a| a == step.action().as_str() || a.ends_with(":*") || a == "*")
         });
-        prop_assert!(allowed, "{arn} may not {}", step.action);
+        prop_assert!(allowed, "{arn} may not {}", step.action());
     }
     for grant in plan.key_grants.iter().filter(|g| !g.implicit()) {
         let arn = grant

@@ -173,13 +173,13 @@ fn key_name(key: &KeyRef) -> String {
 fn compact(steps: &[Step]) -> Vec<String> {
     steps
         .iter()
-        .filter(|s| s.action.as_str() != "sts:AssumeRole" && !s.action.as_str().starts_with("sqs:"))
+        .filter(|s| s.action().as_str() != "sts:AssumeRole" && !s.action().as_str().starts_with("sqs:"))
         .map(|s| {
             let region = s.region.as_ref().map_or("global", |r| r.as_str());
             format!(
                 "{} {} {}/{region}",
                 actor(&s.actor),
-                s.action,
+                s.action(),
                 letter(s.account.as_str())
             )
         })
@@ -997,8 +997,8 @@ fn worker_plans_talk_over_the_session_queue() {
     let queue: Vec<String> = plan
         .steps
         .iter()
-        .filter(|s| s.action.as_str().starts_with("sqs:"))
-        .map(|s| format!("{} {}", actor(&s.actor), s.action))
+        .filter(|s| s.action().as_str().starts_with("sqs:"))
+        .map(|s| format!("{} {}", actor(&s.actor), s.action()))
         .collect();
     assert_eq!(
         queue,
@@ -1014,7 +1014,7 @@ fn worker_plans_talk_over_the_session_queue() {
     assert!(plan
         .cleanup
         .iter()
-        .any(|s| s.action.as_str() == "sqs:DeleteQueue"));
+        .any(|s| s.action().as_str() == "sqs:DeleteQueue"));
 }
 
 #[test]
@@ -1024,8 +1024,8 @@ fn every_assumed_role_is_assumed_by_the_appliance_before_it_acts() {
     let assumed: Vec<String> = plan
         .steps
         .iter()
-        .filter(|s| s.action.as_str() == "sts:AssumeRole")
-        .map(|s| format!("{} {}", actor(&s.actor), s.resource))
+        .filter(|s| s.action().as_str() == "sts:AssumeRole")
+        .map(|s| format!("{} {}", actor(&s.actor), s.resource()))
         .collect();
     assert_eq!(
         assumed,
@@ -1049,4 +1049,16 @@ fn a_failed_restore_removes_what_it_restored() {
             "Restore@T ec2:DeleteVolume T/us-east-1",
         ]
     );
+}
+
+#[test]
+fn a_plan_read_back_from_json_is_refused_when_a_step_was_changed_by_hand() {
+    let plan = bulwark_plan::plan(&estate(), &op_backup(CMK, Some(Placement::ProductionAccount))).unwrap();
+    let json = serde_json::to_string(&plan).unwrap();
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, plan);
+    // The words say one call, the typed call another: refused, not run.
+    let tampered = json.replacen("\"ec2:CreateSnapshots\"", "\"ec2:DeleteSnapshot\"", 1);
+    let error = serde_json::from_str::<Plan>(&tampered).unwrap_err().to_string();
+    assert!(error.contains("plan again"), "{error}");
 }

@@ -433,7 +433,7 @@ fn fresh_instance_profile_is_refused_once_then_accepted() {
     let error = expect_error(
         w.sim.run_instance(&root, &w.east, &run),
         "InvalidParameterValue",
-        ErrorKind::Invalid,
+        ErrorKind::Propagating,
     );
     assert!(error.message.contains("Invalid IAM Instance Profile"), "{error}");
     let info = w.sim.run_instance(&root, &w.east, &run).unwrap();

@@ -119,7 +119,7 @@ fn workers_with_a_restore_from_snapshots_is_an_input_error() {
     // Without --workers the same restore is planned.
     let without_workers = [&rest[..8], &["--json"]].concat();
     let doc = bulwark_json(&with_estate(&["plan", "restore"], &without_workers), EXIT_OK);
-    assert_eq!(doc["operation"], "restore", "{doc:#}");
+    assert_eq!(doc["operation"]["type"], "restore", "{doc:#}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ fn plan_backup_json_has_steps_key_grants_and_cleanup() {
         &with_estate(&["plan", "backup"], &["--instance", DB, "--json"]),
         EXIT_OK,
     );
-    assert_eq!(plan["operation"], "backup");
+    assert_eq!(plan["operation"]["type"], "backup");
     assert!(
         plan["summary"].as_str().unwrap().contains(DB),
         "{}",

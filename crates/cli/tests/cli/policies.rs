@@ -94,7 +94,7 @@ fn worker_roles_in_plans_have_the_documented_worker_permissions() {
     for (workers, role) in [
         (
             "backup-account",
-            "arn:aws:iam::111111111111:role/bulwark/worker-i-0fedcba9876543210",
+            "arn:aws:iam::111111111111:role/bulwark/worker-SESSION-i-0fedcba9876543210",
         ),
         ("production-account", "arn:aws:iam::222222222222:role/Worker"),
     ] {

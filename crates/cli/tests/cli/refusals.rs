@@ -107,7 +107,7 @@ fn target_key_of_another_region_is_refused() {
     let mut ok = rest.to_vec();
     ok[7] = DR_EU_KEY;
     let plan = bulwark_json(&with_estate(&["plan", "replicate"], &ok), EXIT_OK);
-    assert_eq!(plan["operation"], "replicate", "{plan:#}");
+    assert_eq!(plan["operation"]["type"], "replicate", "{plan:#}");
 }
 
 #[test]

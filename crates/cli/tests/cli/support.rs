@@ -229,8 +229,12 @@ pub fn assert_plan_shape(plan: &Value, what: &str) -> BTreeSet<String> {
             let region = str_field(step, "region", &w);
             assert!(region == "global" || is_region(region), "{w}: region {region}");
             assert!(is_action(str_field(step, "action", &w)), "{w}");
-            for key in step["keys"].as_array().into_iter().flatten() {
-                let key = key.as_str().expect("a step's keys are strings");
+            for need in step["keys"].as_array().into_iter().flatten() {
+                let key = need["key"].as_str().expect("a step's keys name their key");
+                assert!(
+                    need["usage"].is_string() && need["why"].is_string(),
+                    "{w}: key {need}"
+                );
                 assert_key_written_as_arn(key, &w);
                 keys.insert(key.to_owned());
             }

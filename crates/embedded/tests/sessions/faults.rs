@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulwark_cloud::ErrorKind;
-use bulwark_engine::{Engine, EngineError, Event, Listener};
+use bulwark_engine::{Engine, EngineError, Event, Listener, SessionId};
 use bulwark_plan::{Actor, Operation, Placement, RestoreSource};
 use bulwark_sim::{Fault, Inventory};
 
@@ -121,7 +121,7 @@ fn faults_spent(world: &World) -> bool {
 
 /// Whether the engine itself makes a step's call (not the worker, not the repository role).
 fn engine_calls(step: &bulwark_plan::Step) -> bool {
-    !matches!(step.actor, Actor::Worker(_)) && !step.action.as_str().starts_with("s3:")
+    !matches!(step.actor, Actor::Worker(_)) && !step.action().as_str().starts_with("s3:")
 }
 
 /// Runs `op` with the call of its main step `number` (1-based) refused: the run must fail
@@ -130,13 +130,13 @@ fn engine_calls(step: &bulwark_plan::Step) -> bool {
 fn fail_step(world: &World, op: &Operation, number: usize, check: &dyn Fn(&World, &str)) -> &'static str {
     let plan = bulwark_plan::plan(&world.embedded.estate, op).expect("the operation plans");
     let step = &plan.steps[number - 1];
-    let action = step.action.as_str();
+    let action = step.action().as_str();
     let (kind, code) = refusal(number, action);
     // While it waits for its task the worker calls sqs:ReceiveMessage too: a second fault
     // makes sure that the appliance's call meets one whoever calls first.
     let faults = if action == "sqs:ReceiveMessage" { 2 } else { 1 };
     let sim = world.embedded.sim.clone();
-    let inject: Listener = Arc::new(move |event: &Event| {
+    let inject: Listener = Arc::new(move |_session: &SessionId, event: &Event| {
         if matches!(event, Event::Step { number: n, .. } if *n == number) {
             for _ in 0..faults {
                 sim.inject(fail(action, kind, code)).expect("fault injected");
@@ -145,10 +145,11 @@ fn fail_step(world: &World, op: &Operation, number: usize, check: &dyn Fn(&World
     });
     let what = format!(
         "{}, step {number} ({action} on {}) refused with {code}",
-        plan.summary, step.resource
+        plan.summary,
+        step.resource()
     );
     let before = world.inventory();
-    let result = engine(world).on_event(inject).run(op);
+    let result = engine(world).on_event(inject).run_operation(op);
     world.embedded.sim.wait_idle();
     world.embedded.sim.clear_faults().expect("faults cleared");
     match result {
@@ -186,7 +187,7 @@ fn fail_each_step(
     plan.steps
         .iter()
         .enumerate()
-        .filter(|(_, step)| engine_calls(step) && !except.contains(&step.action.as_str()))
+        .filter(|(_, step)| engine_calls(step) && !except.contains(&step.action().as_str()))
         .map(|(i, _)| fail_step(world, op, i + 1, check))
         .collect()
 }
@@ -196,7 +197,7 @@ fn last_step(world: &World, op: &Operation, action: &str) -> usize {
     let plan = bulwark_plan::plan(&world.embedded.estate, op).expect("the operation plans");
     plan.steps
         .iter()
-        .rposition(|s| s.action.as_str() == action && engine_calls(s))
+        .rposition(|s| s.action().as_str() == action && engine_calls(s))
         .map(|i| i + 1)
         .expect("the step")
 }
@@ -221,7 +222,7 @@ fn a_refusal_at_any_step_of_a_snapshot_session_leaves_nothing() {
     assert_failed(&failed, &["sts:AssumeRole", "ec2:CreateSnapshots"]);
     // The world is still usable.
     engine(&world)
-        .run(&op)
+        .run_operation(&op)
         .expect("the snapshot session succeeds without faults");
 }
 
@@ -230,7 +231,7 @@ fn a_refusal_at_any_step_of_a_backup_with_workers_in_the_backup_account_leaves_n
 ) {
     let world = World::new();
     let op = backup(DB, Placement::BackupAccount);
-    engine(&world).run(&op).expect("a first backup");
+    engine(&world).run_operation(&op).expect("a first backup");
     let points = assert_repository_intact(&world);
     assert_eq!(points, 2);
     let failed = fail_each_step(&world, &op, &["sqs:ReceiveMessage"], &|w, what| {
@@ -267,7 +268,7 @@ fn a_refusal_at_any_step_of_a_backup_with_workers_in_the_production_account_leav
 ) {
     let world = World::new();
     let op = backup(WEB, Placement::ProductionAccount);
-    engine(&world).run(&op).expect("a first backup");
+    engine(&world).run_operation(&op).expect("a first backup");
     let points = assert_repository_intact(&world);
     assert_eq!(points, 3);
     let failed = fail_each_step(&world, &op, &["sqs:ReceiveMessage"], &|w, what| {
@@ -298,7 +299,7 @@ fn refuse_while_the_worker_backs_up(world: &World, op: &Operation) {
 fn a_backup_that_fails_while_its_worker_runs_writes_no_restore_point() {
     let world = World::new();
     let op = backup(WEB, Placement::ProductionAccount);
-    engine(&world).run(&op).expect("a first backup");
+    engine(&world).run_operation(&op).expect("a first backup");
     let points = restore_points(&world);
     let step = last_step(&world, &op, "sqs:ReceiveMessage");
     for _ in 0..3 {
@@ -334,7 +335,9 @@ fn a_refusal_at_any_step_of_a_replication_leaves_nothing() {
 #[test]
 fn a_refusal_at_any_step_of_a_restore_from_snapshots_leaves_nothing() {
     let world = World::new();
-    engine(&world).run(&snapshot(DB)).expect("a snapshot session");
+    engine(&world)
+        .run_operation(&snapshot(DB))
+        .expect("a snapshot session");
     let points = engine(&world).snapshot_points().expect("catalog").len();
     let op = restore(DB, RestoreSource::Snapshot, DR, EU, None);
     let failed = fail_each_step(&world, &op, &[], &|w, what| {
@@ -368,7 +371,7 @@ fn refuse_during_transfer(world: &World, op: &Operation, action: &str, skip: u64
             kind: ErrorKind::AccessDenied,
         })
         .expect("fault");
-    let err = engine(world).run(op).expect_err(&what);
+    let err = engine(world).run_operation(op).expect_err(&what);
     world.embedded.sim.clear_faults().expect("faults cleared");
     let message = err.to_string();
     assert!(
@@ -383,7 +386,7 @@ fn refuse_during_transfer(world: &World, op: &Operation, action: &str, skip: u64
 fn a_refusal_at_any_step_of_a_backup_without_workers_keeps_the_previous_backup_and_its_base() {
     let world = World::new();
     let op = backup(WEB, Placement::NoWorker);
-    engine(&world).run(&op).expect("a first backup");
+    engine(&world).run_operation(&op).expect("a first backup");
     let points = assert_repository_intact(&world);
     assert_eq!(points, 3);
     // The block reads are made at the repository step, all volumes at once; they are
@@ -417,7 +420,7 @@ fn a_refusal_at_any_step_of_a_backup_without_workers_keeps_the_previous_backup_a
     }
     // The base snapshots survived every failure: the next backup still reads only changes.
     let report = engine(&world)
-        .run(&op)
+        .run_operation(&op)
         .expect("the backup succeeds without faults");
     let repo = open_repository(&world);
     for (volume, point) in &report.points {
@@ -434,7 +437,7 @@ fn a_refusal_at_any_step_of_a_backup_without_workers_keeps_the_previous_backup_a
 fn a_refusal_at_any_step_of_a_restore_without_workers_leaves_nothing() {
     let world = World::new();
     engine(&world)
-        .run(&backup(DB, Placement::NoWorker))
+        .run_operation(&backup(DB, Placement::NoWorker))
         .expect("a backup");
     let points = restore_points(&world);
     let op = restore(DB, RestoreSource::Backup, DR, EU, Some(Placement::NoWorker));
@@ -460,7 +463,7 @@ fn a_refusal_at_any_step_of_a_restore_without_workers_leaves_nothing() {
 fn a_refusal_at_any_step_of_a_restore_from_a_backup_with_workers_in_the_backup_account_leaves_nothing() {
     let world = World::new();
     engine(&world)
-        .run(&backup(DB, Placement::BackupAccount))
+        .run_operation(&backup(DB, Placement::BackupAccount))
         .expect("a backup");
     let points = restore_points(&world);
     let op = restore(DB, RestoreSource::Backup, DR, EU, Some(Placement::BackupAccount));
@@ -485,7 +488,7 @@ fn a_refusal_at_any_step_of_a_restore_from_a_backup_with_workers_in_the_backup_a
 fn a_refusal_at_any_step_of_a_restore_from_a_backup_with_workers_in_the_production_account_leaves_nothing() {
     let world = World::new();
     engine(&world)
-        .run(&backup(WEB, Placement::ProductionAccount))
+        .run_operation(&backup(WEB, Placement::ProductionAccount))
         .expect("a backup");
     let points = restore_points(&world);
     let op = restore(
@@ -523,7 +526,7 @@ fn run_with_a_dying_worker(world: &World, op: &Operation, what: &str) {
         .embedded
         .engine()
         .with_timing(Duration::from_millis(10), Duration::from_millis(300))
-        .run(op);
+        .run_operation(op);
     world.embedded.sim.wait_idle();
     assert!(faults_spent(world), "{what}: no worker was launched");
     world.embedded.sim.clear_faults().expect("faults cleared");
@@ -551,7 +554,7 @@ fn run_with_a_dying_worker(world: &World, op: &Operation, what: &str) {
 fn a_worker_that_dies_fails_its_backup_or_restore_and_leaves_nothing() {
     let world = World::new();
     let op = backup(DB, Placement::BackupAccount);
-    engine(&world).run(&op).expect("a first backup");
+    engine(&world).run_operation(&op).expect("a first backup");
     run_with_a_dying_worker(&world, &op, "backup with a dying worker");
     run_with_a_dying_worker(
         &world,
@@ -564,7 +567,7 @@ fn a_worker_that_dies_fails_its_backup_or_restore_and_leaves_nothing() {
 fn a_worker_in_the_production_account_that_dies_fails_its_backup_and_leaves_nothing() {
     let world = World::new();
     let op = backup(WEB, Placement::ProductionAccount);
-    engine(&world).run(&op).expect("a first backup");
+    engine(&world).run_operation(&op).expect("a first backup");
     run_with_a_dying_worker(&world, &op, "backup with a dying worker");
     run_with_a_dying_worker(
         &world,
@@ -590,7 +593,7 @@ fn throttling_is_absorbed() {
     })
     .expect("fault injected");
     let report = engine(&world)
-        .run(&snapshot(DB))
+        .run_operation(&snapshot(DB))
         .expect("a throttled snapshot session succeeds");
     assert!(faults_spent(&world), "the throttle was not hit");
     assert_eq!(report.kept.len(), 2, "{:#?}", report.kept);
@@ -603,7 +606,7 @@ fn throttling_is_absorbed() {
     })
     .expect("fault injected");
     let report = engine(&world)
-        .run(&restore(DB, RestoreSource::Snapshot, DR, EU, None))
+        .run_operation(&restore(DB, RestoreSource::Snapshot, DR, EU, None))
         .expect("a throttled restore succeeds");
     assert!(faults_spent(&world), "the throttle was not hit");
     let restored = world.restored(&report, DR);
@@ -632,7 +635,7 @@ fn throttling_is_absorbed() {
         .expect("fault injected");
     }
     let report = engine(&world)
-        .run(&backup(DB, Placement::BackupAccount))
+        .run_operation(&backup(DB, Placement::BackupAccount))
         .expect("a throttled backup succeeds");
     world.embedded.sim.wait_idle();
     assert!(faults_spent(&world), "a throttle was not hit");
@@ -709,7 +712,7 @@ fn what_cleanup_could_not_remove_recovery_removes() {
     let before = world.inventory();
     let points = restore_points(&world);
     terminate_refused(&world);
-    let result = engine(&world).run(&op);
+    let result = engine(&world).run_operation(&op);
     world.embedded.sim.wait_idle();
     recover_the_worker(&world, &before, result, "the session succeeded");
     assert_eq!(restore_points(&world), points + 2, "the backup itself succeeded");
@@ -727,7 +730,7 @@ fn what_cleanup_could_not_remove_recovery_removes() {
         ))
         .expect("fault injected");
     terminate_refused(&world);
-    let result = engine(&world).run(&op);
+    let result = engine(&world).run_operation(&op);
     recover_the_worker(&world, &before, result, "ec2:AttachVolume");
     assert_eq!(restore_points(&world), points);
     assert_eq!(assert_repository_intact(&world), points);
@@ -738,7 +741,9 @@ fn what_cleanup_could_not_remove_recovery_removes() {
 #[test]
 fn a_refusal_while_waiting_for_new_copies_volumes_and_instances_leaves_nothing() {
     let world = World::new();
-    engine(&world).run(&snapshot(DB)).expect("a snapshot session");
+    engine(&world)
+        .run_operation(&snapshot(DB))
+        .expect("a snapshot session");
     let op = restore(DB, RestoreSource::Snapshot, DR, EU, None);
     for (describe, step) in [
         ("ec2:DescribeSnapshots", "ec2:CopySnapshot"),
@@ -751,7 +756,7 @@ fn a_refusal_while_waiting_for_new_copies_volumes_and_instances_leaves_nothing()
             .sim
             .inject(fail(describe, ErrorKind::AccessDenied, "UnauthorizedOperation"))
             .expect("fault injected");
-        let result = engine(&world).run(&op);
+        let result = engine(&world).run_operation(&op);
         world.embedded.sim.clear_faults().expect("faults cleared");
         match result {
             Err(EngineError::Step(f)) => {
@@ -780,7 +785,7 @@ fn a_refusal_while_waiting_for_new_snapshots_leaves_nothing() {
             "UnauthorizedOperation",
         ))
         .expect("fault injected");
-    let result = engine(&world).run(&snapshot(DB));
+    let result = engine(&world).run_operation(&snapshot(DB));
     world.embedded.sim.clear_faults().expect("faults cleared");
     match result {
         Err(EngineError::Step(f)) => assert_eq!(f.action.as_str(), "ec2:CreateSnapshots", "{f}"),
@@ -799,7 +804,7 @@ fn a_refusal_while_waiting_for_new_snapshots_leaves_nothing() {
 fn a_worker_that_dies_on_its_second_volume_writes_no_restore_point() {
     let world = World::new();
     let op = backup(DB, Placement::BackupAccount);
-    engine(&world).run(&op).expect("a first backup");
+    engine(&world).run_operation(&op).expect("a first backup");
     let before = world.inventory();
     let points = restore_points(&world);
     // Past the first volume's 6 MiB of data, within the second's.
@@ -814,7 +819,7 @@ fn a_worker_that_dies_on_its_second_volume_writes_no_restore_point() {
         .embedded
         .engine()
         .with_timing(Duration::from_millis(10), Duration::from_millis(300))
-        .run(&op);
+        .run_operation(&op);
     world.embedded.sim.wait_idle();
     world.embedded.sim.clear_faults().expect("faults cleared");
     assert!(matches!(result, Err(EngineError::Worker { .. })), "{result:?}");
@@ -848,7 +853,7 @@ fn a_worker_whose_transfer_outlasts_the_repository_session_gets_new_credentials_
     world.embedded.sim.inject(slow.clone()).expect("fault");
     let err = engine(&world)
         .with_credential_renewal(Duration::from_secs(3600))
-        .run(&op)
+        .run_operation(&op)
         .expect_err("the session expires");
     world.embedded.sim.wait_idle();
     world.embedded.sim.clear_faults().expect("faults cleared");
@@ -860,7 +865,7 @@ fn a_worker_whose_transfer_outlasts_the_repository_session_gets_new_credentials_
     world.embedded.sim.inject(slow).expect("fault");
     let report = engine(&world)
         .with_credential_renewal(Duration::from_secs(1))
-        .run(&op)
+        .run_operation(&op)
         .expect("the renewed session lasts the transfer");
     world.embedded.sim.wait_idle();
     assert_eq!(report.points.len(), 2);

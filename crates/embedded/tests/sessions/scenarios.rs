@@ -50,7 +50,11 @@ fn snapshots_are_kept_and_nothing_else() {
     let op = Operation::Snapshot {
         instance: DB.parse().expect("id"),
     };
-    let report = world.embedded.engine().run(&op).expect("snapshot session");
+    let report = world
+        .embedded
+        .engine()
+        .run_operation(&op)
+        .expect("snapshot session");
     let snapshots: Vec<_> = report
         .kept
         .iter()
@@ -93,7 +97,7 @@ fn backup_in_the_backup_account_then_restore_into_another_account_and_region() {
     let before = world.inventory();
     let engine = world.embedded.engine();
     let report = engine
-        .run(&backup(DB, Placement::BackupAccount))
+        .run_operation(&backup(DB, Placement::BackupAccount))
         .expect("backup session");
     assert_eq!(report.points.len(), 2, "one restore point per volume");
     assert_nothing_left(&before, &world.inventory(), &[]);
@@ -102,7 +106,7 @@ fn backup_in_the_backup_account_then_restore_into_another_account_and_region() {
     // restores in the backup account, which shares a snapshot that the target account's
     // restore role turns into volumes.
     let report = engine
-        .run(&restore(DB, RestoreSource::Backup, DR, EU, None))
+        .run_operation(&restore(DB, RestoreSource::Backup, DR, EU, None))
         .expect("restore session");
     let restored = world.restored(&report, DR);
     assert_eq!(restored.len(), 2);
@@ -136,7 +140,7 @@ fn aws_ebs_volumes_are_refused_with_workers_in_the_backup_account_before_anythin
     let err = world
         .embedded
         .engine()
-        .run(&backup(WEB, Placement::BackupAccount))
+        .run_operation(&backup(WEB, Placement::BackupAccount))
         .expect_err("refused");
     match err {
         EngineError::Refused(r) => assert_eq!(r.code, RefusalCode::AwsManagedKeyNotShareable),
@@ -151,12 +155,12 @@ fn aws_ebs_volumes_back_up_with_workers_in_the_production_account_and_restore_th
     let before = world.inventory();
     let engine = world.embedded.engine();
     let report = engine
-        .run(&backup(WEB, Placement::ProductionAccount))
+        .run_operation(&backup(WEB, Placement::ProductionAccount))
         .expect("backup session");
     assert_eq!(report.points.len(), 3);
     assert_nothing_left(&before, &world.inventory(), &[]);
     let report = engine
-        .run(&restore(
+        .run_operation(&restore(
             WEB,
             RestoreSource::Backup,
             PROD,
@@ -187,7 +191,11 @@ fn replica_in_another_account_and_region_holds_the_same_bytes() {
         to_region: to_region.clone(),
         target_key: None,
     };
-    let report = world.embedded.engine().run(&op).expect("replicate session");
+    let report = world
+        .embedded
+        .engine()
+        .run_operation(&op)
+        .expect("replicate session");
     let copies: Vec<_> = report
         .kept
         .iter()
@@ -224,10 +232,10 @@ fn restore_from_a_snapshot_into_another_account_and_region() {
     let op = Operation::Snapshot {
         instance: DB.parse().expect("id"),
     };
-    engine.run(&op).expect("snapshot session");
+    engine.run_operation(&op).expect("snapshot session");
     let before = world.inventory();
     let report = engine
-        .run(&restore(DB, RestoreSource::Snapshot, DR, EU, None))
+        .run_operation(&restore(DB, RestoreSource::Snapshot, DR, EU, None))
         .expect("restore session");
     let restored = world.restored(&report, DR);
     assert_eq!(restored.len(), 2, "{:#?}", report.kept);
@@ -248,7 +256,7 @@ fn restore_from_a_snapshot_needs_a_snapshot_first() {
     let err = world
         .embedded
         .engine()
-        .run(&restore(DB, RestoreSource::Snapshot, PROD, US, None))
+        .run_operation(&restore(DB, RestoreSource::Snapshot, PROD, US, None))
         .expect_err("no snapshot yet");
     assert!(err.to_string().contains("run `bulwark run snapshot`"), "{err}");
     assert_eq!(world.inventory().added_since(&before), Vec::<String>::new());
@@ -265,7 +273,7 @@ fn backups_without_workers_read_only_changes_and_restore_anywhere_even_from_aws_
     // The first backup reads every written block of the three aws/ebs volumes, in their own
     // account; the snapshots stay as the base of the next backup.
     let first = engine
-        .run(&backup(WEB, Placement::NoWorker))
+        .run_operation(&backup(WEB, Placement::NoWorker))
         .expect("backup without workers");
     assert_eq!(first.points.len(), 3);
     assert_nothing_left(&before, &world.inventory(), &["snapshot snap-"]);
@@ -290,7 +298,7 @@ fn backups_without_workers_read_only_changes_and_restore_anywhere_even_from_aws_
         .write_volume(&prod, &us, &web_volumes[1], 1 << 20, &[0x5a; 4096])
         .expect("write");
     let second = engine
-        .run(&backup(WEB, Placement::NoWorker))
+        .run_operation(&backup(WEB, Placement::NoWorker))
         .expect("incremental backup without workers");
     assert_eq!(
         snapshots(&world.inventory()),
@@ -313,7 +321,7 @@ fn backups_without_workers_read_only_changes_and_restore_anywhere_even_from_aws_
     // Restored into another account and region: nothing is shared, so aws/ebs is no
     // obstacle; the volumes hold the data of the latest backup.
     let report = engine
-        .run(&restore(
+        .run_operation(&restore(
             WEB,
             RestoreSource::Backup,
             DR,
@@ -332,7 +340,7 @@ fn backups_without_workers_read_only_changes_and_restore_anywhere_even_from_aws_
     }
     // And in its own account and region, under aws/ebs (a key ARN looked up by its alias).
     let report = engine
-        .run(&restore(
+        .run_operation(&restore(
             WEB,
             RestoreSource::Backup,
             PROD,
@@ -382,7 +390,7 @@ instance_type = "m7i.2xlarge"
     let run = plan
         .steps
         .iter()
-        .find(|s| s.action.as_str() == "ec2:RunInstances")
+        .find(|s| s.action().as_str() == "ec2:RunInstances")
         .expect("a worker launch");
     assert!(
         run.why.contains("c6i.xlarge") && run.why.contains("subnet-0123456789abcdef0"),
@@ -390,7 +398,7 @@ instance_type = "m7i.2xlarge"
         run.why
     );
     engine
-        .run(&backup(DB, Placement::BackupAccount))
+        .run_operation(&backup(DB, Placement::BackupAccount))
         .expect("backup with workers in the backup account");
     let launches = world.embedded.sim.launches(&backup_account, &us);
     assert_eq!(launches.len(), 1, "{launches:#?}");
@@ -420,7 +428,7 @@ instance_type = "m7i.2xlarge"
         .map(|l| l.id)
         .collect();
     engine
-        .run(&backup(WEB, Placement::ProductionAccount))
+        .run_operation(&backup(WEB, Placement::ProductionAccount))
         .expect("backup with workers in the production account");
     let worker = world
         .embedded

@@ -25,7 +25,6 @@ use bulwark_model::{Action, Region, SnapshotId, MAX_VOLUME_GIB};
 use bulwark_mover::{BackupOutcome, MoverError, Progress, VolumeSource};
 use bulwark_repo::{Id, RepoError, Repository};
 
-use rate::with_retries;
 pub use rate::{RateLimiter, ATTEMPTS, SNAPSHOT_REQUESTS_PER_SECOND};
 use source::SnapshotSource;
 use writer::SnapshotWriter;
@@ -140,6 +139,23 @@ pub enum DirectError {
     Mover(#[from] MoverError),
 }
 
+impl From<crate::retry::Gave> for DirectError {
+    fn from(gave: crate::retry::Gave) -> Self {
+        match gave {
+            crate::retry::Gave::Refused(e) => DirectError::Cloud(e),
+            crate::retry::Gave::Up {
+                action,
+                attempts,
+                last,
+            } => DirectError::Busy {
+                action,
+                attempts,
+                last,
+            },
+        }
+    }
+}
+
 /// What to do about a refused call.
 fn remedy(e: &CloudError) -> &'static str {
     match e.kind {
@@ -159,7 +175,7 @@ fn remedy(e: &CloudError) -> &'static str {
         ErrorKind::NotPermitted | ErrorKind::Conflict => {
             "the snapshot is not in a state that allows this: wait until it is completed"
         }
-        ErrorKind::Throttled | ErrorKind::Unavailable => "retry later",
+        ErrorKind::Throttled | ErrorKind::Unavailable | ErrorKind::Propagating => "retry later",
     }
 }
 
@@ -369,9 +385,11 @@ pub fn start_snapshot(
         kms_key_arn: key_arn.map(str::to_owned),
         tags: tags.to_vec(),
     };
-    with_retries(Action::EbsStartSnapshot, None, || {
-        cloud.ebs.start_snapshot(who, region, &start)
-    })
+    Ok(
+        crate::retry::Retry::BLOCKS.run(Action::EbsStartSnapshot, None, || {
+            cloud.ebs.start_snapshot(who, region, &start)
+        })?,
+    )
 }
 
 /// Writes restore point `point` into `snapshot` (started by [`start_snapshot`]), completes it

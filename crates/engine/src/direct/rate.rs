@@ -1,20 +1,14 @@
-//! Pacing the block calls of one snapshot under EBS's quota, and retrying what EBS may accept
-//! later.
+//! Pacing the block calls of one snapshot under EBS's quota.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use bulwark_cloud::{CloudError, ErrorKind};
-use bulwark_model::Action;
-
-use super::DirectError;
 
 /// The most `GetSnapshotBlock` or `PutSnapshotBlock` requests per second EBS accepts for one
 /// snapshot (a fixed quota).
 pub const SNAPSHOT_REQUESTS_PER_SECOND: f64 = 1000.0;
 
 /// Attempts of one call before a throttled or unavailable EBS is reported.
-pub const ATTEMPTS: u32 = 10;
+pub const ATTEMPTS: u32 = crate::retry::Retry::BLOCKS.attempts;
 
 /// The rate the limiter never goes below, however often EBS throttles.
 const MIN_RATE: f64 = 10.0;
@@ -23,10 +17,6 @@ const MIN_RATE: f64 = 10.0;
 const RATE_GROWTH_PER_SECOND: f64 = 100.0;
 /// The bucket holds this long's worth of requests: short bursts, never a second's worth.
 const BURST: Duration = Duration::from_millis(50);
-/// The first pause after a throttled or failed call; doubled at each attempt, with jitter.
-const FIRST_PAUSE: Duration = Duration::from_millis(25);
-/// The longest pause between two attempts.
-const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// Paces the block calls of one snapshot, shared by the threads that transfer it: a token
 /// bucket refilled at the allowed rate, capped at [`SNAPSHOT_REQUESTS_PER_SECOND`], and AIMD
@@ -118,57 +108,4 @@ impl RateLimiter {
     fn lock(&self) -> MutexGuard<'_, Bucket> {
         crate::lock(&self.bucket)
     }
-}
-
-/// Runs `call` until it succeeds, retrying what EBS may accept later (throttling, an
-/// unavailable service) up to [`ATTEMPTS`] times with exponential backoff and jitter. With a
-/// `limiter`, each attempt waits its turn and tells the limiter how it went.
-pub(super) fn with_retries<T>(
-    action: Action,
-    limiter: Option<&RateLimiter>,
-    mut call: impl FnMut() -> Result<T, CloudError>,
-) -> Result<T, DirectError> {
-    let mut pause = FIRST_PAUSE;
-    let mut attempt = 1;
-    loop {
-        if let Some(l) = limiter {
-            l.acquire();
-        }
-        let error = match call() {
-            Ok(value) => {
-                if let Some(l) = limiter {
-                    l.succeeded();
-                }
-                return Ok(value);
-            }
-            Err(e) if e.kind.retryable() => e,
-            Err(e) => return Err(DirectError::Cloud(e)),
-        };
-        if error.kind == ErrorKind::Throttled {
-            if let Some(l) = limiter {
-                l.throttled();
-            }
-        }
-        if attempt >= ATTEMPTS {
-            return Err(DirectError::Busy {
-                action,
-                attempts: attempt,
-                last: error,
-            });
-        }
-        std::thread::sleep(jittered(pause));
-        pause = (pause * 2).min(MAX_PAUSE);
-        attempt += 1;
-    }
-}
-
-/// Between half of `pause` and all of it, at random: threads throttled together must not
-/// come back together.
-fn jittered(pause: Duration) -> Duration {
-    let mut bytes = [0u8; 4];
-    let fraction = match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes) {
-        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX),
-        Err(_) => 1.0,
-    };
-    pause.mul_f64(0.5 + fraction / 2.0)
 }

@@ -15,8 +15,9 @@ use bulwark_cloud::{BlockRef, Cloud, Credentials, EBS_BLOCK_SIZE};
 use bulwark_model::{Action, Region, SnapshotId};
 use bulwark_mover::{BlockSource, MoverError};
 
-use super::rate::{with_retries, RateLimiter};
+use super::rate::RateLimiter;
 use super::{DirectError, FirstFailure, AHEAD, SOURCE_KIND};
+use crate::retry::Retry;
 use crate::wait;
 
 /// A completed snapshot as a [`BlockSource`]: its listed blocks are fetched with
@@ -89,7 +90,7 @@ impl<'a> SnapshotSource<'a> {
         let mut tokens = BTreeMap::new();
         let mut next: Option<String> = None;
         let size_gib = loop {
-            let page = with_retries(action, None, || match parent {
+            let page = Retry::BLOCKS.run(action, None, || match parent {
                 None => cloud
                     .ebs
                     .list_snapshot_blocks(who, region, snapshot, next.as_deref()),
@@ -261,7 +262,7 @@ impl<'a> SnapshotSource<'a> {
             index,
             token: token.to_owned(),
         };
-        let (data, checksum) = with_retries(Action::EbsGetSnapshotBlock, Some(&self.limiter), || {
+        let (data, checksum) = Retry::BLOCKS.run(Action::EbsGetSnapshotBlock, Some(&self.limiter), || {
             self.cloud
                 .ebs
                 .get_snapshot_block(self.who, self.region, &self.snapshot, &block)

@@ -16,8 +16,9 @@ use bulwark_cloud::{Cloud, Credentials, EBS_BLOCK_SIZE};
 use bulwark_model::{Action, Region, SnapshotId};
 use bulwark_mover::{BlockTarget, MoverError};
 
-use super::rate::{with_retries, RateLimiter};
+use super::rate::RateLimiter;
 use super::{DirectError, FirstFailure, AHEAD};
+use crate::retry::Retry;
 use crate::wait;
 
 /// How long a new snapshot may take to be `completed` after `CompleteSnapshot`.
@@ -148,11 +149,18 @@ impl<'a> SnapshotWriter<'a> {
 
     fn put(&self, index: u64, block: &[u8], digest: &[u8]) -> Result<(), DirectError> {
         let checksum = BASE64.encode(digest);
-        with_retries(Action::EbsPutSnapshotBlock, Some(&self.limiter), || {
-            self.cloud
-                .ebs
-                .put_snapshot_block(self.who, self.region, &self.snapshot, index, block, &checksum)
-        })
+        Retry::BLOCKS
+            .run(Action::EbsPutSnapshotBlock, Some(&self.limiter), || {
+                self.cloud.ebs.put_snapshot_block(
+                    self.who,
+                    self.region,
+                    &self.snapshot,
+                    index,
+                    block,
+                    &checksum,
+                )
+            })
+            .map_err(DirectError::from)
     }
 
     /// Waits for every queued block to be put, then completes the snapshot with the count
@@ -168,12 +176,13 @@ impl<'a> SnapshotWriter<'a> {
         let count = puts.checksums.len() as u64;
         let checksum = linear_checksum(puts.checksums.values().map(Vec::as_slice));
         drop(puts);
-        with_retries(Action::EbsCompleteSnapshot, None, || {
-            self.cloud
-                .ebs
-                .complete_snapshot(self.who, self.region, &self.snapshot, count, &checksum)
-        })
-        .map_err(|e| self.target_error(e))
+        Retry::BLOCKS
+            .run(Action::EbsCompleteSnapshot, None, || {
+                self.cloud
+                    .ebs
+                    .complete_snapshot(self.who, self.region, &self.snapshot, count, &checksum)
+            })
+            .map_err(|e| self.target_error(e.into()))
     }
 
     /// Waits until EBS has made the completed snapshot available (`completed`).
@@ -181,7 +190,7 @@ impl<'a> SnapshotWriter<'a> {
         let deadline = Instant::now() + COMPLETION_TIMEOUT;
         let mut pause = Duration::from_millis(100);
         loop {
-            let info = with_retries(Action::Ec2DescribeSnapshots, None, || {
+            let info = Retry::BLOCKS.run(Action::Ec2DescribeSnapshots, None, || {
                 self.cloud
                     .ec2
                     .describe_snapshots(self.who, self.region, std::slice::from_ref(&self.snapshot))

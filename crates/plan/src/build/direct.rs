@@ -5,7 +5,7 @@ use bulwark_model::{Action, Instance, KeyRef, Region, Repository, RoleArn};
 
 use super::Builder;
 use crate::resource::{Resource, Snapshot, SnapshotOrigin};
-use crate::step::{Actor, KeyUse};
+use crate::step::{Actor, Call, DataPath, KeyUse, Removal};
 
 impl Builder<'_> {
     /// `role` (the owner of `snapshots`) reads their blocks through the EBS direct APIs and
@@ -24,8 +24,9 @@ impl Builder<'_> {
                 .step(
                     &actor,
                     Some(&snapshot.region),
-                    Action::EbsGetSnapshotBlock,
-                    resource,
+                    Call::ReadSnapshotBlocks {
+                        snapshot: snapshot.clone(),
+                    },
                     "read the snapshot's blocks through the EBS direct APIs, each checked against its \
                      SHA-256: only those changed since the previous base snapshot (ListChangedBlocks) \
                      when it still exists and the volume's latest restore point was read from it, \
@@ -48,8 +49,9 @@ impl Builder<'_> {
             let replace = self.step(
                 &actor,
                 Some(&snapshot.region),
-                Action::Ec2DeleteSnapshot,
-                Resource::Snapshot(previous),
+                Call::Remove {
+                    removal: Removal::DeleteSnapshot { snapshot: previous },
+                },
                 "remove the base snapshot of the previous direct backup, if there is one, once the \
                  new restore points are written: the new base snapshot replaces it",
             );
@@ -58,6 +60,7 @@ impl Builder<'_> {
         self.repository_access(
             repository,
             true,
+            DataPath::Appliance,
             "the appliance stores the new blocks, compressed and encrypted, in packs, then the \
              index, then the restore points of all the volumes at once",
         );
@@ -81,6 +84,7 @@ impl Builder<'_> {
         self.repository_access(
             repository,
             false,
+            DataPath::Appliance,
             "the appliance reads the restore points' manifests, the index and the packs it needs",
         );
         let mut written = Vec::new();
@@ -102,8 +106,9 @@ impl Builder<'_> {
                 .step(
                     &actor,
                     Some(region),
-                    Action::EbsStartSnapshot,
-                    resource.clone(),
+                    Call::WriteSnapshot {
+                        snapshot: snapshot.clone(),
+                    },
                     format!(
                         "start a new snapshot of the size of {}, {encryption}, put the restore \
                          point's blocks into it with their SHA-256 (PutSnapshotBlock), complete it \
@@ -112,7 +117,6 @@ impl Builder<'_> {
                         volume.id
                     ),
                 )
-                .creating(vec![resource.clone()], false)
                 .using_key(
                     key.as_ref(),
                     KeyUse::DirectWrite,
@@ -124,8 +128,11 @@ impl Builder<'_> {
             let undo = self.step(
                 &actor,
                 Some(region),
-                Action::Ec2DeleteSnapshot,
-                resource,
+                Call::Remove {
+                    removal: Removal::DeleteSnapshot {
+                        snapshot: snapshot.clone(),
+                    },
+                },
                 "remove the written snapshot: it is only the source of the restored volume",
             );
             self.push(step, vec![undo]);

@@ -14,16 +14,15 @@ use bulwark_model::{AccountId, Action, Estate, KeyRef, Region, Repository, RoleA
 
 use crate::operation::Operation;
 use crate::refusal::{Refusal, RefusalCode};
-use crate::resource::Resource;
-use crate::step::{key_grants, Actor, KeyNeed, KeyUse, Permission, Plan, Step};
+use crate::resource::{QueueRef, Resource, WorkerRef};
+use crate::step::{key_grants, Actor, Call, KeyNeed, KeyUse, Permission, Plan, Step};
 
 pub(crate) use snapshots::SnapshotPurpose;
 pub use workers::worker_instance_type;
 
 impl Step {
-    /// Adds what the step creates; `kept` resources outlive the session.
-    pub(crate) fn creating(mut self, resources: Vec<Resource>, kept: bool) -> Self {
-        self.creates = resources;
+    /// Whether what the step creates outlives the session.
+    pub(crate) fn kept(mut self, kept: bool) -> Self {
         self.kept = kept;
         self
     }
@@ -55,11 +54,11 @@ impl Step {
 /// A worker as deployed by [`Builder::deploy_worker`].
 pub(crate) struct Worker {
     /// The worker instance.
-    pub instance: Resource,
+    pub instance: WorkerRef,
     /// The role attached to it.
     pub identity: Actor,
     /// The session queue it listens on.
-    pub queue: Resource,
+    pub queue: QueueRef,
 }
 
 pub(crate) struct Builder<'e> {
@@ -88,14 +87,7 @@ impl<'e> Builder<'e> {
     }
 
     /// A step by `actor` in the actor's account.
-    pub fn step(
-        &self,
-        actor: &Actor,
-        region: Option<&Region>,
-        action: Action,
-        resource: Resource,
-        why: impl Into<String>,
-    ) -> Step {
+    pub fn step(&self, actor: &Actor, region: Option<&Region>, call: Call, why: impl Into<String>) -> Step {
         let account = actor
             .role()
             .map_or(&self.estate.appliance.account, RoleArn::account)
@@ -104,10 +96,8 @@ impl<'e> Builder<'e> {
             actor: actor.clone(),
             account,
             region: region.cloned(),
-            action,
-            resource,
+            call,
             why: why.into(),
-            creates: Vec::new(),
             kept: false,
             keys: Vec::new(),
             also: Vec::new(),
@@ -133,7 +123,7 @@ impl<'e> Builder<'e> {
     /// Moves the undo of `resource` into the main steps: the operation itself removes it
     /// (a restored volume detached from the worker before it joins the restored instance).
     pub fn release(&mut self, resource: &Resource) {
-        if let Some(i) = self.undo.iter().rposition(|s| &s.resource == resource) {
+        if let Some(i) = self.undo.iter().rposition(|s| &s.resource() == resource) {
             let step = self.undo.remove(i);
             self.steps.push(step);
         }
@@ -158,8 +148,7 @@ impl<'e> Builder<'e> {
         self.step(
             &Actor::Appliance,
             None,
-            Action::StsAssumeRole,
-            Resource::Role(role.clone()),
+            Call::AssumeRole { role: role.clone() },
             format!(
                 "the appliance acts in account {} through this role{external}; the role's trust \
                  policy must name the appliance and the appliance's policy must allow the call",

@@ -1,12 +1,12 @@
 //! Taking, sharing, copying and deleting snapshots.
 
-use bulwark_model::{AccountId, Action, Instance, KeyRef, Region, RoleArn, VolumeId};
+use bulwark_model::{AccountId, Action, Instance, KeyRef, Region, RoleArn};
 
 use super::Builder;
 use crate::refusal::{Refusal, RefusalCode};
-use crate::resource::{Resource, Snapshot, SnapshotOrigin};
+use crate::resource::{InstanceRef, NewVolume, Resource, Share, Snapshot, SnapshotOrigin};
 use crate::rules;
-use crate::step::{Actor, KeyUse, Step};
+use crate::step::{Actor, Call, KeyUse, Removal, Step};
 
 /// What the snapshots of an instance are for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,9 +56,9 @@ impl Builder<'_> {
                 key: v.key.clone(),
             })
             .collect();
-        let any_snapshot = Resource::Snapshot(snapshots[0].clone()).iam_resources(self.estate.partition());
         let p = self.estate.partition();
-        let instance_resource = Resource::Instance {
+        let any_snapshot = Resource::Snapshot(snapshots[0].clone()).iam_resources(p);
+        let instance_ref = InstanceRef {
             account: instance.account.clone(),
             region: region.clone(),
             id: instance.id.clone(),
@@ -79,15 +79,17 @@ impl Builder<'_> {
             .step(
                 &actor,
                 Some(region),
-                Action::Ec2CreateSnapshots,
-                instance_resource,
+                Call::CreateSnapshots {
+                    instance: instance_ref,
+                    snapshots: snapshots.clone(),
+                },
                 format!(
                     "snapshots of all {} volumes at one point in time, {purpose}; each is encrypted \
                      with its volume's key and the call takes no key, so no KMS permission is needed",
                     instance.volumes.len()
                 ),
             )
-            .creating(snapshots.iter().cloned().map(Resource::Snapshot).collect(), kept)
+            .kept(kept)
             .also(Action::Ec2CreateSnapshots, volumes)
             .also(Action::Ec2CreateSnapshots, any_snapshot.clone())
             .also(Action::Ec2CreateTags, any_snapshot)
@@ -101,41 +103,40 @@ impl Builder<'_> {
         self.step(
             &Actor::Role(role.clone()),
             Some(&snapshot.region),
-            Action::Ec2DeleteSnapshot,
-            Resource::Snapshot(snapshot.clone()),
+            Call::Remove {
+                removal: Removal::DeleteSnapshot {
+                    snapshot: snapshot.clone(),
+                },
+            },
             "remove the snapshot: it was only needed during the session, or the session failed",
         )
     }
 
     /// A snapshot of a volume the plan created (ec2:CreateSnapshot; no key needed, as for
     /// CreateSnapshots).
-    pub fn snapshot_volume(
-        &mut self,
-        role: &RoleArn,
-        volume: &Resource,
-        region: &Region,
-        of: &VolumeId,
-    ) -> Snapshot {
+    pub fn snapshot_volume(&mut self, role: &RoleArn, volume: &NewVolume) -> Snapshot {
         let snapshot = Snapshot {
             owner: role.account().clone(),
-            region: region.clone(),
-            volume: of.clone(),
+            region: volume.region.clone(),
+            volume: volume.of.clone(),
             origin: SnapshotOrigin::Restored,
-            key: volume.key().cloned(),
+            key: volume.key.clone(),
         };
         let arns = Resource::Snapshot(snapshot.clone()).iam_resources(self.estate.partition());
         let why = format!(
-            "snapshot the {volume} so that it can be shared; it keeps the volume's key and the call takes no key"
+            "snapshot the {} so that it can be shared; it keeps the volume's key and the call takes no key",
+            Resource::Volume(volume.clone())
         );
         let step = self
             .step(
                 &Actor::Role(role.clone()),
                 Some(&snapshot.region),
-                Action::Ec2CreateSnapshot,
-                volume.clone(),
+                Call::CreateSnapshot {
+                    volume: volume.clone(),
+                    snapshot: snapshot.clone(),
+                },
                 why,
             )
-            .creating(vec![Resource::Snapshot(snapshot.clone())], false)
             .also(Action::Ec2CreateSnapshot, arns.clone())
             .also(Action::Ec2CreateTags, arns)
             .also(Action::Ec2DescribeSnapshots, vec!["*".into()]);
@@ -179,8 +180,7 @@ impl Builder<'_> {
                 .step(
                     &actor,
                     Some(key.region()),
-                    Action::KmsDescribeKey,
-                    Resource::Key(key.clone()),
+                    Call::DescribeKey { key: key.clone() },
                     "confirm the snapshot's key is customer managed and enabled before sharing it",
                 )
                 .using_key(
@@ -190,7 +190,7 @@ impl Builder<'_> {
                 );
             self.push(describe, Vec::new());
         }
-        let share = Resource::SnapshotShare {
+        let share = Share {
             snapshot: snapshot.clone(),
             with: with.clone(),
         };
@@ -202,20 +202,13 @@ impl Builder<'_> {
             ),
             None => format!("let account {with} create volumes from the unencrypted snapshot"),
         };
-        let step = self
-            .step(
-                &actor,
-                region,
-                Action::Ec2ModifySnapshotAttribute,
-                Resource::Snapshot(snapshot.clone()),
-                why,
-            )
-            .creating(vec![share.clone()], false);
+        let step = self.step(&actor, region, Call::ShareSnapshot { share: share.clone() }, why);
         let undo = self.step(
             &actor,
             region,
-            Action::Ec2ModifySnapshotAttribute,
-            share,
+            Call::Remove {
+                removal: Removal::Unshare { share },
+            },
             format!("remove account {with}'s permission to create volumes from the snapshot"),
         );
         self.push(step, vec![undo]);
@@ -269,11 +262,13 @@ impl Builder<'_> {
             .step(
                 &actor,
                 Some(destination),
-                Action::Ec2CopySnapshot,
-                Resource::Snapshot(source.clone()),
+                Call::CopySnapshot {
+                    source: source.clone(),
+                    copy: copy.clone(),
+                },
                 format!("{purpose}: copy to {destination}, {key_words}"),
             )
-            .creating(vec![Resource::Snapshot(copy.clone())], kept)
+            .kept(kept)
             .using_key(
                 key.as_ref(),
                 KeyUse::Ebs,

@@ -3,9 +3,9 @@
 use bulwark_model::{Action, KeyRef, Region, RoleArn, Volume};
 
 use super::Builder;
-use crate::resource::{Resource, Snapshot, VolumeOrigin};
+use crate::resource::{Attachment, Machine, NewVolume, Resource, Snapshot, VolumeOrigin};
 use crate::rules;
-use crate::step::{Actor, KeyUse, Step};
+use crate::step::{Actor, Call, KeyUse, Removal, Step};
 
 impl Builder<'_> {
     /// Creates a volume from a snapshot the caller owns or that was shared with it.
@@ -16,7 +16,7 @@ impl Builder<'_> {
         requested: Option<&KeyRef>,
         origin: VolumeOrigin,
         kept: bool,
-    ) -> Resource {
+    ) -> NewVolume {
         let Snapshot {
             owner,
             region,
@@ -27,13 +27,14 @@ impl Builder<'_> {
         let caller = role.account();
         let new_key =
             rules::volume_from_snapshot_key(self.estate, key.as_ref(), owner, caller, region, requested);
-        let created = Resource::Volume {
+        let created = NewVolume {
             account: caller.clone(),
             region: region.clone(),
             of: volume.clone(),
             origin,
             key: new_key.clone(),
         };
+        let resource = Resource::Volume(created.clone());
         let key_words = match (&new_key, requested, owner == caller) {
             (None, _, _) => "unencrypted, like its snapshot".to_owned(),
             (Some(k), Some(_), _) => format!("encrypted with the requested key {k}"),
@@ -54,11 +55,13 @@ impl Builder<'_> {
             .step(
                 &actor,
                 Some(region),
-                Action::Ec2CreateVolume,
-                Resource::Snapshot(snapshot.clone()),
-                format!("create the {created}, {key_words}"),
+                Call::CreateVolume {
+                    from: Some(snapshot.clone()),
+                    volume: created.clone(),
+                },
+                format!("create the {resource}, {key_words}"),
             )
-            .creating(vec![created.clone()], kept)
+            .kept(kept)
             .using_key(
                 key.as_ref(),
                 KeyUse::Ebs,
@@ -72,8 +75,8 @@ impl Builder<'_> {
                 KeyUse::Ebs,
                 format!("CreateVolume encrypts the new volume of {volume} in {caller}/{region}."),
             )
-            .also(Action::Ec2CreateVolume, created.iam_resources(p))
-            .also(Action::Ec2CreateTags, created.iam_resources(p))
+            .also(Action::Ec2CreateVolume, resource.iam_resources(p))
+            .also(Action::Ec2CreateTags, resource.iam_resources(p))
             .also(Action::Ec2DescribeVolumes, vec!["*".into()]);
         let undo = vec![self.delete_volume(role, &created)];
         self.push(step, undo);
@@ -89,9 +92,9 @@ impl Builder<'_> {
         key: Option<&KeyRef>,
         kept: bool,
         key_words: &str,
-    ) -> Resource {
+    ) -> NewVolume {
         let caller = role.account();
-        let created = Resource::Volume {
+        let created = NewVolume {
             account: caller.clone(),
             region: region.clone(),
             of: of.id.clone(),
@@ -102,20 +105,23 @@ impl Builder<'_> {
             },
             key: key.cloned(),
         };
+        let resource = Resource::Volume(created.clone());
         let p = self.estate.partition();
         let actor = Actor::Role(role.clone());
         let step = self
             .step(
                 &actor,
                 Some(region),
-                Action::Ec2CreateVolume,
-                created.clone(),
+                Call::CreateVolume {
+                    from: None,
+                    volume: created.clone(),
+                },
                 format!(
                     "create an empty {} GiB volume for the data of {}, {key_words}",
                     of.size_gib, of.id
                 ),
             )
-            .creating(vec![created.clone()], kept)
+            .kept(kept)
             .using_key(
                 key,
                 KeyUse::Ebs,
@@ -124,40 +130,64 @@ impl Builder<'_> {
                     of.id
                 ),
             )
-            .also(Action::Ec2CreateTags, created.iam_resources(p))
+            .also(Action::Ec2CreateTags, resource.iam_resources(p))
             .also(Action::Ec2DescribeVolumes, vec!["*".into()]);
         let undo = vec![self.delete_volume(role, &created)];
         self.push(step, undo);
         created
     }
 
-    fn delete_volume(&self, role: &RoleArn, volume: &Resource) -> Step {
+    fn delete_volume(&self, role: &RoleArn, volume: &NewVolume) -> Step {
         self.step(
             &Actor::Role(role.clone()),
-            volume.region(),
-            Action::Ec2DeleteVolume,
-            volume.clone(),
+            Some(&volume.region),
+            Call::Remove {
+                removal: Removal::DeleteVolume {
+                    volume: volume.clone(),
+                },
+            },
             "remove the volume: it was only needed during the session, or the session failed",
         )
     }
 
     /// Attaches `volume` to `instance`. Attaching an encrypted volume needs kms:CreateGrant on
     /// its key (without it AWS fails the instance with `Client.InternalError`).
-    pub fn attach(&mut self, role: &RoleArn, volume: &Resource, instance: &Resource, kept: bool) -> Resource {
-        let attachment = Resource::Attachment {
-            volume: Box::new(volume.clone()),
-            instance: Box::new(instance.clone()),
+    pub fn attach(
+        &mut self,
+        role: &RoleArn,
+        volume: &NewVolume,
+        instance: Machine,
+        kept: bool,
+    ) -> Attachment {
+        let attachment = Attachment {
+            volume: volume.clone(),
+            instance,
         };
         let actor = Actor::Role(role.clone());
+        let region = Some(&volume.region);
         let step = self
-            .step(&actor, volume.region(), Action::Ec2AttachVolume, attachment.clone(), "attach the volume")
-            .creating(vec![attachment.clone()], kept)
-            .using_key(volume.key(), KeyUse::Ebs, "AttachVolume has EBS use the volume's key for the instance, through a grant the caller creates.");
+            .step(
+                &actor,
+                region,
+                Call::AttachVolume {
+                    attachment: attachment.clone(),
+                },
+                "attach the volume",
+            )
+            .kept(kept)
+            .using_key(
+                volume.key.as_ref(),
+                KeyUse::Ebs,
+                "AttachVolume has EBS use the volume's key for the instance, through a grant the caller creates.",
+            );
         let undo = vec![self.step(
             &actor,
-            volume.region(),
-            Action::Ec2DetachVolume,
-            attachment.clone(),
+            region,
+            Call::Remove {
+                removal: Removal::DetachVolume {
+                    attachment: attachment.clone(),
+                },
+            },
             "detach the volume",
         )];
         self.push(step, undo);

@@ -6,8 +6,11 @@ use bulwark_model::{AccountId, Action, Estate, Instance, Region, Repository, Rol
 use super::{Builder, Worker};
 use crate::operation::WorkerAccount;
 use crate::refusal::{Refusal, RefusalCode};
-use crate::resource::{Resource, NAME_PREFIX};
-use crate::step::Actor;
+use crate::resource::{
+    Machine, NewVolume, QueueRef, RepositoryRef, Resource, RestoredRef, WorkerIdentity, WorkerRef,
+    NAME_PREFIX,
+};
+use crate::step::{Actor, Call, DataPath, Removal};
 
 const QUEUE_WHY: &str =
     "the session's queue, over which the appliance sends tasks to the worker and receives its progress";
@@ -31,58 +34,43 @@ impl Builder<'_> {
         let serves_id = serves.id.clone();
         let identity = match placement {
             WorkerAccount::Backup => {
-                let temp_role = RoleArn::new(p, &account, &format!("{NAME_PREFIX}/worker-{serves_id}"));
-                let role = Resource::TemporaryRole {
+                // Named per session by the engine (`worker-SESSION-INSTANCE`), so that sessions
+                // never share one; policies name them all by the `bulwark/` path.
+                let temp_role =
+                    RoleArn::new(p, &account, &format!("{NAME_PREFIX}/worker-SESSION-{serves_id}"));
+                let identity = WorkerIdentity {
                     account: account.clone(),
                     serves: serves_id.clone(),
                 };
-                let policy = Resource::TemporaryRolePolicy {
-                    account: account.clone(),
-                    serves: serves_id.clone(),
-                };
-                let profile = Resource::InstanceProfile {
-                    account: account.clone(),
-                    serves: serves_id.clone(),
-                };
-                let membership = Resource::ProfileMembership {
-                    account: account.clone(),
-                    serves: serves_id.clone(),
-                };
+                let id = || identity.clone();
                 let iam = [
                     (
-                        Action::IamCreateRole,
-                        &role,
+                        Call::CreateWorkerRole { identity: id() },
                         "a temporary role for the worker, trusted by ec2.amazonaws.com",
-                        Action::IamDeleteRole,
+                        Removal::DeleteRole { identity: id() },
                     ),
                     (
-                        Action::IamPutRolePolicy,
-                        &policy,
+                        Call::PutWorkerRolePolicy { identity: id() },
                         "give the temporary role the worker permissions (`bulwark policy worker-role`)",
-                        Action::IamDeleteRolePolicy,
+                        Removal::DeleteRolePolicy { identity: id() },
                     ),
                     (
-                        Action::IamCreateInstanceProfile,
-                        &profile,
+                        Call::CreateWorkerProfile { identity: id() },
                         "an instance profile, the only way a role reaches an EC2 instance",
-                        Action::IamDeleteInstanceProfile,
+                        Removal::DeleteInstanceProfile { identity: id() },
                     ),
                     (
-                        Action::IamAddRoleToInstanceProfile,
-                        &membership,
+                        Call::AddWorkerRoleToProfile { identity: id() },
                         "put the temporary role in the instance profile",
-                        Action::IamRemoveRoleFromInstanceProfile,
+                        Removal::RemoveRoleFromProfile { identity: id() },
                     ),
                 ];
-                for (action, resource, why, undo_action) in iam {
-                    let step = self
-                        .step(&actor, None, action, resource.clone(), why)
-                        .creating(vec![resource.clone()], false);
+                for (call, why, removal) in iam {
+                    let step = self.step(&actor, None, call, why);
                     let undo = self.step(
                         &actor,
                         None,
-                        undo_action,
-                        resource.clone(),
+                        Call::Remove { removal },
                         "the temporary worker role lives only as long as the session",
                     );
                     self.push(step, vec![undo]);
@@ -108,14 +96,22 @@ impl Builder<'_> {
                 Actor::Worker(worker_role)
             }
         };
-        let worker_role = identity.role().cloned().unwrap_or_else(|| deployer.clone());
+        let passed = match placement {
+            WorkerAccount::Backup => Resource::TemporaryRole(WorkerIdentity {
+                account: account.clone(),
+                serves: serves_id.clone(),
+            })
+            .iam_resources(p),
+            WorkerAccount::Production => vec![identity.role().unwrap_or(deployer).to_string()],
+        };
 
         let queue = self.session_queue(region, &identity);
-        let worker = Resource::Worker {
+        let worker = WorkerRef {
             account: account.clone(),
             region: region.clone(),
             serves: serves_id.clone(),
         };
+        let worker_resource = Resource::Worker(worker.clone());
         let instance_type = worker_instance_type(self.estate, &account, region, serves);
         let network = match self
             .estate
@@ -133,25 +129,26 @@ impl Builder<'_> {
             .step(
                 &actor,
                 Some(region),
-                Action::Ec2RunInstances,
-                worker.clone(),
+                Call::LaunchWorker { worker: worker.clone() },
                 format!(
                     "launch one {instance_type} worker for {serves_id} in {account}/{region}{network}, with {role_words}"
                 ),
             )
-            .creating(vec![worker.clone()], false)
-            .also(Action::IamPassRole, vec![worker_role.to_string()])
+            .also(Action::IamPassRole, passed)
             .also(
                 Action::Ec2RunInstances,
                 run_instances_resources(p.as_str(), &account, region),
             )
-            .also(Action::Ec2CreateTags, worker.iam_resources(p))
+            .also(Action::Ec2CreateTags, worker_resource.iam_resources(p))
             .also(Action::Ec2DescribeInstances, vec!["*".into()]);
         let terminate = self.step(
             &actor,
             Some(region),
-            Action::Ec2TerminateInstances,
-            worker.clone(),
+            Call::Remove {
+                removal: Removal::Terminate {
+                    instance: Machine::Worker(worker.clone()),
+                },
+            },
             "workers live only as long as the session",
         );
         self.push(run, vec![terminate]);
@@ -164,26 +161,24 @@ impl Builder<'_> {
 
     /// Creates the session queue in the backup account, in the workers' region, and lets the
     /// worker role use it (a queue policy, needed when the worker is in another account).
-    fn session_queue(&mut self, region: &Region, worker: &Actor) -> Resource {
-        let queue = Resource::Queue {
+    fn session_queue(&mut self, region: &Region, worker: &Actor) -> QueueRef {
+        let queue = QueueRef {
             account: self.estate.appliance.account.clone(),
             region: region.clone(),
         };
         let appliance = Actor::Appliance;
-        let create = self
-            .step(
-                &appliance,
-                Some(region),
-                Action::SqsCreateQueue,
-                queue.clone(),
-                QUEUE_WHY,
-            )
-            .creating(vec![queue.clone()], false);
+        let create = self.step(
+            &appliance,
+            Some(region),
+            Call::CreateQueue { queue: queue.clone() },
+            QUEUE_WHY,
+        );
         let delete = self.step(
             &appliance,
             Some(region),
-            Action::SqsDeleteQueue,
-            queue.clone(),
+            Call::Remove {
+                removal: Removal::DeleteQueue { queue: queue.clone() },
+            },
             "the queue lives only as long as the session",
         );
         self.push(create, vec![delete]);
@@ -191,8 +186,7 @@ impl Builder<'_> {
         let allow = self.step(
             &appliance,
             Some(region),
-            Action::SqsSetQueueAttributes,
-            queue.clone(),
+            Call::SetQueuePolicy { queue: queue.clone() },
             format!("a queue policy that lets the worker's role {worker_arn} send and receive messages"),
         );
         self.push(allow, Vec::new());
@@ -203,11 +197,14 @@ impl Builder<'_> {
     /// assumes the repository role and passes its short-lived credentials to the worker over
     /// the queue: the worker role itself has no S3 permission (seeds: worker IAM role
     /// permissions), so a worker can never reach the repository outside a session.
-    pub fn transfer(&mut self, worker: &Worker, repository: &Repository, write: bool, volumes: &[Resource]) {
-        let queue_region = worker.queue.region().cloned();
+    pub fn transfer(&mut self, worker: &Worker, repository: &Repository, write: bool, volumes: &[NewVolume]) {
+        let queue_region = Some(worker.queue.region.clone());
         let appliance = Actor::Appliance;
         let p = self.estate.partition();
-        let names: Vec<String> = volumes.iter().map(ToString::to_string).collect();
+        let names: Vec<String> = volumes
+            .iter()
+            .map(|v| Resource::Volume(v.clone()).to_string())
+            .collect();
         let task = if write {
             format!("read {} and store the blocks in the repository", names.join(", "))
         } else {
@@ -215,19 +212,18 @@ impl Builder<'_> {
         };
         // The credentials go with the task, so the role is assumed before it is sent.
         self.assume(&repository.role);
+        let queue = || worker.queue.clone();
         let send = self.step(
             &appliance,
             queue_region.as_ref(),
-            Action::SqsSendMessage,
-            worker.queue.clone(),
+            Call::SendTask { queue: queue() },
             format!("send the worker its task, with the repository role's session credentials: {task}"),
         );
         self.push(send, Vec::new());
         let receive = self.step(
             &worker.identity,
             queue_region.as_ref(),
-            Action::SqsReceiveMessage,
-            worker.queue.clone(),
+            Call::WorkerTakesTask { queue: queue() },
             "the worker takes its task from the session queue",
         );
         self.push(receive, Vec::new());
@@ -236,12 +232,11 @@ impl Builder<'_> {
         } else {
             "the worker reads the restore point's manifest, the index and the packs it needs"
         };
-        self.repository_access(repository, write, why);
+        self.repository_access(repository, write, DataPath::Worker, why);
         let report = self.step(
             &worker.identity,
             queue_region.as_ref(),
-            Action::SqsSendMessage,
-            worker.queue.clone(),
+            Call::WorkerReports { queue: queue() },
             "the worker reports progress and its result",
         );
         self.push(report, Vec::new());
@@ -249,34 +244,42 @@ impl Builder<'_> {
             .step(
                 &appliance,
                 queue_region.as_ref(),
-                Action::SqsReceiveMessage,
-                worker.queue.clone(),
+                Call::FollowWorker { queue: queue() },
                 "the appliance follows the worker's progress",
             )
-            .also(Action::SqsDeleteMessage, worker.queue.iam_resources(p));
+            .also(
+                Action::SqsDeleteMessage,
+                Resource::Queue(queue()).iam_resources(p),
+            );
         self.push(follow, Vec::new());
     }
 
     /// The repository role's use of the repository: writing a backup (`write`) or reading a
     /// restore point. Made by a worker, or by the appliance itself without workers, with the
     /// role's session credentials.
-    pub fn repository_access(&mut self, repository: &Repository, write: bool, why: &str) {
+    pub fn repository_access(&mut self, repository: &Repository, write: bool, by: DataPath, why: &str) {
         let p = self.estate.partition();
-        let repo = Resource::Repository {
+        let reference = RepositoryRef {
             bucket: repository.bucket.clone(),
             prefix: repository.prefix.clone(),
         };
-        let action = if write {
-            Action::S3PutObject
+        let repo = Resource::Repository(reference.clone());
+        let call = if write {
+            Call::WriteBackup {
+                repository: reference,
+                by,
+            }
         } else {
-            Action::S3GetObject
+            Call::ReadBackup {
+                repository: reference,
+                by,
+            }
         };
         let mut data = self
             .step(
                 &Actor::Role(repository.role.clone()),
                 Some(&repository.region),
-                action,
-                repo.clone(),
+                call,
                 why,
             )
             .also(Action::S3ListBucket, vec![repo.iam_resources(p)[0].clone()]);
@@ -302,15 +305,16 @@ impl Builder<'_> {
         role: &RoleArn,
         region: &Region,
         from: &Instance,
-        volumes: &[Resource],
+        volumes: &[NewVolume],
     ) {
         let p = self.estate.partition();
         let account = role.account();
-        let instance = Resource::RestoredInstance {
+        let instance = RestoredRef {
             account: account.clone(),
             region: region.clone(),
             from: from.id.clone(),
         };
+        let resource = Resource::RestoredInstance(instance.clone());
         let actor = Actor::Role(role.clone());
         let why = format!(
             "launch the restored instance of {} in {account}/{region}, then attach its restored volumes",
@@ -320,27 +324,31 @@ impl Builder<'_> {
             .step(
                 &actor,
                 Some(region),
-                Action::Ec2RunInstances,
-                instance.clone(),
+                Call::LaunchRestoredInstance {
+                    instance: instance.clone(),
+                },
                 why,
             )
-            .creating(vec![instance.clone()], true)
+            .kept(true)
             .also(
                 Action::Ec2RunInstances,
                 run_instances_resources(p.as_str(), account, region),
             )
-            .also(Action::Ec2CreateTags, instance.iam_resources(p))
+            .also(Action::Ec2CreateTags, resource.iam_resources(p))
             .also(Action::Ec2DescribeInstances, vec!["*".into()]);
         let terminate = self.step(
             &actor,
             Some(region),
-            Action::Ec2TerminateInstances,
-            instance.clone(),
+            Call::Remove {
+                removal: Removal::Terminate {
+                    instance: Machine::Restored(instance.clone()),
+                },
+            },
             "the restore failed: remove the half-restored instance",
         );
         self.push(run, vec![terminate]);
         for volume in volumes {
-            self.attach(role, volume, &instance, true);
+            self.attach(role, volume, Machine::Restored(instance.clone()), true);
         }
     }
 }

@@ -22,7 +22,7 @@ use bulwark_model::Instance;
 use crate::build::{Builder, SnapshotPurpose};
 use crate::operation::WorkerAccount;
 use crate::refusal::Refusal;
-use crate::resource::VolumeOrigin;
+use crate::resource::{Machine, VolumeOrigin};
 
 pub(crate) fn plan(
     b: &mut Builder,
@@ -57,7 +57,12 @@ pub(crate) fn plan(
     let mut volumes = Vec::new();
     for snapshot in &snapshots {
         let volume = b.volume_from_snapshot(&deployer, snapshot, None, VolumeOrigin::ForWorker, false);
-        b.attach(&deployer, &volume, &worker.instance, false);
+        b.attach(
+            &deployer,
+            &volume,
+            Machine::Worker(worker.instance.clone()),
+            false,
+        );
         volumes.push(volume);
     }
     b.transfer(&worker, repository, true, &volumes);

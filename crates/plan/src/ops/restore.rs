@@ -32,7 +32,7 @@ use bulwark_model::{AccountId, Instance, KeyRef, Region};
 use crate::build::Builder;
 use crate::operation::WorkerAccount;
 use crate::refusal::{Refusal, RefusalCode};
-use crate::resource::{Snapshot, SnapshotOrigin, VolumeOrigin};
+use crate::resource::{Machine, Resource, Snapshot, SnapshotOrigin, VolumeOrigin};
 use crate::rules;
 
 /// Where a restore goes.
@@ -154,12 +154,17 @@ pub(crate) fn from_backup(
             let key = restored_key(estate, v.key.as_ref(), target);
             let words = key_words(key.as_ref(), target.key.is_some());
             let volume = b.empty_volume(&deployer, target.region, v, key.as_ref(), true, &words);
-            attachments.push(b.attach(&deployer, &volume, &worker.instance, false));
+            attachments.push(b.attach(
+                &deployer,
+                &volume,
+                Machine::Worker(worker.instance.clone()),
+                false,
+            ));
             volumes.push(volume);
         }
         b.transfer(&worker, repository, false, &volumes);
-        for attachment in &attachments {
-            b.release(attachment);
+        for attachment in attachments {
+            b.release(&Resource::Attachment(attachment));
         }
         volumes
     } else {
@@ -170,11 +175,15 @@ pub(crate) fn from_backup(
         let mut interim = Vec::new();
         for v in &instance.volumes {
             let volume = b.empty_volume(&deployer, target.region, v, Some(&interim_key), false, &words);
-            b.attach(&deployer, &volume, &worker.instance, false);
-            interim.push((volume, v));
+            b.attach(
+                &deployer,
+                &volume,
+                Machine::Worker(worker.instance.clone()),
+                false,
+            );
+            interim.push(volume);
         }
-        let interim_volumes: Vec<_> = interim.iter().map(|(vol, _)| vol.clone()).collect();
-        b.transfer(&worker, repository, false, &interim_volumes);
+        b.transfer(&worker, repository, false, &interim);
         let remedy = format!(
             "deploy the workers in the target account (`--workers production-account`, with a \
              worker_role for account {}), or make the default EBS key of account {worker_account} in \
@@ -182,10 +191,10 @@ pub(crate) fn from_backup(
              [default_keys])",
             target.account, target.region, target.account
         );
-        let mut snapshots = Vec::new();
-        for (volume, v) in &interim {
-            snapshots.push(b.snapshot_volume(&deployer, volume, target.region, &v.id));
-        }
+        let snapshots: Vec<Snapshot> = interim
+            .iter()
+            .map(|volume| b.snapshot_volume(&deployer, volume))
+            .collect();
         for s in &snapshots {
             b.share(&deployer, s, target.account, &remedy)?;
         }

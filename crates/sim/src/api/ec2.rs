@@ -504,7 +504,7 @@ impl Ec2 for Sim {
             check_tags(w, c, &run.tags, &any_instance)?;
             if let Some(arn) = &run.instance_profile {
                 let invalid = || {
-                    CloudError::invalid(
+                    CloudError::aws(
                         c.action,
                         "InvalidParameterValue",
                         format!("Value ({arn}) for parameter iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN"),

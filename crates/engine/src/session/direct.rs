@@ -1,0 +1,254 @@
+//! Steps of sessions without workers: the appliance reads snapshots into the repository, or
+//! writes restore points into new snapshots, through the EBS direct APIs, with a session of the
+//! repository role it renews as the transfer goes.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use bulwark_cloud::{Credentials, ErrorKind, SharedCredentials, Tag};
+use bulwark_model::{KeyRef, Region, RoleArn, SnapshotId};
+use bulwark_plan::{Resource, Snapshot, SnapshotOrigin, Step};
+use bulwark_repo::Repository;
+
+use super::{Failure, Session, StepResult};
+use crate::direct::{self, DirectError};
+use crate::journal::Target;
+use crate::{worker, Engine, EngineError, Event};
+
+/// A snapshot to read through the EBS direct APIs.
+pub(super) struct DirectRead {
+    who: Credentials,
+    region: Region,
+    snapshot: SnapshotId,
+    /// The snapshot the volume's latest restore point was read from, if it still exists.
+    parent: Option<SnapshotId>,
+    volume: String,
+    /// The previous base snapshot (the parent), which the new one replaces.
+    replaces: Option<(Resource, Target)>,
+}
+
+/// What the session's direct-data-path steps met, for [`Failure`].
+fn direct_failure(step: &Step, error: DirectError) -> Failure {
+    match error {
+        // The step's own call: reported as the step's failure, with AWS's answer.
+        DirectError::Cloud(e) if e.action == step.action() => Failure::Cloud(e),
+        other => Failure::Engine(EngineError::Direct(other)),
+    }
+}
+
+impl<'e> Session<'e> {
+    /// Notes a snapshot to read, with the snapshot its volume's latest restore point was
+    /// read from as parent if it still exists; that one is then the previous base snapshot
+    /// the plan removes once the new restore points are written.
+    pub(super) fn plan_direct_read(&mut self, step: &Step, snapshot: &Snapshot) -> StepResult {
+        let who = self.who(step)?;
+        let (region, id) = self.snapshot_id(snapshot)?;
+        let volume = snapshot.volume.to_string();
+        let latest =
+            direct::latest_source_snapshot(self.repository()?, &volume).map_err(EngineError::from)?;
+        let mut parent = None;
+        if let Some(previous) = latest.filter(|p| *p != id) {
+            let ec2 = &self.engine.cloud.ec2;
+            let found = self
+                .engine
+                .retry
+                .run(step.action(), None, || {
+                    ec2.describe_snapshots(&who, &region, std::slice::from_ref(&previous))
+                })
+                .map_err(crate::retry::Gave::error);
+            match found {
+                Ok(infos) if infos.iter().any(|i| i.id == previous && i.state == "completed") => {
+                    parent = Some(previous);
+                }
+                // Gone (deleted by hand, or by a failed cleanup): read every block.
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(Failure::Cloud(e)),
+            }
+        }
+        let replaces = parent.clone().map(|previous| {
+            let base = Resource::Snapshot(Snapshot {
+                origin: SnapshotOrigin::PreviousDirectBase,
+                ..snapshot.clone()
+            });
+            (base, Target::Snapshot(region.clone(), previous))
+        });
+        self.direct_reads.push(DirectRead {
+            who,
+            region,
+            snapshot: id,
+            parent,
+            volume,
+            replaces,
+        });
+        Ok(())
+    }
+
+    /// Reads the noted snapshots into the repository: one restore point per volume, all or
+    /// none. Then the previous base snapshots are journaled for the cleanup to remove (not
+    /// before: a failed backup keeps them as the base of the next one).
+    pub(super) fn read_direct(&mut self, step: &Step) -> StepResult {
+        let reads = std::mem::take(&mut self.direct_reads);
+        let Some(first) = reads.first() else {
+            return Ok(());
+        };
+        let (who, region) = (first.who.clone(), first.region.clone());
+        let volumes: Vec<direct::SnapshotVolume> = reads
+            .iter()
+            .map(|r| direct::SnapshotVolume {
+                snapshot: &r.snapshot,
+                parent: r.parent.as_ref(),
+                volume_id: &r.volume,
+            })
+            .collect();
+        let engine = self.engine;
+        let outcomes = self
+            .with_repository(|repo, progress| {
+                direct::backup_snapshots(&engine.cloud, &who, &region, &volumes, repo, progress)
+            })?
+            .map_err(|e| direct_failure(step, e))?;
+        for (read, outcome) in reads.iter().zip(outcomes) {
+            self.points.push((read.volume.clone(), outcome.id.to_hex()));
+            if let Some((base, target)) = &read.replaces {
+                self.created(base, target.clone(), false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the latest restore point of a volume into a new snapshot (journaled as soon as
+    /// it is started) and waits until it is completed.
+    pub(super) fn write_direct(&mut self, step: &Step, written: &Snapshot) -> StepResult {
+        let who = self.who(step)?;
+        let volume = written.volume.to_string();
+        let region = written.region.clone();
+        let engine = self.engine;
+        // StartSnapshot takes a key by its ARN only: aws/ebs (which the planner allows only
+        // as the region's default key) is asked for as the default key.
+        let key_arn = match &written.key {
+            Some(KeyRef::Customer(arn)) => Some(arn.to_string()),
+            _ => None,
+        };
+        let repo = self.repository()?;
+        let point = repo
+            .latest_point(&volume)
+            .map_err(|e| EngineError::from(DirectError::from(e)))?
+            .map(|(id, _)| id)
+            .ok_or_else(|| {
+                Failure::Engine(EngineError::NotReady(format!(
+                    "volume {volume} has no restore point in the repository: run `bulwark run backup` for the instance first"
+                )))
+            })?;
+        let size_gib = direct::snapshot_size_gib(repo, &point).map_err(|e| direct_failure(step, e))?;
+        let mut tags = self.tags();
+        tags.push(Tag::new("bulwark:restore-point", point.to_hex()));
+        let id = direct::start_snapshot(
+            &engine.cloud,
+            &who,
+            &region,
+            size_gib,
+            written.key.is_some(),
+            key_arn.as_deref(),
+            &tags,
+        )
+        .map_err(|e| direct_failure(step, e))?;
+        let target = Target::Snapshot(region.clone(), id.clone());
+        self.created(&Resource::Snapshot(written.clone()), target, step.kept)?;
+        self.with_repository(|repo, progress| {
+            direct::write_snapshot(&engine.cloud, &who, &region, &id, repo, &point, progress)
+        })?
+        .map_err(|e| direct_failure(step, e))?;
+        self.points.push((volume, point.to_hex()));
+        Ok(())
+    }
+
+    /// The repository, opened with the repository role's credentials (for the data path
+    /// without workers).
+    fn repository(&mut self) -> Result<&Repository, Failure> {
+        Ok(&self.open_repository()?.0)
+    }
+
+    /// The repository and the credentials it is read and written with.
+    fn open_repository(&mut self) -> Result<&(Repository, SharedCredentials), Failure> {
+        if self.repository.is_none() {
+            let access = self.repository_access()?;
+            let shared = SharedCredentials::new(access.credentials.clone());
+            let repo = access.open(&self.engine.cloud, &shared).map_err(|e| {
+                Failure::Engine(EngineError::NotReady(format!(
+                    "the repository s3://{}/{} cannot be opened: {e}",
+                    access.bucket, access.prefix
+                )))
+            })?;
+            self.repository = Some((repo, shared));
+        }
+        self.repository
+            .as_ref()
+            .ok_or_else(|| Failure::Engine(EngineError::Internal("no repository".into())))
+    }
+
+    /// Runs a transfer without workers on the repository: its progress reported as events,
+    /// the repository role's session renewed as it goes, stopped if the session is cancelled.
+    fn with_repository<R>(
+        &mut self,
+        work: impl FnOnce(&Repository, &bulwark_mover::Progress) -> R,
+    ) -> Result<R, Failure> {
+        let engine = self.engine;
+        let control = self.control;
+        let renewer = self.renewer()?;
+        let (repo, shared) = self.open_repository()?;
+        let progress = bulwark_mover::Progress::default();
+        let out = worker::reporting(
+            &progress,
+            |done, total| {
+                engine.emit(control.id(), &Event::Transfer { done, total });
+                renewer.renew(shared);
+                if control.is_cancelled() {
+                    progress.cancel();
+                }
+            },
+            || work(repo, &progress),
+        );
+        Ok(out)
+    }
+
+    /// A renewer of the repository role's session for a transfer.
+    pub(super) fn renewer(&self) -> Result<Renewer<'e>, Failure> {
+        let repository = self.engine.estate.repository.as_ref().ok_or_else(|| {
+            Failure::Engine(EngineError::Internal("the estate defines no [repository]".into()))
+        })?;
+        Ok(Renewer {
+            engine: self.engine,
+            role: repository.role.clone(),
+            at: Mutex::new(Instant::now()),
+        })
+    }
+}
+
+/// Renews the repository role's session during a transfer that may outlast it.
+pub(super) struct Renewer<'e> {
+    engine: &'e Engine,
+    role: RoleArn,
+    /// When the last session was taken.
+    at: Mutex<Instant>,
+}
+
+impl Renewer<'_> {
+    /// A new session of the repository role if the renewal is due.
+    pub(super) fn due(&self) -> Result<Option<Credentials>, bulwark_cloud::CloudError> {
+        let mut at = crate::lock(&self.at);
+        if at.elapsed() < self.engine.credential_renewal {
+            return Ok(None);
+        }
+        let credentials = self.engine.identities.fresh(&self.role)?;
+        *at = Instant::now();
+        Ok(Some(credentials))
+    }
+
+    /// Puts a new session into `shared` if the renewal is due. A failed renewal is tried again
+    /// at the next report; the transfer fails only if the old session expires meanwhile.
+    fn renew(&self, shared: &SharedCredentials) {
+        if let Ok(Some(credentials)) = self.due() {
+            shared.replace(credentials);
+        }
+    }
+}

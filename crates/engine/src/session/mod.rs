@@ -1,0 +1,404 @@
+//! One session: the plan's steps run in order, each by its actor, each creation journaled
+//! with the plan's own removal step for it; then the cleanup, whatever happened.
+//!
+//! [`Session::run_step`] is the one dispatch of a step's [`Call`]; each kind of step is run by
+//! a method of its own, in the module of its concern: `snapshots`, `volumes`, `workers`,
+//! `direct` (the data path without workers).
+
+mod direct;
+mod snapshots;
+mod volumes;
+mod workers;
+
+use std::collections::BTreeMap;
+
+use bulwark_cloud::{CloudError, Credentials, ErrorKind, SharedCredentials, Tag};
+use bulwark_model::{Action, InstanceId, Region, SnapshotId, VolumeId};
+use bulwark_plan::{Actor, Call, DataPath, Plan, Removal, Resource, Snapshot, SnapshotOrigin, Step};
+use bulwark_repo::Repository;
+
+use crate::events::SessionControl;
+use crate::journal::{Entry, Journal, Target, Undo};
+use crate::{
+    cleanup, error, Engine, EngineError, Event, SessionId, SessionReport, SnapshotPoint, StepFailure,
+};
+
+/// What a step's failure is made of before it gets its step number.
+pub(crate) enum Failure {
+    Cloud(CloudError),
+    Engine(EngineError),
+}
+
+impl From<CloudError> for Failure {
+    fn from(e: CloudError) -> Self {
+        Failure::Cloud(e)
+    }
+}
+
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        Failure::Engine(e)
+    }
+}
+
+impl From<crate::retry::Gave> for Failure {
+    fn from(g: crate::retry::Gave) -> Self {
+        Failure::Cloud(g.error())
+    }
+}
+
+pub(crate) type StepResult = Result<(), Failure>;
+
+/// Runs `plan` as the session `control` names.
+pub(crate) fn run(
+    engine: &Engine,
+    plan: &Plan,
+    control: &SessionControl,
+) -> Result<SessionReport, EngineError> {
+    let id = control.id().clone();
+    let mut journal = Journal::create(engine.journals(), &id)?;
+    journal.record(&Entry::Started {
+        session: id.to_string(),
+        summary: plan.summary.clone(),
+    })?;
+    let mut session = Session::new(engine, plan, control, journal);
+    let total = plan.steps.len();
+    let mut failure = None;
+    for (i, step) in plan.steps.iter().enumerate() {
+        if control.is_cancelled() {
+            failure = Some(EngineError::Cancelled { step: i + 1 });
+            break;
+        }
+        engine.emit(
+            &id,
+            &Event::Step {
+                number: i + 1,
+                of: total,
+                action: step.action(),
+                resource: step.resource().to_string(),
+            },
+        );
+        if let Err(f) = session.run_step(step) {
+            failure = Some(step_failure(plan, i + 1, step, f));
+            break;
+        }
+    }
+    if failure.is_none() {
+        session.journal.record(&Entry::Succeeded)?;
+    }
+    let mut journal = session.journal;
+    let left = cleanup::clean(engine, &id, &mut journal)?;
+    if !left.is_empty() {
+        return Err(EngineError::CleanupIncomplete {
+            failure: failure.map_or_else(|| "the session succeeded".to_owned(), |f| f.to_string()),
+            left,
+            journal: journal.path().display().to_string(),
+        });
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    engine.catalog.add(&snapshot_points(plan, &id, &session.kept))?;
+    Ok(SessionReport {
+        session: id,
+        summary: plan.summary.clone(),
+        kept: session.kept,
+        points: session.points,
+        steps: total,
+    })
+}
+
+/// The error of step `number`, with who called and what to change.
+fn step_failure(plan: &Plan, number: usize, step: &Step, failure: Failure) -> EngineError {
+    match failure {
+        Failure::Engine(e) => e,
+        Failure::Cloud(error) => {
+            let actor = step
+                .actor
+                .role()
+                .map_or_else(|| plan.appliance.clone(), ToString::to_string);
+            EngineError::Step(Box::new(StepFailure {
+                step: number,
+                action: step.action(),
+                resource: step.resource().to_string(),
+                remedy: error::remedy(&error, &actor),
+                actor,
+                error,
+            }))
+        }
+    }
+}
+
+/// The snapshot restore points among what a session kept: not the snapshots that serve a
+/// restore, nor the base snapshots of direct backups (their restore points are backups).
+fn snapshot_points(plan: &Plan, session: &SessionId, kept: &[(String, Target)]) -> Vec<SnapshotPoint> {
+    let by_name: BTreeMap<String, Resource> = plan
+        .steps
+        .iter()
+        .flat_map(|s| s.creates())
+        .map(|r| (r.to_string(), r))
+        .collect();
+    kept.iter()
+        .filter_map(|(name, target)| match (by_name.get(name)?, target) {
+            (Resource::Snapshot(s), Target::Snapshot(region, snapshot))
+                if matches!(s.origin, SnapshotOrigin::Volume | SnapshotOrigin::Copy) =>
+            {
+                Some(SnapshotPoint {
+                    volume: s.volume.clone(),
+                    account: s.owner.clone(),
+                    region: region.clone(),
+                    snapshot: snapshot.clone(),
+                    session: session.to_string(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+pub(crate) struct Session<'e> {
+    pub engine: &'e Engine,
+    pub plan: &'e Plan,
+    pub control: &'e SessionControl,
+    pub journal: Journal,
+    /// What the plan's resources are, by AWS id.
+    ids: BTreeMap<Resource, Target>,
+    /// Next device letter per instance.
+    devices: BTreeMap<InstanceId, u8>,
+    /// Device names of attached volumes.
+    attached_as: BTreeMap<Resource, String>,
+    /// The restore points the worker reported.
+    pub points: Vec<(String, String)>,
+    /// Kept resources made, for the report.
+    pub kept: Vec<(String, Target)>,
+    /// The worker's availability zone, once it runs: the volumes it attaches, and the
+    /// restored instance that takes them over, must be in it too.
+    zone: Option<String>,
+    /// Without workers: the repository, opened by the appliance with a session of the
+    /// repository role that the transfers renew.
+    repository: Option<(Repository, SharedCredentials)>,
+    /// Without workers: the snapshots to read into the repository, all at once.
+    direct_reads: Vec<direct::DirectRead>,
+}
+
+impl<'e> Session<'e> {
+    fn new(engine: &'e Engine, plan: &'e Plan, control: &'e SessionControl, journal: Journal) -> Self {
+        Self {
+            engine,
+            plan,
+            control,
+            journal,
+            ids: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            attached_as: BTreeMap::new(),
+            points: Vec::new(),
+            kept: Vec::new(),
+            zone: None,
+            repository: None,
+            direct_reads: Vec::new(),
+        }
+    }
+
+    /// The session's id.
+    fn id(&self) -> &SessionId {
+        self.control.id()
+    }
+
+    /// Runs one main step.
+    fn run_step(&mut self, step: &Step) -> StepResult {
+        match &step.call {
+            Call::AssumeRole { role } => {
+                self.engine.identities.role(role)?;
+            }
+            Call::CreateSnapshots { instance, snapshots } => {
+                self.create_snapshots(step, instance, snapshots)?
+            }
+            Call::CreateSnapshot { volume, snapshot } => self.create_snapshot(step, volume, snapshot)?,
+            Call::DescribeKey { key } => self.describe_key(step, key)?,
+            Call::ShareSnapshot { share } => self.share(step, share)?,
+            Call::CopySnapshot { source, copy } => self.copy_snapshot(step, source, copy)?,
+            Call::CreateVolume { from, volume } => self.create_volume(step, from.as_ref(), volume)?,
+            Call::AttachVolume { attachment } => self.attach(step, attachment)?,
+            Call::CreateWorkerRole { identity } => self.create_worker_role(step, identity)?,
+            Call::PutWorkerRolePolicy { identity } => self.put_worker_policy(step, identity)?,
+            Call::CreateWorkerProfile { identity } => self.create_worker_profile(step, identity)?,
+            Call::AddWorkerRoleToProfile { identity } => self.add_worker_to_profile(step, identity)?,
+            Call::CreateQueue { queue } => self.create_queue(step, queue)?,
+            Call::SetQueuePolicy { queue } => self.set_queue_policy(step, queue)?,
+            Call::LaunchWorker { worker } => self.launch_worker(step, worker)?,
+            Call::LaunchRestoredInstance { instance } => self.launch_restored(step, instance)?,
+            Call::SendTask { queue } => self.send_task(step, queue)?,
+            Call::FollowWorker { queue } => self.follow_worker(step, queue)?,
+            // The worker's own calls and its use of the repository, with the credentials it
+            // was given: the plan lists them for their permissions, the worker makes them.
+            Call::WorkerTakesTask { .. }
+            | Call::WorkerReports { .. }
+            | Call::WriteBackup {
+                by: DataPath::Worker, ..
+            }
+            | Call::ReadBackup {
+                by: DataPath::Worker, ..
+            } => {}
+            // Without workers: reads are gathered, then made all at once as the repository
+            // takes them (every volume's restore point, or none).
+            Call::ReadSnapshotBlocks { snapshot } => self.plan_direct_read(step, snapshot)?,
+            Call::WriteBackup {
+                by: DataPath::Appliance,
+                ..
+            } => self.read_direct(step)?,
+            // The writes open the repository when they need it.
+            Call::ReadBackup {
+                by: DataPath::Appliance,
+                ..
+            } => {}
+            Call::WriteSnapshot { snapshot } => self.write_direct(step, snapshot)?,
+            Call::Remove { removal } => self.remove_now(step, removal)?,
+        }
+        Ok(())
+    }
+
+    /// A removal the plan makes part of the operation itself (a restored volume detached from
+    /// the worker before it joins the restored instance).
+    fn remove_now(&mut self, step: &Step, removal: &Removal) -> StepResult {
+        let resource = removal.removes();
+        if let Some(target) = self.ids.get(&resource).cloned() {
+            let undo = Undo {
+                actor: step.actor.role().cloned(),
+                action: step.action(),
+                target,
+            };
+            cleanup::undo(self.engine, &undo)?;
+            self.removed(&resource)?;
+        }
+        Ok(())
+    }
+
+    /// The tags of everything the session creates.
+    fn tags(&self) -> Vec<Tag> {
+        vec![Tag::new("bulwark:session", self.id().to_string())]
+    }
+
+    /// The credentials of the step's actor.
+    fn who(&self, step: &Step) -> Result<Credentials, Failure> {
+        match &step.actor {
+            Actor::Appliance => Ok(self.engine.identities.appliance().clone()),
+            Actor::Role(role) => Ok(self.engine.identities.role(role)?),
+            Actor::Worker(role) => Err(Failure::Engine(EngineError::Internal(format!(
+                "the appliance cannot act as the worker role {role}"
+            )))),
+        }
+    }
+
+    /// Runs `call`, retried as the engine's policy says.
+    fn retried<T>(&self, action: Action, call: impl FnMut() -> Result<T, CloudError>) -> Result<T, Failure> {
+        Ok(self.engine.retry.run(action, None, call)?)
+    }
+
+    /// Records a created resource with the plan's step that removes it.
+    fn created(&mut self, resource: &Resource, target: Target, kept: bool) -> Result<(), Failure> {
+        let undo = self.removal(resource, &target)?;
+        self.journal.record(&Entry::Created {
+            name: resource.to_string(),
+            undo,
+            kept,
+        })?;
+        if kept {
+            self.kept.push((resource.to_string(), target.clone()));
+        }
+        self.ids.insert(resource.clone(), target);
+        Ok(())
+    }
+
+    /// The plan's removal step of `resource`: in the cleanup, the rollback, or released into
+    /// the main steps.
+    fn removal(&self, resource: &Resource, target: &Target) -> Result<Undo, Failure> {
+        let step = self
+            .plan
+            .cleanup
+            .iter()
+            .chain(&self.plan.rollback)
+            .chain(&self.plan.steps)
+            .find(|s| matches!(&s.call, Call::Remove { removal } if &removal.removes() == resource))
+            .ok_or_else(|| {
+                Failure::Engine(EngineError::Internal(format!(
+                    "the plan creates {resource} but has no step that removes it (a planner bug)"
+                )))
+            })?;
+        Ok(Undo {
+            actor: step.actor.role().cloned(),
+            action: step.action(),
+            target: target.clone(),
+        })
+    }
+
+    fn removed(&mut self, resource: &Resource) -> Result<(), Failure> {
+        self.journal.record(&Entry::Removed {
+            name: resource.to_string(),
+        })?;
+        self.ids.remove(resource);
+        Ok(())
+    }
+
+    fn target(&self, resource: &Resource) -> Result<&Target, Failure> {
+        self.ids.get(resource).ok_or_else(|| {
+            Failure::Engine(EngineError::Internal(format!(
+                "{resource} does not exist (yet) in this session"
+            )))
+        })
+    }
+
+    /// The snapshot a plan's snapshot stands for: made by this session, or, not made by it,
+    /// the restore point being restored.
+    fn snapshot_id(&self, snapshot: &Snapshot) -> Result<(Region, SnapshotId), Failure> {
+        if let Some(Target::Snapshot(r, id)) = self.ids.get(&Resource::Snapshot(snapshot.clone())) {
+            return Ok((r.clone(), id.clone()));
+        }
+        let found =
+            self.engine
+                .catalog
+                .latest_snapshot(&snapshot.volume, &snapshot.owner, &snapshot.region)?;
+        found.map(|id| (snapshot.region.clone(), id)).ok_or_else(|| {
+            Failure::Engine(EngineError::NotReady(format!(
+                "no snapshot of {} in {}/{} is known: run `bulwark run snapshot` for the instance first",
+                snapshot.volume, snapshot.owner, snapshot.region
+            )))
+        })
+    }
+
+    fn volume_id(&self, volume: &Resource) -> Result<(Region, VolumeId), Failure> {
+        match self.target(volume)? {
+            Target::Volume(r, id) => Ok((r.clone(), id.clone())),
+            other => Err(Failure::Engine(EngineError::Internal(format!(
+                "{volume} is {other:?}, not a volume"
+            )))),
+        }
+    }
+
+    /// Waits for a snapshot to complete (snapshots are made in the background on AWS).
+    fn wait_snapshot(&self, who: &Credentials, region: &Region, id: &SnapshotId) -> StepResult {
+        let ec2 = &self.engine.cloud.ec2;
+        self.wait(Action::Ec2DescribeSnapshots, || {
+            let s = ec2.describe_snapshots(who, region, std::slice::from_ref(id))?;
+            match s.first().map(|s| s.state.as_str()) {
+                Some("completed") => Ok(true),
+                Some("error") => Err(CloudError::new(
+                    Action::Ec2DescribeSnapshots,
+                    ErrorKind::NotPermitted,
+                    "SnapshotError",
+                    format!("snapshot {id} failed (state error): is its KMS key enabled and usable?"),
+                )),
+                _ => Ok(false),
+            }
+        })
+    }
+
+    /// Waits until `check` says ready, within the engine's timeout for new resources.
+    fn wait(&self, action: Action, check: impl FnMut() -> Result<bool, CloudError>) -> StepResult {
+        Ok(crate::retry::wait_until(
+            &self.engine.retry,
+            action,
+            self.engine.ready_timeout,
+            check,
+        )?)
+    }
+}

@@ -1,0 +1,122 @@
+//! Steps on volumes: creating them (from a snapshot, or empty for a restore) and attaching them.
+
+use bulwark_cloud::{CloudError, CreateVolume, Credentials, ErrorKind};
+use bulwark_model::{Action, KeyRef, Region, VolumeId};
+use bulwark_plan::{Attachment, NewVolume, Resource, Snapshot, Step, VolumeOrigin};
+
+use super::{Failure, Session, StepResult};
+use crate::journal::Target;
+use crate::EngineError;
+
+impl Session<'_> {
+    /// Creates a volume in the worker's zone (or the region's first), waits until it is
+    /// available, and checks that AWS chose the key the plan predicted.
+    pub(super) fn create_volume(
+        &mut self,
+        step: &Step,
+        from: Option<&Snapshot>,
+        volume: &NewVolume,
+    ) -> StepResult {
+        let snapshot = match from {
+            Some(s) => Some(self.snapshot_id(s)?.1),
+            None => None,
+        };
+        let size_gib = match (&snapshot, volume.origin) {
+            (None, VolumeOrigin::Empty | VolumeOrigin::Restored) => Some(self.volume_size(&volume.of)?),
+            _ => None,
+        };
+        let request = CreateVolume {
+            snapshot,
+            size_gib,
+            encrypted: volume.key.is_some(),
+            kms_key_id: volume.key.as_ref().map(KeyRef::arn),
+            tags: self.tags(),
+            availability_zone: self.zone.clone(),
+        };
+        let who = self.who(step)?;
+        let region = &volume.region;
+        let ec2 = &self.engine.cloud.ec2;
+        let info = self.retried(step.action(), || ec2.create_volume(&who, region, &request))?;
+        let target = Target::Volume(region.clone(), info.id.clone());
+        self.created(&Resource::Volume(volume.clone()), target, step.kept)?;
+        self.wait_volume(&who, region, &info.id)?;
+        // The planner predicted the key; a different one means the planner and the cloud
+        // disagree about a rule, which must stop the session.
+        if let Some(KeyRef::Customer(expected)) = &volume.key {
+            let got = info.encryption.map(|e| e.key_arn);
+            if got.as_deref() != Some(expected.as_str()) {
+                return Err(CloudError::invalid(
+                    step.action(),
+                    "UnexpectedKey",
+                    format!(
+                        "{} is encrypted with {got:?}, the plan expected {expected}",
+                        info.id
+                    ),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches a volume at the instance's next free device name. The attachment is journaled
+    /// before it is asked for: detaching a volume that never got attached is harmless.
+    pub(super) fn attach(&mut self, step: &Step, attachment: &Attachment) -> StepResult {
+        let (region, volume_id) = self.volume_id(&Resource::Volume(attachment.volume.clone()))?;
+        let instance = Resource::from(attachment.instance.clone());
+        let instance_id = match self.target(&instance)? {
+            Target::Instance(_, id) => id.clone(),
+            other => {
+                return Err(Failure::Engine(EngineError::Internal(format!(
+                    "{instance} is {other:?}, not an instance"
+                ))))
+            }
+        };
+        let letter = self.devices.entry(instance_id.clone()).or_insert(b'f');
+        let device = format!("/dev/sd{}", *letter as char);
+        *letter += 1;
+        let target = Target::Attachment(region.clone(), volume_id.clone(), instance_id.clone());
+        self.created(&Resource::Attachment(attachment.clone()), target, step.kept)?;
+        self.attached_as
+            .insert(Resource::Volume(attachment.volume.clone()), device.clone());
+        let who = self.who(step)?;
+        let ec2 = &self.engine.cloud.ec2;
+        self.retried(step.action(), || {
+            ec2.attach_volume(&who, &region, &volume_id, &instance_id, &device)
+        })
+    }
+
+    /// Waits for a new volume to be available.
+    pub(super) fn wait_volume(&self, who: &Credentials, region: &Region, id: &VolumeId) -> StepResult {
+        let ec2 = &self.engine.cloud.ec2;
+        self.wait(Action::Ec2DescribeVolumes, || {
+            let v = ec2.describe_volumes(who, region, std::slice::from_ref(id))?;
+            match v.first().map(|v| v.state.as_str()) {
+                Some("available" | "in-use") => Ok(true),
+                Some("error") => Err(CloudError::new(
+                    Action::Ec2DescribeVolumes,
+                    ErrorKind::NotPermitted,
+                    "VolumeError",
+                    format!("volume {id} failed (state error): is its KMS key enabled and usable?"),
+                )),
+                _ => Ok(false),
+            }
+        })
+    }
+
+    /// The size of a production volume, from the estate.
+    fn volume_size(&self, volume: &VolumeId) -> Result<u32, Failure> {
+        self.engine
+            .estate
+            .instances
+            .iter()
+            .flat_map(|i| &i.volumes)
+            .find(|v| &v.id == volume)
+            .map(|v| v.size_gib)
+            .ok_or_else(|| {
+                Failure::Engine(EngineError::Internal(format!(
+                    "volume {volume} is not in the estate"
+                )))
+            })
+    }
+}
