@@ -8,3 +8,4 @@ mod crc;
 mod device;
 mod error;
 mod model;
+mod fat;
