@@ -9,3 +9,5 @@ mod device;
 mod error;
 mod model;
 mod fat;
+mod part;
+mod detect;
