@@ -11,3 +11,4 @@ mod model;
 mod fat;
 mod part;
 mod detect;
+mod xfs;
