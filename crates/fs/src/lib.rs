@@ -12,3 +12,4 @@ mod fat;
 mod part;
 mod detect;
 mod xfs;
+mod ext4;
