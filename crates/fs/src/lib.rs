@@ -13,3 +13,4 @@ mod part;
 mod detect;
 mod xfs;
 mod ext4;
+mod ntfs;
