@@ -79,6 +79,17 @@ impl Bpb {
         if clusters == 0 {
             return None;
         }
+        // The FAT must hold an entry for every cluster (12, 16 or 32 bits each).
+        let entry_bits: u64 = if fat32 {
+            32
+        } else if clusters <= 4084 {
+            12
+        } else {
+            16
+        };
+        if (u64::from(clusters) + 2) * entry_bits > fat_sectors * sector_size * 8 {
+            return None;
+        }
         let fat_type = if fat32 {
             FsType::Fat32
         } else if clusters <= 4084 {

@@ -156,9 +156,14 @@ fn check(fs: &Inner, inode: &Inode, ext: &[Extent]) -> Result<()> {
     }
     let mut end = 0u64;
     let mut total = 0u64;
+    // File offsets stay within i64 bytes, so block-to-byte products cannot overflow.
+    let max_blocks = (i64::MAX as u64) >> fs.sb.blocklog;
     for e in ext {
         if e.len == 0 || e.off < end {
             return Err(inode.damaged(format!("extent at file block {} overlaps or is empty", e.off)));
+        }
+        if e.off + e.len > max_blocks {
+            return Err(inode.damaged(format!("extent at file block {} is past the largest file", e.off)));
         }
         fs.sb.block_offset(e.start, e.len).map_err(|_| {
             inode.damaged(format!(

@@ -68,6 +68,14 @@ impl Superblock {
         if !(9..=15).contains(&sectlog) || sect_size != 1 << sectlog || sect_size > block_size {
             return Err(b.damaged(102, format!("sector size {sect_size}, log {sectlog}")));
         }
+        // Checked before any other field: on v5, damage shows as a CRC mismatch.
+        if v5 {
+            let stored = b.le32(SB_CRC_OFF)?;
+            let sect = b.slice(0, sect_size as usize)?;
+            if crc32c_skipping(sect, SB_CRC_OFF) != stored {
+                return Err(b.damaged(SB_CRC_OFF, "superblock CRC mismatch"));
+            }
+        }
         let inode_size = u32::from(b.be16(104)?);
         let inodelog = b.u8(122)?;
         if !(8..=11).contains(&inodelog) || inode_size != 1 << inodelog || inode_size > block_size {
@@ -110,18 +118,11 @@ impl Superblock {
             0
         };
         let incompat = if v5 { b.be32(216)? } else { 0 };
-        if v5 {
-            let stored = b.le32(SB_CRC_OFF)?;
-            let sect = b.slice(0, sect_size as usize)?;
-            if crc32c_skipping(sect, SB_CRC_OFF) != stored {
-                return Err(b.damaged(SB_CRC_OFF, "superblock CRC mismatch"));
-            }
-            if incompat & !KNOWN_INCOMPAT != 0 {
-                return Err(FsError::unsupported(format!(
-                    "XFS with unknown incompatible features {:#x}",
-                    incompat & !KNOWN_INCOMPAT
-                )));
-            }
+        if v5 && incompat & !KNOWN_INCOMPAT != 0 {
+            return Err(FsError::unsupported(format!(
+                "XFS with unknown incompatible features {:#x}",
+                incompat & !KNOWN_INCOMPAT
+            )));
         }
         let uuid: [u8; 16] = b.slice(32, 16)?.try_into().unwrap_or([0; 16]);
         let meta_uuid = if v5 && incompat & INCOMPAT_META_UUID != 0 {
@@ -165,13 +166,18 @@ impl Superblock {
     pub fn block_offset(&self, fsb: u64, len: u64) -> Result<u64> {
         let agno = fsb >> self.agblklog;
         let agbno = fsb & ((1u64 << self.agblklog) - 1);
-        if agno >= u64::from(self.agcount) || agbno.saturating_add(len) > u64::from(self.agblocks) {
-            return Err(FsError::damaged(
+        let outside = || {
+            FsError::damaged(
                 format!("XFS block {fsb} (AG {agno} block {agbno}, {len} blocks) is outside the filesystem"),
                 0,
-            ));
+            )
+        };
+        if agno >= u64::from(self.agcount) || agbno.saturating_add(len) > u64::from(self.agblocks) {
+            return Err(outside());
         }
-        Ok((agno * u64::from(self.agblocks) + agbno) << self.blocklog)
+        (agno * u64::from(self.agblocks) + agbno)
+            .checked_mul(u64::from(self.block_size))
+            .ok_or_else(outside)
     }
 
     /// Byte offset of inode `ino`.
@@ -188,7 +194,10 @@ impl Superblock {
             ));
         }
         let block = agno * u64::from(self.agblocks) + agbno;
-        Ok((block << self.blocklog) + index * u64::from(self.inode_size))
+        block
+            .checked_mul(u64::from(self.block_size))
+            .and_then(|b| b.checked_add(index * u64::from(self.inode_size)))
+            .ok_or_else(|| FsError::damaged(format!("XFS inode number {ino} overflows"), 0))
     }
 }
 
