@@ -59,6 +59,7 @@ fn check(img: &std::path::Path, src: &std::path::Path, t: FsType, extra: bool) -
         unix: true,
         owner: None,
         mode_mask: 0o7777,
+        dir_mtime: true,
     };
     let n = compare(&volume, "/0", src, e, &["lost+found"]);
     assert!(n > 50, "compared {n} entries");

@@ -310,6 +310,7 @@ fn expect() -> Expect {
         unix: true,
         owner: Some(owner_of),
         mode_mask: 0o6777,
+        dir_mtime: false,
     }
 }
 
