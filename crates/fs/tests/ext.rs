@@ -80,6 +80,7 @@ fn ext4_default_features_4k_blocks() {
     // mke2fs defaults; the 10,000-entry directory is an htree.
     let t = tempfile::tempdir().unwrap();
     let src = source_tree(t.path(), ALL);
+    std::fs::hard_link(src.join("hello.txt"), src.join("dir/hard-link.txt")).unwrap();
     let img = build(
         t.path(),
         "ext4.img",
@@ -103,6 +104,12 @@ fn ext4_default_features_4k_blocks() {
     let fifo = v.metadata("/0/fifo").unwrap();
     assert_eq!(fifo.kind, FileKind::Fifo);
     assert!(v.metadata("/0/many").unwrap().nlink >= 2);
+    // A hard link: one inode, two names.
+    let (a, b) = (
+        v.metadata("/0/hello.txt").unwrap(),
+        v.metadata("/0/dir/hard-link.txt").unwrap(),
+    );
+    assert_eq!((a.ino, a.nlink), (b.ino, 2));
 }
 
 #[test]

@@ -639,6 +639,42 @@ fn tar_holds_modes_owners_links_devices_and_long_names() {
 }
 
 #[test]
+fn volumes_and_readers_cross_threads() {
+    fn shared<T: Send + Sync>() {}
+    fn sent<T: Send>() {}
+    shared::<Volume>();
+    shared::<Cached<FileDevice>>();
+    sent::<bulwark_fs::FileReader>();
+    let t = tempfile::tempdir().unwrap();
+    let (v, _, _) = ext4_all(
+        t.path(),
+        Features {
+            many: 100,
+            big: 1 << 20,
+            ..ALL
+        },
+    );
+    let v = Arc::new(v);
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let v = v.clone();
+            std::thread::spawn(move || {
+                let mut data = Vec::new();
+                v.open_file(format!("/0/many/entry-{:05}", i * 10))
+                    .unwrap()
+                    .read_to_end(&mut data)
+                    .unwrap();
+                v.open_file("/0/big.bin").unwrap().read_to_end(&mut data).unwrap();
+                data.len()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap() >= 1 << 20);
+    }
+}
+
+#[test]
 fn the_cache_reads_only_what_is_needed_and_ahead() {
     let t = tempfile::tempdir().unwrap();
     let src = small_src(t.path());

@@ -577,7 +577,7 @@ fn xfs_btree_file_with_holes_and_unwritten_extent() {
     assert_eq!(v.metadata("/0/frag.bin").unwrap().size, 103 * 4096);
 }
 
-fn fuzz_image(dir: &Path) -> (Vec<u8>, Vec<u64>) {
+fn fuzz_image(dir: &Path, crc: &str) -> (Vec<u8>, Vec<u64>) {
     let src = dir.join("src");
     fs::create_dir_all(src.join("d/e")).unwrap();
     for i in 0..400 {
@@ -595,7 +595,7 @@ fn fuzz_image(dir: &Path) -> (Vec<u8>, Vec<u64>) {
         dir,
         "fuzz.img",
         24 << 20,
-        &["-L", "xfsroot", "-m", "crc=0"],
+        &["-L", "xfsroot", "-m", crc],
         &protofile(&src, &[]),
     );
     let raw = load(&img);
@@ -650,7 +650,7 @@ fn corrupt_random_bytes_and_walk_everything() {
     // v4 (no CRCs: damage reaches the decoders instead of stopping at a checksum) and
     // deterministic: 400 corruptions of 1-32 bytes in written blocks, each walked whole.
     let t = tempfile::tempdir().unwrap();
-    let (raw, blocks) = fuzz_image(t.path());
+    let (raw, blocks) = fuzz_image(t.path(), "crc=0");
     let base: Arc<dyn Device> = Arc::new(MemDevice(raw.clone()));
     let clean = walk_all(base.clone()).unwrap();
     assert!(clean.errors.is_empty(), "{:?}", clean.errors);
@@ -686,4 +686,32 @@ fn corrupt_random_bytes_and_walk_everything() {
         };
         let _ = walk_all(dev);
     }
+}
+
+#[test]
+fn corrupt_v5_and_walk_everything() {
+    // v5: most damage stops at a CRC; what gets past (a CRC flipped to match is not
+    // possible by chance) must still end without a panic.
+    let t = tempfile::tempdir().unwrap();
+    let (raw, blocks) = fuzz_image(t.path(), "crc=1");
+    let base: Arc<dyn Device> = Arc::new(MemDevice(raw.clone()));
+    assert!(walk_all(base.clone()).unwrap().errors.is_empty());
+    let mut errors = 0;
+    for seed in 1..=200u64 {
+        let mut rng = Rng(seed * 6007);
+        let mut flips = BTreeMap::new();
+        for _ in 0..1 + rng.below(8) {
+            let block = blocks[rng.below(blocks.len() as u64) as usize];
+            flips.insert(block + rng.below(4096), (rng.next() as u8) | 1);
+        }
+        match walk_all(Flipped {
+            base: base.clone(),
+            flips,
+            len: raw.len() as u64,
+        }) {
+            Ok(s) => errors += s.error_count.min(1),
+            Err(_) => errors += 1,
+        }
+    }
+    assert!(errors > 20, "only {errors} corruptions were errors");
 }
