@@ -40,6 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         p.part_type,
                         p.error.clone().unwrap_or_default()
                     );
+                    for w in &p.warnings {
+                        println!("    warning: {w}");
+                    }
                     continue;
                 }
                 let m = match &e.metadata {

@@ -86,6 +86,8 @@ pub struct PartitionInfo {
     pub part_type: String,
     /// Why its filesystem cannot be read, if it cannot.
     pub error: Option<String>,
+    /// What its filesystem reader says is off but readable (a journal not replayed).
+    pub warnings: Vec<String>,
 }
 
 type DirMap = Arc<HashMap<Vec<u8>, DirEntry>>;
@@ -451,6 +453,7 @@ fn partition_entry(p: &Partition) -> Entry {
             start: p.entry.start,
             part_type: p.entry.part_type.name(),
             error: p.error.clone(),
+            warnings: p.fs.as_ref().map(|f| f.warnings()).unwrap_or_default(),
         }),
     }
 }

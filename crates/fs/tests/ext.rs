@@ -143,6 +143,22 @@ fn ext4_small_inodes_1k_blocks_no_checksums() {
     );
     let v = check(&img, &src, FsType::Ext4, false);
     assert_eq!(v.metadata("/0/hello.txt").unwrap().crtime, None);
+    assert!(v.ls("/").unwrap()[0]
+        .partition
+        .as_ref()
+        .unwrap()
+        .warnings
+        .is_empty());
+    // A filesystem snapshotted while mounted: its journal needs recovery, which is not
+    // replayed; the listing says so and the files still read.
+    run(
+        "debugfs",
+        &["-w", "-R", "feature needs_recovery", img.to_str().unwrap()],
+    );
+    let v = Volume::open(FileDevice::open(&img).unwrap()).unwrap();
+    let w = v.ls("/").unwrap()[0].partition.clone().unwrap().warnings;
+    assert!(w.iter().any(|w| w.contains("journal")), "{w:?}");
+    assert_eq!(v.metadata("/0/hello.txt").unwrap().size, 13);
 }
 
 #[test]

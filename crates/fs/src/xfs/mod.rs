@@ -81,6 +81,14 @@ impl Filesystem for Xfs {
         Some(self.0.sb.label.clone()).filter(|l| !l.is_empty())
     }
 
+    fn warnings(&self) -> Vec<String> {
+        if self.0.sb.needs_repair {
+            vec!["the filesystem is marked as needing xfs_repair (a repair was interrupted)".to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn root(&self) -> NodeId {
         NodeId(self.0.sb.root_ino)
     }

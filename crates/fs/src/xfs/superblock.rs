@@ -41,6 +41,8 @@ pub(crate) struct Superblock {
     /// The UUID metadata blocks carry (sb_meta_uuid with the meta_uuid feature).
     pub meta_uuid: [u8; 16],
     pub label: String,
+    /// xfs_repair was interrupted (the needsrepair feature).
+    pub needs_repair: bool,
 }
 
 impl Superblock {
@@ -151,6 +153,7 @@ impl Superblock {
             },
             nrext64: v5 && incompat & INCOMPAT_NREXT64 != 0,
             meta_uuid,
+            needs_repair: v5 && incompat & (1 << 4) != 0,
             label: String::from_utf8_lossy(&label_raw[..label_len]).into_owned(),
         };
         sb.inode_offset(sb.root_ino).map_err(|_| {
