@@ -147,11 +147,35 @@ impl Keys {
                 buf.into()
             }
         };
-        let mut out = Vec::with_capacity(raw_length);
-        zstd::bulk::Decompressor::new()
-            .and_then(|mut d| d.decompress_to_buffer(&compressed, &mut out))
-            .map_err(|_| RepoError::Corrupt(format!("{}: does not decompress", what())))?;
-        Ok(out)
+        decompress(&compressed, raw_length).map_err(|e| RepoError::Corrupt(format!("{}: {e}", what())))
+    }
+}
+
+/// Decompresses zstd data of at most `limit` bytes, allocating only for what the data holds:
+/// a frame that declares its size gets a buffer of that size (if within `limit`); one that does
+/// not is decompressed as a stream that stops at `limit`.
+fn decompress(compressed: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let too_large = || format!("decompresses to more than {limit} bytes, the most it may hold");
+    match zstd::zstd_safe::get_frame_content_size(compressed) {
+        Ok(Some(size)) if size > limit as u64 => Err(too_large()),
+        Ok(Some(size)) => {
+            let mut out = Vec::with_capacity(usize::try_from(size).map_err(|_| too_large())?);
+            zstd::bulk::Decompressor::new()
+                .and_then(|mut d| d.decompress_to_buffer(compressed, &mut out))
+                .map_err(|_| "does not decompress".to_owned())?;
+            Ok(out)
+        }
+        _ => {
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::with_buffer(compressed)
+                .and_then(|d| d.take(limit as u64 + 1).read_to_end(&mut out))
+                .map_err(|_| "does not decompress".to_owned())?;
+            if out.len() > limit {
+                return Err(too_large());
+            }
+            Ok(out)
+        }
     }
 }
 
@@ -258,6 +282,8 @@ fn kek_cipher(kek: &[u8; 32]) -> Result<LessSafeKey, RepoError> {
     ))
 }
 
+/// The key-encryption key of a passphrase. The parameters come from a key file, which
+/// [`crate::decode::key_file`] has bounded.
 fn argon2(passphrase: &str, kdf: &Kdf) -> Result<[u8; 32], RepoError> {
     let salt = hex::decode(&kdf.salt).map_err(|_| RepoError::Corrupt("key file: bad salt".into()))?;
     let params = argon2::Params::new(kdf.memory_kib, kdf.passes, kdf.lanes, Some(32))

@@ -32,6 +32,24 @@ pub enum RepoError {
     /// No stored key opens with the given secret.
     #[error("wrong passphrase or key file: none of the repository's {0} keys opens with it")]
     WrongSecret(usize),
+    /// No key opened, and some key files could not be used.
+    #[error(
+        "no key opens the repository: {tried} keys tried with the given secret; {} key files \
+         could not be used: {}",
+        bad.len(), bad.join("; ")
+    )]
+    NoKeyOpens {
+        /// Key files that were tried.
+        tried: usize,
+        /// The key files that could not be used, and why.
+        bad: Vec<String>,
+    },
+    /// Object Lock was asked of a store that cannot retain files.
+    #[error(
+        "{0} cannot retain files: Object Lock needs an S3 bucket created with Object Lock enabled \
+         (aws s3api create-bucket ... --object-lock-enabled-for-bucket), or a local directory"
+    )]
+    NoObjectLock(String),
     /// A key file that is not a key.
     #[error("bad key file {0}")]
     BadKeyFile(String),
@@ -60,6 +78,23 @@ pub enum RepoError {
     /// Another process holds a conflicting lock.
     #[error("the repository is locked by {0}; if that process is gone, its lock expires {1}")]
     Locked(String, String),
+    /// A lock file that cannot be read or understood: it counts as held, by anyone.
+    #[error(
+        "the repository may be locked: {path} cannot be used ({reason}), so it counts as held; \
+         if no bulwark process is using the repository, delete {path}"
+    )]
+    UnreadableLock {
+        /// The lock file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// This process's lock may have lapsed: it writes nothing more.
+    #[error(
+        "stopped before writing to the repository: this process's lock cannot be vouched for ({0}), \
+         so a prune may be running; nothing was committed: run it again"
+    )]
+    LockLost(String),
     /// The operating system's random source failed.
     #[error("the system's random number generator failed")]
     Random,

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
+use bulwark_storage::LockMode;
 
 /// The format version this program writes and reads.
 pub const VERSION: u32 = 1;
@@ -47,6 +48,48 @@ pub struct Config {
     pub block_size: u32,
     /// Pack target size in bytes ([`PACK_SIZE`]).
     pub pack_size: u32,
+    /// Object Lock: every pack, index file and restore point is retained (added after the first
+    /// release; a config without it has no Object Lock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// The Object Lock of a repository (S3 Object Lock, or the local backend's emulation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLock {
+    /// `governance` or `compliance`.
+    pub mode: String,
+    /// Days a restore point is retained after its backup started; what it uses is retained at
+    /// least as long.
+    pub days: u32,
+}
+
+impl ObjectLock {
+    /// Longest retention: 100 years, S3's own limit.
+    pub const MAX_DAYS: u32 = 36_500;
+
+    /// The lock mode.
+    pub fn mode(&self) -> Result<LockMode, String> {
+        LockMode::parse(&self.mode).ok_or_else(|| {
+            format!(
+                "object lock mode {:?} is unknown (governance or compliance)",
+                self.mode
+            )
+        })
+    }
+
+    /// Checks the mode and the number of days.
+    pub fn check(&self) -> Result<(), String> {
+        self.mode()?;
+        if !(1..=Self::MAX_DAYS).contains(&self.days) {
+            return Err(format!(
+                "object lock of {} days (1 to {} expected)",
+                self.days,
+                Self::MAX_DAYS
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where a block is inside a pack.
@@ -173,16 +216,30 @@ impl Manifest {
 }
 
 /// `locks/<id>`: a process using the repository. Plain JSON.
+///
+/// The liveness fields were added after the first release: a lock without them is judged by its
+/// age only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockFile {
     /// `shared` (backups, restores, verify) or `exclusive` (prune).
     pub kind: String,
-    /// Host name of the process.
+    /// Host name of the process (for people: liveness is judged by `boot_id` and
+    /// `pid_namespace`, since containers share host names and pids).
     pub host: String,
-    /// Process id.
+    /// Process id, in its pid namespace.
     pub pid: u32,
-    /// When the lock was taken.
+    /// When the lock was taken (or last refreshed).
     pub time: DateTime<Utc>,
+    /// The Linux boot id of the holder's machine (`/proc/sys/kernel/random/boot_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The holder's pid namespace (`readlink /proc/self/ns/pid`, like `pid:[4026531836]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace: Option<String>,
+    /// The holder's start time in clock ticks after boot (field 22 of `/proc/PID/stat`), so
+    /// that another process that got the same pid is not taken for the holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod crypto;
+pub mod decode;
 mod error;
 mod format;
 mod id;
@@ -27,13 +28,13 @@ mod writer;
 pub use crypto::{Kdf, KeyFile, Secret};
 pub use error::RepoError;
 pub use format::{
-    BlockEntry, Config, IndexFile, IndexPack, LockFile, Manifest, PackHeader, Run, Source, Stats, BLOCK_SIZE,
-    PACK_SIZE, VERSION,
+    BlockEntry, Config, IndexFile, IndexPack, LockFile, Manifest, ObjectLock, PackHeader, Run, Source, Stats,
+    BLOCK_SIZE, PACK_SIZE, VERSION,
 };
 pub use id::{BadId, Id};
-pub use lock::{Lock, LockKind, STALE_AFTER};
+pub use lock::{decode_lock, Lock, LockKind, LockTiming, STALE_AFTER};
 pub use prune::{forget, prune, prune_plan, PrunePlan};
-pub use repository::{Index, Location, Repository};
+pub use repository::{Index, InitOptions, Location, Repository};
 pub use retention::{apply as apply_retention, Decision, PointInfo, Reason, Retention, RetentionError};
 pub use verify::{verify, VerifyReport};
 pub use writer::{is_zero, Packer, Writer};

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use crate::error::RepoError;
 use crate::format::{BlockEntry, IndexFile, IndexPack};
 use crate::id::Id;
-use crate::lock::{Lock, LockKind};
-use crate::repository::{Index, Repository};
+use crate::lock::LockKind;
+use crate::repository::{Damaged, Index, Repository};
 use crate::retention::{self, Decision, PointInfo, Retention};
 use crate::writer::Writer;
 use bulwark_storage::FileKind;
@@ -33,7 +33,7 @@ pub fn forget(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<Vec<(Decision, PointInfo)>, RepoError> {
-    let _lock = Lock::acquire(repo.backend().clone(), LockKind::Shared)?;
+    let _lock = repo.lock(LockKind::Shared)?;
     let points: Vec<PointInfo> = repo
         .points()?
         .into_iter()
@@ -70,6 +70,8 @@ pub struct PrunePlan {
     pub used_blocks: usize,
     /// Bytes freed: deleted and unreferenced packs, and the unused part of repacked ones.
     pub bytes_freed: u64,
+    /// Files skipped because they are not the repository's (left alone, never deleted).
+    pub warnings: Vec<String>,
     /// The blocks restore points use, read once by the plan for the execution.
     used: HashSet<Id>,
 }
@@ -93,7 +95,8 @@ pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoErr
         })?;
         used.extend(manifest.block_ids().map(|(_, b)| b));
     }
-    let stored: HashMap<String, u64> = repo.backend().list(FileKind::Pack)?.into_iter().collect();
+    // Only files named by ids: a foreign object under data/ is not ours to delete.
+    let stored: HashMap<Id, u64> = repo.list_ids(FileKind::Pack)?.into_iter().collect();
     let mut plan = PrunePlan {
         used_blocks: used.len(),
         old_index_files: index.files.clone(),
@@ -107,7 +110,7 @@ pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoErr
         if !seen.insert(*pack) {
             continue;
         }
-        let Some(size) = stored.get(&pack.to_hex()).copied() else {
+        let Some(size) = stored.get(pack).copied() else {
             continue;
         };
         let live: u64 = by_pack
@@ -125,13 +128,10 @@ pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoErr
             plan.bytes_freed += size - live.min(size);
         }
     }
-    let indexed: HashSet<String> = index.packs.iter().map(Id::to_hex).collect();
-    for (name, size) in &stored {
-        if !indexed.contains(name) {
-            plan.unreferenced.push(
-                name.parse()
-                    .map_err(|e: crate::id::BadId| RepoError::Corrupt(e.to_string()))?,
-            );
+    let indexed: HashSet<Id> = index.packs.iter().copied().collect();
+    for (pack, size) in &stored {
+        if !indexed.contains(pack) {
+            plan.unreferenced.push(*pack);
             plan.bytes_freed += size;
         }
     }
@@ -139,13 +139,15 @@ pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoErr
     plan.repack.sort();
     plan.unreferenced.sort();
     plan.used = used;
+    plan.warnings = repo.take_warnings();
     Ok(plan)
 }
 
 /// Plans and executes a prune under an exclusive lock. Returns the plan carried out.
 pub fn prune(repo: &Repository) -> Result<PrunePlan, RepoError> {
-    let _lock = Lock::acquire(repo.backend().clone(), LockKind::Exclusive)?;
-    let index = repo.load_index()?;
+    let _lock = repo.lock(LockKind::Exclusive)?;
+    // Strict: the packs of an index file that cannot be read would look unreferenced.
+    let index = repo.load_index_or(Damaged::Fail)?;
     let plan = prune_plan(repo, &index)?;
     if plan.is_empty() {
         return Ok(plan);

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use crate::error::RepoError;
 use crate::id::Id;
-use crate::lock::{Lock, LockKind};
+use crate::lock::LockKind;
 use crate::repository::{Index, Repository};
 use bulwark_storage::FileKind;
 
@@ -31,6 +31,8 @@ pub struct VerifyReport {
     pub blocks_read: usize,
     /// Packs no index lists: left by an interrupted backup; harmless, `prune` removes them.
     pub unreferenced_packs: usize,
+    /// Files that are not the repository's (stray names), skipped: no damage.
+    pub warnings: Vec<String>,
 }
 
 impl VerifyReport {
@@ -42,25 +44,27 @@ impl VerifyReport {
 
 /// Verifies the repository; `threads` read packs in parallel with `read_data`.
 pub fn verify(repo: &Repository, read_data: bool, threads: usize) -> Result<VerifyReport, RepoError> {
-    let _lock = Lock::acquire(repo.backend().clone(), LockKind::Shared)?;
+    let _lock = repo.lock(LockKind::Shared)?;
     let mut report = VerifyReport::default();
 
     // Index files: one that does not open loses track of its blocks, which shows below as
     // points with unindexed blocks.
     let mut index = Index::default();
-    for (name, _) in repo.backend().list(FileKind::Index)? {
-        match name
-            .parse::<Id>()
-            .map_err(|e| RepoError::Corrupt(e.to_string()))
-            .and_then(|id| repo.read_index_file(&id))
-        {
-            Ok(file) => index.add(&file),
-            Err(e) => report.problems.push(format!("index/{name}: {e}")),
+    let mut files = repo.list_ids(FileKind::Index)?;
+    files.sort();
+    for (id, _) in files {
+        match repo.read_index_file(&id) {
+            Ok(file) => index.add(id, &file),
+            Err(e) => report.problems.push(format!("index/{id}: {e}")),
         }
     }
 
     // Packs: present, and long enough for the blocks the index places in them.
-    let stored: HashMap<String, u64> = repo.backend().list(FileKind::Pack)?.into_iter().collect();
+    let stored: HashMap<String, u64> = repo
+        .list_ids(FileKind::Pack)?
+        .into_iter()
+        .map(|(id, size)| (id.to_hex(), size))
+        .collect();
     let mut bad_blocks: HashMap<Id, String> = HashMap::new();
     let mut needed_len: HashMap<u32, u64> = HashMap::new();
     for loc in index.blocks.values() {
@@ -144,6 +148,7 @@ pub fn verify(repo: &Repository, read_data: bool, threads: usize) -> Result<Veri
             }
         }
     }
+    report.warnings = repo.take_warnings();
     Ok(report)
 }
 

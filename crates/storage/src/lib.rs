@@ -20,6 +20,8 @@
 
 mod local;
 mod memory;
+#[doc(hidden)]
+pub mod testing;
 
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
