@@ -24,6 +24,9 @@ pub struct BackupOutcome {
     pub id: Id,
     /// Its manifest.
     pub manifest: Manifest,
+    /// What the backup skipped in the repository (files that are not the repository's, index
+    /// files that cannot be read), for the caller to show; on the last outcome of a run.
+    pub warnings: Vec<String>,
 }
 
 /// Parses a changed-block list: block indexes, one per line; blank lines and `#` comments
@@ -76,10 +79,23 @@ pub fn backup(
     progress: &Progress,
     threads: usize,
 ) -> Result<BackupOutcome, MoverError> {
-    let _lock = Lock::acquire(repo.backend().clone(), LockKind::Shared)?;
-    let manifest = store(repo, source, volume_id, changed, progress, threads)?;
-    let id = repo.write_point(&manifest)?;
-    Ok(BackupOutcome { id, manifest })
+    let base = match changed {
+        None => Base::Full,
+        Some(blocks) => Base::ChangedSinceLatest(blocks),
+    };
+    let mut outcomes = backup_volumes(
+        repo,
+        &[Volume {
+            source,
+            volume_id,
+            base,
+        }],
+        progress,
+        threads,
+    )?;
+    outcomes
+        .pop()
+        .ok_or_else(|| MoverError::ChangedBlocks("no restore point was written".into()))
 }
 
 /// One volume of [`backup_all`].
@@ -94,6 +110,37 @@ pub struct VolumeSource<'a> {
     pub changed: Option<&'a [u64]>,
 }
 
+/// What a backup of a volume builds on.
+#[derive(Clone, Copy, Debug)]
+pub enum Base<'a> {
+    /// Nothing: every block is read.
+    Full,
+    /// Restore point `parent`: only `blocks` changed since the data it was read from, and the
+    /// new point is `parent` with those blocks replaced. The parent checked by the caller is
+    /// the parent used, whatever other backups of the volume commit meanwhile.
+    Changed {
+        /// The restore point the changes apply to.
+        parent: Id,
+        /// The indexes of the changed blocks.
+        blocks: &'a [u64],
+    },
+    /// The changes apply to the volume's newest restore point when the backup starts (with
+    /// the shared lock held). Two backups of one volume may then pick different points; give
+    /// the parent (`Changed`) when the changes are relative to a known point.
+    ChangedSinceLatest(&'a [u64]),
+}
+
+/// One volume of [`backup_volumes`].
+#[derive(Clone, Copy)]
+pub struct Volume<'a> {
+    /// What to read.
+    pub source: &'a dyn BlockSource,
+    /// The volume the restore point is of.
+    pub volume_id: &'a str,
+    /// What it builds on.
+    pub base: Base<'a>,
+}
+
 /// Backs up several volumes as one: every volume's blocks are stored first, and only when all
 /// are, their restore points are written. A failure on any volume (a worker dying on its last
 /// volume) writes no restore point at all, so an instance's backup is all of its volumes or
@@ -104,29 +151,94 @@ pub fn backup_all(
     progress: &Progress,
     threads: usize,
 ) -> Result<Vec<BackupOutcome>, MoverError> {
-    // One lock over the whole run: prune must not remove the blocks of the first volume while
-    // the last is still being read.
-    let _lock = Lock::acquire(repo.backend().clone(), LockKind::Shared)?;
-    let mut manifests = Vec::new();
-    for v in volumes {
-        manifests.push(store(repo, v.source, v.volume_id, v.changed, progress, threads)?);
-    }
-    manifests
-        .into_iter()
-        .map(|manifest| {
-            let id = repo.write_point(&manifest)?;
-            Ok(BackupOutcome { id, manifest })
+    let volumes: Vec<Volume<'_>> = volumes
+        .iter()
+        .map(|v| Volume {
+            source: v.source,
+            volume_id: v.volume_id,
+            base: v.changed.map_or(Base::Full, Base::ChangedSinceLatest),
         })
-        .collect()
+        .collect();
+    backup_volumes(repo, &volumes, progress, threads)
 }
 
-/// Stores the blocks of `source` and answers the manifest of its restore point, unwritten.
-/// The caller holds a shared lock.
+/// Backs up several volumes as one, like [`backup_all`], each on the base it names.
+pub fn backup_volumes(
+    repo: &Repository,
+    volumes: &[Volume<'_>],
+    progress: &Progress,
+    threads: usize,
+) -> Result<Vec<BackupOutcome>, MoverError> {
+    // One lock over the whole run: prune must not remove the blocks of the first volume while
+    // the last is still being read.
+    let lock = repo.lock(LockKind::Shared)?;
+    let mut manifests = Vec::new();
+    for v in volumes {
+        let parent = match v.base {
+            Base::Full => None,
+            Base::Changed { parent, blocks } => Some((parent_point(repo, v.volume_id, parent)?, blocks)),
+            Base::ChangedSinceLatest(blocks) => {
+                let latest = repo.latest_point(v.volume_id)?.ok_or_else(|| {
+                    MoverError::ChangedBlocks(format!(
+                        "volume {} has no restore point to apply changes to: run a full backup first",
+                        v.volume_id
+                    ))
+                })?;
+                Some((latest, blocks))
+            }
+        };
+        manifests.push(store(
+            repo,
+            &lock,
+            v.source,
+            v.volume_id,
+            parent,
+            progress,
+            threads,
+        )?);
+    }
+    // The commit: only while the lock is certainly held (a prune may run otherwise, and remove
+    // the packs this backup just wrote, which no index listed until now).
+    let mut outcomes = Vec::new();
+    for manifest in manifests {
+        lock.ensure_held()?;
+        let id = repo.write_point(&manifest)?;
+        outcomes.push(BackupOutcome {
+            id,
+            manifest,
+            warnings: Vec::new(),
+        });
+    }
+    if let Some(last) = outcomes.last_mut() {
+        last.warnings = repo.take_warnings();
+    }
+    Ok(outcomes)
+}
+
+/// Reads the parent `id` a backup of `volume_id` names, checking it is of that volume.
+fn parent_point(repo: &Repository, volume_id: &str, id: Id) -> Result<(Id, Manifest), MoverError> {
+    let manifest = repo.read_point(&id).map_err(|e| {
+        MoverError::ChangedBlocks(format!(
+            "the parent restore point {id} of volume {volume_id} cannot be read: {e}"
+        ))
+    })?;
+    if manifest.volume_id != volume_id {
+        return Err(MoverError::ChangedBlocks(format!(
+            "the parent restore point {id} is of volume {}, not {volume_id}",
+            manifest.volume_id
+        )));
+    }
+    Ok((id, manifest))
+}
+
+/// Stores the blocks of `source` and answers the manifest of its restore point, unwritten;
+/// with a parent, `source` holds the changed blocks only. The caller holds `lock`.
 fn store(
     repo: &Repository,
+    lock: &Lock,
     source: &dyn BlockSource,
     volume_id: &str,
-    changed: Option<&[u64]>,
+    parent: Option<((Id, Manifest), &[u64])>,
     progress: &Progress,
     threads: usize,
 ) -> Result<Manifest, MoverError> {
@@ -135,18 +247,15 @@ fn store(
     let block_size = u64::from(repo.config().block_size);
     let block_count = size.div_ceil(block_size);
 
-    let parent = match changed {
+    let changed = parent.as_ref().map(|(_, list)| *list);
+    let parent = match parent {
         None => None,
-        Some(list) => {
-            let (id, manifest) = repo.latest_point(volume_id)?.ok_or_else(|| {
-                MoverError::ChangedBlocks(format!(
-                    "volume {volume_id} has no restore point to apply changes to: run a full backup first"
-                ))
-            })?;
+        Some(((id, manifest), list)) => {
             if manifest.size != size {
                 return Err(MoverError::ChangedBlocks(format!(
-                    "the source has {size} bytes, the latest restore point of {volume_id} has {}: \
+                    "the source has {size} bytes, the restore point {} of {volume_id} has {}: \
                      the volume changed size, so run a full backup",
+                    id.short(),
                     manifest.size
                 )));
             }
@@ -196,6 +305,7 @@ fn store(
     let read: Vec<(u64, Option<Id>)> = per_thread.into_iter().flatten().collect();
     stats.blocks_read = read.len() as u64;
     stats.blocks_zero = read.iter().filter(|(_, id)| id.is_none()).count() as u64;
+    lock.ensure_held()?;
     let (blocks_new, bytes_stored) = writer.finish()?;
     stats.blocks_new = blocks_new;
     stats.bytes_stored = bytes_stored;

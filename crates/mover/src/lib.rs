@@ -13,7 +13,9 @@ mod parallel;
 mod progress;
 mod restore;
 
-pub use backup::{backup, backup_all, parse_changed_blocks, BackupOutcome, VolumeSource};
+pub use backup::{
+    backup, backup_all, backup_volumes, parse_changed_blocks, BackupOutcome, Base, Volume, VolumeSource,
+};
 pub use device::{BlockSource, BlockTarget, FileSource, FileTarget};
 pub use error::MoverError;
 pub use progress::Progress;

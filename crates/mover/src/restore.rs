@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use bulwark_repo::{Id, Location, Lock, LockKind, Manifest, RepoError, Repository};
+use bulwark_repo::{Id, Location, LockKind, Manifest, RepoError, Repository};
 use bulwark_storage::FileKind;
 
 use crate::device::BlockTarget;
@@ -33,6 +33,9 @@ pub struct RestoreOutcome {
     pub blocks_zero: u64,
     /// Ranged reads made.
     pub reads: u64,
+    /// What the restore skipped in the repository (files that are not the repository's, index
+    /// files that cannot be read), for the caller to show.
+    pub warnings: Vec<String>,
 }
 
 /// One ranged read: blocks `first..last` of the sorted list, from one pack.
@@ -51,7 +54,7 @@ pub fn restore(
     progress: &Progress,
     threads: usize,
 ) -> Result<RestoreOutcome, MoverError> {
-    let _lock = Lock::acquire(repo.backend().clone(), LockKind::Shared)?;
+    let _lock = repo.lock(LockKind::Shared)?;
     let manifest = repo.read_point(point)?;
     let index = repo.load_index()?;
     let block_size = u64::from(manifest.block_size);
@@ -88,6 +91,7 @@ pub fn restore(
 
     let job = Job {
         repo,
+        manifest: &manifest,
         index: &index,
         point,
         located: &located,
@@ -121,6 +125,7 @@ pub fn restore(
         blocks_written,
         blocks_zero: zero_count,
         reads: reads.len() as u64,
+        warnings: repo.take_warnings(),
     })
 }
 
@@ -128,7 +133,8 @@ pub fn restore(
 fn group_reads(located: &[(Location, Id)]) -> Vec<Read> {
     let mut reads: Vec<Read> = Vec::new();
     for (i, (l, _)) in located.iter().enumerate() {
-        let end = l.entry.offset + l.entry.length;
+        // The index's entries end within 32 bits (checked when it was read).
+        let end = l.entry.offset.saturating_add(l.entry.length);
         match reads.last_mut() {
             Some(r)
                 if r.pack == l.pack
@@ -152,6 +158,7 @@ fn group_reads(located: &[(Location, Id)]) -> Vec<Read> {
 /// What every thread of a restore shares.
 struct Job<'a> {
     repo: &'a Repository,
+    manifest: &'a Manifest,
     index: &'a bulwark_repo::Index,
     point: &'a Id,
     located: &'a [(Location, Id)],
@@ -176,22 +183,34 @@ impl Job<'_> {
             )
             .map_err(RepoError::from)?;
         let mut written = 0;
-        for (location, id) in &self.located[read.blocks.clone()] {
+        for (location, id) in self.located.get(read.blocks.clone()).unwrap_or_default() {
             let at = self.positions.get(id).map_or(&[][..], Vec::as_slice);
+            let bad = |reason: String| MoverError::BadBlock {
+                index: at.first().copied().unwrap_or_default(),
+                point: self.point.to_hex(),
+                block: id.to_hex(),
+                pack: pack.to_hex(),
+                reason,
+            };
             let from = (location.entry.offset - read.start) as usize;
-            let sealed = &bytes[from..from + location.entry.length as usize];
+            let sealed = bytes
+                .get(from..from + location.entry.length as usize)
+                .ok_or_else(|| bad("the pack is shorter than its index says".into()))?;
             // Authenticated and checked against its id before anything is written.
             let block = self
                 .repo
                 .open_block(&location.entry, sealed, &|| format!("block {id}"))
-                .map_err(|e| MoverError::BadBlock {
-                    index: at.first().copied().unwrap_or_default(),
-                    point: self.point.to_hex(),
-                    block: id.to_hex(),
-                    pack: pack.to_hex(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| bad(e.to_string()))?;
             for i in at {
+                // Never past the volume's end, nor short of it: a block is written whole at its
+                // place, or not at all.
+                let want = block_len(self.manifest, *i);
+                if block.len() as u64 != want {
+                    return Err(bad(format!(
+                        "it holds {} bytes, block {i} of the volume has {want}",
+                        block.len()
+                    )));
+                }
                 self.target.write_at(i * self.block_size, &block)?;
                 self.progress.add(block.len() as u64);
                 written += 1;
