@@ -16,6 +16,12 @@ pub(crate) enum Op {
     Get,
     List,
     Delete,
+    /// Deleting one version of an object (in a bucket with Object Lock, which keeps versions).
+    DeleteVersion,
+    /// Reading an object's retention (HEAD with s3:GetObjectRetention).
+    GetRetention,
+    /// Extending an object's retention.
+    PutRetention,
 }
 
 impl Op {
@@ -25,7 +31,9 @@ impl Op {
             Op::Put => "PUT",
             Op::Get => "GET",
             Op::List => "LIST",
-            Op::Delete => "DELETE",
+            Op::Delete | Op::DeleteVersion => "DELETE",
+            Op::GetRetention => "HEAD",
+            Op::PutRetention => "PUT retention",
         }
     }
 
@@ -35,6 +43,9 @@ impl Op {
             Op::Get => "s3:GetObject",
             Op::List => "s3:ListBucket",
             Op::Delete => "s3:DeleteObject",
+            Op::DeleteVersion => "s3:DeleteObjectVersion",
+            Op::GetRetention => "s3:GetObjectRetention",
+            Op::PutRetention => "s3:PutObjectRetention",
         }
     }
 }
@@ -75,6 +86,8 @@ impl Target<'_> {
 pub(crate) enum Class {
     /// The object does not exist.
     NotFound,
+    /// A conditional write found the object there already (412).
+    Exists,
     /// A range starts past the end of the object.
     InvalidRange,
     /// The bucket does not exist (or not where we look).
@@ -97,6 +110,7 @@ pub(crate) enum Class {
 pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> Class {
     match code {
         Some("NoSuchKey" | "NotFound") => Class::NotFound,
+        Some("PreconditionFailed") => Class::Exists,
         Some("InvalidRange") => Class::InvalidRange,
         Some("NoSuchBucket") => Class::NoSuchBucket,
         Some("PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException") => {
@@ -130,6 +144,7 @@ pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> Class {
             Some(404) if code.is_none() => Class::NotFound,
             Some(404) => Class::Refused,
             Some(416) => Class::InvalidRange,
+            Some(412) => Class::Exists,
             Some(301 | 307) => Class::WrongRegion,
             Some(403) if code.is_none() => Class::AccessDenied,
             Some(408 | 429 | 500..=599) => Class::Transient,
@@ -273,6 +288,7 @@ where
             let bucket = target.bucket;
             match classify(code, status) {
                 Class::NotFound => BackendError::NotFound(target.path()),
+                Class::Exists => BackendError::AlreadyExists(target.path()),
                 Class::InvalidRange => short_object(target.path(), said),
                 Class::NoSuchBucket => remote(
                     op,
@@ -371,6 +387,12 @@ mod tests {
             Class::WrongRegion
         );
         assert_eq!(classify(Some("InvalidArgument"), Some(400)), Class::Refused);
+        assert_eq!(
+            classify(Some("PreconditionFailed"), Some(412)),
+            Class::Exists,
+            "If-None-Match: * on an existing object"
+        );
+        assert_eq!(classify(None, Some(412)), Class::Exists);
         assert_eq!(classify(None, None), Class::Refused);
     }
 }

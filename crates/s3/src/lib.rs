@@ -12,6 +12,17 @@
 //! runtime and blocks on it in each call, so it serves plain threads, many at once. It must not
 //! be called from inside an async runtime.
 //!
+//! Writes never replace an object: a PUT carries `If-None-Match: *`, which S3 (since August
+//! 2024) and moto answer with 412 Precondition Failed when the object exists, reported as
+//! `AlreadyExists`. For an S3-compatible store that ignores the header,
+//! [`S3Backend::without_conditional_writes`] checks with a HEAD first instead (two writers
+//! racing may then both succeed, which [`Capabilities::atomic_create`] tells).
+//!
+//! In a bucket with Object Lock enabled, files can be retained ([`Backend::put_retained`] and
+//! the other retention operations, in `retention.rs`), and a delete removes the object's
+//! version for good (a plain DELETE would only hide it behind a delete marker), after checking
+//! that it is not retained.
+//!
 //! Every call has explicit timeouts and retries (see the constants), and errors say what is wrong:
 //! a missing object is [`BackendError::NotFound`], throttling, server errors, timeouts and
 //! broken connections are retryable [`BackendError::Remote`] errors, and an access denial, a
@@ -20,22 +31,24 @@
 #![deny(missing_docs)]
 
 mod errors;
+mod retention;
 mod url;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::primitives::{AggregatedBytes, ByteStream};
+use aws_sdk_s3::primitives::AggregatedBytes;
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_http_client::ConnectorBuilder;
-use bulwark_storage::{Backend, BackendError, FileKind};
+use bulwark_storage::{Backend, BackendError, Capabilities, FileKind, Retention};
 
 use crate::errors::{Op, Target};
 use crate::url::S3Url;
@@ -178,6 +191,10 @@ pub struct S3Backend {
     root: String,
     region: String,
     endpoint: Option<String>,
+    /// Whether PUTs carry `If-None-Match: *` (else a HEAD checks first).
+    conditional_writes: AtomicBool,
+    /// Whether the bucket has Object Lock enabled, once S3 said so either way.
+    object_lock: Mutex<Option<bool>>,
 }
 
 impl fmt::Debug for S3Backend {
@@ -256,7 +273,18 @@ impl S3Backend {
             bucket,
             region: region.to_string(),
             endpoint: options.endpoint_url.clone(),
+            conditional_writes: AtomicBool::new(true),
+            object_lock: Mutex::new(None),
         })
+    }
+
+    /// The same backend for a store that ignores `If-None-Match` on PUT (some S3-compatible
+    /// stores): each PUT is preceded by a HEAD that refuses an existing object. Two writers
+    /// racing for one name may then both succeed; the repository's names are hashes of content
+    /// or random, so that costs nothing but the guarantee.
+    pub fn without_conditional_writes(self) -> Self {
+        self.conditional_writes.store(false, Ordering::Relaxed);
+        self
     }
 
     /// The bucket.
@@ -321,14 +349,7 @@ impl S3Backend {
 
     /// The size of object `key`.
     async fn size(&self, key: &str) -> Result<u64, BackendError> {
-        let output = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| errors::map(e, Op::Get, &self.target(key)))?;
+        let output = self.head(key, Op::Get).await?;
         Ok(output
             .content_length()
             .and_then(|n| u64::try_from(n).ok())
@@ -359,21 +380,11 @@ impl Backend for S3Backend {
             .to_owned()
     }
 
-    /// A single PUT: S3 makes it atomic (a reader sees the whole object or none). An existing
-    /// object is overwritten, not refused (see [`Backend::put`]).
+    /// A single PUT: S3 makes it atomic (a reader sees the whole object or none), and
+    /// `If-None-Match: *` makes it refuse an existing object.
     fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         let key = self.key(kind, name);
-        self.run(Op::Put, &key, async {
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .body(ByteStream::from(data.to_vec()))
-                .send()
-                .await
-                .map_err(|e| errors::map(e, Op::Put, &self.target(&key)))?;
-            Ok(())
-        })
+        self.run(Op::Put, &key, self.put_object(&key, data, None))
     }
 
     fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
@@ -458,9 +469,13 @@ impl Backend for S3Backend {
         })
     }
 
-    /// S3 answers a DELETE of a missing object with success, as the trait wants.
+    /// S3 answers a DELETE of a missing object with success, as the trait wants. In a bucket
+    /// with Object Lock, the object's current version is deleted for good, unless retained.
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
         let key = self.key(kind, name);
+        if self.bucket_has_object_lock() {
+            return self.run(Op::DeleteVersion, &key, self.delete_version(&key));
+        }
         self.run(Op::Delete, &key, async {
             self.client
                 .delete_object()
@@ -470,6 +485,36 @@ impl Backend for S3Backend {
                 .await
                 .map_err(|e| errors::map(e, Op::Delete, &self.target(&key)))?;
             Ok(())
+        })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_create: self.conditional_writes.load(Ordering::Relaxed),
+            retention: self.bucket_has_object_lock(),
+        }
+    }
+
+    fn put_retained(
+        &self,
+        kind: FileKind,
+        name: &str,
+        data: &[u8],
+        retention: Retention,
+    ) -> Result<(), BackendError> {
+        let key = self.key(kind, name);
+        self.run(Op::Put, &key, self.put_object(&key, data, Some(retention)))
+    }
+
+    fn set_retention(&self, kind: FileKind, name: &str, retention: Retention) -> Result<(), BackendError> {
+        let key = self.key(kind, name);
+        self.run(Op::PutRetention, &key, self.extend_retention(&key, retention))
+    }
+
+    fn retention(&self, kind: FileKind, name: &str) -> Result<Option<Retention>, BackendError> {
+        let key = self.key(kind, name);
+        self.run(Op::GetRetention, &key, async {
+            Ok(retention::of(&self.head(&key, Op::GetRetention).await?))
         })
     }
 }

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_config::BehaviorVersion;
 use bulwark_s3::{S3Backend, S3Options};
-use bulwark_storage::{conformance, Backend, BackendError, FileKind};
+use bulwark_storage::{conformance, retention_conformance, Backend, BackendError, FileKind};
 
 const ENDPOINT_VAR: &str = "BULWARK_TEST_S3_ENDPOINT";
 
@@ -79,6 +79,36 @@ impl Moto {
             .block_on(self.client.create_bucket().bucket(&name).send())
             .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
         name
+    }
+
+    /// A new bucket with Object Lock enabled (which turns versioning on).
+    fn locked_bucket(&self, tag: &str) -> String {
+        let name = format!("{}-lock", self.bucket(tag));
+        self.runtime
+            .block_on(
+                self.client
+                    .create_bucket()
+                    .bucket(&name)
+                    .object_lock_enabled_for_bucket(true)
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
+        name
+    }
+
+    /// The versions and delete markers of `key`.
+    fn versions(&self, bucket: &str, key: &str) -> usize {
+        let out = self
+            .runtime
+            .block_on(
+                self.client
+                    .list_object_versions()
+                    .bucket(bucket)
+                    .prefix(key)
+                    .send(),
+            )
+            .unwrap();
+        out.versions().len() + out.delete_markers().len()
     }
 
     /// A backend on `s3://bucket/prefix` through moto. The region is left to the default
@@ -306,4 +336,61 @@ fn serves_eight_threads_at_once() {
         }
     });
     assert_eq!(backend.list(FileKind::Pack).unwrap().len(), 96);
+}
+
+#[test]
+fn a_put_never_replaces_an_object() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.bucket("ifnonematch");
+    let backend = moto.backend(&bucket, "r");
+    assert!(backend.capabilities().atomic_create);
+    backend.put(FileKind::Point, "p1", b"first").unwrap();
+    match backend.put(FileKind::Point, "p1", b"second") {
+        Err(BackendError::AlreadyExists(path)) => assert_eq!(path, format!("s3://{bucket}/r/points/p1")),
+        other => panic!("expected AlreadyExists (412 to If-None-Match: *), got {other:?}"),
+    }
+    assert_eq!(backend.get(FileKind::Point, "p1").unwrap(), b"first");
+}
+
+#[test]
+fn without_conditional_writes_a_head_refuses_an_existing_object() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.bucket("headfirst");
+    let backend = moto.backend(&bucket, "").without_conditional_writes();
+    assert!(
+        !backend.capabilities().atomic_create,
+        "racing writers may both succeed"
+    );
+    conformance(&backend);
+    backend.put(FileKind::Index, "i2", b"first").unwrap();
+    assert!(matches!(
+        backend.put(FileKind::Index, "i2", b"second"),
+        Err(BackendError::AlreadyExists(_))
+    ));
+    assert_eq!(backend.get(FileKind::Index, "i2").unwrap(), b"first");
+}
+
+#[test]
+fn object_lock_retains_files_and_deletes_versions_for_good() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.locked_bucket("objlock");
+    let backend = moto.backend(&bucket, "r");
+    assert!(backend.capabilities().retention);
+    retention_conformance(&backend);
+    // The unretained file went for good: no version, no delete marker left.
+    assert_eq!(moto.versions(&bucket, "r/points/r2"), 0);
+    // The retained one is still there, as its only version.
+    assert_eq!(moto.versions(&bucket, "r/points/r1"), 1);
+    // Lock files come and go in such a bucket too, without leaving versions behind.
+    backend.put(FileKind::Lock, "l1", b"{}").unwrap();
+    backend.delete(FileKind::Lock, "l1").unwrap();
+    assert_eq!(moto.versions(&bucket, "r/locks/l1"), 0);
+}
+
+#[test]
+fn a_bucket_without_object_lock_cannot_retain() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.bucket("nolock");
+    let backend = moto.backend(&bucket, "");
+    assert!(!backend.capabilities().retention);
 }
