@@ -2,20 +2,25 @@
 //!
 //! Threads take block indexes in order from a shared cursor (so reads stay nearly sequential
 //! for the disk), and each reads, hashes, compresses, seals and packs its blocks, uploading a
-//! pack when it is full. Memory is a block buffer and one pack per thread, whatever the volume
+//! pack when it is full. The blocks read go back into order into the block map, which is
+//! written in chunks as it fills (`stream.rs`); a sparse source's holes are skipped. Memory is a
+//! block buffer and one pack per thread, and a chunk or two of the map, whatever the volume
 //! size. With a changed-block list, only the listed blocks are read, and the new restore point
-//! is the previous one with those blocks replaced: it stays restorable on its own.
+//! is the previous one with those blocks replaced (its untouched map chunks reused): it stays
+//! restorable on its own.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use bulwark_repo::{Id, Lock, LockKind, Manifest, Repository, Source, Stats, Writer, VERSION};
+use bulwark_repo::{
+    Id, Lock, LockKind, Manifest, MapBuilder, Repository, Source, Stats, Writer, MANIFEST_VERSION,
+};
 use chrono::Utc;
 
 use crate::device::BlockSource;
 use crate::error::MoverError;
-use crate::parallel::{self, Queue};
+use crate::parallel;
 use crate::progress::Progress;
+use crate::stream::{Collector, Feed, Work};
 
 /// What a backup made.
 #[derive(Debug)]
@@ -46,27 +51,6 @@ pub fn parse_changed_blocks(text: &str) -> Result<Vec<u64>, MoverError> {
     blocks.sort_unstable();
     blocks.dedup();
     Ok(blocks)
-}
-
-/// The blocks to read: all of them, or a list.
-enum Work<'a> {
-    All(u64),
-    List(&'a [u64]),
-}
-
-impl Work<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Work::All(n) => usize::try_from(*n).unwrap_or(usize::MAX),
-            Work::List(l) => l.len(),
-        }
-    }
-    fn get(&self, i: usize) -> u64 {
-        match self {
-            Work::All(_) => i as u64,
-            Work::List(l) => l[i],
-        }
-    }
 }
 
 /// Backs up `source` as a restore point of `volume_id`. With `changed`, reads only those
@@ -267,73 +251,86 @@ fn store(
             Some((id, manifest))
         }
     };
-    // A full backup of a sparse source reads only what may hold data.
-    let written = match changed {
+    // A changed-block list in increasing order, as the block map is built.
+    let sorted: Option<Vec<u64>> = changed.filter(|l| !l.is_sorted_by(|a, b| a < b)).map(|l| {
+        let mut l = l.to_vec();
+        l.sort_unstable();
+        l.dedup();
+        l
+    });
+    // A full backup of a sparse source reads only what may hold data: the sources that list
+    // their blocks (EBS), or the data extents of a sparse file, found as the backup goes.
+    let listed = match changed {
         Some(_) => None,
         None => source.written_blocks(block_size),
     };
-    let work = match (changed, &written) {
-        (Some(list), _) => Work::List(list),
-        (None, Some(list)) => Work::List(list),
-        (None, None) => Work::All(block_count),
+    let work = match sorted.as_deref().or(changed).or(listed.as_deref()) {
+        Some(list) => Work::List { list, next: 0 },
+        None => Work::extents(source, block_size),
     };
+    let total = match &work {
+        Work::List { list, .. } => list.len() as u64 * block_size,
+        Work::Extents { .. } => size,
+    };
+    progress.total.store(total, Ordering::Relaxed);
 
     let index = repo.load_index()?;
-    let writer = Writer::new(repo, &index);
-    progress
-        .total
-        .store(work.len() as u64 * block_size, Ordering::Relaxed);
-    let queue = Queue::new(work.len());
-    let per_thread = parallel::run(threads, |stop| {
+    let writer = Writer::new(repo, &index).with_lock(lock);
+    let feed = Feed::new(work);
+    let collector = Collector::new(MapBuilder::new(
+        repo,
+        &index,
+        parent.as_ref().map(|(_, m)| m),
+        false,
+    ));
+    let (blocks_read, blocks_zero) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut packers = parallel::run(threads, |stop| {
         let mut packer = writer.packer()?;
         let mut buf = vec![0u8; usize::try_from(block_size).unwrap_or(0)];
-        let mut done = Vec::new();
-        while let Some(i) = queue.take(stop) {
+        while let Some((seq, index)) = feed.take(stop, progress)? {
             progress.checkpoint()?;
-            let index = work.get(i);
             let offset = index * block_size;
             let len = usize::try_from(block_size.min(size - offset)).unwrap_or(0);
             source.read_at(offset, &mut buf[..len])?;
-            done.push((index, writer.store(&mut packer, &buf[..len])?));
+            let id = writer.store(&mut packer, &buf[..len])?;
+            blocks_read.fetch_add(1, Ordering::Relaxed);
+            if id.is_none() {
+                blocks_zero.fetch_add(1, Ordering::Relaxed);
+            }
+            for (chunk, bytes) in collector.deliver(seq, index, id, stop)? {
+                writer.store_map_chunk(&mut packer, chunk, &bytes)?;
+            }
             progress.add(len as u64);
         }
-        writer.flush(&mut packer)?;
-        Ok(done)
+        Ok(packer)
     })?;
-
-    let mut stats = Stats::default();
-    let read: Vec<(u64, Option<Id>)> = per_thread.into_iter().flatten().collect();
-    stats.blocks_read = read.len() as u64;
-    stats.blocks_zero = read.iter().filter(|(_, id)| id.is_none()).count() as u64;
-    lock.ensure_held()?;
-    let (blocks_new, bytes_stored) = writer.finish()?;
-    stats.blocks_new = blocks_new;
-    stats.bytes_stored = bytes_stored;
-
-    let mut map: Vec<(u64, Id)> = match &parent {
-        None => read.iter().filter_map(|(i, id)| id.map(|id| (*i, id))).collect(),
-        Some((_, manifest)) => {
-            let changes: HashMap<u64, Option<Id>> = read.iter().copied().collect();
-            let mut map: Vec<(u64, Id)> = manifest
-                .block_ids()
-                .filter(|(i, _)| !changes.contains_key(i))
-                .collect();
-            map.extend(read.iter().filter_map(|(i, id)| id.map(|id| (*i, id))));
-            map
+    // The map's last chunk joins the first thread's last pack; then every pack goes.
+    let map = collector.into_map()?.finish()?;
+    if let Some(packer) = packers.first_mut() {
+        for (chunk, bytes) in map.ready {
+            writer.store_map_chunk(packer, chunk, &bytes)?;
         }
-    };
-    map.sort_unstable_by_key(|(i, _)| *i);
+    }
+    for packer in &mut packers {
+        writer.flush(packer)?;
+    }
+    let written = writer.finish()?;
     let (kind, name) = source.describe();
-    let manifest = Manifest {
-        version: VERSION,
+    Ok(Manifest {
+        version: MANIFEST_VERSION,
         volume_id: volume_id.to_owned(),
         size,
         block_size: repo.config().block_size,
         time,
         source: Source { kind, name },
         parent: parent.map(|(id, _)| id),
-        blocks: Manifest::runs_from_sorted(map),
-        stats,
-    };
-    Ok(manifest)
+        blocks: Vec::new(),
+        map: map.chunks,
+        stats: Stats {
+            blocks_read: blocks_read.into_inner(),
+            blocks_zero: blocks_zero.into_inner(),
+            blocks_new: written.blocks_new,
+            bytes_stored: written.bytes_stored,
+        },
+    })
 }

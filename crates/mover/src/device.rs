@@ -18,11 +18,17 @@ pub trait BlockSource: Sync {
     /// What it is, for the restore point: (`file` or `device`, path).
     fn describe(&self) -> (String, String);
     /// The indexes of the `block_size` blocks that may hold data, in order, where the source
-    /// knows (a sparse volume); every other block reads as zeros and is not read. `None`
-    /// reads every block.
+    /// knows them as a list (an EBS snapshot's); every other block reads as zeros and is not
+    /// read. `None`: [`BlockSource::next_data`] says where data may be.
     fn written_blocks(&self, block_size: u64) -> Option<Vec<u64>> {
         let _ = block_size;
         None
+    }
+    /// The next stretch of bytes at or after `offset` that may hold data (the rest reads as
+    /// zeros and is not read), `None` if none does; asked as the backup goes, so that a sparse
+    /// source of any size costs no memory. By default, everything may hold data.
+    fn next_data(&self, offset: u64) -> Result<Option<std::ops::Range<u64>>, MoverError> {
+        Ok((offset < self.size()).then(|| offset..self.size()))
     }
 }
 
@@ -82,6 +88,30 @@ impl BlockSource for FileSource {
     fn describe(&self) -> (String, String) {
         let kind = if self.device { "device" } else { "file" };
         (kind.to_owned(), self.path.display().to_string())
+    }
+
+    /// The data extents of a sparse file, by `lseek` with `SEEK_DATA` and `SEEK_HOLE` (which
+    /// moves the file's offset, unused by the positioned reads). A file system or device that
+    /// cannot tell holes says everything is data.
+    fn next_data(&self, offset: u64) -> Result<Option<std::ops::Range<u64>>, MoverError> {
+        use rustix::fs::{seek, SeekFrom};
+        if offset >= self.size {
+            return Ok(None);
+        }
+        let everything = Ok(Some(offset..self.size));
+        if self.device {
+            return everything;
+        }
+        let start = match seek(&self.file, SeekFrom::Data(offset)) {
+            Ok(start) => start,
+            // No data at or after `offset`.
+            Err(rustix::io::Errno::NXIO) => return Ok(None),
+            Err(_) => return everything,
+        };
+        match seek(&self.file, SeekFrom::Hole(start)) {
+            Ok(end) if end > start => Ok(Some(start..end.min(self.size))),
+            _ => everything,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod error;
 mod parallel;
 mod progress;
 mod restore;
+mod stream;
 
 pub use backup::{
     backup, backup_all, backup_volumes, parse_changed_blocks, BackupOutcome, Base, Volume, VolumeSource,

@@ -1,10 +1,11 @@
 //! Restore: write a restore point's blocks into a target, in parallel, checking each block's
 //! authenticity and id before it is written.
 //!
-//! The blocks are sorted by pack and offset and grouped into ranged reads of neighbouring
-//! blocks (so S3 sees few, large GETs), which threads take in turn. A block used at several
-//! places of the volume is read once and written at each. Zero blocks are skipped where the
-//! target reads zeros already (a sparse file), written otherwise.
+//! The block map is restored a window at a time (a map chunk), so that memory does not grow
+//! with the volume. In each, the blocks are sorted by pack and offset and grouped into ranged
+//! reads of neighbouring blocks (so S3 sees few, large GETs), which threads take in turn. A
+//! block used at several places of the window is read once and written at each. Zero blocks are
+//! skipped where the target reads zeros already (a sparse file), written otherwise.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -46,6 +47,10 @@ struct Read {
     blocks: std::ops::Range<usize>,
 }
 
+/// Blocks of a version 1 manifest restored per round (a version 2 manifest's rounds are its
+/// map chunks, of up to 16,383 blocks): what a round holds in memory is bounded.
+const WINDOW: usize = 1 << 16;
+
 /// Restores restore point `point` into `target`.
 pub fn restore(
     repo: &Repository,
@@ -57,76 +62,37 @@ pub fn restore(
     let _lock = repo.lock(LockKind::Shared)?;
     let manifest = repo.read_point(point)?;
     let index = repo.load_index()?;
-    let block_size = u64::from(manifest.block_size);
-
-    // Where each distinct block goes, and where it is.
-    let mut positions: HashMap<Id, Vec<u64>> = HashMap::new();
-    for (i, id) in manifest.block_ids() {
-        positions.entry(id).or_default().push(i);
-    }
-    let mut located: Vec<(Location, Id)> = Vec::with_capacity(positions.len());
-    for (id, at) in &positions {
-        let location = index.blocks.get(id).ok_or_else(|| RepoError::MissingBlock {
-            block: id.to_hex(),
-            index: at[0],
-            point: point.to_hex(),
-        })?;
-        located.push((*location, *id));
-    }
-    located.sort_unstable_by_key(|(l, _)| (l.pack, l.entry.offset));
-    let reads = group_reads(&located);
-
-    let zeros = zero_ranges(&manifest);
-    let zero_count: u64 = zeros.iter().map(|r| r.end - r.start).sum();
     progress.total.store(manifest.size, Ordering::Relaxed);
-    if target.reads_zeros() {
-        progress.add(
-            zeros
-                .iter()
-                .flat_map(Clone::clone)
-                .map(|i| block_len(&manifest, i))
-                .sum(),
-        );
-    }
-
     let job = Job {
         repo,
         manifest: &manifest,
         index: &index,
         point,
-        located: &located,
-        positions: &positions,
         target,
         progress,
-        block_size,
+        block_size: u64::from(manifest.block_size),
+        threads,
     };
-    let (read_queue, zero_queue) = (Queue::new(reads.len()), Queue::new(zeros.len()));
-    let written = parallel::run(threads, |stop| {
-        let mut written = 0;
-        while let Some(r) = read_queue.take(stop) {
-            progress.checkpoint()?;
-            written += job.read(&reads[r])?;
-        }
-        if !target.reads_zeros() {
-            let buf = vec![0u8; usize::try_from(block_size).unwrap_or(0)];
-            while let Some(z) = zero_queue.take(stop) {
-                for i in zeros[z].clone() {
-                    let len = block_len(&manifest, i);
-                    target.write_at(i * block_size, &buf[..usize::try_from(len).unwrap_or(0)])?;
-                    progress.add(len);
-                }
+    // Round by round, each a window of the block map and the zero blocks before it.
+    let mut outcome = RestoreOutcome::default();
+    let mut next = 0;
+    repo.for_each_block(&manifest, &index, WINDOW, |window| {
+        let mut zeros = Vec::new();
+        for &(i, _) in window {
+            if i > next {
+                zeros.push(next..i);
             }
+            next = i + 1;
         }
-        Ok(written)
+        job.round(window, &zeros, &mut outcome)
     })?;
-    let blocks_written = written.iter().sum();
+    if manifest.block_count() > next {
+        let tail = std::iter::once(next..manifest.block_count()).collect::<Vec<_>>();
+        job.round(&[], &tail, &mut outcome)?;
+    }
     target.finish()?;
-    Ok(RestoreOutcome {
-        blocks_written,
-        blocks_zero: zero_count,
-        reads: reads.len() as u64,
-        warnings: repo.take_warnings(),
-    })
+    outcome.warnings = repo.take_warnings();
+    Ok(outcome)
 }
 
 /// Groups sorted block locations into ranged reads.
@@ -161,16 +127,83 @@ struct Job<'a> {
     manifest: &'a Manifest,
     index: &'a bulwark_repo::Index,
     point: &'a Id,
-    located: &'a [(Location, Id)],
-    positions: &'a HashMap<Id, Vec<u64>>,
     target: &'a dyn BlockTarget,
     progress: &'a Progress,
     block_size: u64,
+    threads: usize,
+}
+
+/// What the threads of one round share.
+struct Round<'a> {
+    located: &'a [(Location, Id)],
+    positions: &'a HashMap<Id, Vec<u64>>,
 }
 
 impl Job<'_> {
+    /// Restores the blocks of `window` and the zero blocks of `zeros`, in parallel.
+    fn round(
+        &self,
+        window: &[(u64, Id)],
+        zeros: &[std::ops::Range<u64>],
+        outcome: &mut RestoreOutcome,
+    ) -> Result<(), MoverError> {
+        // Where each distinct block goes, and where it is.
+        let mut positions: HashMap<Id, Vec<u64>> = HashMap::new();
+        for &(i, id) in window {
+            positions.entry(id).or_default().push(i);
+        }
+        let mut located: Vec<(Location, Id)> = Vec::with_capacity(positions.len());
+        for (id, at) in &positions {
+            let location = self.index.blocks.get(id).ok_or_else(|| RepoError::MissingBlock {
+                block: id.to_hex(),
+                index: at.first().copied().unwrap_or_default(),
+                point: self.point.to_hex(),
+            })?;
+            located.push((*location, *id));
+        }
+        located.sort_unstable_by_key(|(l, _)| (l.pack, l.entry.offset));
+        let reads = group_reads(&located);
+        let zero_count: u64 = zeros.iter().map(|r| r.end - r.start).sum();
+        let target = self.target;
+        if target.reads_zeros() {
+            let bytes = zeros
+                .iter()
+                .flat_map(Clone::clone)
+                .map(|i| block_len(self.manifest, i))
+                .sum();
+            self.progress.add(bytes);
+        }
+        let round = Round {
+            located: &located,
+            positions: &positions,
+        };
+        let (read_queue, zero_queue) = (Queue::new(reads.len()), Queue::new(zeros.len()));
+        let written = parallel::run(self.threads, |stop| {
+            let mut written = 0;
+            while let Some(r) = read_queue.take(stop) {
+                self.progress.checkpoint()?;
+                written += self.read(&round, &reads[r])?;
+            }
+            if !target.reads_zeros() {
+                let buf = vec![0u8; usize::try_from(self.block_size).unwrap_or(0)];
+                while let Some(z) = zero_queue.take(stop) {
+                    for i in zeros[z].clone() {
+                        let len = block_len(self.manifest, i);
+                        target.write_at(i * self.block_size, &buf[..usize::try_from(len).unwrap_or(0)])?;
+                        self.progress.add(len);
+                    }
+                }
+            }
+            Ok(written)
+        })?;
+        outcome.blocks_written += written.iter().sum::<u64>();
+        outcome.blocks_zero += zero_count;
+        outcome.reads += reads.len() as u64;
+        Ok(())
+    }
+
     /// Fetches one ranged read and writes its blocks wherever they go; returns blocks written.
-    fn read(&self, read: &Read) -> Result<u64, MoverError> {
+    fn read(&self, round: &Round<'_>, read: &Read) -> Result<u64, MoverError> {
         let pack = self.index.packs[read.pack as usize];
         let bytes = self
             .repo
@@ -183,8 +216,8 @@ impl Job<'_> {
             )
             .map_err(RepoError::from)?;
         let mut written = 0;
-        for (location, id) in self.located.get(read.blocks.clone()).unwrap_or_default() {
-            let at = self.positions.get(id).map_or(&[][..], Vec::as_slice);
+        for (location, id) in round.located.get(read.blocks.clone()).unwrap_or_default() {
+            let at = round.positions.get(id).map_or(&[][..], Vec::as_slice);
             let bad = |reason: String| MoverError::BadBlock {
                 index: at.first().copied().unwrap_or_default(),
                 point: self.point.to_hex(),
@@ -218,22 +251,6 @@ impl Job<'_> {
         }
         Ok(written)
     }
-}
-
-/// The ranges of zero blocks of a restore point (the gaps between its runs).
-fn zero_ranges(manifest: &Manifest) -> Vec<std::ops::Range<u64>> {
-    let mut zeros = Vec::new();
-    let mut next = 0;
-    for run in &manifest.blocks {
-        if run.start > next {
-            zeros.push(next..run.start);
-        }
-        next = run.start + run.ids.len() as u64;
-    }
-    if manifest.block_count() > next {
-        zeros.push(next..manifest.block_count());
-    }
-    zeros
 }
 
 /// Length of block `i` (the last block of a volume may be short).

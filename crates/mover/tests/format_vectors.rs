@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bulwark_mover::{backup, restore, FileSource, FileTarget, Progress};
-use bulwark_repo::{verify, Repository, Secret, BLOCK_SIZE};
+use bulwark_repo::{verify, Repository, Secret, BLOCK_SIZE, MANIFEST_VERSION};
 use bulwark_storage::LocalBackend;
 
 const KEY: [u8; 32] = [0x42; 32];
@@ -69,6 +69,27 @@ fn version_1_vectors_restore_bit_for_bit() {
     let target = FileTarget::create(&tmp.join("out.img"), manifest.size).unwrap();
     restore(&repo, id, &target, &Progress::default(), 2).unwrap();
     assert_eq!(std::fs::read(tmp.join("out.img")).unwrap(), volume());
+    assert!(verify(&repo, true, 1).unwrap().is_clean());
+
+    // A version 2 restore point on top of the version 1 one: block 1 (zeros) now holds data.
+    let mut changed = volume();
+    changed[BS..2 * BS].fill(0x5a);
+    std::fs::write(tmp.join("changed.img"), &changed).unwrap();
+    let source = FileSource::open(&tmp.join("changed.img")).unwrap();
+    let child = backup(
+        &repo,
+        &source,
+        &manifest.volume_id,
+        Some(&[1]),
+        &Progress::default(),
+        2,
+    )
+    .unwrap();
+    assert_eq!(child.manifest.version, MANIFEST_VERSION);
+    assert_eq!(child.manifest.parent, Some(*id));
+    let target = FileTarget::create(&tmp.join("child.img"), manifest.size).unwrap();
+    restore(&repo, &child.id, &target, &Progress::default(), 2).unwrap();
+    assert_eq!(std::fs::read(tmp.join("child.img")).unwrap(), changed);
     assert!(verify(&repo, true, 1).unwrap().is_clean());
     std::fs::remove_dir_all(&tmp).unwrap();
 }

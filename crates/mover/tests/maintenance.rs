@@ -81,7 +81,7 @@ fn verify_is_clean_after_backups() {
     let report = verify(&f.repo, true, 2).unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.points, 2);
-    assert_eq!(report.blocks_read, 5);
+    assert_eq!(report.blocks_read, 5 + 2, "the blocks and the two block maps");
 }
 
 #[test]
@@ -91,7 +91,14 @@ fn verify_names_the_points_a_missing_pack_breaks_and_only_those() {
     let b = f.backup("vol-b", &noise(2, 2 * BS));
     // Each backup wrote one pack; remove the one vol-b's blocks are in.
     let index = f.repo.load_index().unwrap();
-    let b_block = f.repo.read_point(&b).unwrap().block_ids().next().unwrap().1;
+    let mut b_blocks = Vec::new();
+    f.repo
+        .for_each_block(&f.repo.read_point(&b).unwrap(), &index, 10, |w| {
+            b_blocks.extend_from_slice(w);
+            Ok::<(), RepoError>(())
+        })
+        .unwrap();
+    let b_block = b_blocks[0].1;
     let pack = index.packs[index.blocks[&b_block].pack as usize];
     f.backend.delete(FileKind::Pack, &pack.to_hex()).unwrap();
     let report = verify(&f.repo, false, 2).unwrap();
@@ -179,8 +186,9 @@ fn forget_then_prune_frees_space_and_keeps_what_kept_points_need() {
 #[test]
 fn prune_rewrites_packs_that_are_mostly_unused() {
     let f = Fixture::new("repack");
-    // One single-threaded backup puts the blocks of A and B in one pack; a second volume holds
-    // only A (deduplicated, no new pack). Forgetting the first leaves the pack 3/4 unused.
+    // One single-threaded backup puts the blocks of A and B (and its block map) in one pack; a
+    // second volume holds only A (deduplicated: its new pack holds only its block map).
+    // Forgetting the first leaves the first pack 3/4 unused.
     let (a_data, b_data) = (noise(20, 2 * BS), noise(21, 6 * BS));
     let path = f.dir.join("ab.img");
     std::fs::write(&path, [a_data.clone(), b_data].concat()).unwrap();
@@ -195,13 +203,13 @@ fn prune_rewrites_packs_that_are_mostly_unused() {
     .unwrap()
     .id;
     let a = f.backup("vol-a", &a_data);
-    assert_eq!(f.backend.list(FileKind::Pack).unwrap().len(), 1);
+    assert_eq!(f.backend.list(FileKind::Pack).unwrap().len(), 2);
     f.repo.delete_point(&both).unwrap();
     let plan = prune(&f.repo).unwrap();
     assert_eq!((plan.delete.len(), plan.repack.len()), (0, 1), "{plan:?}");
     assert_eq!(
         f.backend.list(FileKind::Pack).unwrap().len(),
-        1,
+        2,
         "the old pack is replaced by a smaller one"
     );
     assert!(f.stored_bytes() < 3 * BS as u64);

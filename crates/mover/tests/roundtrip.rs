@@ -66,7 +66,7 @@ fn a_restore_is_identical_to_its_source() {
     assert_eq!(stats.blocks_read, 7);
     assert_eq!(stats.blocks_zero, 2, "zero blocks are never stored");
     assert_eq!(stats.blocks_new, 4, "block 3 repeats block 0 and is stored once");
-    assert_eq!(progress.snapshot(), (data.len() as u64, 7 * BS as u64));
+    assert_eq!(progress.snapshot(), (data.len() as u64, data.len() as u64));
 
     let restored = restore_to(&repo, &out.id, &dir.path("restored.img"), data.len() as u64);
     assert_eq!(std::fs::read(dir.path("restored.img")).unwrap(), data);
@@ -433,4 +433,53 @@ fn volume<'a>(
         volume_id,
         changed: None,
     }
+}
+
+#[test]
+fn the_holes_of_a_sparse_file_are_not_read_and_restore_as_zeros() {
+    let dir = TempDir::new("holes");
+    let path = dir.path("sparse.img");
+    // A 1 TiB file of three written blocks (and a fourth written half), the rest holes.
+    let size = 1u64 << 40;
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(size).unwrap();
+    let bs = BS as u64;
+    let at = [0, 1_000_003 * bs, size - bs];
+    for (k, offset) in at.iter().enumerate() {
+        std::os::unix::fs::FileExt::write_all_at(&file, &noise(k as u64, BS), *offset).unwrap();
+    }
+    std::os::unix::fs::FileExt::write_all_at(&file, &noise(9, BS / 2), 7 * bs + bs / 4).unwrap();
+    drop(file);
+    let repo = repo(Arc::new(MemoryBackend::default()));
+    let progress = Progress::default();
+    let started = std::time::Instant::now();
+    let out = backup(
+        &repo,
+        &FileSource::open(&path).unwrap(),
+        "vol-holes",
+        None,
+        &progress,
+        3,
+    )
+    .unwrap();
+    assert!(
+        out.manifest.stats.blocks_read <= 8,
+        "only the blocks holding data are read, not 2 million: {:?}",
+        out.manifest.stats
+    );
+    assert_eq!(progress.snapshot(), (size, size), "holes count as done");
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+    let target = dir.path("restored.img");
+    restore_to(&repo, &out.id, &target, size);
+    let restored = std::fs::File::open(&target).unwrap();
+    let mut block = vec![0u8; BS];
+    for (k, offset) in at.iter().enumerate() {
+        std::os::unix::fs::FileExt::read_exact_at(&restored, &mut block, *offset).unwrap();
+        assert_eq!(block, noise(k as u64, BS), "block at {offset}");
+    }
+    std::os::unix::fs::FileExt::read_exact_at(&restored, &mut block, 7 * bs).unwrap();
+    assert!(block[..BS / 4].iter().all(|b| *b == 0));
+    assert_eq!(&block[BS / 4..BS / 4 + BS / 2], noise(9, BS / 2).as_slice());
+    std::os::unix::fs::FileExt::read_exact_at(&restored, &mut block, 500 * bs).unwrap();
+    assert!(block.iter().all(|b| *b == 0), "a hole restores as zeros");
 }

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use crate::crypto::{KeyFile, SEAL_OVERHEAD};
-use crate::format::{BlockEntry, Config, IndexFile, Manifest, PackHeader, BLOCK_SIZE, VERSION};
+use crate::format::{BlockEntry, Config, IndexFile, Manifest, PackHeader, BLOCK_SIZE, MANIFEST_VERSION};
 use crate::id::Id;
 
 /// Largest volume a restore point may describe: 1 PiB, sixteen times EBS's largest volume, and
@@ -207,11 +207,20 @@ pub fn manifest(json: &[u8], config: &Config) -> Result<Manifest, String> {
 
 /// Checks a manifest against the format's limits and its repository.
 pub fn check_manifest(m: &Manifest, config: &Config) -> Result<(), String> {
-    if m.version != VERSION {
-        return Err(format!(
-            "manifest version {} is unknown: this bulwark reads version {VERSION}",
-            m.version
-        ));
+    match m.version {
+        1 if m.map.is_empty() => {}
+        2 if m.blocks.is_empty() => {}
+        1 | 2 => {
+            return Err(format!(
+                "a version {} manifest with both inline runs and map chunks",
+                m.version
+            ))
+        }
+        v => {
+            return Err(format!(
+                "manifest version {v} is unknown: this bulwark reads versions 1 to {MANIFEST_VERSION}"
+            ))
+        }
     }
     if m.block_size != config.block_size {
         return Err(format!(
@@ -225,7 +234,13 @@ pub fn check_manifest(m: &Manifest, config: &Config) -> Result<(), String> {
             m.size
         ));
     }
-    check_runs(&m.blocks, m.block_count())
+    check_runs(&m.blocks, m.block_count())?;
+    crate::map::check_chunks(&m.map, m.block_count())
+}
+
+/// Decodes a block map chunk listed as `start..end`.
+pub fn map_chunk(bytes: &[u8], start: u64, end: u64) -> Result<Vec<crate::format::Run>, String> {
+    crate::map::decode_chunk(bytes, start, end)
 }
 
 /// Checks runs of blocks: not empty, in increasing order, not overlapping, inside `blocks`.

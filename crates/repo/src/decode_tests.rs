@@ -1,5 +1,5 @@
 use super::*;
-use crate::format::{Run, Source, Stats};
+use crate::format::{Run, Source, Stats, VERSION};
 
 fn entry(n: u8, offset: u32, length: u32) -> BlockEntry {
     BlockEntry {
@@ -35,6 +35,7 @@ fn manifest(size: u64, runs: Vec<Run>) -> Manifest {
         },
         parent: None,
         blocks: runs,
+        map: Vec::new(),
         stats: Stats::default(),
     }
 }

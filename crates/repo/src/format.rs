@@ -5,10 +5,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
+use crate::map::MapChunk;
 use bulwark_storage::LockMode;
 
-/// The format version this program writes and reads.
+/// The format version this program writes and reads: of the repository's layout and config.
 pub const VERSION: u32 = 1;
+
+/// The manifest version this program writes: 2, whose block map is in chunks
+/// ([`crate::map`]). Version 1 manifests (the runs inline) are read too.
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// The block size: 512 KiB, the EBS snapshot block size, so that a changed-block list from
 /// EBS maps one to one onto repository blocks.
@@ -177,8 +182,13 @@ pub struct Manifest {
     /// The restore point this one was built from with a changed-block list, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Id>,
-    /// The non-zero blocks, as runs in increasing order; every other block is zeros.
+    /// Version 1: the non-zero blocks, as runs in increasing order; every other block is
+    /// zeros. Empty in version 2, whose runs are in `map`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocks: Vec<Run>,
+    /// Version 2: the chunks of the block map, in increasing order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub map: Vec<MapChunk>,
     /// What the backup did.
     pub stats: Stats,
 }
@@ -189,7 +199,9 @@ impl Manifest {
         self.size.div_ceil(u64::from(self.block_size))
     }
 
-    /// Every non-zero block as (index, id), in increasing index order.
+    /// The non-zero blocks of a version 1 manifest (its inline runs) as (index, id), in
+    /// increasing index order. Version 2 keeps its runs in chunks, which
+    /// [`crate::Repository::for_each_block`] reads.
     pub fn block_ids(&self) -> impl Iterator<Item = (u64, Id)> + '_ {
         self.blocks.iter().flat_map(|run| {
             run.ids
@@ -275,6 +287,7 @@ mod tests {
             },
             parent: None,
             blocks: runs,
+            map: Vec::new(),
             stats: Stats::default(),
         };
         assert_eq!(m.block_count(), 7);

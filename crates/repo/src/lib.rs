@@ -19,6 +19,7 @@ mod error;
 mod format;
 mod id;
 mod lock;
+pub mod map;
 mod prune;
 mod repository;
 mod retention;
@@ -29,10 +30,11 @@ pub use crypto::{Kdf, KeyFile, Secret};
 pub use error::RepoError;
 pub use format::{
     BlockEntry, Config, IndexFile, IndexPack, LockFile, Manifest, ObjectLock, PackHeader, Run, Source, Stats,
-    BLOCK_SIZE, PACK_SIZE, VERSION,
+    BLOCK_SIZE, MANIFEST_VERSION, PACK_SIZE, VERSION,
 };
 pub use id::{BadId, Id};
 pub use lock::{decode_lock, Lock, LockKind, LockTiming, STALE_AFTER};
+pub use map::{FinishedMap, MapBuilder, MapChunk};
 pub use prune::{forget, prune, prune_plan, PrunePlan};
 pub use repository::{Index, InitOptions, Location, Repository};
 pub use retention::{apply as apply_retention, Decision, PointInfo, Reason, Retention, RetentionError};

@@ -88,12 +88,18 @@ pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoErr
     let mut used: HashSet<Id> = HashSet::new();
     for id in repo.point_ids()? {
         // An unreadable point makes the whole prune unsafe: fail rather than guess.
-        let manifest = repo.read_point(&id).map_err(|e| {
+        let stop = |e: RepoError| {
             RepoError::Corrupt(format!(
                 "prune stopped: restore point {id} cannot be read ({e}); run `bulwark image verify`"
             ))
-        })?;
-        used.extend(manifest.block_ids().map(|(_, b)| b));
+        };
+        let manifest = repo.read_point(&id).map_err(stop)?;
+        used.extend(manifest.map.iter().map(|c| c.id));
+        repo.for_each_block(&manifest, index, usize::MAX, |window| {
+            used.extend(window.iter().map(|(_, b)| *b));
+            Ok::<(), RepoError>(())
+        })
+        .map_err(stop)?;
     }
     // Only files named by ids: a foreign object under data/ is not ours to delete.
     let stored: HashMap<Id, u64> = repo.list_ids(FileKind::Pack)?.into_iter().collect();
@@ -113,19 +119,25 @@ pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoErr
         let Some(size) = stored.get(pack).copied() else {
             continue;
         };
-        let live: u64 = by_pack
-            .get(&(p as u32))
-            .map_or(&[][..], Vec::as_slice)
+        let entries = by_pack.get(&(p as u32)).map_or(&[][..], Vec::as_slice);
+        let live: u64 = entries
             .iter()
             .filter(|e| used.contains(&e.id))
+            .map(|e| u64::from(e.length))
+            .sum();
+        // Unused is what unused blocks take: a pack's header is no waste (a small pack, like
+        // one holding only a block map, is mostly header, and rewriting it gains nothing).
+        let unused: u64 = entries
+            .iter()
+            .filter(|e| !used.contains(&e.id))
             .map(|e| u64::from(e.length))
             .sum();
         if live == 0 {
             plan.delete.push(*pack);
             plan.bytes_freed += size;
-        } else if (size - live.min(size)) as f64 >= REPACK_UNUSED_FRACTION * size as f64 {
+        } else if unused as f64 >= REPACK_UNUSED_FRACTION * size as f64 {
             plan.repack.push(*pack);
-            plan.bytes_freed += size - live.min(size);
+            plan.bytes_freed += unused;
         }
     }
     let indexed: HashSet<Id> = index.packs.iter().copied().collect();

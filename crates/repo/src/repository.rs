@@ -15,7 +15,7 @@ use crate::format::{
 };
 use crate::id::Id;
 use crate::lock::{Lock, LockKind, LockTiming};
-use bulwark_storage::{Backend, BackendError, FileKind};
+use bulwark_storage::{Backend, BackendError, FileKind, Retention};
 
 /// Largest metadata file Bulwark will decompress (an index or manifest); far above what a
 /// 64 TiB volume needs, and a guard against a decompression bomb in a damaged file.
@@ -338,15 +338,63 @@ impl Repository {
         Ok(ids)
     }
 
-    /// Seals metadata and stores it under the hash of the stored bytes; returns that id.
-    pub(crate) fn put_sealed(&self, kind: FileKind, aad: &[u8], json: &[u8]) -> Result<Id, RepoError> {
-        let sealed = self.keys.seal(json, aad)?;
-        let id = Id::of_file(&sealed);
-        match self.backend.put(kind, &id.to_hex(), &sealed) {
-            // Same bytes, same name: someone stored it already.
-            Ok(()) | Err(BackendError::AlreadyExists(_)) => Ok(id),
+    /// Stores a file named by its content (a pack, index file or restore point): one that
+    /// exists already has the same bytes. With `retention`, the file is retained until then
+    /// (an existing one is extended to it if retained shorter).
+    pub(crate) fn store_file(
+        &self,
+        kind: FileKind,
+        name: &str,
+        bytes: &[u8],
+        retention: Option<Retention>,
+    ) -> Result<(), RepoError> {
+        let put = match retention {
+            None => self.backend.put(kind, name, bytes),
+            Some(r) => self.backend.put_retained(kind, name, bytes, r),
+        };
+        match (put, retention) {
+            (Ok(()), _) | (Err(BackendError::AlreadyExists(_)), None) => Ok(()),
+            (Err(BackendError::AlreadyExists(_)), Some(r)) => self.retain_until(kind, name, r),
+            (Err(e), _) => Err(e.into()),
+        }
+    }
+
+    /// Makes sure a file is retained at least as `wanted` says: extended if it is retained
+    /// shorter (or not at all), left alone otherwise. Never shortens anything.
+    pub(crate) fn retain_until(
+        &self,
+        kind: FileKind,
+        name: &str,
+        wanted: Retention,
+    ) -> Result<(), RepoError> {
+        let current = self.backend.retention(kind, name)?;
+        let target = match current {
+            Some(c) if wanted.until <= c.until && wanted.mode <= c.mode => return Ok(()),
+            Some(c) => Retention {
+                mode: wanted.mode.max(c.mode),
+                until: wanted.until.max(c.until),
+            },
+            None => wanted,
+        };
+        match self.backend.set_retention(kind, name, target) {
+            // Extended meanwhile by another backup, further.
+            Ok(()) | Err(BackendError::ShorterRetention { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Seals metadata and stores it under the hash of the stored bytes; returns that id.
+    pub(crate) fn put_sealed(
+        &self,
+        kind: FileKind,
+        aad: &[u8],
+        json: &[u8],
+        retention: Option<Retention>,
+    ) -> Result<Id, RepoError> {
+        let sealed = self.keys.seal(json, aad)?;
+        let id = Id::of_file(&sealed);
+        self.store_file(kind, &id.to_hex(), &sealed, retention)?;
+        Ok(id)
     }
 
     /// Reads sealed metadata, checking it against its name, then opening it.
@@ -397,8 +445,17 @@ impl Repository {
 
     /// Stores an index file; returns its id.
     pub fn write_index_file(&self, file: &IndexFile) -> Result<Id, RepoError> {
+        self.write_index_file_retained(file, None)
+    }
+
+    /// Stores an index file, retained; returns its id.
+    pub fn write_index_file_retained(
+        &self,
+        file: &IndexFile,
+        retention: Option<Retention>,
+    ) -> Result<Id, RepoError> {
         let json = serde_json::to_vec(file).map_err(|e| RepoError::Corrupt(e.to_string()))?;
-        self.put_sealed(FileKind::Index, aad::INDEX, &json)
+        self.put_sealed(FileKind::Index, aad::INDEX, &json, retention)
     }
 
     /// Ids of every restore point (names that are not ids are skipped with a warning).
@@ -470,8 +527,17 @@ impl Repository {
 
     /// Stores a restore point; this is the commit of a backup. Returns its id.
     pub fn write_point(&self, manifest: &Manifest) -> Result<Id, RepoError> {
+        self.write_point_retained(manifest, None)
+    }
+
+    /// Stores a restore point, retained; returns its id.
+    pub fn write_point_retained(
+        &self,
+        manifest: &Manifest,
+        retention: Option<Retention>,
+    ) -> Result<Id, RepoError> {
         let json = serde_json::to_vec(manifest).map_err(|e| RepoError::Corrupt(e.to_string()))?;
-        self.put_sealed(FileKind::Point, aad::POINT, &json)
+        self.put_sealed(FileKind::Point, aad::POINT, &json, retention)
     }
 
     /// Removes a restore point (its blocks stay until `prune`).

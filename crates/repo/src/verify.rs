@@ -127,29 +127,68 @@ pub fn verify(repo: &Repository, read_data: bool, threads: usize) -> Result<Veri
                 continue;
             }
         };
-        for (i, block) in manifest.block_ids() {
-            let reason = if !index.contains(&block) {
-                Some(format!("block {i} ({}) is in no index", block.short()))
-            } else {
-                bad_blocks
-                    .get(&block)
-                    .map(|why| format!("block {i} ({}): {why}", block.short()))
-            };
-            if let Some(reason) = reason {
-                report.damaged_points.insert(
-                    id,
-                    format!(
-                        "{} ({}): {reason}",
-                        manifest.volume_id,
-                        manifest.time.to_rfc3339()
-                    ),
-                );
-                break;
-            }
+        if let Some(reason) = point_damage(repo, &index, &bad_blocks, &manifest) {
+            report.damaged_points.insert(
+                id,
+                format!(
+                    "{} ({}): {reason}",
+                    manifest.volume_id,
+                    manifest.time.to_rfc3339()
+                ),
+            );
         }
     }
     report.warnings = repo.take_warnings();
     Ok(report)
+}
+
+/// Why a restore point cannot be fully restored (the first reason found), if it can't.
+fn point_damage(
+    repo: &Repository,
+    index: &Index,
+    bad_blocks: &HashMap<Id, String>,
+    manifest: &crate::format::Manifest,
+) -> Option<String> {
+    /// Stops the walk over the blocks at the first damage.
+    enum Stop {
+        Damage(String),
+        Unreadable(RepoError),
+    }
+    impl From<RepoError> for Stop {
+        fn from(e: RepoError) -> Self {
+            Stop::Unreadable(e)
+        }
+    }
+    let check = |what: String, id: &Id| {
+        if !index.contains(id) {
+            Some(format!("{what} ({}) is in no index", id.short()))
+        } else {
+            bad_blocks
+                .get(id)
+                .map(|why| format!("{what} ({}): {why}", id.short()))
+        }
+    };
+    for chunk in &manifest.map {
+        if let Some(reason) = check(
+            format!("its block map chunk of blocks {}..{}", chunk.start, chunk.end),
+            &chunk.id,
+        ) {
+            return Some(reason);
+        }
+    }
+    let walk = repo.for_each_block(manifest, index, usize::MAX, |window| {
+        for (i, block) in window {
+            if let Some(reason) = check(format!("block {i}"), block) {
+                return Err(Stop::Damage(reason));
+            }
+        }
+        Ok(())
+    });
+    match walk {
+        Ok(()) => None,
+        Err(Stop::Damage(reason)) => Some(reason),
+        Err(Stop::Unreadable(e)) => Some(format!("its block map cannot be read: {e}")),
+    }
 }
 
 /// Reads every present pack whole and authenticates every block the index places in it.
