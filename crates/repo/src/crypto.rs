@@ -151,15 +151,20 @@ impl Keys {
     }
 }
 
+/// Declared sizes up to this are trusted for one allocation (a block is 512 KiB); beyond,
+/// the output grows only as data actually decompresses, so a tiny frame that declares a
+/// gigabyte allocates nothing for it.
+const TRUSTED_DECLARED: u64 = 1 << 20;
+
 /// Decompresses zstd data of at most `limit` bytes, allocating only for what the data holds:
-/// a frame that declares its size gets a buffer of that size (if within `limit`); one that does
-/// not is decompressed as a stream that stops at `limit`.
+/// a frame that declares a small size gets a buffer of that size; a larger one, or one that
+/// declares none, is decompressed as a stream that stops at `limit`.
 fn decompress(compressed: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let too_large = || format!("decompresses to more than {limit} bytes, the most it may hold");
     match zstd::zstd_safe::get_frame_content_size(compressed) {
         Ok(Some(size)) if size > limit as u64 => Err(too_large()),
-        Ok(Some(size)) => {
+        Ok(Some(size)) if size <= TRUSTED_DECLARED => {
             let mut out = Vec::with_capacity(usize::try_from(size).map_err(|_| too_large())?);
             zstd::bulk::Decompressor::new()
                 .and_then(|mut d| d.decompress_to_buffer(compressed, &mut out))
@@ -389,6 +394,28 @@ mod tests {
             keys().open(&sealed, b"aad", plain.len(), &|| "x".into()),
             Err(RepoError::Unauthentic(_))
         ));
+    }
+
+    /// A zstd frame of `payload` raw bytes that declares `declared` bytes of content.
+    fn lying_frame(declared: u64, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x28, 0xb5, 0x2f, 0xfd]; // magic
+        f.push(0b1110_0000); // 8-byte content size, single segment
+        f.extend_from_slice(&declared.to_le_bytes());
+        let header = 1 | ((payload.len() as u32) << 3); // last block, raw
+        f.extend_from_slice(&header.to_le_bytes()[..3]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn a_frame_declaring_a_huge_size_is_not_believed() {
+        assert_eq!(decompress(&lying_frame(5, b"hello"), 100).unwrap(), b"hello");
+        // 900 MB declared, five bytes there: refused, without a buffer of the declared size.
+        let started = std::time::Instant::now();
+        assert!(decompress(&lying_frame(900 << 20, b"hello"), 1 << 30).is_err());
+        assert!(started.elapsed().as_millis() < 500);
+        let err = decompress(&lying_frame(5 << 30, b"hello"), 1 << 30).unwrap_err();
+        assert!(err.contains("more than 1073741824 bytes"), "{err}");
     }
 
     #[test]
