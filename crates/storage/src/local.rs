@@ -109,7 +109,8 @@ fn parse_record(record: &str) -> Option<Retention> {
 fn create_dirs_durably(dir: &Path) -> io::Result<()> {
     let mut missing = Vec::new();
     let mut at = dir;
-    while !at.is_dir() {
+    // A relative path ends in "", which is the current directory, not one to create.
+    while !at.as_os_str().is_empty() && !at.is_dir() {
         missing.push(at);
         match at.parent() {
             Some(parent) => at = parent,
@@ -352,6 +353,18 @@ mod tests {
             Err(BackendError::AlreadyExists(_))
         ));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_relative_root_works() {
+        // Relative to the package directory, where tests run.
+        let dir = PathBuf::from(format!("bulwark-relative-{}", std::process::id()));
+        let backend = LocalBackend::new(&dir);
+        let result = backend.put(FileKind::Pack, "ab01", b"x");
+        let exists = dir.join("data/ab/ab01").exists();
+        let _ = fs::remove_dir_all(&dir);
+        result.unwrap();
+        assert!(exists);
     }
 
     #[test]
