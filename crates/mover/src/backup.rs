@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bulwark_repo::{
     Id, Lock, LockKind, Manifest, MapBuilder, Repository, Source, Stats, Writer, MANIFEST_VERSION,
 };
+use bulwark_storage::Retention as ObjectRetention;
 use chrono::Utc;
 
 use crate::device::BlockSource;
@@ -184,9 +185,9 @@ pub fn backup_volumes(
     // The commit: only while the lock is certainly held (a prune may run otherwise, and remove
     // the packs this backup just wrote, which no index listed until now).
     let mut outcomes = Vec::new();
-    for manifest in manifests {
+    for (manifest, retention) in manifests {
         lock.ensure_held()?;
-        let id = repo.write_point(&manifest)?;
+        let id = repo.write_point_retained(&manifest, retention)?;
         outcomes.push(BackupOutcome {
             id,
             manifest,
@@ -215,8 +216,9 @@ fn parent_point(repo: &Repository, volume_id: &str, id: Id) -> Result<(Id, Manif
     Ok((id, manifest))
 }
 
-/// Stores the blocks of `source` and answers the manifest of its restore point, unwritten;
-/// with a parent, `source` holds the changed blocks only. The caller holds `lock`.
+/// Stores the blocks of `source` and answers the manifest of its restore point, unwritten,
+/// and its retention (Object Lock), everything it needs retained as long already; with a
+/// parent, `source` holds the changed blocks only. The caller holds `lock`.
 fn store(
     repo: &Repository,
     lock: &Lock,
@@ -225,7 +227,7 @@ fn store(
     parent: Option<((Id, Manifest), &[u64])>,
     progress: &Progress,
     threads: usize,
-) -> Result<Manifest, MoverError> {
+) -> Result<(Manifest, Option<ObjectRetention>), MoverError> {
     let time = Utc::now();
     let size = source.size();
     let block_size = u64::from(repo.config().block_size);
@@ -275,13 +277,18 @@ fn store(
     progress.total.store(total, Ordering::Relaxed);
 
     let index = repo.load_index()?;
-    let writer = Writer::new(repo, &index).with_lock(lock);
+    // With Object Lock, everything written is retained as long as the point, and the map
+    // records which older packs the point uses, to extend them.
+    let retention = repo.point_retention(time)?;
+    let writer = Writer::new(repo, &index)
+        .with_lock(lock)
+        .with_retention(retention);
     let feed = Feed::new(work);
     let collector = Collector::new(MapBuilder::new(
         repo,
         &index,
         parent.as_ref().map(|(_, m)| m),
-        false,
+        retention.is_some(),
     ));
     let (blocks_read, blocks_zero) = (AtomicU64::new(0), AtomicU64::new(0));
     let mut packers = parallel::run(threads, |stop| {
@@ -315,8 +322,11 @@ fn store(
         writer.flush(packer)?;
     }
     let written = writer.finish()?;
+    if let (Some(retention), Some(used)) = (retention, &map.used_packs) {
+        repo.retain_for_point(&index, used, retention)?;
+    }
     let (kind, name) = source.describe();
-    Ok(Manifest {
+    let manifest = Manifest {
         version: MANIFEST_VERSION,
         volume_id: volume_id.to_owned(),
         size,
@@ -332,5 +342,6 @@ fn store(
             blocks_new: written.blocks_new,
             bytes_stored: written.bytes_stored,
         },
-    })
+    };
+    Ok((manifest, retention))
 }

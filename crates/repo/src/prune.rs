@@ -17,7 +17,7 @@ use crate::format::{BlockEntry, IndexFile, IndexPack};
 use crate::id::Id;
 use crate::lock::LockKind;
 use crate::repository::{Damaged, Index, Repository};
-use crate::retention::{self, Decision, PointInfo, Retention};
+use crate::retention::{self, Decision, PointInfo, Reason, Retention};
 use crate::writer::Writer;
 use bulwark_storage::FileKind;
 
@@ -43,13 +43,18 @@ pub fn forget(
             time: m.time,
         })
         .collect();
-    let decisions = retention::apply(&points, policy, now).map_err(|e| RepoError::Corrupt(e.to_string()))?;
-    if !dry_run {
-        for d in decisions.iter().filter(|d| !d.keep) {
-            let id: Id =
-                d.id.parse()
-                    .map_err(|e: crate::id::BadId| RepoError::Corrupt(e.to_string()))?;
-            repo.delete_point(&id)?;
+    let mut decisions =
+        retention::apply(&points, policy, now).map_err(|e| RepoError::Corrupt(e.to_string()))?;
+    for d in decisions.iter_mut().filter(|d| !d.keep) {
+        // A point retained by Object Lock is kept, and said so, never tried.
+        let retained = if dry_run {
+            repo.retained_until(FileKind::Point, &d.id)?
+        } else {
+            repo.delete_unless_retained(FileKind::Point, &d.id)?
+        };
+        if let Some(until) = retained {
+            d.keep = true;
+            d.reasons.push(Reason::Retained(until));
         }
     }
     Ok(decisions.into_iter().zip(points).collect())
@@ -72,6 +77,9 @@ pub struct PrunePlan {
     pub bytes_freed: u64,
     /// Files skipped because they are not the repository's (left alone, never deleted).
     pub warnings: Vec<String>,
+    /// Files prune would delete but Object Lock retains, with when they become deletable (a
+    /// pack listed by a retained index file stays with it: its listing must stay true).
+    pub retained: Vec<(String, DateTime<Utc>)>,
     /// The blocks restore points use, read once by the plan for the execution.
     used: HashSet<Id>,
 }
@@ -112,6 +120,7 @@ pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoErr
     // A block's live copy is the one the index resolves to; other copies are unused.
     let by_pack = index.by_pack();
     let mut seen: HashSet<Id> = HashSet::new();
+    let (mut delete, mut repack) = (Vec::new(), Vec::new());
     for (p, pack) in index.packs.iter().enumerate() {
         if !seen.insert(*pack) {
             continue;
@@ -133,26 +142,75 @@ pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoErr
             .map(|e| u64::from(e.length))
             .sum();
         if live == 0 {
-            plan.delete.push(*pack);
-            plan.bytes_freed += size;
+            delete.push((*pack, size));
         } else if unused as f64 >= REPACK_UNUSED_FRACTION * size as f64 {
-            plan.repack.push(*pack);
-            plan.bytes_freed += unused;
+            repack.push((*pack, unused));
         }
     }
     let indexed: HashSet<Id> = index.packs.iter().copied().collect();
-    for (pack, size) in &stored {
-        if !indexed.contains(pack) {
-            plan.unreferenced.push(*pack);
-            plan.bytes_freed += size;
+    let mut unreferenced: Vec<(Id, u64)> = stored
+        .iter()
+        .filter(|(pack, _)| !indexed.contains(*pack))
+        .map(|(pack, size)| (*pack, *size))
+        .collect();
+
+    // Object Lock: what is retained stays, and the plan says until when.
+    let retained_files = retained_index_files(repo, index, &mut plan)?;
+    let listed_by_retained = packs_listed_by(index, &retained_files);
+    for (list, out) in [
+        (&mut delete, &mut plan.delete),
+        (&mut repack, &mut plan.repack),
+        (&mut unreferenced, &mut plan.unreferenced),
+    ] {
+        for (pack, freed) in list.drain(..) {
+            let retained = match repo.retained_until(FileKind::Pack, &pack.to_hex())? {
+                Some(until) => Some(until),
+                None => listed_by_retained.get(&pack).copied(),
+            };
+            match retained {
+                Some(until) => plan.retained.push((FileKind::Pack.path(&pack.to_hex()), until)),
+                None => {
+                    out.push(pack);
+                    plan.bytes_freed += freed;
+                }
+            }
         }
+        out.sort();
     }
-    plan.delete.sort();
-    plan.repack.sort();
-    plan.unreferenced.sort();
     plan.used = used;
     plan.warnings = repo.take_warnings();
     Ok(plan)
+}
+
+/// The index files Object Lock retains (by number in `index.files`), which prune keeps: they
+/// leave the plan's old index files and enter its retained files.
+fn retained_index_files(
+    repo: &Repository,
+    index: &Index,
+    plan: &mut PrunePlan,
+) -> Result<HashMap<u32, DateTime<Utc>>, RepoError> {
+    let mut retained = HashMap::new();
+    for (f, id) in index.files.iter().enumerate() {
+        if let Some(until) = repo.retained_until(FileKind::Index, &id.to_hex())? {
+            retained.insert(f as u32, until);
+            plan.retained.push((FileKind::Index.path(&id.to_hex()), until));
+        }
+    }
+    let kept: HashSet<Id> = retained.keys().map(|f| index.files[*f as usize]).collect();
+    plan.old_index_files.retain(|id| !kept.contains(id));
+    Ok(retained)
+}
+
+/// The packs the given index files list, with the latest date among their files.
+fn packs_listed_by(index: &Index, files: &HashMap<u32, DateTime<Utc>>) -> HashMap<Id, DateTime<Utc>> {
+    let mut packs: HashMap<Id, DateTime<Utc>> = HashMap::new();
+    for (p, pack) in index.packs.iter().enumerate() {
+        if let Some(until) = index.pack_files.get(p).and_then(|f| files.get(f)) {
+            let e = packs.entry(*pack).or_insert(*until);
+            *e = (*e).max(*until);
+        }
+    }
+    packs
 }
 
 /// Plans and executes a prune under an exclusive lock. Returns the plan carried out.
@@ -211,14 +269,35 @@ pub fn prune(repo: &Repository) -> Result<PrunePlan, RepoError> {
     };
 
     // 3. The old index files, now superseded (the new one may have the same name as an old
-    // one, if nothing changed in what it lists).
+    // one, if nothing changed in what it lists). One found retained meanwhile stays, and so do
+    // the packs it lists.
+    let mut plan = plan;
+    let mut kept_files = HashMap::new();
     for old in plan.old_index_files.iter().filter(|f| Some(**f) != new_index) {
-        repo.backend().delete(FileKind::Index, &old.to_hex())?;
+        if let Some(until) = repo.delete_unless_retained(FileKind::Index, &old.to_hex())? {
+            plan.retained.push((FileKind::Index.path(&old.to_hex()), until));
+            if let Some(f) = index.files.iter().position(|x| x == old) {
+                kept_files.insert(f as u32, until);
+            }
+        }
     }
+    let still_listed = packs_listed_by(&index, &kept_files);
 
     // 4. The packs nothing refers to any more.
-    for pack in plan.delete.iter().chain(&plan.repack).chain(&plan.unreferenced) {
-        repo.backend().delete(FileKind::Pack, &pack.to_hex())?;
+    for pack in plan
+        .delete
+        .iter()
+        .chain(&plan.repack)
+        .chain(&plan.unreferenced)
+        .copied()
+        .collect::<Vec<_>>()
+    {
+        let path = FileKind::Pack.path(&pack.to_hex());
+        if let Some(until) = still_listed.get(&pack) {
+            plan.retained.push((path, *until));
+        } else if let Some(until) = repo.delete_unless_retained(FileKind::Pack, &pack.to_hex())? {
+            plan.retained.push((path, until));
+        }
     }
     Ok(plan)
 }

@@ -143,6 +143,10 @@ impl Repository {
             object_lock: options.object_lock.clone(),
         };
         let json = serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Corrupt(e.to_string()))?;
+        // With Object Lock, the config and the key are retained from the start (each backup
+        // extends them): whoever deletes the key destroys every backup.
+        let retention =
+            Self::new(backend.clone(), config.clone(), Keys::None).point_retention(chrono::Utc::now())?;
         let mut key_name = None;
         let keys = if encrypted {
             let mut master = [0u8; 64];
@@ -153,7 +157,10 @@ impl Repository {
             // The key first: a config without a key is an unusable repository, a key without
             // a config is none, and `init` can be run again.
             let name = Id::of_file(&key_file).to_hex();
-            backend.put(FileKind::Key, &name, &key_file)?;
+            match retention {
+                None => backend.put(FileKind::Key, &name, &key_file)?,
+                Some(r) => backend.put_retained(FileKind::Key, &name, &key_file, r)?,
+            }
             key_name = Some(name);
             keys
         } else {
@@ -163,7 +170,11 @@ impl Repository {
             Keys::None => json,
             keys => keys.seal(&json, aad::CONFIG)?,
         };
-        match backend.put(FileKind::Config, "config", &stored) {
+        let put = match retention {
+            None => backend.put(FileKind::Config, "config", &stored),
+            Some(r) => backend.put_retained(FileKind::Config, "config", &stored, r),
+        };
+        match put {
             Ok(()) => {}
             Err(BackendError::AlreadyExists(_)) => {
                 // Another init won the race: ours never was a repository.

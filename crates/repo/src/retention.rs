@@ -90,6 +90,9 @@ pub enum Reason {
     },
     /// Dated after the current time (clock skew): always kept.
     Future,
+    /// Forgotten by the policy, but retained by Object Lock until then: kept, and deletable
+    /// from then on (`forget` adds it; [`apply`] never does).
+    Retained(DateTime<Utc>),
 }
 
 impl fmt::Display for Reason {
@@ -100,6 +103,11 @@ impl fmt::Display for Reason {
             Reason::Weekly { year, week } => write!(f, "weekly {year:04}-W{week:02}"),
             Reason::Monthly { year, month } => write!(f, "monthly {year:04}-{month:02}"),
             Reason::Future => f.write_str("dated after now (clock skew)"),
+            Reason::Retained(until) => write!(
+                f,
+                "retained by Object Lock until {}, deletable then",
+                until.to_rfc3339()
+            ),
         }
     }
 }
