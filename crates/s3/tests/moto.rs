@@ -394,3 +394,114 @@ fn a_bucket_without_object_lock_cannot_retain() {
     let backend = moto.backend(&bucket, "");
     assert!(!backend.capabilities().retention);
 }
+
+#[test]
+fn an_object_lock_repository_retains_what_its_points_need() {
+    use bulwark_repo::{
+        forget, prune, verify, InitOptions, ObjectLock, ObjectState, Reason, Repository, Retention, Secret,
+    };
+    use std::sync::Arc;
+
+    let Some(moto) = moto() else { return };
+    let bucket = moto.locked_bucket("repo");
+    let backend = Arc::new(moto.backend(&bucket, "repo"));
+    let options = InitOptions {
+        object_lock: Some(ObjectLock {
+            mode: "governance".into(),
+            days: 1,
+        }),
+    };
+    let repo = Repository::init_with(backend.clone(), &Secret::KeyFile([6; 32]), &options).unwrap();
+    let dir = std::env::temp_dir().join(format!("bulwark-s3-lock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut points = Vec::new();
+    for seed in 1..=2u8 {
+        let path = dir.join(format!("vol{seed}.img"));
+        std::fs::write(&path, vec![seed; 3 << 19]).unwrap();
+        let source = bulwark_mover::FileSource::open(&path).unwrap();
+        let out = bulwark_mover::backup(
+            &repo,
+            &source,
+            "vol",
+            None,
+            &bulwark_mover::Progress::default(),
+            2,
+        )
+        .unwrap();
+        points.push(out.id);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // S3 itself holds the retention: every object of the repository but the locks.
+    let tomorrow = chrono::Utc::now() + chrono::Duration::hours(23);
+    let objects = moto
+        .runtime
+        .block_on(
+            moto.client
+                .list_objects_v2()
+                .bucket(&bucket)
+                .prefix("repo/")
+                .send(),
+        )
+        .unwrap();
+    let keys: Vec<String> = objects
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert!(keys.len() >= 6, "{keys:?}");
+    for key in &keys {
+        let head = moto
+            .runtime
+            .block_on(moto.client.head_object().bucket(&bucket).key(key).send())
+            .unwrap();
+        assert_eq!(
+            head.object_lock_mode().map(|m| m.as_str()),
+            Some("GOVERNANCE"),
+            "{key}"
+        );
+        let until = head.object_lock_retain_until_date().unwrap().secs();
+        assert!(until >= tomorrow.timestamp(), "{key} retained until {until}");
+    }
+    // Forget keeps the older point, retained; prune deletes nothing.
+    let policy = Retention {
+        keep_last: 1,
+        ..Retention::default()
+    };
+    let decisions = forget(&repo, &policy, chrono::Utc::now(), false).unwrap();
+    assert!(decisions.iter().all(|(d, _)| d.keep), "{decisions:?}");
+    assert!(decisions
+        .iter()
+        .any(|(d, _)| matches!(d.reasons.as_slice(), [Reason::Retained(_)])));
+    assert_eq!(repo.point_ids().unwrap().len(), 2);
+    let plan = prune(&repo).unwrap();
+    assert!(plan.delete.is_empty() && plan.repack.is_empty(), "{plan:?}");
+    // Whoever deletes a version behind bulwark's back is refused by S3.
+    let key = format!("repo/points/{}", points[0]);
+    let head = moto
+        .runtime
+        .block_on(moto.client.head_object().bucket(&bucket).key(&key).send())
+        .unwrap();
+    let refused = moto.runtime.block_on(
+        moto.client
+            .delete_object()
+            .bucket(&bucket)
+            .key(&key)
+            .version_id(head.version_id().unwrap())
+            .send(),
+    );
+    assert!(refused.is_err(), "a retained version cannot be deleted");
+    // And bulwark's own delete is not even tried.
+    assert!(matches!(
+        backend.delete(FileKind::Point, &points[0].to_hex()),
+        Err(BackendError::Locked { .. })
+    ));
+    let report = verify(&repo, true, 2).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert!(report.objects.values().all(|s| matches!(
+        s,
+        ObjectState::Intact {
+            retained_until: Some(_)
+        }
+    )));
+}
