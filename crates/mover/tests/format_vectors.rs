@@ -1,7 +1,9 @@
-//! A repository written by format version 1, committed in crates/repo/tests/vectors: every
-//! later version must open it and restore it bit for bit. To write it anew (only when the
-//! format version changes, into a new folder): `BULWARK_WRITE_VECTORS=1 cargo test -p
-//! bulwark-mover --test format_vectors -- --ignored`.
+//! Repositories written by each format version, committed in crates/repo/tests/vectors: v1
+//! (manifest version 1) and v2 (manifest version 2, block maps in chunks, and an incremental
+//! point built on the first); every later version must open them and restore them
+//! bit for bit. To write a new one (only when a format version changes, into a new folder; set
+//! `VECTORS` below): `BULWARK_WRITE_VECTORS=1 cargo test -p bulwark-mover --test format_vectors
+//! -- --ignored`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,8 +17,13 @@ use bulwark_storage::LocalBackend;
 const KEY: [u8; 32] = [0x42; 32];
 const BS: usize = BLOCK_SIZE as usize;
 
-fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo/tests/vectors/v1")
+/// The folder `write_vectors` writes: that of the newest version.
+const VECTORS: &str = "v2";
+
+fn vectors(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../repo/tests/vectors")
+        .join(version)
 }
 
 /// The volume in the vectors: a text block, a zero block, the text block again, and a short
@@ -56,7 +63,7 @@ fn version_1_vectors_restore_bit_for_bit() {
     // Work on a copy: opening takes a lock, which writes to the repository.
     let tmp = std::env::temp_dir().join(format!("bulwark-vectors-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    copy_dir(&vectors(), &tmp.join("repo"));
+    copy_dir(&vectors("v1"), &tmp.join("repo"));
     let repo = Repository::open(
         Arc::new(LocalBackend::new(tmp.join("repo"))),
         &Secret::KeyFile(KEY),
@@ -72,8 +79,7 @@ fn version_1_vectors_restore_bit_for_bit() {
     assert!(verify(&repo, true, 1).unwrap().is_clean());
 
     // A version 2 restore point on top of the version 1 one: block 1 (zeros) now holds data.
-    let mut changed = volume();
-    changed[BS..2 * BS].fill(0x5a);
+    let changed = changed_volume();
     std::fs::write(tmp.join("changed.img"), &changed).unwrap();
     let source = FileSource::open(&tmp.join("changed.img")).unwrap();
     let child = backup(
@@ -94,13 +100,46 @@ fn version_1_vectors_restore_bit_for_bit() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
+/// The v2 volume's second point: block 1 (zeros in the first) holds data.
+fn changed_volume() -> Vec<u8> {
+    let mut v = volume();
+    v[BS..2 * BS].fill(0x5a);
+    v
+}
+
+#[test]
+fn version_2_vectors_restore_bit_for_bit() {
+    let tmp = std::env::temp_dir().join(format!("bulwark-vectors2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    copy_dir(&vectors("v2"), &tmp.join("repo"));
+    let repo = Repository::open(
+        Arc::new(LocalBackend::new(tmp.join("repo"))),
+        &Secret::KeyFile(KEY),
+    )
+    .unwrap();
+    let points = repo.points().unwrap();
+    assert_eq!(points.len(), 2);
+    let (first, parent) = (&points[0], &points[1]);
+    assert_eq!(parent.1.parent, Some(first.0), "the second is built on the first");
+    for ((id, manifest), want) in [(first, volume()), (parent, changed_volume())] {
+        assert_eq!(manifest.version, MANIFEST_VERSION);
+        assert!(!manifest.map.is_empty() && manifest.blocks.is_empty());
+        let out = tmp.join(format!("{}.img", id.short()));
+        let target = FileTarget::create(&out, manifest.size).unwrap();
+        restore(&repo, id, &target, &Progress::default(), 2).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), want, "{id}");
+    }
+    assert!(verify(&repo, true, 1).unwrap().is_clean());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
 #[test]
 #[ignore = "writes the vectors; run by hand when the format version changes"]
 fn write_vectors() {
     if std::env::var_os("BULWARK_WRITE_VECTORS").is_none() {
         return;
     }
-    let dir = vectors();
+    let dir = vectors(VECTORS);
     assert!(
         !dir.exists(),
         "{} exists: vectors of a released version never change",
@@ -114,6 +153,16 @@ fn write_vectors() {
         &FileSource::open(&img).unwrap(),
         "vol-0123456789abcdef0",
         None,
+        &Progress::default(),
+        1,
+    )
+    .unwrap();
+    std::fs::write(&img, changed_volume()).unwrap();
+    backup(
+        &repo,
+        &FileSource::open(&img).unwrap(),
+        "vol-0123456789abcdef0",
+        Some(&[1]),
         &Progress::default(),
         1,
     )
