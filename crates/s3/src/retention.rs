@@ -145,8 +145,9 @@ impl S3Backend {
         Ok(())
     }
 
-    /// Whether the bucket has Object Lock enabled. Asked once; an answer that is not one (a
-    /// network failure, a denied request) counts as no, and is asked again next time.
+    /// Whether the bucket has Object Lock enabled. Asked once: S3's answer is kept, a refusal
+    /// (no `s3:GetBucketObjectLockConfiguration`) counting as no; a failure to get an answer (the
+    /// network, a timeout) counts as no and is asked again next time.
     pub(crate) fn bucket_has_object_lock(&self) -> bool {
         let mut known = self
             .object_lock
@@ -168,10 +169,9 @@ impl S3Backend {
                         .and_then(|c| c.object_lock_enabled())
                         == Some(&ObjectLockEnabled::Enabled),
                 ),
-                Err(e) => {
-                    use aws_sdk_s3::error::ProvideErrorMetadata;
-                    (e.code() == Some("ObjectLockConfigurationNotFoundError")).then_some(false)
-                }
+                // S3 answered: no configuration, or no permission to read it.
+                Err(aws_sdk_s3::error::SdkError::ServiceError(_)) => Some(false),
+                Err(_) => None,
             }
         });
         *known = answer;
