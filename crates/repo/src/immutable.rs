@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::error::RepoError;
-use crate::format::Manifest;
+use crate::format::{Config, Manifest};
 use crate::repository::{Index, Repository};
 use bulwark_storage::{BackendError, FileKind, Retention as ObjectRetention};
 
@@ -35,18 +35,27 @@ fn whole_second_after(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(t)
 }
 
+/// The retention of what a repository of `config` writes at `time` (`None` without Object
+/// Lock): until `time` plus the lock's days.
+pub(crate) fn retention_from(
+    config: &Config,
+    time: DateTime<Utc>,
+) -> Result<Option<ObjectRetention>, RepoError> {
+    let Some(lock) = &config.object_lock else {
+        return Ok(None);
+    };
+    let mode = lock.mode().map_err(RepoError::Corrupt)?;
+    Ok(Some(ObjectRetention {
+        mode,
+        until: whole_second_after(time + Duration::days(i64::from(lock.days))),
+    }))
+}
+
 impl Repository {
     /// The retention of a restore point whose backup started at `time` (`None` without Object
     /// Lock).
     pub fn point_retention(&self, time: DateTime<Utc>) -> Result<Option<ObjectRetention>, RepoError> {
-        let Some(lock) = &self.config().object_lock else {
-            return Ok(None);
-        };
-        let mode = lock.mode().map_err(RepoError::Corrupt)?;
-        Ok(Some(ObjectRetention {
-            mode,
-            until: whole_second_after(time + Duration::days(i64::from(lock.days))),
-        }))
+        retention_from(self.config(), time)
     }
 
     /// Retains everything a restore point retained as `point` needs that the backup did not
