@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bulwark_mover::{FileSource, FileTarget, Progress};
-use bulwark_repo::{Manifest, Repository, Retention, Secret};
+use bulwark_repo::{InitOptions, Manifest, ObjectLock, ObjectState, Repository, Retention, Secret};
 use bulwark_storage::{Backend, LocalBackend};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -48,6 +48,19 @@ pub enum RepoCommand {
         /// Create it without encryption (data readable by whoever can read the storage).
         #[arg(long, conflicts_with_all = ["password_file", "key_file"])]
         no_encryption: bool,
+        /// Make every backup immutable with Object Lock in this mode (governance: only users
+        /// allowed to bypass it can shorten a retention; compliance: no one can). The store must
+        /// retain: an S3 bucket made with Object Lock, or a directory (emulated).
+        #[arg(
+            long,
+            value_name = "MODE",
+            value_parser = ["governance", "compliance"],
+            requires = "lock_days"
+        )]
+        object_lock: Option<String>,
+        /// Days a restore point stays retained after its backup started (with --object-lock).
+        #[arg(long, value_name = "N", requires = "object_lock")]
+        lock_days: Option<u32>,
     },
 }
 
@@ -195,18 +208,43 @@ impl RepoArgs {
 
 pub fn run_repo(cmd: &RepoCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        RepoCommand::Init { repo, no_encryption } => {
+        RepoCommand::Init {
+            repo,
+            no_encryption,
+            object_lock,
+            lock_days,
+        } => {
             let secret = repo.secret()?;
             if matches!(secret, Secret::None) && !no_encryption {
                 bail!("give --password-file or --key-file for an encrypted repository, or --no-encryption");
             }
-            let r = Repository::init(repo.backend()?, &secret)?;
+            let options = InitOptions {
+                object_lock: object_lock
+                    .as_ref()
+                    .zip(*lock_days)
+                    .map(|(mode, days)| ObjectLock {
+                        mode: mode.clone(),
+                        days,
+                    }),
+            };
+            let r = Repository::init_with(repo.backend()?, &secret, &options)?;
             let how = if *no_encryption {
                 "unencrypted"
             } else {
                 "encrypted (AES-256-GCM)"
             };
-            println!("created repository {} at {}, {how}", r.config().id, repo.repo);
+            let immutable = match &r.config().object_lock {
+                Some(lock) => format!(
+                    "; Object Lock ({}): each restore point and what it uses retained {} days from its backup",
+                    lock.mode, lock.days
+                ),
+                None => String::new(),
+            };
+            println!(
+                "created repository {} at {}, {how}{immutable}",
+                r.config().id,
+                repo.repo
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -278,12 +316,14 @@ fn backup(
     })?;
     let seconds = start.elapsed().as_secs_f64();
     let s = &out.manifest.stats;
+    warn(&out.warnings);
     if run.json {
         println!(
             "{}",
-            pretty(
-                &json!({ "point": out.id, "manifest": point_json(&out.id, &out.manifest), "seconds": seconds })
-            )
+            pretty(&json!({
+                "point": out.id, "manifest": point_json(&out.id, &out.manifest), "seconds": seconds,
+                "warnings": out.warnings,
+            }))
         );
     } else {
         println!(
@@ -318,6 +358,7 @@ fn list(repo: &RepoArgs, volume_id: Option<&str>, json: bool) -> anyhow::Result<
         .into_iter()
         .filter(|(_, m)| volume_id.is_none_or(|v| m.volume_id == v))
         .collect();
+    warn(&r.take_warnings());
     if json {
         let list: Vec<_> = points.iter().map(|(id, m)| point_json(id, m)).collect();
         println!("{}", pretty(&list));
@@ -354,12 +395,14 @@ fn restore(repo: &RepoArgs, point: &str, target: &Path, run: &RunArgs) -> anyhow
         bulwark_mover::restore(&r, &id, &tgt, &progress, run.threads())
     })?;
     let seconds = start.elapsed().as_secs_f64();
+    warn(&out.warnings);
     if run.json {
         println!(
             "{}",
             pretty(&json!({
                 "point": id, "target": target, "size": manifest.size, "blocks_written": out.blocks_written,
                 "blocks_zero": out.blocks_zero, "reads": out.reads, "seconds": seconds,
+                "warnings": out.warnings,
             }))
         );
     } else {
@@ -379,13 +422,21 @@ fn restore(repo: &RepoArgs, point: &str, target: &Path, run: &RunArgs) -> anyhow
 fn verify(repo: &RepoArgs, read_data: bool, run: &RunArgs) -> anyhow::Result<ExitCode> {
     let r = repo.open()?;
     let report = bulwark_repo::verify(&r, read_data, run.threads())?;
+    warn(&report.warnings);
+    let states = StateCounts::of(report.objects.values());
     if run.json {
+        let objects: serde_json::Map<String, serde_json::Value> = report
+            .objects
+            .iter()
+            .map(|(path, state)| (path.clone(), state_json(state)))
+            .collect();
         println!(
             "{}",
             pretty(&json!({
                 "clean": report.is_clean(), "problems": report.problems, "damaged_points": report.damaged_points,
                 "points": report.points, "packs": report.packs, "blocks_read": report.blocks_read,
-                "unreferenced_packs": report.unreferenced_packs,
+                "unreferenced_packs": report.unreferenced_packs, "warnings": report.warnings,
+                "objects": objects,
             }))
         );
     } else {
@@ -418,6 +469,7 @@ fn verify(repo: &RepoArgs, read_data: bool, run: &RunArgs) -> anyhow::Result<Exi
                 String::new()
             }
         );
+        println!("{}", states.describe());
     }
     Ok(if report.is_clean() {
         ExitCode::SUCCESS
@@ -432,6 +484,8 @@ fn forget(repo: &RepoArgs, policy: &Retention, dry_run: bool, json: bool) -> any
     }
     let r = repo.open()?;
     let decisions = bulwark_repo::forget(&r, policy, chrono::Utc::now(), dry_run)?;
+    let warnings = r.take_warnings();
+    warn(&warnings);
     if json {
         let list: Vec<_> = decisions
             .iter()
@@ -440,7 +494,10 @@ fn forget(repo: &RepoArgs, policy: &Retention, dry_run: bool, json: bool) -> any
                 json!({ "id": d.id, "volume_id": p.volume_id, "time": p.time, "keep": d.keep, "reasons": reasons })
             })
             .collect();
-        println!("{}", pretty(&json!({ "dry_run": dry_run, "points": list })));
+        println!(
+            "{}",
+            pretty(&json!({ "dry_run": dry_run, "points": list, "warnings": warnings }))
+        );
         return Ok(ExitCode::SUCCESS);
     }
     for (d, p) in &decisions {
@@ -476,13 +533,19 @@ fn forget(repo: &RepoArgs, policy: &Retention, dry_run: bool, json: bool) -> any
 fn prune(repo: &RepoArgs, json: bool) -> anyhow::Result<ExitCode> {
     let r = repo.open()?;
     let plan = bulwark_repo::prune(&r)?;
+    warn(&plan.warnings);
     if json {
+        let retained: Vec<_> = plan
+            .retained
+            .iter()
+            .map(|(file, until)| json!({ "file": file, "deletable_after": until }))
+            .collect();
         println!(
             "{}",
             pretty(&json!({
                 "deleted_packs": plan.delete.len(), "repacked_packs": plan.repack.len(),
                 "unreferenced_packs": plan.unreferenced.len(), "bytes_freed": plan.bytes_freed,
-                "used_blocks": plan.used_blocks,
+                "used_blocks": plan.used_blocks, "retained": retained, "warnings": plan.warnings,
             }))
         );
     } else {
@@ -494,8 +557,89 @@ fn prune(repo: &RepoArgs, json: bool) -> anyhow::Result<ExitCode> {
             bytes(plan.bytes_freed),
             plan.used_blocks
         );
+        let dates = plan.retained.iter().map(|(_, until)| until);
+        if let (Some(first), Some(last)) = (dates.clone().min(), dates.max()) {
+            let when = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+            let span = if first == last {
+                format!("deletable after {}", when(first))
+            } else {
+                format!(
+                    "deletable from {} (the first) to {} (the last)",
+                    when(first),
+                    when(last)
+                )
+            };
+            let n = plan.retained.len();
+            println!(
+                "{n} {} kept: retained by Object Lock, {span}; `--json` lists each",
+                if n == 1 { "file" } else { "files" }
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what the repository skipped, on stderr: the result on stdout stays parseable.
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// How many objects verify found in each state.
+#[derive(Default)]
+struct StateCounts {
+    intact: usize,
+    retained: usize,
+    first_deletable: Option<chrono::DateTime<chrono::Utc>>,
+    missing: usize,
+    damaged: usize,
+}
+
+impl StateCounts {
+    fn of<'a>(states: impl Iterator<Item = &'a ObjectState>) -> Self {
+        let mut c = Self::default();
+        for state in states {
+            match state {
+                ObjectState::Missing => c.missing += 1,
+                ObjectState::Damaged(_) => c.damaged += 1,
+                ObjectState::Intact { retained_until } => {
+                    c.intact += 1;
+                    if let Some(until) = retained_until {
+                        c.retained += 1;
+                        c.first_deletable = Some(c.first_deletable.map_or(*until, |f| f.min(*until)));
+                    }
+                }
+            }
+        }
+        c
+    }
+
+    fn describe(&self) -> String {
+        let locked = match self.first_deletable {
+            Some(first) => format!(
+                " ({} locked and intact: retained by Object Lock, the first until {})",
+                self.retained,
+                first.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            None => String::new(),
+        };
+        format!(
+            "objects: {} intact{locked}, {} missing, {} damaged",
+            self.intact, self.missing, self.damaged
+        )
+    }
+}
+
+/// One object's state for `verify --json`.
+fn state_json(state: &ObjectState) -> serde_json::Value {
+    match state {
+        ObjectState::Missing => json!({ "state": "missing" }),
+        ObjectState::Damaged(why) => json!({ "state": "damaged", "why": why }),
+        ObjectState::Intact { retained_until } => {
+            json!({ "state": "intact", "retained_until": retained_until })
+        }
+    }
 }
 
 /// Runs `work` with a progress bar on stderr if stderr is a terminal (nothing on a pipe).

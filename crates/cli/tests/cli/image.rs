@@ -426,3 +426,151 @@ fn an_s3_repository_through_the_binary() {
         "40 MiB with random data spans several packs: {verify}"
     );
 }
+
+fn backup_of(s: &Scratch, seed: u64) -> String {
+    std::fs::write(s.path("vol.img"), image(seed, 2)).unwrap();
+    let out = s.ok(&[
+        "image",
+        "backup",
+        "--source",
+        &s.path("vol.img"),
+        "--volume-id",
+        "vol-1",
+        "--json",
+    ]);
+    let result: Value = serde_json::from_str(&out).unwrap();
+    result["point"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn repo_init_takes_an_object_lock_mode_and_days() {
+    let s = Scratch::new("lock-args");
+    let (code, _, err) = s.run(&["repo", "init", "--object-lock", "governance"]);
+    assert_eq!(code, EXIT_INPUT, "a mode needs its days: {err}");
+    assert!(err.contains("--lock-days"), "{err}");
+    let (code, _, err) = s.run(&["repo", "init", "--object-lock", "forever", "--lock-days", "3"]);
+    assert_eq!(code, EXIT_INPUT, "{err}");
+    assert!(err.contains("governance") && err.contains("compliance"), "{err}");
+    let (code, _, err) = s.run(&["repo", "init", "--object-lock", "compliance", "--lock-days", "0"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("0 days"), "{err}");
+
+    // A directory emulates Object Lock (docs/repository-format.md).
+    let out = s.ok(&["repo", "init", "--object-lock", "compliance", "--lock-days", "30"]);
+    assert!(
+        out.contains("Object Lock (compliance)") && out.contains("30 days"),
+        "{out}"
+    );
+}
+
+/// forget keeps a point Object Lock retains and says until when; prune keeps the retained
+/// files and says when the first becomes deletable; verify counts them locked and intact.
+#[test]
+fn retained_points_and_files_are_kept_and_shown() {
+    let s = Scratch::new("lock");
+    s.ok(&["repo", "init", "--object-lock", "governance", "--lock-days", "30"]);
+    let first = backup_of(&s, 1);
+    backup_of(&s, 2);
+
+    let out = s.ok(&["image", "forget", "--keep-last", "1"]);
+    assert!(
+        out.contains(&format!("keep   {}", &first[..8])) && out.contains("retained by Object Lock until"),
+        "{out}"
+    );
+    assert!(out.contains("2 kept, 0 removed"), "{out}");
+    assert_eq!(points(&s).len(), 2);
+
+    let out = s.ok(&["image", "prune"]);
+    assert!(
+        out.contains(" kept: retained by Object Lock, deletable "),
+        "{out}"
+    );
+    let plan: Value = serde_json::from_str(&s.ok(&["image", "prune", "--json"])).unwrap();
+    let retained = plan["retained"].as_array().unwrap();
+    assert!(!retained.is_empty(), "{plan}");
+    assert!(
+        retained.iter().all(|r| r["deletable_after"].is_string()),
+        "{plan}"
+    );
+
+    let out = s.ok(&["image", "verify"]);
+    assert!(
+        out.contains("locked and intact: retained by Object Lock") && out.contains("0 missing, 0 damaged"),
+        "{out}"
+    );
+    let report: Value = serde_json::from_str(&s.ok(&["image", "verify", "--json"])).unwrap();
+    let objects = report["objects"].as_object().unwrap();
+    let point = &objects[&format!("points/{first}")];
+    assert_eq!(point["state"], "intact", "{report}");
+    assert!(point["retained_until"].is_string(), "{report}");
+}
+
+/// verify names each object's state: a pack deleted behind the repository's back is missing.
+#[test]
+fn verify_reports_each_objects_state() {
+    let s = Scratch::new("states");
+    s.ok(&["repo", "init"]);
+    backup_of(&s, 3);
+    let report: Value = serde_json::from_str(&s.ok(&["image", "verify", "--json"])).unwrap();
+    let objects = report["objects"].as_object().unwrap();
+    let (pack, state) = objects
+        .iter()
+        .find(|(path, _)| path.starts_with("data/"))
+        .unwrap();
+    assert_eq!(state["state"], "intact");
+    assert!(state["retained_until"].is_null(), "no Object Lock: {state}");
+
+    std::fs::remove_file(s.0.join("repo").join(pack)).unwrap();
+    let (code, out, _) = s.run(&["image", "verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 missing"), "{out}");
+    let (code, out, _) = s.run(&["image", "verify", "--json"]);
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["objects"][pack]["state"], "missing", "{report}");
+}
+
+/// A file that is not the repository's is skipped with a warning on stderr, never fatal; the
+/// JSON result carries it too.
+#[test]
+fn stray_files_are_warnings() {
+    let s = Scratch::new("stray");
+    s.ok(&["repo", "init"]);
+    backup_of(&s, 4);
+    // Backups read the index files, list and forget the restore points, verify and prune both.
+    std::fs::write(s.0.join("repo/points/notes.txt"), "not a restore point").unwrap();
+    std::fs::write(s.0.join("repo/index/notes.txt"), "not an index file").unwrap();
+    let expected = "/notes.txt: not a file of the repository";
+
+    std::fs::write(s.path("vol.img"), image(5, 2)).unwrap();
+    for args in [
+        &[
+            "image",
+            "backup",
+            "--source",
+            &s.path("vol.img"),
+            "--volume-id",
+            "vol-1",
+        ][..],
+        &["image", "list"],
+        &["image", "verify"],
+        &["image", "forget", "--keep-last", "5"],
+        &["image", "prune"],
+    ] {
+        let (code, _, err) = s.run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(
+            err.starts_with("warning: ") && err.contains(expected),
+            "{args:?}: {err}"
+        );
+    }
+    let report: Value = serde_json::from_str(&s.ok(&["image", "verify", "--json"])).unwrap();
+    assert_eq!(report["clean"], true, "a stray file is no damage: {report}");
+    let warnings = report["warnings"].as_array().unwrap();
+    for stray in ["index/notes.txt", "points/notes.txt"] {
+        assert!(
+            warnings.iter().any(|w| w.as_str().unwrap().contains(stray)),
+            "{stray}: {report}"
+        );
+    }
+}
