@@ -2,19 +2,20 @@
 //! kept ones too if it failed), and after a crash, from the journals of sessions that did not
 //! finish.
 
-use std::path::PathBuf;
-
 use bulwark_cloud::{CloudError, ErrorKind};
 
-use crate::journal::{self, Entry, Journal, Target, Undo};
+use crate::journal::{self, Entry, Target, Undo};
 use crate::session::Failure;
+use crate::store::JournalHandle;
 use crate::{Engine, EngineError, Event, SessionId};
 
 /// What recovery did for one unfinished session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recovery {
-    /// The journal.
-    pub journal: PathBuf,
+    /// The session.
+    pub session: SessionId,
+    /// Where its journal is.
+    pub journal: String,
     /// Resources removed.
     pub removed: usize,
     /// Resources still left, with why.
@@ -62,18 +63,18 @@ fn gone(error: &CloudError, target: &Target) -> bool {
 
 /// Removes what a journal says is left: temporary resources, and kept ones too if the
 /// session did not succeed. Answers what could not be removed.
-pub(crate) fn clean(
-    engine: &Engine,
-    session: &SessionId,
-    journal: &mut Journal,
-) -> Result<Vec<String>, EngineError> {
-    let leftovers = journal::read(journal.path())?;
+pub(crate) fn clean(engine: &Engine, journal: &mut dyn JournalHandle) -> Result<Vec<String>, EngineError> {
+    let session = journal.session().clone();
+    let leftovers = journal::replay(&journal.entries()?).map_err(|e| EngineError::Journal {
+        path: journal.location(),
+        message: e.to_string(),
+    })?;
     let mut left = Vec::new();
     for (name, undo_step, kept) in leftovers.created.iter().rev() {
         if *kept && leftovers.succeeded {
             continue;
         }
-        engine.emit(session, &Event::Cleanup { name: name.clone() });
+        engine.emit(&session, &Event::Cleanup { name: name.clone() });
         match undo(engine, undo_step) {
             Ok(()) => journal.record(&Entry::Removed { name: name.clone() })?,
             Err(Failure::Cloud(e)) => left.push(format!("{name}: {e}")),
@@ -86,17 +87,22 @@ pub(crate) fn clean(
     Ok(left)
 }
 
-/// Cleans up after sessions that did not finish.
+/// Cleans up after sessions that did not finish and whose owner is gone; sessions still run by
+/// a live process (this one or another) are left to it.
 pub(crate) fn recover(engine: &Engine) -> Result<Vec<Recovery>, EngineError> {
     let mut out = Vec::new();
-    for path in journal::open_journals(engine.journals())? {
-        let before = journal::read(&path)?;
-        let session = journal::session_of(&path)?;
-        let mut journal = Journal::reopen(&path)?;
-        let left = clean(engine, &session, &mut journal)?;
+    for session in engine.store.unfinished()? {
+        let Some(mut journal) = engine.store.take_over(&session)? else {
+            continue;
+        };
+        let before = journal::replay(&journal.entries()?)
+            .map(|l| l.created.len())
+            .unwrap_or_default();
+        let left = clean(engine, journal.as_mut())?;
         out.push(Recovery {
-            journal: path,
-            removed: before.created.len() - left.len(),
+            session,
+            journal: journal.location(),
+            removed: before.saturating_sub(left.len()),
             left,
         });
     }

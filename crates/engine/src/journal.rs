@@ -1,16 +1,13 @@
-//! The session journal: one file per session, one JSON line per event, flushed to disk before
-//! the session goes on. It lists everything the session created and how to remove it, so that
+//! What a session's journal records: every resource it created and how to remove it, so that
 //! after a failure, or after the appliance itself was killed, the next start removes exactly
-//! what is left (`Engine::recover`).
-
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+//! what is left (`Engine::recover`). Each entry is made durable by the state store
+//! ([`crate::store`]) before the session goes on.
+//!
+//! The journal outlives the process that wrote it, so it is versioned: its first entry says
+//! which version wrote it, and a reader refuses a version it does not know.
 
 use bulwark_model::{AccountId, Action, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
-
-use crate::{EngineError, SessionId};
 
 /// A concrete resource, by its AWS ids.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +51,9 @@ pub struct Undo {
 pub enum Entry {
     /// The session started.
     Started {
+        /// The journal format's version ([`VERSION`]).
+        #[serde(default = "first_version")]
+        version: u32,
         /// Session id.
         session: String,
         /// The plan's summary.
@@ -79,58 +79,12 @@ pub enum Entry {
     Closed,
 }
 
-/// An open journal.
-pub struct Journal {
-    path: PathBuf,
-    file: File,
-}
+/// The version of the journal format this engine writes and reads.
+pub const VERSION: u32 = 1;
 
-fn journal_error(path: &Path, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Journal {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-impl Journal {
-    /// Creates the journal of a new session in `dir`.
-    pub fn create(dir: &Path, session: &SessionId) -> Result<Journal, EngineError> {
-        fs::create_dir_all(dir).map_err(|e| journal_error(dir, e))?;
-        let path = dir.join(format!("{session}.journal"));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| journal_error(&path, e))?;
-        Ok(Journal { path, file })
-    }
-
-    /// Reopens a journal to go on recording (recovery).
-    pub fn reopen(path: &Path) -> Result<Journal, EngineError> {
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| journal_error(path, e))?;
-        Ok(Journal {
-            path: path.to_path_buf(),
-            file,
-        })
-    }
-
-    /// The journal file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Appends an entry and makes it durable before returning.
-    pub fn record(&mut self, entry: &Entry) -> Result<(), EngineError> {
-        let mut line = serde_json::to_vec(entry).map_err(|e| journal_error(&self.path, e))?;
-        line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .map_err(|e| journal_error(&self.path, e))?;
-        self.file.sync_data().map_err(|e| journal_error(&self.path, e))
-    }
+/// Journals written before entries carried a version.
+fn first_version() -> u32 {
+    1
 }
 
 /// What a journal says is left.
@@ -144,21 +98,26 @@ pub struct Leftovers {
     pub closed: bool,
 }
 
-/// Reads a journal. A torn last line (the process died while writing it) is ignored: the
-/// entry it held was not yet durable, so the call it records had not yet returned.
-pub fn read(path: &Path) -> Result<Leftovers, EngineError> {
-    let file = File::open(path).map_err(|e| journal_error(path, e))?;
+/// Why a journal cannot be replayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// A journal of a newer engine.
+    #[error("the journal was written by journal format {0}, and this bulwark knows up to {VERSION}: run the newer bulwark that wrote it")]
+    Version(u32),
+}
+
+/// Replays a journal's entries into what is left.
+pub fn replay(entries: &[Entry]) -> Result<Leftovers, ReplayError> {
     let mut out = Leftovers::default();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(|e| journal_error(path, e))?;
-        let Ok(entry) = serde_json::from_str::<Entry>(&line) else {
-            continue;
-        };
+    for entry in entries {
         match entry {
+            Entry::Started { version, .. } if *version > VERSION => {
+                return Err(ReplayError::Version(*version))
+            }
             Entry::Started { .. } => {}
-            Entry::Created { name, undo, kept } => out.created.push((name, undo, kept)),
+            Entry::Created { name, undo, kept } => out.created.push((name.clone(), undo.clone(), *kept)),
             Entry::Removed { name } => {
-                if let Some(i) = out.created.iter().rposition(|(n, _, _)| *n == name) {
+                if let Some(i) = out.created.iter().rposition(|(n, _, _)| n == name) {
                     out.created.remove(i);
                 }
             }
@@ -166,31 +125,5 @@ pub fn read(path: &Path) -> Result<Leftovers, EngineError> {
             Entry::Closed => out.closed = true,
         }
     }
-    Ok(out)
-}
-
-/// The session a journal file belongs to (its name).
-pub fn session_of(path: &Path) -> Result<SessionId, EngineError> {
-    path.file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| journal_error(path, "the file name is not a session id"))
-}
-
-/// The journals in `dir` that are not closed.
-pub fn open_journals(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(journal_error(dir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| journal_error(dir, e))?.path();
-        if path.extension().is_some_and(|x| x == "journal") && !read(&path)?.closed {
-            out.push(path);
-        }
-    }
-    out.sort();
     Ok(out)
 }

@@ -1,6 +1,7 @@
 //! The world the embedded cloud holds: every account's IAM, and per region its KMS keys,
 //! volumes, snapshots, instances and queues. It is plain data, saved whole to the data
-//! directory after every change so that separate `bulwark` commands see the same world.
+//! directory after every change so that separate `bulwark` commands see the same world
+//! (`persist`).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,9 @@ use crate::store::BlockMap;
 /// Everything.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct World {
+    /// The state format's version (`persist::STATE_VERSION`).
+    #[serde(default)]
+    pub version: u32,
     pub accounts: BTreeMap<AccountId, Account>,
     /// Credentials issued, by access key id.
     pub sessions: BTreeMap<String, Session>,

@@ -104,8 +104,8 @@ fn assert_unchanged(before: &Inventory, after: &Inventory, what: &str) {
 
 /// Asserts that every session journal is closed: recovery finds nothing to do.
 fn assert_journals_closed(world: &World, what: &str) {
-    let dir = world.embedded.dir().join("appliance").join("sessions");
-    let open = bulwark_engine::journal::open_journals(&dir).expect("the journal directory reads");
+    let store = bulwark_engine::FileStore::new(&world.embedded.dir().join("appliance"));
+    let open = bulwark_engine::StateStore::unfinished(&store).expect("the journals read");
     assert!(open.is_empty(), "{what}: unclosed journals {open:?}");
     let recovered = engine(world).recover().expect("recovery runs");
     assert!(recovered.is_empty(), "{what}: recovery found {recovered:#?}");

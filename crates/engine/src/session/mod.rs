@@ -18,7 +18,8 @@ use bulwark_plan::{Actor, Call, DataPath, Plan, Removal, Resource, Snapshot, Sna
 use bulwark_repo::Repository;
 
 use crate::events::SessionControl;
-use crate::journal::{Entry, Journal, Target, Undo};
+use crate::journal::{Entry, Target, Undo};
+use crate::store::JournalHandle;
 use crate::{
     cleanup, error, Engine, EngineError, Event, SessionId, SessionReport, SnapshotPoint, StepFailure,
 };
@@ -56,8 +57,9 @@ pub(crate) fn run(
     control: &SessionControl,
 ) -> Result<SessionReport, EngineError> {
     let id = control.id().clone();
-    let mut journal = Journal::create(engine.journals(), &id)?;
+    let mut journal = engine.store.begin(&id)?;
     journal.record(&Entry::Started {
+        version: crate::journal::VERSION,
         session: id.to_string(),
         summary: plan.summary.clone(),
     })?;
@@ -87,18 +89,20 @@ pub(crate) fn run(
         session.journal.record(&Entry::Succeeded)?;
     }
     let mut journal = session.journal;
-    let left = cleanup::clean(engine, &id, &mut journal)?;
+    let left = cleanup::clean(engine, journal.as_mut())?;
     if !left.is_empty() {
         return Err(EngineError::CleanupIncomplete {
             failure: failure.map_or_else(|| "the session succeeded".to_owned(), |f| f.to_string()),
             left,
-            journal: journal.path().display().to_string(),
+            journal: journal.location(),
         });
     }
     if let Some(failure) = failure {
         return Err(failure);
     }
-    engine.catalog.add(&snapshot_points(plan, &id, &session.kept))?;
+    engine
+        .store
+        .add_points(&snapshot_points(plan, &id, &session.kept))?;
     Ok(SessionReport {
         session: id,
         summary: plan.summary.clone(),
@@ -160,7 +164,7 @@ pub(crate) struct Session<'e> {
     pub engine: &'e Engine,
     pub plan: &'e Plan,
     pub control: &'e SessionControl,
-    pub journal: Journal,
+    pub journal: Box<dyn JournalHandle>,
     /// What the plan's resources are, by AWS id.
     ids: BTreeMap<Resource, Target>,
     /// Next device letter per instance.
@@ -182,7 +186,12 @@ pub(crate) struct Session<'e> {
 }
 
 impl<'e> Session<'e> {
-    fn new(engine: &'e Engine, plan: &'e Plan, control: &'e SessionControl, journal: Journal) -> Self {
+    fn new(
+        engine: &'e Engine,
+        plan: &'e Plan,
+        control: &'e SessionControl,
+        journal: Box<dyn JournalHandle>,
+    ) -> Self {
         Self {
             engine,
             plan,
@@ -353,10 +362,12 @@ impl<'e> Session<'e> {
         if let Some(Target::Snapshot(r, id)) = self.ids.get(&Resource::Snapshot(snapshot.clone())) {
             return Ok((r.clone(), id.clone()));
         }
-        let found =
-            self.engine
-                .catalog
-                .latest_snapshot(&snapshot.volume, &snapshot.owner, &snapshot.region)?;
+        let found = crate::store::latest_snapshot(
+            self.engine.store.as_ref(),
+            &snapshot.volume,
+            &snapshot.owner,
+            &snapshot.region,
+        )?;
         found.map(|id| (snapshot.region.clone(), id)).ok_or_else(|| {
             Failure::Engine(EngineError::NotReady(format!(
                 "no snapshot of {} in {}/{} is known: run `bulwark run snapshot` for the instance first",

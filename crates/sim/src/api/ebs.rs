@@ -254,11 +254,12 @@ impl Ebs for Sim {
                     format!("block {index} is past the end of the volume"),
                 ));
             }
-            match hash {
-                Some(h) => s.blocks.insert(index, h),
-                None => s.blocks.remove(&index),
-            };
-            s.written.insert(index, checksum.to_owned());
+            let owner = c.account().clone();
+            crate::lock(&self.inner.shared.unsaved)
+                .snapshots
+                .entry((owner, region.clone(), snapshot.clone()))
+                .or_default()
+                .insert(index, (hash, checksum.to_owned()));
             Ok(())
         })
     }

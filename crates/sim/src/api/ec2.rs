@@ -516,9 +516,8 @@ impl Ec2 for Sim {
                 // IAM is eventually consistent: a fresh profile is not yet visible to EC2.
                 if profile.unseen_launches > 0 {
                     profile.unseen_launches -= 1;
-                    let err = invalid();
-                    self.save(w, c.action)?;
-                    return Err(err);
+                    // The world is saved as the call ends, the count down included.
+                    return Err(invalid());
                 }
                 let role = profile.role.clone().ok_or_else(invalid)?;
                 c.check(w, Action::IamPassRole, &role_arn(w, &account, &role), &[("iam:PassedToService", "ec2.amazonaws.com".into())], None)?;

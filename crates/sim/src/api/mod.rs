@@ -38,45 +38,36 @@ const PAGE: usize = 10_000;
 
 impl Sim {
     /// Runs one call: resolves the caller, fires a pending fault, runs `f`, and saves the world
-    /// if `f` succeeded and may have changed it (or a fault was consumed).
+    /// if `f` may have changed it (or a fault was consumed).
     fn call<T>(
         &self,
         action: Action,
         who: &Credentials,
         f: impl FnOnce(&Caller, &mut World) -> Result<T>,
     ) -> Result<T> {
-        let mut world = self.inner.world();
+        let unavailable = |e| crate::SimError::unavailable(action, e);
+        let mut world = if saved_after(action) {
+            self.inner.world()
+        } else {
+            self.inner.read()
+        }
+        .map_err(unavailable)?;
         let identity = Inner::identity(&world, action, who)?;
         if let Err(e) = Inner::fault(&mut world, action) {
-            self.save(&world, action)?;
+            world.set_dirty(true);
             return Err(e);
         }
-        let caller = Caller {
-            identity,
-            action: action.to_owned(),
-        };
-        let out = f(&caller, &mut world)?;
-        if saved_after(action) {
-            self.save(&world, action)?;
-        }
-        Ok(out)
-    }
-
-    fn save(&self, world: &World, action: Action) -> Result<()> {
-        self.inner
-            .save(world)
-            .map_err(|e| CloudError::new(action, ErrorKind::Unavailable, "InternalError", e.to_string()))
+        let caller = Caller { identity, action };
+        f(&caller, &mut world)
     }
 }
 
 // ---- small helpers -------------------------------------------------------------------------
 
-/// Whether the world is saved after a successful `action`: not after reads (Describe*, List*,
-/// Get*), and not after each PutSnapshotBlock, whose blocks are in the block store already and
-/// whose checksums the next saving call (CompleteSnapshot at the latest) writes; an appliance
-/// that dies meanwhile leaves a pending snapshot, which its cleanup deletes all the same. The
-/// state file holds every volume's block map, so saving at each of a transfer's thousands of
-/// block calls would cost more than the transfer.
+/// Whether `action` may change the world, which is then saved: not reads (Describe*, List*,
+/// Get*), and not PutSnapshotBlock, whose writes wait apart (`persist::Unsaved`) for
+/// CompleteSnapshot; an appliance that dies meanwhile leaves a pending snapshot, which its
+/// cleanup deletes all the same.
 fn saved_after(action: Action) -> bool {
     !(action.is_read() || action == Action::EbsPutSnapshotBlock)
 }
