@@ -6,6 +6,7 @@
 //! The journal outlives the process that wrote it, so it is versioned: its first entry says
 //! which version wrote it, and a reader refuses a version it does not know.
 
+use bulwark_cloud::Tag;
 use bulwark_model::{AccountId, Action, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,42 @@ pub struct Undo {
     pub target: Target,
 }
 
+/// How to find what a call created when its answer never came (lost, or the appliance died
+/// before it could journal it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Finder {
+    /// EC2 resources of the caller carrying `tags` (the session's and the call's own).
+    Tagged {
+        /// What kind of resource.
+        kind: Ec2Kind,
+        /// Where.
+        region: Region,
+        /// The tags the call gave it.
+        tags: Vec<Tag>,
+    },
+    /// The session's queue, by name.
+    Queue {
+        /// Where.
+        region: Region,
+        /// Its name.
+        name: String,
+    },
+    /// A resource known before it is made (an IAM role of the session's name, a share, an
+    /// attachment): its removal treats "not found" as removed.
+    Named(Target),
+}
+
+/// The kinds of EC2 resources a [`Finder`] looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ec2Kind {
+    /// Snapshots (made by CreateSnapshots, CreateSnapshot, CopySnapshot, StartSnapshot).
+    Snapshot,
+    /// Volumes.
+    Volume,
+    /// Instances.
+    Instance,
+}
+
 /// One line of a journal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -58,6 +95,25 @@ pub enum Entry {
         session: String,
         /// The plan's summary.
         summary: String,
+    },
+    /// A call that creates something is about to be made: written before the call, so that
+    /// if its answer never comes, what it made is found and removed all the same.
+    Intent {
+        /// The call, in words.
+        name: String,
+        /// Who removes what it makes, and with which call.
+        actor: Option<RoleArn>,
+        /// The removal call.
+        action: Action,
+        /// How to find what it made.
+        finder: Finder,
+        /// Whether what it makes outlives a successful session.
+        kept: bool,
+    },
+    /// The call of an intent answered, and what it made is journaled as created.
+    Settled {
+        /// The intent's name.
+        name: String,
     },
     /// A resource was created. `kept` resources stay when the session succeeds.
     Created {
@@ -90,12 +146,61 @@ fn first_version() -> u32 {
 /// What a journal says is left.
 #[derive(Debug, Default)]
 pub struct Leftovers {
-    /// Resources created and not removed, in creation order, with whether they are kept.
-    pub created: Vec<(String, Undo, bool)>,
+    /// What the session made and did not remove, in the order it was made.
+    pub left: Vec<Left>,
     /// Whether the session's work succeeded (then kept resources stay).
     pub succeeded: bool,
     /// Whether the journal is closed (nothing left).
     pub closed: bool,
+}
+
+/// One thing a session may have left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Left {
+    /// A resource it made.
+    Made {
+        /// The plan's name for it.
+        name: String,
+        /// How to remove it.
+        undo: Undo,
+        /// Whether it outlives a successful session.
+        kept: bool,
+    },
+    /// What a call whose answer never came may have made: to be found, then removed.
+    Unknown(Unsettled),
+}
+
+impl Left {
+    /// Its name in the journal.
+    pub fn name(&self) -> &str {
+        match self {
+            Left::Made { name, .. } => name,
+            Left::Unknown(u) => &u.name,
+        }
+    }
+
+    /// Whether it outlives a successful session.
+    pub fn kept(&self) -> bool {
+        match self {
+            Left::Made { kept, .. } => *kept,
+            Left::Unknown(u) => u.kept,
+        }
+    }
+}
+
+/// A creating call whose answer never came.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsettled {
+    /// The call, in words.
+    pub name: String,
+    /// Who removes what it made.
+    pub actor: Option<RoleArn>,
+    /// The removal call.
+    pub action: Action,
+    /// How to find what it made.
+    pub finder: Finder,
+    /// Whether what it made outlives a successful session.
+    pub kept: bool,
 }
 
 /// Why a journal cannot be replayed.
@@ -109,16 +214,43 @@ pub enum ReplayError {
 /// Replays a journal's entries into what is left.
 pub fn replay(entries: &[Entry]) -> Result<Leftovers, ReplayError> {
     let mut out = Leftovers::default();
+    let position = |left: &[Left], name: &str, made: bool| {
+        left.iter()
+            .rposition(|l| l.name() == name && matches!(l, Left::Made { .. }) == made)
+    };
     for entry in entries {
         match entry {
             Entry::Started { version, .. } if *version > VERSION => {
                 return Err(ReplayError::Version(*version))
             }
             Entry::Started { .. } => {}
-            Entry::Created { name, undo, kept } => out.created.push((name.clone(), undo.clone(), *kept)),
+            Entry::Intent {
+                name,
+                actor,
+                action,
+                finder,
+                kept,
+            } => out.left.push(Left::Unknown(Unsettled {
+                name: name.clone(),
+                actor: actor.clone(),
+                action: *action,
+                finder: finder.clone(),
+                kept: *kept,
+            })),
+            Entry::Settled { name } => {
+                if let Some(i) = position(&out.left, name, false) {
+                    out.left.remove(i);
+                }
+            }
+            Entry::Created { name, undo, kept } => out.left.push(Left::Made {
+                name: name.clone(),
+                undo: undo.clone(),
+                kept: *kept,
+            }),
             Entry::Removed { name } => {
-                if let Some(i) = out.created.iter().rposition(|(n, _, _)| n == name) {
-                    out.created.remove(i);
+                if let Some(i) = position(&out.left, name, true).or_else(|| position(&out.left, name, false))
+                {
+                    out.left.remove(i);
                 }
             }
             Entry::Succeeded => out.succeeded = true,

@@ -279,6 +279,9 @@ impl Sim {
                         lineage,
                         blocks: Default::default(),
                         zone: String::new(),
+                        ready_at: 0,
+                        attach_at: 0,
+                        detach_at: None,
                     },
                 );
                 attached.push((v.id.clone(), device));
@@ -296,6 +299,9 @@ impl Sim {
                     subnet: None,
                     security_groups: Vec::new(),
                     instance_type: "m6i.large".into(),
+                    ready_at: 0,
+                    terminate_at: None,
+                    imds_v2_only: true,
                 },
             );
             Ok(())

@@ -318,6 +318,8 @@ impl InstanceHost for Host {
     fn device(&self, name: &str, _volume: Option<&VolumeId>) -> io::Result<Arc<dyn Device>> {
         let world = self.sim.inner.read().map_err(io::Error::other)?;
         let m = &self.machine;
+        let now = crate::clock::now();
+        // A device appears once its attachment is complete, as on an instance.
         let found = world
             .accounts
             .get(&m.account)
@@ -327,6 +329,7 @@ impl InstanceHost for Host {
                     v.attachment
                         .as_ref()
                         .is_some_and(|(i, d)| i == &m.id && d == name)
+                        && crate::clock::attachment_state(v, now) == Some("attached")
                 })
             })
             .map(|(id, v)| (id.clone(), u64::from(v.size_gib) << 30));

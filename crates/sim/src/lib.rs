@@ -18,6 +18,7 @@
 mod admin;
 mod api;
 mod auth;
+mod clock;
 mod devices;
 mod objects;
 mod persist;
@@ -92,6 +93,12 @@ pub enum Fault {
         action: Action,
         /// How many calls.
         times: u32,
+    },
+    /// The next call of `action` takes effect, and its answer is lost: the caller gets a
+    /// timeout, as when a connection drops after AWS made the change.
+    LoseResponse {
+        /// The API.
+        action: Action,
     },
     /// The next instance launched dies after `after_bytes` of device I/O.
     WorkerDies {
@@ -177,6 +184,14 @@ impl Sim {
     /// The faults that have not fired yet.
     pub fn pending_faults(&self) -> Result<Vec<Fault>, SimError> {
         Ok(self.inner.read()?.faults.clone())
+    }
+
+    /// Makes what AWS does in the background (creating volumes, attaching, snapshots,
+    /// launches, terminations) take `latency` from now on.
+    pub fn set_latency(&self, latency: std::time::Duration) -> Result<(), SimError> {
+        let mut world = self.inner.world()?;
+        world.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        world.save()
     }
 
     /// Removes every pending fault.
