@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bulwark_aws::{AwsCloud, AwsOptions};
 use bulwark_cloud::{Cloud, CreateVolume, Ec2, Iam, ObjectStore, RunInstance, Sts};
 use bulwark_engine::journal::Target;
-use bulwark_engine::Engine;
+use bulwark_engine::{Engine, FileStore};
 use bulwark_model::{Estate, Region};
 use bulwark_plan::{Operation, RestoreSource};
 
@@ -127,7 +127,14 @@ volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
     );
     let estate = Estate::parse("moto.toml", &estate_text).unwrap();
     let state = tempfile::tempdir().unwrap();
-    let engine = Engine::new(Cloud::of(cloud.clone()), estate, who.clone(), state.path(), None).with_timing(
+    let engine = Engine::new(
+        Cloud::of(cloud.clone()),
+        estate,
+        who.clone(),
+        Arc::new(FileStore::new(state.path())),
+        None,
+    )
+    .with_timing(
         std::time::Duration::from_millis(50),
         std::time::Duration::from_secs(5),
     );
@@ -311,7 +318,14 @@ volumes = [ {{ id = "{volume}", size_gib = 1 }} ]
     );
     let estate = Estate::parse("moto.toml", &estate_text).unwrap();
     let state = tempfile::tempdir().unwrap();
-    let engine = Engine::new(Cloud::of(cloud.clone()), estate, who.clone(), state.path(), None).with_timing(
+    let engine = Engine::new(
+        Cloud::of(cloud.clone()),
+        estate,
+        who.clone(),
+        Arc::new(FileStore::new(state.path())),
+        None,
+    )
+    .with_timing(
         std::time::Duration::from_millis(50),
         std::time::Duration::from_secs(5),
     );

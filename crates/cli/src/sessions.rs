@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use bulwark_cloud::Cloud;
 use bulwark_embedded::{all_operations, plans, DataSize, Embedded, Grants};
-use bulwark_engine::{Engine, EngineError, Event, Listener, SessionReport};
+use bulwark_engine::{Engine, EngineError, Event, FileStore, Listener, SessionReport};
 use bulwark_model::Estate;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -124,7 +124,13 @@ fn appliance(cloud: &CloudArgs, estate: &Estate) -> anyhow::Result<Appliance> {
                 None => None,
             };
             let state = cloud.data_dir.join("appliance");
-            let engine = Engine::new(Cloud::of(Arc::new(aws)), estate.clone(), who, &state, key);
+            let engine = Engine::new(
+                Cloud::of(Arc::new(aws)),
+                estate.clone(),
+                who,
+                Arc::new(FileStore::new(&state)),
+                key,
+            );
             Ok(Appliance {
                 engine,
                 embedded: None,
@@ -191,7 +197,7 @@ fn report_recovery(engine: &Engine) -> anyhow::Result<bool> {
     for r in &recovered {
         eprintln!(
             "Recovered unfinished session {}: removed {} resource(s){}",
-            r.journal.display(),
+            r.journal,
             r.removed,
             if r.left.is_empty() {
                 String::new()

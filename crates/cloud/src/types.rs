@@ -123,6 +123,9 @@ pub struct VolumeInfo {
     pub encryption: Option<Encryption>,
     /// The instance it is attached to, and the device name.
     pub attachment: Option<(InstanceId, String)>,
+    /// The attachment's state: `attaching`, `attached` or `detaching`.
+    #[serde(default)]
+    pub attachment_state: Option<String>,
     /// Tags.
     pub tags: Vec<Tag>,
 }
@@ -167,6 +170,10 @@ pub struct CreateVolume {
     /// The availability zone; `None` for the region's first.
     #[serde(default)]
     pub availability_zone: Option<String>,
+    /// `ClientToken`: a call repeated with the same token (after a lost answer) creates one
+    /// volume, not two.
+    #[serde(default)]
+    pub client_token: Option<String>,
 }
 
 /// CopySnapshot's parameters; the call is made in the destination region.
@@ -205,6 +212,13 @@ pub struct RunInstance {
     /// the region's first.
     #[serde(default)]
     pub availability_zone: Option<String>,
+    /// `ClientToken`: a launch repeated with the same token starts one instance, not two.
+    #[serde(default)]
+    pub client_token: Option<String>,
+    /// Whether the instance metadata service requires session tokens (IMDSv2,
+    /// `HttpTokens=required`, hop limit 1).
+    #[serde(default)]
+    pub imds_v2_only: bool,
 }
 
 /// A KMS key.
@@ -296,6 +310,9 @@ pub struct StartSnapshot {
     pub kms_key_arn: Option<String>,
     /// Tags.
     pub tags: Vec<Tag>,
+    /// `ClientToken`: a start repeated with the same token starts one snapshot, not two.
+    #[serde(default)]
+    pub client_token: Option<String>,
 }
 
 /// The EBS block size, which the EBS direct APIs read and write.

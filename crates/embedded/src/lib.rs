@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bulwark_cloud::Credentials;
-use bulwark_engine::Engine;
+use bulwark_engine::{Engine, FileStore};
 use bulwark_model::iam::{PolicyDocument, Principals, Statement};
 use bulwark_model::{AccountId, Estate, KeyRef, Region, RoleArn};
 use bulwark_plan::{Operation, Placement, Plan, RestoreSource};
@@ -348,7 +348,7 @@ impl Embedded {
             self.sim.cloud(),
             self.estate.clone(),
             self.appliance.clone(),
-            &self.dir.join("appliance"),
+            Arc::new(FileStore::new(&self.dir.join("appliance"))),
             Some(self.repository_key.clone()),
         )
     }

@@ -39,6 +39,18 @@ pub enum EngineError {
     /// snapshot was made); the session stopped and removed what it had created.
     #[error("{0}")]
     NotReady(String),
+    /// A role could not remove what the session would create: refused before anything was
+    /// created.
+    #[error(
+        "{role} may not remove what the session would create: it lacks {}; nothing was created\n  what to do: give it these permissions (`bulwark policy plan ...` prints its policy), or run `bulwark check`",
+        missing.join(", ")
+    )]
+    CannotCleanUp {
+        /// The role.
+        role: String,
+        /// The permissions it lacks: `action on resource`.
+        missing: Vec<String>,
+    },
     /// The session was cancelled before step `step` (or during it); what it had created was
     /// removed.
     #[error("the session was cancelled at step {step}; what it had created was removed")]

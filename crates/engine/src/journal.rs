@@ -1,16 +1,14 @@
-//! The session journal: one file per session, one JSON line per event, flushed to disk before
-//! the session goes on. It lists everything the session created and how to remove it, so that
+//! What a session's journal records: every resource it created and how to remove it, so that
 //! after a failure, or after the appliance itself was killed, the next start removes exactly
-//! what is left (`Engine::recover`).
+//! what is left (`Engine::recover`). Each entry is made durable by the state store
+//! ([`crate::store`]) before the session goes on.
+//!
+//! The journal outlives the process that wrote it, so it is versioned: its first entry says
+//! which version wrote it, and a reader refuses a version it does not know.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-
+use bulwark_cloud::Tag;
 use bulwark_model::{AccountId, Action, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
-
-use crate::{EngineError, SessionId};
 
 /// A concrete resource, by its AWS ids.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,16 +46,74 @@ pub struct Undo {
     pub target: Target,
 }
 
+/// How to find what a call created when its answer never came (lost, or the appliance died
+/// before it could journal it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Finder {
+    /// EC2 resources of the caller carrying `tags` (the session's and the call's own).
+    Tagged {
+        /// What kind of resource.
+        kind: Ec2Kind,
+        /// Where.
+        region: Region,
+        /// The tags the call gave it.
+        tags: Vec<Tag>,
+    },
+    /// The session's queue, by name.
+    Queue {
+        /// Where.
+        region: Region,
+        /// Its name.
+        name: String,
+    },
+    /// A resource known before it is made (an IAM role of the session's name, a share, an
+    /// attachment): its removal treats "not found" as removed.
+    Named(Target),
+}
+
+/// The kinds of EC2 resources a [`Finder`] looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ec2Kind {
+    /// Snapshots (made by CreateSnapshots, CreateSnapshot, CopySnapshot, StartSnapshot).
+    Snapshot,
+    /// Volumes.
+    Volume,
+    /// Instances.
+    Instance,
+}
+
 /// One line of a journal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Entry {
     /// The session started.
     Started {
+        /// The journal format's version ([`VERSION`]).
+        #[serde(default = "first_version")]
+        version: u32,
         /// Session id.
         session: String,
         /// The plan's summary.
         summary: String,
+    },
+    /// A call that creates something is about to be made: written before the call, so that
+    /// if its answer never comes, what it made is found and removed all the same.
+    Intent {
+        /// The call, in words.
+        name: String,
+        /// Who removes what it makes, and with which call.
+        actor: Option<RoleArn>,
+        /// The removal call.
+        action: Action,
+        /// How to find what it made.
+        finder: Finder,
+        /// Whether what it makes outlives a successful session.
+        kept: bool,
+    },
+    /// The call of an intent answered, and what it made is journaled as created.
+    Settled {
+        /// The intent's name.
+        name: String,
     },
     /// A resource was created. `kept` resources stay when the session succeeds.
     Created {
@@ -79,118 +135,127 @@ pub enum Entry {
     Closed,
 }
 
-/// An open journal.
-pub struct Journal {
-    path: PathBuf,
-    file: File,
-}
+/// The version of the journal format this engine writes and reads.
+pub const VERSION: u32 = 1;
 
-fn journal_error(path: &Path, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Journal {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-impl Journal {
-    /// Creates the journal of a new session in `dir`.
-    pub fn create(dir: &Path, session: &SessionId) -> Result<Journal, EngineError> {
-        fs::create_dir_all(dir).map_err(|e| journal_error(dir, e))?;
-        let path = dir.join(format!("{session}.journal"));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| journal_error(&path, e))?;
-        Ok(Journal { path, file })
-    }
-
-    /// Reopens a journal to go on recording (recovery).
-    pub fn reopen(path: &Path) -> Result<Journal, EngineError> {
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| journal_error(path, e))?;
-        Ok(Journal {
-            path: path.to_path_buf(),
-            file,
-        })
-    }
-
-    /// The journal file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Appends an entry and makes it durable before returning.
-    pub fn record(&mut self, entry: &Entry) -> Result<(), EngineError> {
-        let mut line = serde_json::to_vec(entry).map_err(|e| journal_error(&self.path, e))?;
-        line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .map_err(|e| journal_error(&self.path, e))?;
-        self.file.sync_data().map_err(|e| journal_error(&self.path, e))
-    }
+/// Journals written before entries carried a version.
+fn first_version() -> u32 {
+    1
 }
 
 /// What a journal says is left.
 #[derive(Debug, Default)]
 pub struct Leftovers {
-    /// Resources created and not removed, in creation order, with whether they are kept.
-    pub created: Vec<(String, Undo, bool)>,
+    /// What the session made and did not remove, in the order it was made.
+    pub left: Vec<Left>,
     /// Whether the session's work succeeded (then kept resources stay).
     pub succeeded: bool,
     /// Whether the journal is closed (nothing left).
     pub closed: bool,
 }
 
-/// Reads a journal. A torn last line (the process died while writing it) is ignored: the
-/// entry it held was not yet durable, so the call it records had not yet returned.
-pub fn read(path: &Path) -> Result<Leftovers, EngineError> {
-    let file = File::open(path).map_err(|e| journal_error(path, e))?;
+/// One thing a session may have left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Left {
+    /// A resource it made.
+    Made {
+        /// The plan's name for it.
+        name: String,
+        /// How to remove it.
+        undo: Undo,
+        /// Whether it outlives a successful session.
+        kept: bool,
+    },
+    /// What a call whose answer never came may have made: to be found, then removed.
+    Unknown(Unsettled),
+}
+
+impl Left {
+    /// Its name in the journal.
+    pub fn name(&self) -> &str {
+        match self {
+            Left::Made { name, .. } => name,
+            Left::Unknown(u) => &u.name,
+        }
+    }
+
+    /// Whether it outlives a successful session.
+    pub fn kept(&self) -> bool {
+        match self {
+            Left::Made { kept, .. } => *kept,
+            Left::Unknown(u) => u.kept,
+        }
+    }
+}
+
+/// A creating call whose answer never came.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsettled {
+    /// The call, in words.
+    pub name: String,
+    /// Who removes what it made.
+    pub actor: Option<RoleArn>,
+    /// The removal call.
+    pub action: Action,
+    /// How to find what it made.
+    pub finder: Finder,
+    /// Whether what it made outlives a successful session.
+    pub kept: bool,
+}
+
+/// Why a journal cannot be replayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// A journal of a newer engine.
+    #[error("the journal was written by journal format {0}, and this bulwark knows up to {VERSION}: run the newer bulwark that wrote it")]
+    Version(u32),
+}
+
+/// Replays a journal's entries into what is left.
+pub fn replay(entries: &[Entry]) -> Result<Leftovers, ReplayError> {
     let mut out = Leftovers::default();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(|e| journal_error(path, e))?;
-        let Ok(entry) = serde_json::from_str::<Entry>(&line) else {
-            continue;
-        };
+    let position = |left: &[Left], name: &str, made: bool| {
+        left.iter()
+            .rposition(|l| l.name() == name && matches!(l, Left::Made { .. }) == made)
+    };
+    for entry in entries {
         match entry {
+            Entry::Started { version, .. } if *version > VERSION => {
+                return Err(ReplayError::Version(*version))
+            }
             Entry::Started { .. } => {}
-            Entry::Created { name, undo, kept } => out.created.push((name, undo, kept)),
+            Entry::Intent {
+                name,
+                actor,
+                action,
+                finder,
+                kept,
+            } => out.left.push(Left::Unknown(Unsettled {
+                name: name.clone(),
+                actor: actor.clone(),
+                action: *action,
+                finder: finder.clone(),
+                kept: *kept,
+            })),
+            Entry::Settled { name } => {
+                if let Some(i) = position(&out.left, name, false) {
+                    out.left.remove(i);
+                }
+            }
+            Entry::Created { name, undo, kept } => out.left.push(Left::Made {
+                name: name.clone(),
+                undo: undo.clone(),
+                kept: *kept,
+            }),
             Entry::Removed { name } => {
-                if let Some(i) = out.created.iter().rposition(|(n, _, _)| *n == name) {
-                    out.created.remove(i);
+                if let Some(i) = position(&out.left, name, true).or_else(|| position(&out.left, name, false))
+                {
+                    out.left.remove(i);
                 }
             }
             Entry::Succeeded => out.succeeded = true,
             Entry::Closed => out.closed = true,
         }
     }
-    Ok(out)
-}
-
-/// The session a journal file belongs to (its name).
-pub fn session_of(path: &Path) -> Result<SessionId, EngineError> {
-    path.file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| journal_error(path, "the file name is not a session id"))
-}
-
-/// The journals in `dir` that are not closed.
-pub fn open_journals(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(journal_error(dir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| journal_error(dir, e))?.path();
-        if path.extension().is_some_and(|x| x == "journal") && !read(&path)?.closed {
-            out.push(path);
-        }
-    }
-    out.sort();
     Ok(out)
 }

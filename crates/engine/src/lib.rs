@@ -14,14 +14,13 @@
 //!
 //! Layout: `session/` runs one session (a module per kind of step), `cleanup` removes what
 //! sessions made (also after a crash), `retry` is the one retry policy of every cloud call,
-//! `identities` the role sessions, `journal` and `catalog` what outlives a process, `direct`
+//! `identities` the role sessions, `journal` and `store` what outlives a process, `direct`
 //! the data path through the EBS direct APIs, `worker` the worker program, `check` the
 //! preflight of an estate's roles and keys.
 //!
 //! It depends on the cloud traits, not on any cloud: no AWS SDK and no embedded cloud here.
 #![deny(missing_docs)]
 
-mod catalog;
 pub mod check;
 mod cleanup;
 pub mod direct;
@@ -31,22 +30,23 @@ mod identities;
 pub mod journal;
 pub mod retry;
 mod session;
+pub mod store;
 pub mod worker;
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bulwark_cloud::{Cloud, Credentials};
 use bulwark_model::Estate;
 use bulwark_plan::{Operation, Plan};
 
-pub use catalog::SnapshotPoint;
 pub use cleanup::Recovery;
 pub use error::{EngineError, StepFailure};
 pub use events::{BadSessionId, Event, Listener, SessionControl, SessionId};
 use identities::Identities;
 use journal::Target;
 use retry::Retry;
+pub use store::{FileStore, JournalHandle, SnapshotPoint, StateStore};
 
 /// What a finished session made.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -68,8 +68,7 @@ pub struct Engine {
     pub(crate) cloud: Cloud,
     pub(crate) estate: Estate,
     pub(crate) identities: Identities,
-    pub(crate) catalog: catalog::Catalog,
-    journals: PathBuf,
+    pub(crate) store: Arc<dyn StateStore>,
     /// The repository key-encryption key, hex, handed to workers with their task.
     pub(crate) repository_key: Option<String>,
     events: Option<Listener>,
@@ -88,20 +87,19 @@ pub struct Engine {
 
 impl Engine {
     /// An engine acting as `appliance` on `cloud`, keeping journals and its catalog in
-    /// `state_dir`. `repository_key` (64 hex digits) unlocks the repository.
+    /// `store`. `repository_key` (64 hex digits) unlocks the repository.
     pub fn new(
         cloud: Cloud,
         estate: Estate,
         appliance: Credentials,
-        state_dir: &Path,
+        store: Arc<dyn StateStore>,
         repository_key: Option<String>,
     ) -> Engine {
         Engine {
             identities: Identities::new(cloud.clone(), estate.clone(), appliance),
-            catalog: catalog::Catalog::new(state_dir.join("catalog.json")),
+            store,
             cloud,
             estate,
-            journals: state_dir.join("sessions"),
             repository_key,
             events: None,
             worker_silence: Duration::from_secs(5),
@@ -152,7 +150,7 @@ impl Engine {
 
     /// The snapshot restore points made so far.
     pub fn snapshot_points(&self) -> Result<Vec<SnapshotPoint>, EngineError> {
-        self.catalog.all()
+        self.store.points()
     }
 
     /// Plans `operation` on the engine's estate.
@@ -180,10 +178,6 @@ impl Engine {
     /// failed): answers, per journal, what was removed and what is still left.
     pub fn recover(&self) -> Result<Vec<Recovery>, EngineError> {
         cleanup::recover(self)
-    }
-
-    pub(crate) fn journals(&self) -> &Path {
-        &self.journals
     }
 }
 

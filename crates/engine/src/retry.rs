@@ -26,9 +26,10 @@ pub struct Retry {
 /// A call that failed for good.
 #[derive(Debug)]
 pub enum Gave {
-    /// AWS refused it: retrying cannot help.
+    /// AWS refused it: retrying cannot help, and (for a creating call) nothing was made.
     Refused(CloudError),
-    /// AWS kept throttling it, or was unavailable, at every attempt.
+    /// AWS kept throttling it, or was unavailable, at every attempt; a creating call may have
+    /// made something.
     Up {
         /// The API.
         action: Action,
@@ -107,6 +108,55 @@ impl Retry {
                 });
             }
             std::thread::sleep(jittered(pause));
+            pause = (pause * 2).min(self.max_pause);
+            attempt += 1;
+        }
+    }
+}
+
+impl Retry {
+    /// Runs a call that creates something. Its answer may be lost after AWS made the change (a
+    /// timeout, a dropped connection: the `Unavailable` kind): then, before calling again, the
+    /// caller's `find` looks for what the call made, and that is taken instead of making a
+    /// second. A conflict after such a loss (the name exists now) is looked for too. Calls
+    /// with a client token need no `find`: AWS answers a repeated token with the first result.
+    pub fn run_creating<T>(
+        &self,
+        action: Action,
+        mut call: impl FnMut() -> Result<T, CloudError>,
+        mut find: impl FnMut() -> Result<Option<T>, CloudError>,
+    ) -> Result<T, Gave> {
+        let mut pause = self.first_pause;
+        let mut attempt = 1;
+        let mut maybe_made = false;
+        loop {
+            let error = match call() {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            maybe_made |= error.kind == ErrorKind::Unavailable;
+            let look = maybe_made && matches!(error.kind, ErrorKind::Unavailable | ErrorKind::Conflict);
+            if look {
+                // Let the change show before looking for it.
+                std::thread::sleep(jittered(pause));
+                if let Some(made) = find().map_err(Gave::Refused)? {
+                    return Ok(made);
+                }
+            }
+            // After a lost answer, whether something was made is unknown: `Up`, never `Refused`.
+            if !error.kind.retryable() && !maybe_made {
+                return Err(Gave::Refused(error));
+            }
+            if !error.kind.retryable() || attempt >= self.attempts {
+                return Err(Gave::Up {
+                    action,
+                    attempts: attempt,
+                    last: error,
+                });
+            }
+            if !look {
+                std::thread::sleep(jittered(pause));
+            }
             pause = (pause * 2).min(self.max_pause);
             attempt += 1;
         }

@@ -392,7 +392,7 @@ fn transient_failures_of_ebs_are_retried() {
         assert_eq!(cloud.errors(action, ErrorKind::Unavailable), 1, "{action}");
     }
     // The EC2 call (waiting for the written snapshot) failed too, and was retried.
-    assert_eq!(w.sim.pending_faults(), Vec::new());
+    assert_eq!(w.sim.pending_faults().unwrap(), Vec::new());
 }
 
 #[test]

@@ -194,7 +194,7 @@ fn ntfs_files_times_big_index_and_system_directories() {
     let m = v.metadata("/0/hello.txt").unwrap();
     assert_eq!(m.mtime.secs, T1.0);
     let root = fs_root_times(&v);
-    assert!(root.nanos % 100 == 0 && root.nanos != 0, "{root:?}");
+    assert!(root.nanos.is_multiple_of(100) && root.nanos != 0, "{root:?}");
     assert!(m.crtime.is_some() && m.ctime.is_some());
     // A subdirectory: the system directory $Extend (record 11), hidden from listings.
     let fs = v.filesystem(0).unwrap();

@@ -105,6 +105,7 @@ actions! {
     SqsCreateQueue = "sqs:CreateQueue",
     SqsDeleteMessage = "sqs:DeleteMessage",
     SqsDeleteQueue = "sqs:DeleteQueue",
+    SqsGetQueueUrl = "sqs:GetQueueUrl",
     SqsListQueues = "sqs:ListQueues",
     SqsListQueueTags = "sqs:ListQueueTags",
     SqsReceiveMessage = "sqs:ReceiveMessage",

@@ -256,6 +256,12 @@ pub enum Call {
         /// The snapshot written.
         snapshot: Snapshot,
     },
+    /// A role proves it may make every removal it will make (`iam:SimulatePrincipalPolicy`
+    /// on itself), before the session creates anything.
+    ProveCleanup {
+        /// The role.
+        role: RoleArn,
+    },
     /// Removes what another step created.
     Remove {
         /// What and how.
@@ -368,6 +374,7 @@ impl Call {
     pub fn action(&self) -> Action {
         match self {
             Call::AssumeRole { .. } => Action::StsAssumeRole,
+            Call::ProveCleanup { .. } => Action::IamSimulatePrincipalPolicy,
             Call::CreateSnapshots { .. } => Action::Ec2CreateSnapshots,
             Call::CreateSnapshot { .. } => Action::Ec2CreateSnapshot,
             Call::DescribeKey { .. } => Action::KmsDescribeKey,
@@ -395,7 +402,7 @@ impl Call {
     /// What the call acts on, as policies name it.
     pub fn resource(&self) -> Resource {
         match self {
-            Call::AssumeRole { role } => Resource::Role(role.clone()),
+            Call::AssumeRole { role } | Call::ProveCleanup { role } => Resource::Role(role.clone()),
             Call::CreateSnapshots { instance, .. } => Resource::Instance(instance.clone()),
             Call::CreateSnapshot { volume, .. } => Resource::Volume(volume.clone()),
             Call::DescribeKey { key } => Resource::Key(key.clone()),
@@ -447,6 +454,7 @@ impl Call {
             | Call::LaunchWorker { .. }
             | Call::LaunchRestoredInstance { .. } => vec![self.resource()],
             Call::AssumeRole { .. }
+            | Call::ProveCleanup { .. }
             | Call::DescribeKey { .. }
             | Call::SetQueuePolicy { .. }
             | Call::SendTask { .. }

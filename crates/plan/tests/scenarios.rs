@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bulwark_model::{Estate, KeyRef};
-use bulwark_plan::{plan, Actor, Operation, Placement, Plan, RefusalCode, RestoreSource, Step};
+use bulwark_plan::{plan, Actor, Call, Operation, Placement, Plan, RefusalCode, RestoreSource, Step};
 
 const B: &str = "111111111111";
 const P: &str = "222222222222";
@@ -173,7 +173,10 @@ fn key_name(key: &KeyRef) -> String {
 fn compact(steps: &[Step]) -> Vec<String> {
     steps
         .iter()
-        .filter(|s| s.action().as_str() != "sts:AssumeRole" && !s.action().as_str().starts_with("sqs:"))
+        .filter(|s| {
+            let a = s.action().as_str();
+            a != "sts:AssumeRole" && a != "iam:SimulatePrincipalPolicy" && !a.starts_with("sqs:")
+        })
         .map(|s| {
             let region = s.region.as_ref().map_or("global", |r| r.as_str());
             format!(
@@ -1031,10 +1034,23 @@ fn every_assumed_role_is_assumed_by_the_appliance_before_it_acts() {
         assumed,
         [
             "appliance role arn:aws:iam::111111111111:role/WorkerDeployment",
-            "appliance role arn:aws:iam::111111111111:role/Repository",
+            // Assumed before the worker is launched, to prove it may remove what it restores.
             "appliance role arn:aws:iam::333333333333:role/Restore",
+            "appliance role arn:aws:iam::111111111111:role/Repository",
         ]
     );
+    for (i, step) in plan.steps.iter().enumerate() {
+        if let Actor::Role(role) = &step.actor {
+            let assumed_at = plan
+                .steps
+                .iter()
+                .position(|s| matches!(&s.call, Call::AssumeRole { role: r } if r == role));
+            assert!(
+                assumed_at.is_some_and(|a| a < i),
+                "step {i} acts as {role} before assuming it"
+            );
+        }
+    }
 }
 
 #[test]
@@ -1061,4 +1077,36 @@ fn a_plan_read_back_from_json_is_refused_when_a_step_was_changed_by_hand() {
     let tampered = json.replacen("\"ec2:CreateSnapshots\"", "\"ec2:DeleteSnapshot\"", 1);
     let error = serde_json::from_str::<Plan>(&tampered).unwrap_err().to_string();
     assert!(error.contains("plan again"), "{error}");
+}
+
+#[test]
+fn every_role_that_removes_something_proves_it_may_before_anything_is_created() {
+    let estate = estate();
+    for op in [
+        op_backup(CMK, None),
+        op_backup(EBS, Some(Placement::ProductionAccount)),
+        op_restore(CMK, RestoreSource::Backup, (T, "eu-west-1"), None, None),
+    ] {
+        let plan = bulwark_plan::plan(&estate, &op).unwrap();
+        let removers: std::collections::BTreeSet<_> = plan
+            .cleanup
+            .iter()
+            .chain(&plan.rollback)
+            .filter_map(|s| s.actor.role().cloned())
+            .collect();
+        let first_creation = plan.steps.iter().position(|s| !s.creates().is_empty()).unwrap();
+        for role in &removers {
+            let proof = plan
+                .steps
+                .iter()
+                .position(|s| matches!(&s.call, Call::ProveCleanup { role: r } if r == role))
+                .unwrap_or_else(|| panic!("{}: {role} proves nothing", plan.summary));
+            assert!(
+                proof < first_creation,
+                "{}: {role} proves after a creation",
+                plan.summary
+            );
+            assert_eq!(plan.steps[proof].actor, Actor::Role(role.clone()));
+        }
+    }
 }

@@ -96,9 +96,9 @@ impl fmt::Display for Inventory {
 
 impl Sim {
     fn admin<T>(&self, f: impl FnOnce(&mut World) -> Result<T, CloudError>) -> Result<T, SimError> {
-        let mut world = self.inner.world();
+        let mut world = self.inner.world()?;
         let out = f(&mut world)?;
-        self.inner.save(&world)?;
+        world.save()?;
         Ok(out)
     }
 
@@ -222,7 +222,9 @@ impl Sim {
 
     /// The inline policies of a role, by name.
     pub fn role_policies(&self, account: &AccountId, name: &str) -> Vec<(String, String)> {
-        let w = self.inner.world();
+        let Ok(w) = self.inner.read() else {
+            return Vec::new();
+        };
         w.accounts
             .get(account)
             .and_then(|a| a.roles.get(name))
@@ -277,6 +279,9 @@ impl Sim {
                         lineage,
                         blocks: Default::default(),
                         zone: String::new(),
+                        ready_at: 0,
+                        attach_at: 0,
+                        detach_at: None,
                     },
                 );
                 attached.push((v.id.clone(), device));
@@ -294,6 +299,9 @@ impl Sim {
                     subnet: None,
                     security_groups: Vec::new(),
                     instance_type: "m6i.large".into(),
+                    ready_at: 0,
+                    terminate_at: None,
+                    imds_v2_only: true,
                 },
             );
             Ok(())
@@ -352,7 +360,7 @@ impl Sim {
         region: &Region,
         volume: &VolumeId,
     ) -> Option<(u32, String)> {
-        let w = self.inner.world();
+        let w = self.inner.world().ok()?;
         let v = w
             .accounts
             .get(account)?
@@ -374,7 +382,7 @@ impl Sim {
         region: &Region,
         snapshot: &bulwark_model::SnapshotId,
     ) -> Option<(u32, String, Option<String>)> {
-        let w = self.inner.world();
+        let w = self.inner.world().ok()?;
         let s = w
             .accounts
             .values()
@@ -384,7 +392,7 @@ impl Sim {
 
     /// The key ARN of a volume, if encrypted.
     pub fn volume_key(&self, account: &AccountId, region: &Region, volume: &VolumeId) -> Option<String> {
-        let w = self.inner.world();
+        let w = self.inner.read().ok()?;
         let v = w
             .accounts
             .get(account)?
@@ -397,7 +405,9 @@ impl Sim {
 
     /// How every instance of `account` in `region` was launched, terminated ones too, by id.
     pub fn launches(&self, account: &AccountId, region: &Region) -> Vec<Launch> {
-        let w = self.inner.world();
+        let Ok(w) = self.inner.read() else {
+            return Vec::new();
+        };
         let Some(r) = w.accounts.get(account).and_then(|a| a.regions.get(region)) else {
             return Vec::new();
         };
@@ -445,7 +455,9 @@ impl Sim {
     /// Every resource that a session could leave behind: volumes, snapshots, their share
     /// permissions, instances not terminated, roles, instance profiles, queues, KMS grants.
     pub fn inventory(&self) -> Inventory {
-        let w = self.inner.world();
+        let Ok(w) = self.inner.world() else {
+            return Inventory::default();
+        };
         let mut out = BTreeSet::new();
         for (account, a) in &w.accounts {
             for (name, r) in &a.roles {

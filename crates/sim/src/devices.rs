@@ -97,12 +97,11 @@ impl Inner {
             .fetch_sub(bytes.min(m.budget.load(Ordering::SeqCst)), Ordering::SeqCst);
         if before != u64::MAX && before <= bytes {
             m.stop();
-            let mut world = self.world();
+            let mut world = self.world().map_err(io::Error::other)?;
             if let Some(i) = self.instance_mut(&mut world, m) {
                 i.state = "stopped".into();
                 i.state_reason = Some("Server.InternalError: the instance failed (injected fault)".into());
             }
-            let _ = self.save(&world);
             return Err(io::Error::other(format!("instance {} died", m.id)));
         }
         Ok(())
@@ -118,14 +117,23 @@ struct VolumeDevice {
 }
 
 impl VolumeDevice {
-    /// Runs `f` on the volume's block map, if the volume is still attached to this machine.
-    fn with_map<T>(&self, f: impl FnOnce(&mut crate::store::BlockMap) -> T) -> io::Result<T> {
-        let mut world = self.inner.world();
+    fn key(&self) -> (AccountId, Region, VolumeId) {
+        (
+            self.machine.account.clone(),
+            self.machine.region.clone(),
+            self.volume.clone(),
+        )
+    }
+
+    /// The volume's block map as this machine sees it (its writes not yet saved included), if
+    /// the volume is still attached to it.
+    fn with_map<T>(&self, f: impl FnOnce(&crate::store::BlockMap) -> T) -> io::Result<T> {
+        let world = self.inner.read().map_err(io::Error::other)?;
         let volume = world
             .accounts
-            .get_mut(&self.machine.account)
-            .and_then(|a| a.regions.get_mut(&self.machine.region))
-            .and_then(|r| r.volumes.get_mut(&self.volume))
+            .get(&self.machine.account)
+            .and_then(|a| a.regions.get(&self.machine.region))
+            .and_then(|r| r.volumes.get(&self.volume))
             .filter(|v| v.attachment.as_ref().is_some_and(|(i, _)| i == &self.machine.id))
             .ok_or_else(|| {
                 io::Error::other(format!(
@@ -133,7 +141,32 @@ impl VolumeDevice {
                     self.volume, self.machine.id
                 ))
             })?;
-        Ok(f(&mut volume.blocks))
+        let mut map = volume.blocks.clone();
+        if let Some(written) = crate::lock(&self.inner.shared.unsaved).volumes.get(&self.key()) {
+            for (index, hash) in written {
+                match hash {
+                    Some(h) => map.insert(*index, *h),
+                    None => map.remove(index),
+                };
+            }
+        }
+        Ok(f(&map))
+    }
+
+    /// The content of one block as this machine sees it.
+    fn block(&self, index: u64) -> io::Result<Option<crate::store::BlockHash>> {
+        let unsaved = crate::lock(&self.inner.shared.unsaved)
+            .volumes
+            .get(&self.key())
+            .and_then(|w| w.get(&index).copied());
+        match unsaved {
+            Some(hash) => {
+                // Still attached? A detached volume's writes are saved; no more come.
+                self.with_map(|_| ())?;
+                Ok(hash)
+            }
+            None => self.with_map(|map| map.get(&index).copied()),
+        }
     }
 }
 
@@ -149,7 +182,7 @@ impl Device for VolumeDevice {
         while done < buf.len() {
             let (index, within) = locate(offset + done as u64);
             let n = (EBS_BLOCK_SIZE as usize - within).min(buf.len() - done);
-            let hash = self.with_map(|map| map.get(&index).copied())?;
+            let hash = self.block(index)?;
             self.inner.store.read(hash.as_ref(), &mut block)?;
             buf[done..done + n].copy_from_slice(&block[within..within + n]);
             done += n;
@@ -168,23 +201,26 @@ impl Device for VolumeDevice {
             let (index, within) = locate(offset + done as u64);
             let n = (EBS_BLOCK_SIZE as usize - within).min(data.len() - done);
             if n < EBS_BLOCK_SIZE as usize {
-                let hash = self.with_map(|map| map.get(&index).copied())?;
+                let hash = self.block(index)?;
                 self.inner.store.read(hash.as_ref(), &mut block)?;
             }
             block[within..within + n].copy_from_slice(&data[done..done + n]);
             let hash = self.inner.store.put(&block)?;
-            self.with_map(|map| match hash {
-                Some(h) => map.insert(index, h),
-                None => map.remove(&index),
-            })?;
+            self.with_map(|_| ())?;
+            crate::lock(&self.inner.shared.unsaved)
+                .volumes
+                .entry(self.key())
+                .or_default()
+                .insert(index, hash);
             done += n;
         }
         Ok(())
     }
 
     fn flush(&self) -> io::Result<()> {
-        let world = self.inner.world();
-        self.inner.save(&world).map_err(io::Error::other)
+        // A world to change merges this process's writes, and saves them when dropped.
+        let mut world = self.inner.world().map_err(io::Error::other)?;
+        world.save().map_err(io::Error::other)
     }
 
     fn written_blocks(&self) -> Option<Vec<u64>> {
@@ -211,7 +247,9 @@ impl InstanceHost for Host {
     fn credentials(&self) -> Result<Credentials, CloudError> {
         let action = Action::StsAssumeRole;
         let inner = &self.sim.inner;
-        let mut world = inner.world();
+        let mut world = inner
+            .world()
+            .map_err(|e| crate::SimError::unavailable(action, e))?;
         let m = &self.machine;
         let profile = inner
             .instance_mut(&mut world, m)
@@ -269,22 +307,19 @@ impl InstanceHost for Host {
             session: m.id.to_string(),
         };
         let creds = crate::admin::issue(&mut world, identity);
-        inner.save(&world).map_err(|e| {
-            CloudError::new(
-                action,
-                bulwark_cloud::ErrorKind::Unavailable,
-                "InternalError",
-                e.to_string(),
-            )
-        })?;
+        world
+            .save()
+            .map_err(|e| crate::SimError::unavailable(action, e))?;
         Ok(creds)
     }
 
     /// The volume attached as `name`: the embedded cloud's instances see their devices by the
     /// names they were attached as, so the volume id is not needed.
     fn device(&self, name: &str, _volume: Option<&VolumeId>) -> io::Result<Arc<dyn Device>> {
-        let world = self.sim.inner.world();
+        let world = self.sim.inner.read().map_err(io::Error::other)?;
         let m = &self.machine;
+        let now = crate::clock::now();
+        // A device appears once its attachment is complete, as on an instance.
         let found = world
             .accounts
             .get(&m.account)
@@ -294,6 +329,7 @@ impl InstanceHost for Host {
                     v.attachment
                         .as_ref()
                         .is_some_and(|(i, d)| i == &m.id && d == name)
+                        && crate::clock::attachment_state(v, now) == Some("attached")
                 })
             })
             .map(|(id, v)| (id.clone(), u64::from(v.size_gib) << 30));

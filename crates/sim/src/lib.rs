@@ -7,7 +7,7 @@
 //! simulated volumes as block devices.
 //!
 //! The world persists in a data directory (`state.json` and a block store), so separate
-//! commands see the same accounts and resources; one process holds it at a time. Faults can
+//! commands see the same accounts and resources; processes sharing it take turns call by call. Faults can
 //! be injected ([`Fault`]): a named call failing on its Nth use, throttling, a worker dying.
 //!
 //! What it must not depend on: the planner and the engine. It knows AWS, not Bulwark; its
@@ -18,21 +18,21 @@
 mod admin;
 mod api;
 mod auth;
+mod clock;
 mod devices;
 mod objects;
+mod persist;
 mod rules;
 mod state;
 mod store;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use bulwark_cloud::{CloudError, Credentials, ErrorKind};
 use bulwark_host::Boot;
-use bulwark_model::Action;
-use bulwark_model::InstanceId;
+use bulwark_model::{Action, InstanceId};
 use serde::{Deserialize, Serialize};
 
 pub use admin::{Inventory, Launch, SimVolume};
@@ -50,9 +50,6 @@ pub enum SimError {
         /// The error.
         source: std::io::Error,
     },
-    /// Another process holds the data directory.
-    #[error("embedded cloud data directory {0} is in use by another bulwark process; wait for it to finish")]
-    Busy(PathBuf),
     /// The state file is damaged.
     #[error(
         "embedded cloud state {path} is unreadable ({message}); remove the directory to start a new world"
@@ -66,6 +63,13 @@ pub enum SimError {
     /// A setup call was refused.
     #[error("{0}")]
     Cloud(#[from] CloudError),
+}
+
+impl SimError {
+    /// The error a call answers when the data directory fails it: the service is unavailable.
+    pub(crate) fn unavailable(action: Action, error: SimError) -> CloudError {
+        CloudError::new(action, ErrorKind::Unavailable, "InternalError", error.to_string())
+    }
 }
 
 /// A fault to inject.
@@ -89,6 +93,12 @@ pub enum Fault {
         action: Action,
         /// How many calls.
         times: u32,
+    },
+    /// The next call of `action` takes effect, and its answer is lost: the caller gets a
+    /// timeout, as when a connection drops after AWS made the change.
+    LoseResponse {
+        /// The API.
+        action: Action,
     },
     /// The next instance launched dies after `after_bytes` of device I/O.
     WorkerDies {
@@ -117,7 +127,7 @@ impl std::fmt::Debug for Sim {
 
 pub(crate) struct Inner {
     dir: PathBuf,
-    world: Mutex<World>,
+    shared: persist::Shared,
     store: BlockStore,
     boot: Mutex<Option<Boot>>,
     /// Running instances' process-local state.
@@ -125,43 +135,26 @@ pub(crate) struct Inner {
     /// Queue messages (not persisted: a queue lives as long as its session's process).
     queues: Mutex<BTreeMap<String, VecDeque<(u64, String)>>>,
     queue_signal: Condvar,
-    _lock: File,
 }
 
 impl Sim {
-    /// Opens (or creates) the world in `dir`.
+    /// Opens (or creates) the world in `dir`. Several processes may open the same directory:
+    /// they take turns call by call (`persist`).
     pub fn open(dir: &Path) -> Result<Sim, SimError> {
-        let io = |source| SimError::Io {
+        let shared = persist::Shared::open(dir)?;
+        let store = BlockStore::new(&dir.join("blocks")).map_err(|source| SimError::Io {
             path: dir.to_path_buf(),
             source,
-        };
-        fs::create_dir_all(dir).map_err(io)?;
-        let lock = File::create(dir.join("lock")).map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(SimError::Busy(dir.to_path_buf())),
-            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
-        }
-        let state = dir.join("state.json");
-        let world = match fs::read(&state) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| SimError::Corrupt {
-                path: state.clone(),
-                message: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => World::default(),
-            Err(e) => return Err(io(e)),
-        };
-        let store = BlockStore::new(&dir.join("blocks")).map_err(io)?;
+        })?;
         Ok(Sim {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
-                world: Mutex::new(world),
+                shared,
                 store,
                 boot: Mutex::new(None),
                 machines: Mutex::new(BTreeMap::new()),
                 queues: Mutex::new(BTreeMap::new()),
                 queue_signal: Condvar::new(),
-                _lock: lock,
             }),
         })
     }
@@ -183,21 +176,29 @@ impl Sim {
 
     /// Queues a fault.
     pub fn inject(&self, fault: Fault) -> Result<(), SimError> {
-        let mut world = self.inner.world();
+        let mut world = self.inner.world()?;
         world.faults.push(fault);
-        self.inner.save(&world)
+        world.save()
     }
 
     /// The faults that have not fired yet.
-    pub fn pending_faults(&self) -> Vec<Fault> {
-        self.inner.world().faults.clone()
+    pub fn pending_faults(&self) -> Result<Vec<Fault>, SimError> {
+        Ok(self.inner.read()?.faults.clone())
+    }
+
+    /// Makes what AWS does in the background (creating volumes, attaching, snapshots,
+    /// launches, terminations) take `latency` from now on.
+    pub fn set_latency(&self, latency: std::time::Duration) -> Result<(), SimError> {
+        let mut world = self.inner.world()?;
+        world.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        world.save()
     }
 
     /// Removes every pending fault.
     pub fn clear_faults(&self) -> Result<(), SimError> {
-        let mut world = self.inner.world();
+        let mut world = self.inner.world()?;
         world.faults.clear();
-        self.inner.save(&world)
+        world.save()
     }
 
     /// Waits for every instance program (worker thread) to return.
@@ -213,24 +214,14 @@ impl Sim {
 }
 
 impl Inner {
-    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
-        lock(&self.world)
+    /// The world, to change it: saved when the guard is dropped.
+    pub(crate) fn world(&self) -> Result<persist::WorldGuard<'_>, SimError> {
+        self.shared.write()
     }
 
-    /// Writes the world to `state.json` atomically.
-    pub(crate) fn save(&self, world: &World) -> Result<(), SimError> {
-        let path = self.dir.join("state.json");
-        let io = |source| SimError::Io {
-            path: path.clone(),
-            source,
-        };
-        let bytes = serde_json::to_vec(world).map_err(|e| SimError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, bytes).map_err(io)?;
-        fs::rename(&tmp, &path).map_err(io)
+    /// The world, to read it.
+    pub(crate) fn read(&self) -> Result<persist::WorldGuard<'_>, SimError> {
+        self.shared.read()
     }
 
     /// Resolves credentials to their identity.

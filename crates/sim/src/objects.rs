@@ -60,7 +60,12 @@ impl ObjectStore {
         resource: String,
         path: String,
     ) -> Result<(), BackendError> {
-        let world = self.sim.inner.world();
+        let world = self.sim.inner.read().map_err(|e| BackendError::Remote {
+            operation,
+            path: path.clone(),
+            message: e.to_string(),
+            retryable: true,
+        })?;
         Inner::identity(&world, action, &self.who.get())
             .and_then(|identity| {
                 let caller = Caller {

@@ -3,7 +3,7 @@
 //! Source: `reference/aws-rules.md` ("KMS keys and EBS").
 
 use bulwark_cloud::{CloudError, ErrorKind};
-use bulwark_model::{AccountId, Action, Region};
+use bulwark_model::{AccountId, Action, Region, VolumeId};
 
 use crate::auth::{key_arn, Caller};
 use crate::state::{Key, RegionState, World};
@@ -200,4 +200,15 @@ pub(crate) fn ebs_may_use(
         caller.check_key(world, owner, region, key, *action, true)?;
     }
     Ok(())
+}
+
+/// Removes the grants EBS made for a volume's attachment: it made them for the instance.
+pub(crate) fn retire_grants(world: &mut World, volume: &VolumeId) {
+    for a in world.accounts.values_mut() {
+        for r in a.regions.values_mut() {
+            for k in r.keys.values_mut() {
+                k.grants.retain(|g| g.for_volume.as_ref() != Some(volume));
+            }
+        }
+    }
 }

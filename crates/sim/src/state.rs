@@ -1,6 +1,7 @@
 //! The world the embedded cloud holds: every account's IAM, and per region its KMS keys,
 //! volumes, snapshots, instances and queues. It is plain data, saved whole to the data
-//! directory after every change so that separate `bulwark` commands see the same world.
+//! directory after every change so that separate `bulwark` commands see the same world
+//! (`persist`).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,9 @@ use crate::store::BlockMap;
 /// Everything.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct World {
+    /// The state format's version (`persist::STATE_VERSION`).
+    #[serde(default)]
+    pub version: u32,
     pub accounts: BTreeMap<AccountId, Account>,
     /// Credentials issued, by access key id.
     pub sessions: BTreeMap<String, Session>,
@@ -26,6 +30,17 @@ pub(crate) struct World {
     /// [`Identity::Role`]): for tests of credential renewal.
     #[serde(default)]
     pub session_seconds: BTreeMap<String, u64>,
+    /// How long what AWS does in the background takes here, in milliseconds (`clock`).
+    #[serde(default = "default_latency")]
+    pub latency_ms: u64,
+    /// Client tokens of idempotent creations, `ACCOUNT/REGION/TOKEN` to the id they created.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// A few milliseconds: long enough that every wait is a real wait, short enough for the demo.
+fn default_latency() -> u64 {
+    5
 }
 
 /// Whom a set of credentials belongs to.
@@ -142,6 +157,15 @@ pub(crate) struct Volume {
     /// Its availability zone (empty in older state: the region's first).
     #[serde(default)]
     pub zone: String,
+    /// `creating` until then (ms since the epoch).
+    #[serde(default)]
+    pub ready_at: u64,
+    /// Its attachment is `attaching` until then.
+    #[serde(default)]
+    pub attach_at: u64,
+    /// Its attachment is `detaching` until then, and then ends.
+    #[serde(default)]
+    pub detach_at: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -159,6 +183,9 @@ pub(crate) struct Snapshot {
     /// Checksums of the blocks written through the EBS direct APIs, while `pending`.
     #[serde(default)]
     pub written: BTreeMap<u64, String>,
+    /// A completed snapshot reads `pending` until then (ms since the epoch).
+    #[serde(default)]
+    pub ready_at: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -180,6 +207,15 @@ pub(crate) struct Instance {
     pub security_groups: Vec<String>,
     #[serde(default)]
     pub instance_type: String,
+    /// A running instance reads `pending` until then (ms since the epoch).
+    #[serde(default)]
+    pub ready_at: u64,
+    /// A `shutting-down` instance is `terminated` then.
+    #[serde(default)]
+    pub terminate_at: Option<u64>,
+    /// Whether its metadata service requires session tokens (IMDSv2 only).
+    #[serde(default)]
+    pub imds_v2_only: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

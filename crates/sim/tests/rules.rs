@@ -10,7 +10,7 @@ use bulwark_cloud::{
     EBS_BLOCK_SIZE,
 };
 use bulwark_model::Action;
-use bulwark_sim::{Fault, Sim, SimError};
+use bulwark_sim::{Fault, Sim};
 use common::*;
 use serde_json::json;
 
@@ -884,14 +884,38 @@ fn a_throttle_fault_of_zero_times_throttles_nothing() {
 // ---- 12. persistence ---------------------------------------------------------------------
 
 #[test]
-fn the_world_survives_reopening_and_is_one_process_at_a_time() {
+fn the_world_survives_reopening_and_is_shared_by_every_opener() {
     let dir = tempfile::tempdir().unwrap();
     let a = account("111111111111");
     let east = region("us-east-1");
     let (root, vol, digest) = {
         let sim = Sim::open(dir.path()).unwrap();
-        assert!(matches!(Sim::open(dir.path()), Err(SimError::Busy(_))));
+        // A second opener (another process, in effect: its own world and lock) sees what the
+        // first makes, and the first what the second makes.
+        let other = Sim::open(dir.path()).unwrap();
         let root = sim.root_credentials(&a).unwrap();
+        assert_eq!(other.root_credentials(&a).unwrap(), root);
+        let made = other
+            .create_volume(
+                &root,
+                &east,
+                &CreateVolume {
+                    size_gib: Some(2),
+                    ..CreateVolume::default()
+                },
+            )
+            .unwrap()
+            .id;
+        assert_eq!(
+            sim.describe_volumes(&root, &east, std::slice::from_ref(&made))
+                .unwrap()[0]
+                .size_gib,
+            2
+        );
+        sim.delete_volume(&root, &east, &made).unwrap();
+        assert!(other
+            .describe_volumes(&root, &east, std::slice::from_ref(&made))
+            .is_err());
         let plain = CreateVolume {
             size_gib: Some(1),
             ..CreateVolume::default()

@@ -144,6 +144,7 @@ impl Ebs for AwsCloud {
                 .set_parent_snapshot_id(start.parent.as_ref().map(ToString::to_string))
                 .set_encrypted(start.encrypted.then_some(true))
                 .set_kms_key_arn(start.kms_key_arn.clone())
+                .set_client_token(start.client_token.clone())
                 .set_tags(Some(tags))
                 .timeout(60)
                 .send()

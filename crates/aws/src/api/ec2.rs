@@ -10,48 +10,16 @@ impl Ec2 for AwsCloud {
         region: &Region,
         ids: &[InstanceId],
     ) -> Result<Vec<InstanceInfo>> {
-        let a = Action::Ec2DescribeInstances;
-        let c = self.clients(who, Some(region));
-        self.run(async {
-            let out = c
-                .ec2
-                .describe_instances()
-                .set_instance_ids(Some(ids.iter().map(ToString::to_string).collect()))
-                .send()
-                .await
-                .map_err(|e| map(a, e))?;
-            let mut infos = Vec::new();
-            for r in out.reservations() {
-                for i in r.instances() {
-                    infos.push(InstanceInfo {
-                        id: parse(a, "instance id", i.instance_id())?,
-                        owner: parse(a, "owner", r.owner_id())?,
-                        region: region.clone(),
-                        state: i
-                            .state()
-                            .and_then(|s| s.name())
-                            .map_or("pending", |n| n.as_str())
-                            .to_owned(),
-                        state_reason: i.state_reason().and_then(|s| s.message()).map(str::to_owned),
-                        volumes: i
-                            .block_device_mappings()
-                            .iter()
-                            .filter_map(|m| {
-                                let v = m.ebs()?.volume_id()?.parse().ok()?;
-                                Some((v, m.device_name()?.to_owned()))
-                            })
-                            .collect(),
-                        instance_profile: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_owned),
-                        availability_zone: i
-                            .placement()
-                            .and_then(|p| p.availability_zone())
-                            .map(str::to_owned),
-                        tags: from_ec2_tags(i.tags()),
-                    });
-                }
-            }
-            Ok(infos)
-        })
+        self.find_instances(who, region, Select::Ids(ids))
+    }
+
+    fn instances_tagged(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        tags: &[Tag],
+    ) -> Result<Vec<InstanceInfo>> {
+        self.find_instances(who, region, Select::Tags(tags))
     }
 
     fn describe_volumes(
@@ -60,41 +28,11 @@ impl Ec2 for AwsCloud {
         region: &Region,
         ids: &[VolumeId],
     ) -> Result<Vec<VolumeInfo>> {
-        let a = Action::Ec2DescribeVolumes;
-        let c = self.clients(who, Some(region));
-        let owner = self.caller_identity(who)?.account;
-        self.run(async {
-            let out = c
-                .ec2
-                .describe_volumes()
-                .set_volume_ids(Some(ids.iter().map(ToString::to_string).collect()))
-                .send()
-                .await
-                .map_err(|e| map(a, e))?;
-            out.volumes()
-                .iter()
-                .map(|v| {
-                    let attachment = v
-                        .attachments()
-                        .first()
-                        .and_then(|at| Some((at.instance_id()?.parse().ok()?, at.device()?.to_owned())));
-                    Ok(VolumeInfo {
-                        id: parse(a, "volume id", v.volume_id())?,
-                        owner: owner.clone(),
-                        region: region.clone(),
-                        size_gib: v.size().unwrap_or(0).max(0) as u32,
-                        snapshot: v
-                            .snapshot_id()
-                            .filter(|s| !s.is_empty())
-                            .and_then(|s| s.parse().ok()),
-                        state: v.state().map_or("creating", |s| s.as_str()).to_owned(),
-                        encryption: encryption(v.encrypted(), v.kms_key_id()),
-                        attachment,
-                        tags: from_ec2_tags(v.tags()),
-                    })
-                })
-                .collect()
-        })
+        self.find_volumes(who, region, Select::Ids(ids))
+    }
+
+    fn volumes_tagged(&self, who: &Credentials, region: &Region, tags: &[Tag]) -> Result<Vec<VolumeInfo>> {
+        self.find_volumes(who, region, Select::Tags(tags))
     }
 
     fn describe_snapshots(
@@ -103,36 +41,16 @@ impl Ec2 for AwsCloud {
         region: &Region,
         ids: &[SnapshotId],
     ) -> Result<Vec<SnapshotInfo>> {
-        let a = Action::Ec2DescribeSnapshots;
-        let c = self.clients(who, Some(region));
-        self.run(async {
-            let out = c
-                .ec2
-                .describe_snapshots()
-                .set_snapshot_ids(Some(ids.iter().map(ToString::to_string).collect()))
-                .send()
-                .await
-                .map_err(|e| map(a, e))?;
-            out.snapshots()
-                .iter()
-                .map(|s| {
-                    Ok(SnapshotInfo {
-                        id: parse(a, "snapshot id", s.snapshot_id())?,
-                        owner: parse(a, "owner", s.owner_id())?,
-                        region: region.clone(),
-                        volume: s
-                            .volume_id()
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or_else(unknown_volume),
-                        size_gib: s.volume_size().unwrap_or(0).max(0) as u32,
-                        state: s.state().map_or("pending", |s| s.as_str()).to_owned(),
-                        encryption: encryption(s.encrypted(), s.kms_key_id()),
-                        shared_with: Vec::new(),
-                        tags: from_ec2_tags(s.tags()),
-                    })
-                })
-                .collect()
-        })
+        self.find_snapshots(who, region, Select::Ids(ids))
+    }
+
+    fn snapshots_tagged(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        tags: &[Tag],
+    ) -> Result<Vec<SnapshotInfo>> {
+        self.find_snapshots(who, region, Select::Tags(tags))
     }
 
     fn create_snapshots(
@@ -295,6 +213,7 @@ impl Ec2 for AwsCloud {
                 .set_encrypted(volume.encrypted.then_some(true))
                 .set_kms_key_id(volume.kms_key_id.clone())
                 .set_tag_specifications(tag_spec(ResourceType::Volume, &volume.tags))
+                .set_client_token(volume.client_token.clone())
                 .send()
                 .await
                 .map_err(|e| map(a, e))?;
@@ -310,6 +229,7 @@ impl Ec2 for AwsCloud {
                 state: v.state().map_or("creating", |s| s.as_str()).to_owned(),
                 encryption: encryption(v.encrypted(), v.kms_key_id()),
                 attachment: None,
+                attachment_state: None,
                 tags: from_ec2_tags(v.tags()),
             })
         })
@@ -401,6 +321,14 @@ impl Ec2 for AwsCloud {
                 )
                 .set_user_data((!run.user_data.is_empty()).then(|| base64(run.user_data.as_bytes())))
                 .set_tag_specifications(tag_spec(ResourceType::Instance, &run.tags))
+                .set_client_token(run.client_token.clone())
+                .set_metadata_options(run.imds_v2_only.then(|| {
+                    aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
+                        .http_tokens(aws_sdk_ec2::types::HttpTokensState::Required)
+                        .http_put_response_hop_limit(1)
+                        .http_endpoint(aws_sdk_ec2::types::InstanceMetadataEndpointState::Enabled)
+                        .build()
+                }))
                 .send()
                 .await
                 .map_err(|e| map(a, e))?;
@@ -465,6 +393,176 @@ impl Ec2 for AwsCloud {
                 .await
                 .map_err(|e| map(a, e))?;
             Ok(out.ebs_encryption_by_default().unwrap_or(false))
+        })
+    }
+}
+
+/// What a Describe call selects: resources by id, or the caller's resources carrying tags.
+enum Select<'a, T> {
+    Ids(&'a [T]),
+    Tags(&'a [Tag]),
+}
+
+impl<T: std::fmt::Display> Select<'_, T> {
+    fn ids(&self) -> Option<Vec<String>> {
+        match self {
+            Select::Ids(ids) => Some(ids.iter().map(ToString::to_string).collect()),
+            Select::Tags(_) => None,
+        }
+    }
+
+    fn filters(&self) -> Option<Vec<aws_sdk_ec2::types::Filter>> {
+        match self {
+            Select::Ids(_) => None,
+            Select::Tags(tags) => Some(
+                tags.iter()
+                    .map(|t| {
+                        aws_sdk_ec2::types::Filter::builder()
+                            .name(format!("tag:{}", t.key))
+                            .values(t.value.clone())
+                            .build()
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl AwsCloud {
+    fn find_instances(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        select: Select<'_, InstanceId>,
+    ) -> Result<Vec<InstanceInfo>> {
+        let a = Action::Ec2DescribeInstances;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let out = c
+                .ec2
+                .describe_instances()
+                .set_instance_ids(select.ids())
+                .set_filters(select.filters())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            let mut infos = Vec::new();
+            for r in out.reservations() {
+                for i in r.instances() {
+                    infos.push(InstanceInfo {
+                        id: parse(a, "instance id", i.instance_id())?,
+                        owner: parse(a, "owner", r.owner_id())?,
+                        region: region.clone(),
+                        state: i
+                            .state()
+                            .and_then(|s| s.name())
+                            .map_or("pending", |n| n.as_str())
+                            .to_owned(),
+                        state_reason: i.state_reason().and_then(|s| s.message()).map(str::to_owned),
+                        volumes: i
+                            .block_device_mappings()
+                            .iter()
+                            .filter_map(|m| {
+                                let v = m.ebs()?.volume_id()?.parse().ok()?;
+                                Some((v, m.device_name()?.to_owned()))
+                            })
+                            .collect(),
+                        instance_profile: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_owned),
+                        availability_zone: i
+                            .placement()
+                            .and_then(|p| p.availability_zone())
+                            .map(str::to_owned),
+                        tags: from_ec2_tags(i.tags()),
+                    });
+                }
+            }
+            Ok(infos)
+        })
+    }
+
+    fn find_volumes(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        select: Select<'_, VolumeId>,
+    ) -> Result<Vec<VolumeInfo>> {
+        let a = Action::Ec2DescribeVolumes;
+        let c = self.clients(who, Some(region));
+        let owner = self.caller_identity(who)?.account;
+        self.run(async {
+            let out = c
+                .ec2
+                .describe_volumes()
+                .set_volume_ids(select.ids())
+                .set_filters(select.filters())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            out.volumes()
+                .iter()
+                .map(|v| {
+                    let first = v.attachments().first();
+                    let attachment =
+                        first.and_then(|at| Some((at.instance_id()?.parse().ok()?, at.device()?.to_owned())));
+                    let attachment_state = first.and_then(|at| at.state()).map(|s| s.as_str().to_owned());
+                    Ok(VolumeInfo {
+                        id: parse(a, "volume id", v.volume_id())?,
+                        owner: owner.clone(),
+                        region: region.clone(),
+                        size_gib: v.size().unwrap_or(0).max(0) as u32,
+                        snapshot: v
+                            .snapshot_id()
+                            .filter(|s| !s.is_empty())
+                            .and_then(|s| s.parse().ok()),
+                        state: v.state().map_or("creating", |s| s.as_str()).to_owned(),
+                        encryption: encryption(v.encrypted(), v.kms_key_id()),
+                        attachment,
+                        attachment_state,
+                        tags: from_ec2_tags(v.tags()),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn find_snapshots(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        select: Select<'_, SnapshotId>,
+    ) -> Result<Vec<SnapshotInfo>> {
+        let a = Action::Ec2DescribeSnapshots;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let out = c
+                .ec2
+                .describe_snapshots()
+                .set_snapshot_ids(select.ids())
+                .set_filters(select.filters())
+                // Found by tags: the caller's own only (shared and public ones are not its to remove).
+                .set_owner_ids(select.ids().is_none().then(|| vec!["self".to_owned()]))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            out.snapshots()
+                .iter()
+                .map(|s| {
+                    Ok(SnapshotInfo {
+                        id: parse(a, "snapshot id", s.snapshot_id())?,
+                        owner: parse(a, "owner", s.owner_id())?,
+                        region: region.clone(),
+                        volume: s
+                            .volume_id()
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or_else(unknown_volume),
+                        size_gib: s.volume_size().unwrap_or(0).max(0) as u32,
+                        state: s.state().map_or("pending", |s| s.as_str()).to_owned(),
+                        encryption: encryption(s.encrypted(), s.kms_key_id()),
+                        shared_with: Vec::new(),
+                        tags: from_ec2_tags(s.tags()),
+                    })
+                })
+                .collect()
         })
     }
 }

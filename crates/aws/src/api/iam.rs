@@ -192,6 +192,33 @@ impl Iam for AwsCloud {
         })
     }
 
+    fn simulate(&self, who: &Credentials, role: &RoleArn, checks: &[(Action, String)]) -> Result<Vec<bool>> {
+        let a = Action::IamSimulatePrincipalPolicy;
+        let c = self.clients(who, None);
+        self.run(async {
+            let mut out = Vec::with_capacity(checks.len());
+            // One request per check: the simulator answers the cross product of the actions
+            // and resources it is given, and each check has its own resource.
+            for (action, resource) in checks {
+                let answer = c
+                    .iam
+                    .simulate_principal_policy()
+                    .policy_source_arn(role.as_str())
+                    .action_names(action.as_str())
+                    .resource_arns(resource)
+                    .send()
+                    .await
+                    .map_err(|e| map(a, e))?;
+                let allowed = answer
+                    .evaluation_results()
+                    .iter()
+                    .all(|r| r.eval_decision() == &aws_sdk_iam::types::PolicyEvaluationDecisionType::Allowed);
+                out.push(allowed && !answer.evaluation_results().is_empty());
+            }
+            Ok(out)
+        })
+    }
+
     fn list_instance_profiles_for_role(&self, who: &Credentials, role: &RoleArn) -> Result<Vec<String>> {
         let a = Action::IamListInstanceProfilesForRole;
         let c = self.clients(who, None);

@@ -19,6 +19,24 @@ impl Sqs for AwsCloud {
         })
     }
 
+    fn queue_url(&self, who: &Credentials, region: &Region, name: &str) -> Result<Option<String>> {
+        let a = Action::SqsGetQueueUrl;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            match c.sqs.get_queue_url().queue_name(name).send().await {
+                Ok(out) => Ok(out.queue_url().map(str::to_owned)),
+                Err(e) => {
+                    let e = map(a, e);
+                    if e.kind == bulwark_cloud::ErrorKind::NotFound {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                }
+            }
+        })
+    }
+
     fn set_queue_policy(&self, who: &Credentials, region: &Region, queue: &str, policy: &str) -> Result<()> {
         let a = Action::SqsSetQueueAttributes;
         let c = self.clients(who, Some(region));

@@ -280,7 +280,7 @@ fn a_key_policy_missing_a_statement_is_found_by_check_and_fails_the_session_clea
     ]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("step 14 (ec2:CreateVolume on snapshot of vol-0dddddddddddddddd"),
+        stderr.contains("step 16 (ec2:CreateVolume on snapshot of vol-0dddddddddddddddd"),
         "{stderr}"
     );
     assert!(

@@ -27,6 +27,16 @@ pub trait Ec2: Send + Sync {
         region: &Region,
         ids: &[SnapshotId],
     ) -> Result<Vec<SnapshotInfo>>;
+    /// `ec2:DescribeSnapshots` of the caller's snapshots that carry every one of `tags`: how a
+    /// snapshot is found whose creation's answer was lost.
+    fn snapshots_tagged(&self, who: &Credentials, region: &Region, tags: &[Tag])
+        -> Result<Vec<SnapshotInfo>>;
+    /// `ec2:DescribeVolumes` of the volumes that carry every one of `tags`.
+    fn volumes_tagged(&self, who: &Credentials, region: &Region, tags: &[Tag]) -> Result<Vec<VolumeInfo>>;
+    /// `ec2:DescribeInstances` of the instances that carry every one of `tags`, terminated ones
+    /// included.
+    fn instances_tagged(&self, who: &Credentials, region: &Region, tags: &[Tag])
+        -> Result<Vec<InstanceInfo>>;
     /// `ec2:CreateSnapshots`: crash-consistent snapshots of every volume of an instance, in
     /// the order of its volumes. Encrypted with each volume's key; takes no key.
     fn create_snapshots(

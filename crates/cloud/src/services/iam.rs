@@ -1,4 +1,4 @@
-use bulwark_model::RoleArn;
+use bulwark_model::{Action, RoleArn};
 
 use crate::{Credentials, Result, RoleInfo, Tag};
 
@@ -34,6 +34,10 @@ pub trait Iam: Send + Sync {
         profile: &str,
         role: &RoleArn,
     ) -> Result<()>;
+    /// `iam:SimulatePrincipalPolicy`: whether `role`'s IAM policies allow each action on each
+    /// resource ARN, in order. Like AWS's, it evaluates identity policies only: not KMS key
+    /// policies, not SCPs.
+    fn simulate(&self, who: &Credentials, role: &RoleArn, checks: &[(Action, String)]) -> Result<Vec<bool>>;
     /// `iam:ListInstanceProfilesForRole`: the ARNs of the profiles holding the role.
     fn list_instance_profiles_for_role(&self, who: &Credentials, role: &RoleArn) -> Result<Vec<String>>;
 }

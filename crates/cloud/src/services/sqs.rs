@@ -8,6 +8,8 @@ use crate::{Credentials, Message, Result};
 pub trait Sqs: Send + Sync {
     /// `sqs:CreateQueue`; returns its URL.
     fn create_queue(&self, who: &Credentials, region: &Region, name: &str) -> Result<String>;
+    /// `sqs:GetQueueUrl`: the URL of the caller's queue `name`, `None` if there is none.
+    fn queue_url(&self, who: &Credentials, region: &Region, name: &str) -> Result<Option<String>>;
     /// `sqs:SetQueueAttributes` with the queue's access policy.
     fn set_queue_policy(&self, who: &Credentials, region: &Region, queue: &str, policy: &str) -> Result<()>;
     /// `sqs:DeleteQueue`.

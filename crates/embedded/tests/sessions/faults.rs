@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulwark_cloud::ErrorKind;
+use bulwark_embedded::{all_operations, plans, Grants};
 use bulwark_engine::{Engine, EngineError, Event, Listener, SessionId};
 use bulwark_plan::{Actor, Operation, Placement, RestoreSource};
 use bulwark_sim::{Fault, Inventory};
@@ -104,8 +105,8 @@ fn assert_unchanged(before: &Inventory, after: &Inventory, what: &str) {
 
 /// Asserts that every session journal is closed: recovery finds nothing to do.
 fn assert_journals_closed(world: &World, what: &str) {
-    let dir = world.embedded.dir().join("appliance").join("sessions");
-    let open = bulwark_engine::journal::open_journals(&dir).expect("the journal directory reads");
+    let store = bulwark_engine::FileStore::new(&world.embedded.dir().join("appliance"));
+    let open = bulwark_engine::StateStore::unfinished(&store).expect("the journals read");
     assert!(open.is_empty(), "{what}: unclosed journals {open:?}");
     let recovered = engine(world).recover().expect("recovery runs");
     assert!(recovered.is_empty(), "{what}: recovery found {recovered:#?}");
@@ -870,4 +871,44 @@ fn a_worker_whose_transfer_outlasts_the_repository_session_gets_new_credentials_
     world.embedded.sim.wait_idle();
     assert_eq!(report.points.len(), 2);
     assert_eq!(assert_repository_intact(&world), 2);
+}
+
+/// Takes `action` from every statement of `role`'s generated identity policy.
+fn without(grants: &mut Grants, role: &str, action: &str) {
+    let (_, statements) = grants.roles.get_mut(role).expect("the role has grants");
+    for s in statements.iter_mut() {
+        if let Some(actions) = s.action.as_mut() {
+            actions.retain(|a| a != action);
+        }
+    }
+    statements.retain(|s| s.action.as_ref().is_some_and(|a| !a.is_empty()));
+}
+
+/// Tried as a new user would: a worker deployment role that may launch workers and make roles
+/// but not remove them. The session proves its cleanup first, so it is refused before it
+/// creates anything, naming the role and what it lacks, instead of failing at cleanup and
+/// leaving a worker or a temporary role behind.
+#[test]
+fn a_session_that_could_not_clean_up_is_refused_before_it_creates_anything() {
+    let deployer = "arn:aws:iam::111111111111:role/WorkerDeployment";
+    for action in ["iam:DeleteRole", "ec2:TerminateInstances", "ec2:DeleteVolume"] {
+        let estate = estate();
+        let mut grants = Grants::from_plans(&estate, &plans(&estate, &all_operations(&estate)));
+        without(&mut grants, deployer, action);
+        let world = World::with_grants(&estate, &grants);
+        let before = world.inventory();
+        let result = engine(&world).run_operation(&backup(DB, Placement::BackupAccount));
+        match result {
+            Err(EngineError::CannotCleanUp { role, missing }) => {
+                assert_eq!(role, deployer);
+                assert!(
+                    missing.iter().any(|m| m.starts_with(action)),
+                    "{action}: {missing:?}"
+                );
+            }
+            other => panic!("without {action}: expected a refusal before anything, got {other:?}"),
+        }
+        assert_unchanged(&before, &world.inventory(), action);
+        assert_journals_closed(&world, action);
+    }
 }

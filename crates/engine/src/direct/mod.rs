@@ -365,31 +365,33 @@ pub fn snapshot_size_gib(repo: &Repository, point: &Id) -> Result<u32, DirectErr
         .ok_or_else(|| unsupported(format!("{size_gib} GiB is more than an EBS volume holds")))
 }
 
-/// Starts a new snapshot of a `size_gib` volume to write a restore point into: encrypted with
-/// `key_arn` (a key ARN, not an alias) if given, else with the region's default EBS key if
-/// `encrypted`, else as the region's EBS defaults say.
+/// Starts a new snapshot (see [`new_snapshot`]).
 pub fn start_snapshot(
     cloud: &Cloud,
     who: &Credentials,
     region: &Region,
-    size_gib: u32,
-    encrypted: bool,
-    key_arn: Option<&str>,
-    tags: &[Tag],
+    start: &StartSnapshot,
 ) -> Result<SnapshotId, DirectError> {
-    let start = StartSnapshot {
+    Ok(
+        crate::retry::Retry::BLOCKS.run(Action::EbsStartSnapshot, None, || {
+            cloud.ebs.start_snapshot(who, region, start)
+        })?,
+    )
+}
+
+/// StartSnapshot's request for a new snapshot of a `size_gib` volume to write a restore point
+/// into: encrypted with `key_arn` (a key ARN, not an alias) if given, else with the region's
+/// default EBS key if `encrypted`, else as the region's EBS defaults say.
+pub fn new_snapshot(size_gib: u32, encrypted: bool, key_arn: Option<&str>, tags: &[Tag]) -> StartSnapshot {
+    StartSnapshot {
         volume_size_gib: size_gib,
         parent: None,
         // A key is only taken with Encrypted.
         encrypted: encrypted || key_arn.is_some(),
         kms_key_arn: key_arn.map(str::to_owned),
         tags: tags.to_vec(),
-    };
-    Ok(
-        crate::retry::Retry::BLOCKS.run(Action::EbsStartSnapshot, None, || {
-            cloud.ebs.start_snapshot(who, region, &start)
-        })?,
-    )
+        client_token: None,
+    }
 }
 
 /// Writes restore point `point` into `snapshot` (started by [`start_snapshot`]), completes it
@@ -429,7 +431,7 @@ pub fn restore_to_snapshot(
 ) -> Result<SnapshotId, DirectError> {
     let size_gib = snapshot_size_gib(repo, point)?;
     let tags = [Tag::new("bulwark:restore-point", point.to_hex())];
-    let snapshot = start_snapshot(cloud, who, region, size_gib, false, key_arn, &tags)?;
+    let snapshot = start_snapshot(cloud, who, region, &new_snapshot(size_gib, false, key_arn, &tags))?;
     match write_snapshot(cloud, who, region, &snapshot, repo, point, progress) {
         Ok(()) => Ok(snapshot),
         Err(e) => {

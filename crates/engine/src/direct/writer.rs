@@ -80,7 +80,7 @@ impl<'a> SnapshotWriter<'a> {
     /// Checks and queues one block, waiting for room in the queue.
     fn queue(&self, offset: u64, data: &[u8]) -> Result<(), MoverError> {
         let index = offset / EBS_BLOCK_SIZE;
-        if offset % EBS_BLOCK_SIZE != 0 || data.len() as u64 > EBS_BLOCK_SIZE {
+        if !offset.is_multiple_of(EBS_BLOCK_SIZE) || data.len() as u64 > EBS_BLOCK_SIZE {
             return Err(self.target_error(DirectError::BadBlock {
                 snapshot: self.snapshot.clone(),
                 index,

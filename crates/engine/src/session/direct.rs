@@ -12,7 +12,7 @@ use bulwark_repo::Repository;
 
 use super::{Failure, Session, StepResult};
 use crate::direct::{self, DirectError};
-use crate::journal::Target;
+use crate::journal::{Ec2Kind, Finder, Target};
 use crate::{worker, Engine, EngineError, Event};
 
 /// A snapshot to read through the EBS direct APIs.
@@ -140,20 +140,30 @@ impl<'e> Session<'e> {
                 )))
             })?;
         let size_gib = direct::snapshot_size_gib(repo, &point).map_err(|e| direct_failure(step, e))?;
-        let mut tags = self.tags();
+        let mut tags = self.step_tags(step);
+        let finder = Finder::Tagged {
+            kind: Ec2Kind::Snapshot,
+            region: region.clone(),
+            tags: tags.clone(),
+        };
         tags.push(Tag::new("bulwark:restore-point", point.to_hex()));
-        let id = direct::start_snapshot(
-            &engine.cloud,
-            &who,
-            &region,
-            size_gib,
-            written.key.is_some(),
-            key_arn.as_deref(),
-            &tags,
-        )
-        .map_err(|e| direct_failure(step, e))?;
-        let target = Target::Snapshot(region.clone(), id.clone());
-        self.created(&Resource::Snapshot(written.clone()), target, step.kept)?;
+        let start = bulwark_cloud::StartSnapshot {
+            client_token: Some(self.client_token(step)),
+            ..direct::new_snapshot(size_gib, written.key.is_some(), key_arn.as_deref(), &tags)
+        };
+        let resource = Resource::Snapshot(written.clone());
+        // The client token makes a repeated start answer the snapshot the first one started.
+        let id = self.creating(
+            step,
+            finder,
+            &resource,
+            || engine.cloud.ebs.start_snapshot(&who, &region, &start),
+            || Ok(None),
+            |session, id| {
+                session.created(&resource, Target::Snapshot(region.clone(), id.clone()), step.kept)?;
+                Ok(id)
+            },
+        )?;
         self.with_repository(|repo, progress| {
             direct::write_snapshot(&engine.cloud, &who, &region, &id, repo, &point, progress)
         })?

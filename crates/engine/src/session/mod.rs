@@ -6,6 +6,7 @@
 //! `direct` (the data path without workers).
 
 mod direct;
+mod proof;
 mod snapshots;
 mod volumes;
 mod workers;
@@ -13,12 +14,13 @@ mod workers;
 use std::collections::BTreeMap;
 
 use bulwark_cloud::{CloudError, Credentials, ErrorKind, SharedCredentials, Tag};
-use bulwark_model::{Action, InstanceId, Region, SnapshotId, VolumeId};
+use bulwark_model::{Action, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use bulwark_plan::{Actor, Call, DataPath, Plan, Removal, Resource, Snapshot, SnapshotOrigin, Step};
 use bulwark_repo::Repository;
 
 use crate::events::SessionControl;
-use crate::journal::{Entry, Journal, Target, Undo};
+use crate::journal::{Entry, Finder, Target, Undo};
+use crate::store::JournalHandle;
 use crate::{
     cleanup, error, Engine, EngineError, Event, SessionId, SessionReport, SnapshotPoint, StepFailure,
 };
@@ -56,8 +58,9 @@ pub(crate) fn run(
     control: &SessionControl,
 ) -> Result<SessionReport, EngineError> {
     let id = control.id().clone();
-    let mut journal = Journal::create(engine.journals(), &id)?;
+    let mut journal = engine.store.begin(&id)?;
     journal.record(&Entry::Started {
+        version: crate::journal::VERSION,
         session: id.to_string(),
         summary: plan.summary.clone(),
     })?;
@@ -87,18 +90,20 @@ pub(crate) fn run(
         session.journal.record(&Entry::Succeeded)?;
     }
     let mut journal = session.journal;
-    let left = cleanup::clean(engine, &id, &mut journal)?;
+    let left = cleanup::clean(engine, journal.as_mut())?;
     if !left.is_empty() {
         return Err(EngineError::CleanupIncomplete {
             failure: failure.map_or_else(|| "the session succeeded".to_owned(), |f| f.to_string()),
             left,
-            journal: journal.path().display().to_string(),
+            journal: journal.location(),
         });
     }
     if let Some(failure) = failure {
         return Err(failure);
     }
-    engine.catalog.add(&snapshot_points(plan, &id, &session.kept))?;
+    engine
+        .store
+        .add_points(&snapshot_points(plan, &id, &session.kept))?;
     Ok(SessionReport {
         session: id,
         summary: plan.summary.clone(),
@@ -160,7 +165,7 @@ pub(crate) struct Session<'e> {
     pub engine: &'e Engine,
     pub plan: &'e Plan,
     pub control: &'e SessionControl,
-    pub journal: Journal,
+    pub journal: Box<dyn JournalHandle>,
     /// What the plan's resources are, by AWS id.
     ids: BTreeMap<Resource, Target>,
     /// Next device letter per instance.
@@ -182,7 +187,12 @@ pub(crate) struct Session<'e> {
 }
 
 impl<'e> Session<'e> {
-    fn new(engine: &'e Engine, plan: &'e Plan, control: &'e SessionControl, journal: Journal) -> Self {
+    fn new(
+        engine: &'e Engine,
+        plan: &'e Plan,
+        control: &'e SessionControl,
+        journal: Box<dyn JournalHandle>,
+    ) -> Self {
         Self {
             engine,
             plan,
@@ -210,6 +220,7 @@ impl<'e> Session<'e> {
             Call::AssumeRole { role } => {
                 self.engine.identities.role(role)?;
             }
+            Call::ProveCleanup { role } => self.prove_cleanup(step, role)?,
             Call::CreateSnapshots { instance, snapshots } => {
                 self.create_snapshots(step, instance, snapshots)?
             }
@@ -278,6 +289,61 @@ impl<'e> Session<'e> {
         vec![Tag::new("bulwark:session", self.id().to_string())]
     }
 
+    /// The tags of what `step` creates: the session's, and the step's, by which it is found if
+    /// the call's answer is lost.
+    fn step_tags(&self, step: &Step) -> Vec<Tag> {
+        let mut tags = self.tags();
+        tags.push(Tag::new("bulwark:step", self.step_number(step).to_string()));
+        tags
+    }
+
+    /// A client token for `step`'s call: the same for every attempt, unique to the session.
+    fn client_token(&self, step: &Step) -> String {
+        format!("{}-{}", self.id(), self.step_number(step))
+    }
+
+    /// Makes `step`'s creating call. It is journaled as an intent before it is made, with the
+    /// plan's removal of `removes` and the `finder` that finds what it made if its answer never
+    /// comes; `made` journals what it made, and then the intent is settled. A call AWS refused
+    /// settles it at once (nothing was made); one whose outcome is unknown leaves it for the
+    /// cleanup to find.
+    fn creating<T, R>(
+        &mut self,
+        step: &Step,
+        finder: Finder,
+        removes: &Resource,
+        call: impl FnMut() -> Result<T, CloudError>,
+        find: impl FnMut() -> Result<Option<T>, CloudError>,
+        made: impl FnOnce(&mut Self, T) -> Result<R, Failure>,
+    ) -> Result<R, Failure> {
+        let name = format!(
+            "step {}: {} {}",
+            self.step_number(step),
+            step.action(),
+            step.resource()
+        );
+        let (actor, action) = self.removal(removes)?;
+        self.journal.record(&Entry::Intent {
+            name: name.clone(),
+            actor,
+            action,
+            finder,
+            kept: step.kept,
+        })?;
+        match self.engine.retry.run_creating(step.action(), call, find) {
+            Ok(value) => {
+                let out = made(self, value)?;
+                self.journal.record(&Entry::Settled { name })?;
+                Ok(out)
+            }
+            Err(crate::retry::Gave::Refused(e)) => {
+                self.journal.record(&Entry::Settled { name })?;
+                Err(Failure::Cloud(e))
+            }
+            Err(unknown) => Err(unknown.into()),
+        }
+    }
+
     /// The credentials of the step's actor.
     fn who(&self, step: &Step) -> Result<Credentials, Failure> {
         match &step.actor {
@@ -296,7 +362,12 @@ impl<'e> Session<'e> {
 
     /// Records a created resource with the plan's step that removes it.
     fn created(&mut self, resource: &Resource, target: Target, kept: bool) -> Result<(), Failure> {
-        let undo = self.removal(resource, &target)?;
+        let (actor, action) = self.removal(resource)?;
+        let undo = Undo {
+            actor,
+            action,
+            target: target.clone(),
+        };
         self.journal.record(&Entry::Created {
             name: resource.to_string(),
             undo,
@@ -309,9 +380,9 @@ impl<'e> Session<'e> {
         Ok(())
     }
 
-    /// The plan's removal step of `resource`: in the cleanup, the rollback, or released into
-    /// the main steps.
-    fn removal(&self, resource: &Resource, target: &Target) -> Result<Undo, Failure> {
+    /// Who removes `resource`, with which call: the plan's removal step of it, in the cleanup,
+    /// the rollback, or released into the main steps.
+    fn removal(&self, resource: &Resource) -> Result<(Option<RoleArn>, Action), Failure> {
         let step = self
             .plan
             .cleanup
@@ -324,11 +395,7 @@ impl<'e> Session<'e> {
                     "the plan creates {resource} but has no step that removes it (a planner bug)"
                 )))
             })?;
-        Ok(Undo {
-            actor: step.actor.role().cloned(),
-            action: step.action(),
-            target: target.clone(),
-        })
+        Ok((step.actor.role().cloned(), step.action()))
     }
 
     fn removed(&mut self, resource: &Resource) -> Result<(), Failure> {
@@ -353,10 +420,12 @@ impl<'e> Session<'e> {
         if let Some(Target::Snapshot(r, id)) = self.ids.get(&Resource::Snapshot(snapshot.clone())) {
             return Ok((r.clone(), id.clone()));
         }
-        let found =
-            self.engine
-                .catalog
-                .latest_snapshot(&snapshot.volume, &snapshot.owner, &snapshot.region)?;
+        let found = crate::store::latest_snapshot(
+            self.engine.store.as_ref(),
+            &snapshot.volume,
+            &snapshot.owner,
+            &snapshot.region,
+        )?;
         found.map(|id| (snapshot.region.clone(), id)).ok_or_else(|| {
             Failure::Engine(EngineError::NotReady(format!(
                 "no snapshot of {} in {}/{} is known: run `bulwark run snapshot` for the instance first",

@@ -1,11 +1,11 @@
 //! Steps on snapshots: taking them, checking the key of one to share, sharing, copying.
 
-use bulwark_cloud::{CloudError, CopySnapshot, ErrorKind, KeyManager};
-use bulwark_model::{Action, KeyRef};
+use bulwark_cloud::{CloudError, CopySnapshot, ErrorKind, KeyManager, Tag};
+use bulwark_model::{Action, KeyRef, Region};
 use bulwark_plan::{InstanceRef, NewVolume, Resource, Share, Snapshot, Step};
 
 use super::{Session, StepResult};
-use crate::journal::{Entry, Target, Undo};
+use crate::journal::{Ec2Kind, Entry, Finder, Target, Undo};
 
 impl Session<'_> {
     /// Snapshots of every volume of an instance. Every snapshot the call made is journaled
@@ -20,30 +20,41 @@ impl Session<'_> {
     ) -> StepResult {
         let who = self.who(step)?;
         let region = &instance.region;
-        let tags = self.tags();
+        let tags = self.step_tags(step);
         let ec2 = &self.engine.cloud.ec2;
-        let made = self.retried(step.action(), || {
-            ec2.create_snapshots(&who, region, &instance.id, &tags)
-        })?;
-        for info in &made {
-            if let Some(planned) = snapshots.iter().find(|s| s.volume == info.volume) {
-                let target = Target::Snapshot(region.clone(), info.id.clone());
-                self.created(&Resource::Snapshot(planned.clone()), target, step.kept)?;
-            } else {
-                self.journal.record(&Entry::Created {
-                    name: format!(
-                        "snapshot {} of {}, a volume the estate does not list",
-                        info.id, info.volume
-                    ),
-                    undo: Undo {
-                        actor: step.actor.role().cloned(),
-                        action: Action::Ec2DeleteSnapshot,
-                        target: Target::Snapshot(region.clone(), info.id.clone()),
-                    },
-                    kept: false,
-                })?;
-            }
-        }
+        let finder = tagged_snapshots(region, &tags);
+        let Some(first) = snapshots.first() else {
+            return Ok(());
+        };
+        let made = self.creating(
+            step,
+            finder,
+            &Resource::Snapshot(first.clone()),
+            || ec2.create_snapshots(&who, region, &instance.id, &tags),
+            || Ok(Some(ec2.snapshots_tagged(&who, region, &tags)?).filter(|found| !found.is_empty())),
+            |session, made| {
+                for info in &made {
+                    let target = Target::Snapshot(region.clone(), info.id.clone());
+                    if let Some(planned) = snapshots.iter().find(|s| s.volume == info.volume) {
+                        session.created(&Resource::Snapshot(planned.clone()), target, step.kept)?;
+                    } else {
+                        session.journal.record(&Entry::Created {
+                            name: format!(
+                                "snapshot {} of {}, a volume the estate does not list",
+                                info.id, info.volume
+                            ),
+                            undo: Undo {
+                                actor: step.actor.role().cloned(),
+                                action: Action::Ec2DeleteSnapshot,
+                                target,
+                            },
+                            kept: false,
+                        })?;
+                    }
+                }
+                Ok(made)
+            },
+        )?;
         if let Some(missing) = snapshots
             .iter()
             .find(|s| !made.iter().any(|i| i.volume == s.volume))
@@ -73,12 +84,28 @@ impl Session<'_> {
     ) -> StepResult {
         let (region, id) = self.volume_id(&Resource::Volume(volume.clone()))?;
         let who = self.who(step)?;
-        let tags = self.tags();
+        let tags = self.step_tags(step);
         let ec2 = &self.engine.cloud.ec2;
-        let info = self.retried(step.action(), || ec2.create_snapshot(&who, &region, &id, &tags))?;
-        let target = Target::Snapshot(region.clone(), info.id.clone());
-        self.created(&Resource::Snapshot(snapshot.clone()), target, step.kept)?;
-        self.wait_snapshot(&who, &region, &info.id)
+        let resource = Resource::Snapshot(snapshot.clone());
+        let made = self.creating(
+            step,
+            tagged_snapshots(&region, &tags),
+            &resource,
+            || ec2.create_snapshot(&who, &region, &id, &tags).map(|s| s.id),
+            || {
+                Ok(ec2
+                    .snapshots_tagged(&who, &region, &tags)?
+                    .into_iter()
+                    .next()
+                    .map(|s| s.id))
+            },
+            |session, made| {
+                let target = Target::Snapshot(region.clone(), made.clone());
+                session.created(&resource, target, step.kept)?;
+                Ok(made)
+            },
+        )?;
+        self.wait_snapshot(&who, &region, &made)
     }
 
     /// Confirms that a key is an enabled customer managed key before a snapshot under it is
@@ -102,36 +129,66 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Lets another account create volumes from a snapshot. The share is journaled before it is
-    /// made: removing a permission that was never added is harmless, and a share whose answer
-    /// was lost is removed all the same.
+    /// Lets another account create volumes from a snapshot. Removing a permission that was
+    /// never added is harmless, so a share whose answer was lost is removed all the same.
     pub(super) fn share(&mut self, step: &Step, share: &Share) -> StepResult {
         let (region, id) = self.snapshot_id(&share.snapshot)?;
         let who = self.who(step)?;
         let target = Target::Share(region.clone(), id.clone(), share.with.clone());
-        self.created(&Resource::SnapshotShare(share.clone()), target, step.kept)?;
+        let resource = Resource::SnapshotShare(share.clone());
         let ec2 = &self.engine.cloud.ec2;
         let with = std::slice::from_ref(&share.with);
-        self.retried(step.action(), || {
-            ec2.modify_snapshot_sharing(&who, &region, &id, with, &[])
-        })
+        self.creating(
+            step,
+            Finder::Named(target.clone()),
+            &resource,
+            || ec2.modify_snapshot_sharing(&who, &region, &id, with, &[]),
+            || Ok(None),
+            |session, ()| session.created(&resource, target.clone(), step.kept),
+        )
     }
 
     /// Copies a snapshot into the copy's region, and waits for the copy.
     pub(super) fn copy_snapshot(&mut self, step: &Step, source: &Snapshot, copy: &Snapshot) -> StepResult {
         let (source_region, source_id) = self.snapshot_id(source)?;
+        let tags = self.step_tags(step);
         let request = CopySnapshot {
             source_region,
             source: source_id,
             encrypted: copy.key.is_some(),
             kms_key_id: copy.key.as_ref().map(KeyRef::arn),
-            tags: self.tags(),
+            tags: tags.clone(),
         };
         let who = self.who(step)?;
         let ec2 = &self.engine.cloud.ec2;
-        let id = self.retried(step.action(), || ec2.copy_snapshot(&who, &copy.region, &request))?;
-        let target = Target::Snapshot(copy.region.clone(), id.clone());
-        self.created(&Resource::Snapshot(copy.clone()), target, step.kept)?;
-        self.wait_snapshot(&who, &copy.region, &id)
+        let resource = Resource::Snapshot(copy.clone());
+        let region = &copy.region;
+        let id = self.creating(
+            step,
+            tagged_snapshots(region, &tags),
+            &resource,
+            || ec2.copy_snapshot(&who, region, &request),
+            || {
+                Ok(ec2
+                    .snapshots_tagged(&who, region, &tags)?
+                    .into_iter()
+                    .next()
+                    .map(|s| s.id))
+            },
+            |session, id| {
+                session.created(&resource, Target::Snapshot(region.clone(), id.clone()), step.kept)?;
+                Ok(id)
+            },
+        )?;
+        self.wait_snapshot(&who, region, &id)
+    }
+}
+
+/// Finds the snapshots of the caller that carry `tags`.
+fn tagged_snapshots(region: &Region, tags: &[Tag]) -> Finder {
+    Finder::Tagged {
+        kind: Ec2Kind::Snapshot,
+        region: region.clone(),
+        tags: tags.to_vec(),
     }
 }

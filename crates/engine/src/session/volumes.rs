@@ -5,7 +5,7 @@ use bulwark_model::{Action, KeyRef, Region, VolumeId};
 use bulwark_plan::{Attachment, NewVolume, Resource, Snapshot, Step, VolumeOrigin};
 
 use super::{Failure, Session, StepResult};
-use crate::journal::Target;
+use crate::journal::{Ec2Kind, Finder, Target};
 use crate::EngineError;
 
 impl Session<'_> {
@@ -25,20 +25,39 @@ impl Session<'_> {
             (None, VolumeOrigin::Empty | VolumeOrigin::Restored) => Some(self.volume_size(&volume.of)?),
             _ => None,
         };
+        let tags = self.step_tags(step);
         let request = CreateVolume {
             snapshot,
             size_gib,
             encrypted: volume.key.is_some(),
             kms_key_id: volume.key.as_ref().map(KeyRef::arn),
-            tags: self.tags(),
+            tags: tags.clone(),
             availability_zone: self.zone.clone(),
+            client_token: Some(self.client_token(step)),
         };
         let who = self.who(step)?;
         let region = &volume.region;
-        let ec2 = &self.engine.cloud.ec2;
-        let info = self.retried(step.action(), || ec2.create_volume(&who, region, &request))?;
-        let target = Target::Volume(region.clone(), info.id.clone());
-        self.created(&Resource::Volume(volume.clone()), target, step.kept)?;
+        let engine = self.engine;
+        let ec2 = &engine.cloud.ec2;
+        let resource = Resource::Volume(volume.clone());
+        let finder = Finder::Tagged {
+            kind: Ec2Kind::Volume,
+            region: region.clone(),
+            tags: tags.clone(),
+        };
+        // The client token makes a repeated call answer the volume the first one made.
+        let info = self.creating(
+            step,
+            finder,
+            &resource,
+            || ec2.create_volume(&who, region, &request),
+            || Ok(None),
+            |session, info| {
+                let target = Target::Volume(region.clone(), info.id.clone());
+                session.created(&resource, target, step.kept)?;
+                Ok(info)
+            },
+        )?;
         self.wait_volume(&who, region, &info.id)?;
         // The planner predicted the key; a different one means the planner and the cloud
         // disagree about a rule, which must stop the session.
@@ -59,8 +78,9 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Attaches a volume at the instance's next free device name. The attachment is journaled
-    /// before it is asked for: detaching a volume that never got attached is harmless.
+    /// Attaches a volume at the instance's next free device name and waits until it is
+    /// attached. Detaching a volume that never got attached is harmless, so an attachment
+    /// whose answer was lost is undone all the same.
     pub(super) fn attach(&mut self, step: &Step, attachment: &Attachment) -> StepResult {
         let (region, volume_id) = self.volume_id(&Resource::Volume(attachment.volume.clone()))?;
         let instance = Resource::from(attachment.instance.clone());
@@ -76,13 +96,31 @@ impl Session<'_> {
         let device = format!("/dev/sd{}", *letter as char);
         *letter += 1;
         let target = Target::Attachment(region.clone(), volume_id.clone(), instance_id.clone());
-        self.created(&Resource::Attachment(attachment.clone()), target, step.kept)?;
+        let resource = Resource::Attachment(attachment.clone());
         self.attached_as
             .insert(Resource::Volume(attachment.volume.clone()), device.clone());
         let who = self.who(step)?;
-        let ec2 = &self.engine.cloud.ec2;
-        self.retried(step.action(), || {
-            ec2.attach_volume(&who, &region, &volume_id, &instance_id, &device)
+        let engine = self.engine;
+        let ec2 = &engine.cloud.ec2;
+        // Attached already (the first call's answer was lost) is attached.
+        let attached = || {
+            let v = ec2.describe_volumes(&who, &region, std::slice::from_ref(&volume_id))?;
+            Ok(v.first()
+                .and_then(|v| v.attachment.as_ref())
+                .is_some_and(|(i, _)| i == &instance_id)
+                .then_some(()))
+        };
+        self.creating(
+            step,
+            Finder::Named(target.clone()),
+            &resource,
+            || ec2.attach_volume(&who, &region, &volume_id, &instance_id, &device),
+            attached,
+            |session, ()| session.created(&resource, target.clone(), step.kept),
+        )?;
+        self.wait(Action::Ec2DescribeVolumes, || {
+            let v = ec2.describe_volumes(&who, &region, std::slice::from_ref(&volume_id))?;
+            Ok(v.first().and_then(|v| v.attachment_state.as_deref()) == Some("attached"))
         })
     }
 

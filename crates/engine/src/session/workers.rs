@@ -12,7 +12,7 @@ use bulwark_plan::{
 };
 
 use super::{Failure, Session, StepResult};
-use crate::journal::Target;
+use crate::journal::{Ec2Kind, Finder, Target};
 use crate::worker::{self, RepositoryAccess, Task, TaskKind, TaskVolume, WorkerMessage};
 use crate::{EngineError, Event};
 
@@ -26,20 +26,29 @@ impl Session<'_> {
         format!("worker-{}-{serves}", self.id())
     }
 
+    /// The temporary worker role, named for this session: what a lost answer made is the role
+    /// of that name, so a repeated call that finds the name taken found it.
     pub(super) fn create_worker_role(&mut self, step: &Step, identity: &WorkerIdentity) -> StepResult {
         let trust = bulwark_plan::worker_role_trust().to_string();
         let who = self.who(step)?;
         let name = self.worker_name(&identity.serves);
         let tags = self.tags();
-        let iam = &self.engine.cloud.iam;
+        let engine = self.engine;
+        let iam = &engine.cloud.iam;
         let path = format!("/{NAME_PREFIX}/");
-        let arn = self.retried(step.action(), || {
-            iam.create_role(&who, &path, &name, &trust, &tags)
-        })?;
-        self.created(
-            &Resource::TemporaryRole(identity.clone()),
-            Target::Role(arn),
-            step.kept,
+        let arn = RoleArn::new(
+            engine.estate.partition(),
+            &identity.account,
+            &format!("{NAME_PREFIX}/{name}"),
+        );
+        let resource = Resource::TemporaryRole(identity.clone());
+        self.creating(
+            step,
+            Finder::Named(Target::Role(arn.clone())),
+            &resource,
+            || iam.create_role(&who, &path, &name, &trust, &tags),
+            || Ok(Some(arn.clone())),
+            |session, arn| session.created(&resource, Target::Role(arn), step.kept),
         )
     }
 
@@ -47,28 +56,40 @@ impl Session<'_> {
         let role = self.temporary_role(identity)?;
         let document = bulwark_plan::worker_role_permissions().to_string();
         let who = self.who(step)?;
-        let iam = &self.engine.cloud.iam;
-        self.retried(step.action(), || {
-            iam.put_role_policy(&who, &role, WORKER_POLICY, &document)
-        })?;
-        let target = Target::RolePolicy(role, WORKER_POLICY.into());
-        self.created(
-            &Resource::TemporaryRolePolicy(identity.clone()),
-            target,
-            step.kept,
+        let engine = self.engine;
+        let iam = &engine.cloud.iam;
+        let target = Target::RolePolicy(role.clone(), WORKER_POLICY.into());
+        let resource = Resource::TemporaryRolePolicy(identity.clone());
+        // Putting a policy again replaces it with the same.
+        self.creating(
+            step,
+            Finder::Named(target.clone()),
+            &resource,
+            || iam.put_role_policy(&who, &role, WORKER_POLICY, &document),
+            || Ok(None),
+            |session, ()| session.created(&resource, target.clone(), step.kept),
         )
     }
 
     pub(super) fn create_worker_profile(&mut self, step: &Step, identity: &WorkerIdentity) -> StepResult {
         let who = self.who(step)?;
         let name = self.worker_name(&identity.serves);
-        let iam = &self.engine.cloud.iam;
+        let engine = self.engine;
+        let iam = &engine.cloud.iam;
         let path = format!("/{NAME_PREFIX}/");
-        let arn = self.retried(step.action(), || iam.create_instance_profile(&who, &path, &name))?;
-        self.created(
-            &Resource::InstanceProfile(identity.clone()),
-            Target::Profile(arn),
-            step.kept,
+        let arn = format!(
+            "arn:{}:iam::{}:instance-profile/{NAME_PREFIX}/{name}",
+            engine.estate.partition().as_str(),
+            identity.account
+        );
+        let resource = Resource::InstanceProfile(identity.clone());
+        self.creating(
+            step,
+            Finder::Named(Target::Profile(arn.clone())),
+            &resource,
+            || iam.create_instance_profile(&who, &path, &name),
+            || Ok(Some(arn.clone())),
+            |session, arn| session.created(&resource, Target::Profile(arn), step.kept),
         )
     }
 
@@ -76,21 +97,41 @@ impl Session<'_> {
         let role = self.temporary_role(identity)?;
         let profile = self.temporary_profile(identity)?;
         let who = self.who(step)?;
-        let iam = &self.engine.cloud.iam;
-        self.retried(step.action(), || {
-            iam.add_role_to_instance_profile(&who, &profile, &role)
-        })?;
-        let target = Target::Membership(profile, role);
-        self.created(&Resource::ProfileMembership(identity.clone()), target, step.kept)
+        let engine = self.engine;
+        let iam = &engine.cloud.iam;
+        let target = Target::Membership(profile.clone(), role.clone());
+        let resource = Resource::ProfileMembership(identity.clone());
+        // The profile is this session's: a role in it after a lost answer is the one added.
+        self.creating(
+            step,
+            Finder::Named(target.clone()),
+            &resource,
+            || iam.add_role_to_instance_profile(&who, &profile, &role),
+            || Ok(Some(())),
+            |session, ()| session.created(&resource, target.clone(), step.kept),
+        )
     }
 
+    /// The session queue. CreateQueue of an existing name answers its URL, so a repeated call
+    /// finds what a lost one made.
     pub(super) fn create_queue(&mut self, step: &Step, queue: &QueueRef) -> StepResult {
         let who = self.who(step)?;
         let name = format!("{NAME_PREFIX}-{}", self.id());
-        let sqs = &self.engine.cloud.sqs;
-        let url = self.retried(step.action(), || sqs.create_queue(&who, &queue.region, &name))?;
-        let target = Target::Queue(queue.region.clone(), url);
-        self.created(&Resource::Queue(queue.clone()), target, step.kept)
+        let engine = self.engine;
+        let sqs = &engine.cloud.sqs;
+        let resource = Resource::Queue(queue.clone());
+        let finder = Finder::Queue {
+            region: queue.region.clone(),
+            name: name.clone(),
+        };
+        self.creating(
+            step,
+            finder,
+            &resource,
+            || sqs.create_queue(&who, &queue.region, &name),
+            || sqs.queue_url(&who, &queue.region, &name),
+            |session, url| session.created(&resource, Target::Queue(queue.region.clone(), url), step.kept),
+        )
     }
 
     /// Lets the worker's role, and it only, use the session queue.
@@ -172,7 +213,7 @@ impl Session<'_> {
             .worker_settings(&worker.account, &worker.region)
             .cloned()
             .unwrap_or_default();
-        let mut tags = self.tags();
+        let mut tags = self.step_tags(step);
         tags.extend(settings.tags.iter().map(|(k, v)| Tag::new(k, v.clone())));
         let run = RunInstance {
             instance_profile: Some(profile),
@@ -187,17 +228,16 @@ impl Session<'_> {
             subnet: settings.subnet.clone(),
             security_groups: settings.security_groups.clone(),
             availability_zone: None,
+            client_token: Some(self.client_token(step)),
+            imds_v2_only: true,
         };
-        let who = self.who(step)?;
-        let info = self.launch(step, &who, &worker.region, &run)?;
+        let info = self.launch(step, &worker.region, &run, &Resource::Worker(worker.clone()))?;
         self.zone = info.availability_zone.clone();
-        let target = Target::Instance(worker.region.clone(), info.id.clone());
-        self.created(&Resource::Worker(worker.clone()), target, step.kept)?;
-        self.wait_instance(&who, &worker.region, &info.id)
+        Ok(())
     }
 
     pub(super) fn launch_restored(&mut self, step: &Step, instance: &RestoredRef) -> StepResult {
-        let mut tags = self.tags();
+        let mut tags = self.step_tags(step);
         tags.push(Tag::new("bulwark:restored-from", instance.from.to_string()));
         let run = RunInstance {
             instance_profile: None,
@@ -208,25 +248,50 @@ impl Session<'_> {
             security_groups: Vec::new(),
             // Where its volumes are.
             availability_zone: self.zone.clone(),
+            client_token: Some(self.client_token(step)),
+            imds_v2_only: true,
         };
-        let who = self.who(step)?;
-        let info = self.launch(step, &who, &instance.region, &run)?;
-        let target = Target::Instance(instance.region.clone(), info.id.clone());
-        self.created(&Resource::RestoredInstance(instance.clone()), target, step.kept)?;
-        self.wait_instance(&who, &instance.region, &info.id)
+        self.launch(
+            step,
+            &instance.region,
+            &run,
+            &Resource::RestoredInstance(instance.clone()),
+        )?;
+        Ok(())
     }
 
-    /// RunInstances, retried (by the engine's policy) while throttled and while a fresh
-    /// instance profile is not yet visible to EC2.
+    /// RunInstances of `launched`, retried (by the engine's policy) while throttled and while a
+    /// fresh instance profile is not yet visible to EC2; its client token makes a repeated
+    /// launch answer the instance the first one started. Waits until it runs.
     fn launch(
-        &self,
+        &mut self,
         step: &Step,
-        who: &Credentials,
         region: &Region,
         run: &RunInstance,
+        launched: &Resource,
     ) -> Result<InstanceInfo, Failure> {
-        let ec2 = &self.engine.cloud.ec2;
-        self.retried(step.action(), || ec2.run_instance(who, region, run))
+        let who = self.who(step)?;
+        let engine = self.engine;
+        let ec2 = &engine.cloud.ec2;
+        let finder = Finder::Tagged {
+            kind: Ec2Kind::Instance,
+            region: region.clone(),
+            tags: run.tags.clone(),
+        };
+        let info = self.creating(
+            step,
+            finder,
+            launched,
+            || ec2.run_instance(&who, region, run),
+            || Ok(None),
+            |session, info: InstanceInfo| {
+                let target = Target::Instance(region.clone(), info.id.clone());
+                session.created(launched, target, step.kept)?;
+                Ok(info)
+            },
+        )?;
+        self.wait_instance(&who, region, &info.id)?;
+        Ok(info)
     }
 
     /// Waits for a new instance to run; one that stops at launch failed (on AWS, a missing

@@ -30,7 +30,7 @@ pub(crate) fn read_dir(fs: &Inner, inode: &Inode, filetype: bool) -> Result<Vec<
         return Ok(out);
     }
     let bs = fs.sb.block_size;
-    if inode.size % bs != 0 || inode.size > MAX_DIR_BYTES {
+    if !inode.size.is_multiple_of(bs) || inode.size > MAX_DIR_BYTES {
         return Err(inode.damaged(format!("directory of {} bytes", inode.size)));
     }
     let map = Map::of(fs, inode)?;
@@ -83,7 +83,7 @@ fn entries(fs: &Inner, b: &Bytes<'_>, inode: &Inode, filetype: bool, out: &mut V
         } else {
             (usize::from(b.le16(pos + 6)?), None)
         };
-        if len < 8 || len % 4 != 0 || pos + len > b.len() || (ino != 0 && 8 + name_len > len) {
+        if len < 8 || !len.is_multiple_of(4) || pos + len > b.len() || (ino != 0 && 8 + name_len > len) {
             return Err(b.damaged(
                 pos,
                 format!(

@@ -97,7 +97,7 @@ impl Inner {
         }
         [3u64, 5, 7].iter().any(|&p| {
             let mut g = group;
-            while g % p == 0 {
+            while g.is_multiple_of(p) {
                 g /= p;
             }
             g == 1

@@ -157,11 +157,12 @@ impl<'e> Builder<'e> {
         )
     }
 
-    pub fn finish(self, operation: Operation, summary: String) -> Result<Plan, Refusal> {
-        let mut cleanup = self.undo;
+    pub fn finish(mut self, operation: Operation, summary: String) -> Result<Plan, Refusal> {
+        let mut cleanup = std::mem::take(&mut self.undo);
         cleanup.reverse();
-        let mut rollback = self.rollback;
+        let mut rollback = std::mem::take(&mut self.rollback);
         rollback.reverse();
+        self.prove_cleanup(&cleanup, &rollback);
         let key_grants = key_grants(self.steps.iter().chain(&cleanup).chain(&rollback));
         // Defence in depth: whatever path led here, no role may need another account's
         // aws/ebs key, because AWS never allows it.
@@ -188,6 +189,61 @@ impl<'e> Builder<'e> {
             cleanup,
             rollback,
         })
+    }
+
+    /// Each role that removes something at cleanup or rollback (or during the operation) first
+    /// proves it may: it simulates its own IAM policies on every removal it will make, right
+    /// after it is assumed and before anything is created. A session that could not clean up
+    /// is refused before it makes anything.
+    fn prove_cleanup(&mut self, cleanup: &[Step], rollback: &[Step]) {
+        let removers: BTreeSet<RoleArn> = cleanup
+            .iter()
+            .chain(rollback)
+            .chain(
+                self.steps
+                    .iter()
+                    .filter(|s| matches!(s.call, Call::Remove { .. })),
+            )
+            .filter_map(|s| match &s.actor {
+                Actor::Role(role) => Some(role.clone()),
+                _ => None,
+            })
+            .collect();
+        for role in removers {
+            let proof = self.step(
+                &Actor::Role(role.clone()),
+                None,
+                Call::ProveCleanup { role: role.clone() },
+                "prove, before anything is created, that this role may remove what the session will \
+                 create (its IAM policies simulated on every removal; the simulator sees neither key \
+                 policies nor service control policies)",
+            );
+            let first_creation = self
+                .steps
+                .iter()
+                .position(|s| !s.creates().is_empty())
+                .unwrap_or(self.steps.len());
+            let assumed = self
+                .steps
+                .iter()
+                .position(|s| matches!(&s.call, Call::AssumeRole { role: r } if *r == role));
+            // A role first assumed after something was created is assumed earlier instead, so
+            // that its proof comes before the first creation.
+            let at = match assumed {
+                Some(i) if i < first_creation => i + 1,
+                Some(i) => {
+                    let assume = self.steps.remove(i);
+                    self.steps.insert(first_creation, assume);
+                    first_creation + 1
+                }
+                None => {
+                    let assume = self.assume_step(&role);
+                    self.steps.insert(first_creation, assume);
+                    first_creation + 1
+                }
+            };
+            self.steps.insert(at, proof);
+        }
     }
 
     // ---- roles ----------------------------------------------------------------------------

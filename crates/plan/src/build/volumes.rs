@@ -148,6 +148,9 @@ impl Builder<'_> {
             },
             "remove the volume: it was only needed during the session, or the session failed",
         )
+        // A volume still detaching is waited for: its state, and its instance's.
+        .also(Action::Ec2DescribeVolumes, vec!["*".into()])
+        .also(Action::Ec2DescribeInstances, vec!["*".into()])
     }
 
     /// Attaches `volume` to `instance`. Attaching an encrypted volume needs kms:CreateGrant on
@@ -180,16 +183,18 @@ impl Builder<'_> {
                 KeyUse::Ebs,
                 "AttachVolume has EBS use the volume's key for the instance, through a grant the caller creates.",
             );
-        let undo = vec![self.step(
-            &actor,
-            region,
-            Call::Remove {
-                removal: Removal::DetachVolume {
-                    attachment: attachment.clone(),
+        let undo = vec![self
+            .step(
+                &actor,
+                region,
+                Call::Remove {
+                    removal: Removal::DetachVolume {
+                        attachment: attachment.clone(),
+                    },
                 },
-            },
-            "detach the volume",
-        )];
+                "detach the volume, and wait until it is detached",
+            )
+            .also(Action::Ec2DescribeVolumes, vec!["*".into()])];
         self.push(step, undo);
         attachment
     }

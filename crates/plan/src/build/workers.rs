@@ -141,16 +141,18 @@ impl Builder<'_> {
             )
             .also(Action::Ec2CreateTags, worker_resource.iam_resources(p))
             .also(Action::Ec2DescribeInstances, vec!["*".into()]);
-        let terminate = self.step(
-            &actor,
-            Some(region),
-            Call::Remove {
-                removal: Removal::Terminate {
-                    instance: Machine::Worker(worker.clone()),
+        let terminate = self
+            .step(
+                &actor,
+                Some(region),
+                Call::Remove {
+                    removal: Removal::Terminate {
+                        instance: Machine::Worker(worker.clone()),
+                    },
                 },
-            },
-            "workers live only as long as the session",
-        );
+                "workers live only as long as the session; wait until it is terminated",
+            )
+            .also(Action::Ec2DescribeInstances, vec!["*".into()]);
         self.push(run, vec![terminate]);
         Ok(Worker {
             instance: worker,
@@ -336,16 +338,18 @@ impl Builder<'_> {
             )
             .also(Action::Ec2CreateTags, resource.iam_resources(p))
             .also(Action::Ec2DescribeInstances, vec!["*".into()]);
-        let terminate = self.step(
-            &actor,
-            Some(region),
-            Call::Remove {
-                removal: Removal::Terminate {
-                    instance: Machine::Restored(instance.clone()),
+        let terminate = self
+            .step(
+                &actor,
+                Some(region),
+                Call::Remove {
+                    removal: Removal::Terminate {
+                        instance: Machine::Restored(instance.clone()),
+                    },
                 },
-            },
-            "the restore failed: remove the half-restored instance",
-        );
+                "the restore failed: remove the half-restored instance, and wait until it is terminated",
+            )
+            .also(Action::Ec2DescribeInstances, vec!["*".into()]);
         self.push(run, vec![terminate]);
         for volume in volumes {
             self.attach(role, volume, Machine::Restored(instance.clone()), true);

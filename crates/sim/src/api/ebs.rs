@@ -94,6 +94,10 @@ impl Ebs for Sim {
     ) -> Result<SnapshotId> {
         self.call(Action::EbsStartSnapshot, who, |c, w| {
             let account = c.account().clone();
+            if let Some(id) = made_with(w, &account, region, start.client_token.as_deref()) {
+                // The same start again (its first answer was lost): the same snapshot.
+                return parse_id(c.action, "InternalError", &id);
+            }
             let any_snapshot = format!("arn:aws:ec2:{region}::snapshot/*");
             c.check(w, c.action, &any_snapshot, &[], None)?;
             let a = c.action;
@@ -197,10 +201,12 @@ impl Ebs for Sim {
                     state: "pending".into(),
                     tags: start.tags.clone(),
                     lineage,
+                    ready_at: 0,
                     blocks: parent.map(|p| p.blocks).unwrap_or_default(),
                     written: Default::default(),
                 },
             );
+            remember_token(w, &account, region, start.client_token.as_deref(), id.as_str());
             Ok(id)
         })
     }
@@ -254,11 +260,12 @@ impl Ebs for Sim {
                     format!("block {index} is past the end of the volume"),
                 ));
             }
-            match hash {
-                Some(h) => s.blocks.insert(index, h),
-                None => s.blocks.remove(&index),
-            };
-            s.written.insert(index, checksum.to_owned());
+            let owner = c.account().clone();
+            crate::lock(&self.inner.shared.unsaved)
+                .snapshots
+                .entry((owner, region.clone(), snapshot.clone()))
+                .or_default()
+                .insert(index, (hash, checksum.to_owned()));
             Ok(())
         })
     }
@@ -273,6 +280,7 @@ impl Ebs for Sim {
     ) -> Result<()> {
         self.call(Action::EbsCompleteSnapshot, who, |c, w| {
             c.check(w, c.action, &snapshot_arn(region, snapshot), &[], None)?;
+            let ready = crate::clock::done_at(w);
             let s = own_snapshot(w, c, region, snapshot)?;
             if s.state != "pending" {
                 return Err(validation(
@@ -304,6 +312,8 @@ impl Ebs for Sim {
             }
             s.written.clear();
             s.state = "completed".into();
+            // Completed, it is readable once EBS has made it so.
+            s.ready_at = ready;
             Ok(())
         })
     }

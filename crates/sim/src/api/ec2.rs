@@ -55,6 +55,64 @@ impl Ec2 for Sim {
         })
     }
 
+    fn snapshots_tagged(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        tags: &[Tag],
+    ) -> Result<Vec<SnapshotInfo>> {
+        self.call(Action::Ec2DescribeSnapshots, who, |c, w| {
+            c.check(w, c.action, "*", &[], None)?;
+            let owner = c.account().clone();
+            Ok(region_of(w, &owner, region)
+                .map(|r| {
+                    r.snapshots
+                        .iter()
+                        .filter(|(_, s)| tagged(&s.tags, tags))
+                        .map(|(id, s)| snapshot_info(&owner, region, id, s))
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+    }
+
+    fn volumes_tagged(&self, who: &Credentials, region: &Region, tags: &[Tag]) -> Result<Vec<VolumeInfo>> {
+        self.call(Action::Ec2DescribeVolumes, who, |c, w| {
+            c.check(w, c.action, "*", &[], None)?;
+            let owner = c.account().clone();
+            Ok(region_of(w, &owner, region)
+                .map(|r| {
+                    r.volumes
+                        .iter()
+                        .filter(|(_, v)| tagged(&v.tags, tags))
+                        .map(|(id, v)| volume_info(&owner, region, id, v))
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+    }
+
+    fn instances_tagged(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        tags: &[Tag],
+    ) -> Result<Vec<InstanceInfo>> {
+        self.call(Action::Ec2DescribeInstances, who, |c, w| {
+            c.check(w, c.action, "*", &[], None)?;
+            let owner = c.account().clone();
+            Ok(region_of(w, &owner, region)
+                .map(|r| {
+                    r.instances
+                        .iter()
+                        .filter(|(_, i)| tagged(&i.tags, tags))
+                        .map(|(id, i)| instance_info(&owner, region, id, i))
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+    }
+
     fn create_snapshots(
         &self,
         who: &Credentials,
@@ -79,6 +137,7 @@ impl Ec2 for Sim {
             c.check(w, c.action, &any_snapshot, &[], None)?;
             check_tags(w, c, tags, &any_snapshot)?;
             let mut out = Vec::new();
+            let ready = crate::clock::done_at(w);
             for (v, _) in volumes {
                 let id: SnapshotId = parse_id(c.action, "InternalError", &new_id(w, "snap"))?;
                 let r = region_mut(w, &account, region);
@@ -93,6 +152,7 @@ impl Ec2 for Sim {
                     lineage: volume.lineage,
                     blocks: volume.blocks.clone(),
                     written: Default::default(),
+                    ready_at: ready,
                 };
                 out.push(snapshot_info(&account, region, &id, &snapshot));
                 r.snapshots.insert(id, snapshot);
@@ -132,6 +192,7 @@ impl Ec2 for Sim {
                 lineage: v.lineage,
                 blocks: v.blocks.clone(),
                 written: Default::default(),
+                ready_at: crate::clock::done_at(w),
             };
             let info = snapshot_info(&account, region, &id, &snapshot);
             region_mut(w, &account, region).snapshots.insert(id, snapshot);
@@ -153,12 +214,13 @@ impl Ec2 for Sim {
             let any_snapshot = format!("arn:aws:ec2:{region}::snapshot/*");
             c.check(w, c.action, &any_snapshot, &[], None)?;
             check_tags(w, c, &copy.tags, &any_snapshot)?;
-            if source.state != "completed" {
+            let source_state = crate::clock::snapshot_state(&source, crate::clock::now());
+            if source_state != "completed" {
                 return Err(CloudError::new(
                     c.action,
                     ErrorKind::NotPermitted,
                     "IncorrectState",
-                    format!("snapshot {} is {}", copy.source, source.state),
+                    format!("snapshot {} is {source_state}", copy.source),
                 ));
             }
             if copy.kms_key_id.is_some() && !copy.encrypted {
@@ -192,6 +254,8 @@ impl Ec2 for Sim {
                 w.next_id
             };
             let id: SnapshotId = parse_id(c.action, "InternalError", &new_id(w, "snap"))?;
+            // A copy takes longer than a snapshot: it moves every block.
+            let ready = crate::clock::done_at(w).saturating_add(w.latency_ms);
             region_mut(w, &account, region).snapshots.insert(
                 id.clone(),
                 Snapshot {
@@ -204,6 +268,7 @@ impl Ec2 for Sim {
                     lineage,
                     blocks: source.blocks.clone(),
                     written: Default::default(),
+                    ready_at: ready,
                 },
             );
             Ok(id)
@@ -264,6 +329,11 @@ impl Ec2 for Sim {
     fn create_volume(&self, who: &Credentials, region: &Region, volume: &CreateVolume) -> Result<VolumeInfo> {
         self.call(Action::Ec2CreateVolume, who, |c, w| {
             let account = c.account().clone();
+            if let Some(id) = made_with(w, &account, region, volume.client_token.as_deref()) {
+                // The same call again (its first answer was lost): the same volume.
+                let id: VolumeId = parse_id(c.action, "InternalError", &id)?;
+                return own_volume(w, c, region, &id).map(|v| volume_info(&account, region, &id, v));
+            }
             let any_volume = volume_arn(&account, region, "*");
             c.check(w, c.action, &any_volume, &[], None)?;
             check_tags(w, c, &volume.tags, &any_volume)?;
@@ -278,12 +348,13 @@ impl Ec2 for Sim {
                 Some(id) => {
                     c.check(w, c.action, &snapshot_arn(region, id), &[], None)?;
                     let (owner, s) = visible_snapshot(w, c, region, id)?;
-                    if s.state != "completed" {
+                    let state = crate::clock::snapshot_state(&s, crate::clock::now());
+                    if state != "completed" {
                         return Err(CloudError::new(
                             c.action,
                             ErrorKind::NotPermitted,
                             "IncorrectState",
-                            format!("snapshot {id} is {}", s.state),
+                            format!("Snapshot is in invalid state - {state}"),
                         ));
                     }
                     Some((owner, s))
@@ -348,8 +419,12 @@ impl Ec2 for Sim {
                 lineage,
                 blocks: source.map(|(_, s)| s.blocks).unwrap_or_default(),
                 zone: zone_in(c.action, region, volume.availability_zone.as_deref())?,
+                ready_at: crate::clock::done_at(w),
+                attach_at: 0,
+                detach_at: None,
             };
             let info = volume_info(&account, region, &id, &v);
+            remember_token(w, &account, region, volume.client_token.as_deref(), id.as_str());
             region_mut(w, &account, region).volumes.insert(id, v);
             Ok(info)
         })
@@ -403,6 +478,15 @@ impl Ec2 for Sim {
             )?;
             let i = own_instance(w, c, region, instance)?.clone();
             let v = own_volume(w, c, region, volume)?.clone();
+            let now = crate::clock::now();
+            if crate::clock::volume_state(&v, now) == "creating" {
+                return Err(CloudError::new(
+                    c.action,
+                    ErrorKind::NotPermitted,
+                    "IncorrectState",
+                    format!("Volume '{volume}' is in the 'creating' state."),
+                ));
+            }
             if let Some((other, _)) = &v.attachment {
                 return Err(CloudError::new(
                     c.action,
@@ -411,12 +495,13 @@ impl Ec2 for Sim {
                     format!("{volume} is already attached to {other}"),
                 ));
             }
-            if i.state != "running" && i.state != "stopped" {
+            let instance_state = crate::clock::instance_state(&i, now);
+            if instance_state != "running" && instance_state != "stopped" {
                 return Err(CloudError::new(
                     c.action,
                     ErrorKind::NotPermitted,
                     "IncorrectState",
-                    format!("instance {instance} is {}", i.state),
+                    format!("Instance '{instance}' is not 'running'; it is {instance_state}."),
                 ));
             }
             if zone_of(region, &v.zone) != zone_of(region, &i.zone) {
@@ -453,7 +538,10 @@ impl Ec2 for Sim {
                     });
                 }
             }
-            own_volume(w, c, region, volume)?.attachment = Some((instance.clone(), device.to_owned()));
+            let attached_at = crate::clock::done_at(w);
+            let v = own_volume(w, c, region, volume)?;
+            v.attachment = Some((instance.clone(), device.to_owned()));
+            v.attach_at = attached_at;
             own_instance(w, c, region, instance)?
                 .volumes
                 .push((volume.clone(), device.to_owned()));
@@ -480,6 +568,14 @@ impl Ec2 for Sim {
                     format!("Volume '{volume}' is in the 'available' state."),
                 ));
             };
+            if v.detach_at.is_some() {
+                return Err(CloudError::new(
+                    c.action,
+                    ErrorKind::NotPermitted,
+                    "IncorrectState",
+                    format!("Volume '{volume}' is in the 'detaching' state."),
+                ));
+            }
             c.check(
                 w,
                 c.action,
@@ -487,18 +583,23 @@ impl Ec2 for Sim {
                 &[],
                 None,
             )?;
-            own_volume(w, c, region, volume)?.attachment = None;
-            if let Ok(i) = own_instance(w, c, region, &instance) {
-                i.volumes.retain(|(v, _)| v != volume);
-            }
-            retire_grants(w, volume);
+            // The volume stays in use, `detaching`, until the detachment ends (`clock::settle`).
+            let _ = instance;
+            let ends = crate::clock::done_at(w);
+            own_volume(w, c, region, volume)?.detach_at = Some(ends);
             Ok(())
         })
     }
 
     fn run_instance(&self, who: &Credentials, region: &Region, run: &RunInstance) -> Result<InstanceInfo> {
-        let (info, dies) = self.call(Action::Ec2RunInstances, who, |c, w| {
+        let (info, boots) = self.call(Action::Ec2RunInstances, who, |c, w| {
             let account = c.account().clone();
+            if let Some(id) = made_with(w, &account, region, run.client_token.as_deref()) {
+                // The same launch again (its first answer was lost): the same instance.
+                let id: InstanceId = parse_id(c.action, "InternalError", &id)?;
+                let info = own_instance(w, c, region, &id).map(|i| instance_info(&account, region, &id, i))?;
+                return Ok((info, None));
+            }
             let any_instance = instance_arn(&account, region, "*");
             c.check(w, c.action, &any_instance, &[], None)?;
             check_tags(w, c, &run.tags, &any_instance)?;
@@ -516,9 +617,8 @@ impl Ec2 for Sim {
                 // IAM is eventually consistent: a fresh profile is not yet visible to EC2.
                 if profile.unseen_launches > 0 {
                     profile.unseen_launches -= 1;
-                    let err = invalid();
-                    self.save(w, c.action)?;
-                    return Err(err);
+                    // The world is saved as the call ends, the count down included.
+                    return Err(invalid());
                 }
                 let role = profile.role.clone().ok_or_else(invalid)?;
                 c.check(w, Action::IamPassRole, &role_arn(w, &account, &role), &[("iam:PassedToService", "ec2.amazonaws.com".into())], None)?;
@@ -563,12 +663,18 @@ impl Ec2 for Sim {
                 subnet: run.subnet.clone(),
                 security_groups: run.security_groups.clone(),
                 instance_type: run.instance_type.clone(),
+                ready_at: crate::clock::done_at(w),
+                terminate_at: None,
+                imds_v2_only: run.imds_v2_only,
             };
             let info = instance_info(&account, region, &id, &instance);
+            remember_token(w, &account, region, run.client_token.as_deref(), id.as_str());
             region_mut(w, &account, region).instances.insert(id, instance);
-            Ok((info, (dies, pace)))
+            Ok((info, Some((dies, pace))))
         })?;
-        let (dies, pace) = dies;
+        let Some((dies, pace)) = boots else {
+            return Ok(info);
+        };
         let machine = Arc::new(Machine::new(
             info.id.clone(),
             info.owner.clone(),
@@ -589,15 +695,14 @@ impl Ec2 for Sim {
                 &[],
                 None,
             )?;
+            let ends = crate::clock::done_at(w);
             let i = own_instance(w, c, region, instance)?;
-            i.state = "terminated".into();
-            // Volumes attached after launch survive termination (DeleteOnTermination is off).
-            let volumes: Vec<VolumeId> = i.volumes.drain(..).map(|(v, _)| v).collect();
-            for v in volumes {
-                if let Ok(v) = own_volume(w, c, region, &v) {
-                    v.attachment = None;
-                }
-                retire_grants(w, &v);
+            // Shutting down, its volumes still attached, until it is terminated
+            // (`clock::settle`); volumes attached after launch survive it (DeleteOnTermination
+            // is off). Terminating again changes nothing.
+            if i.state != "terminated" && i.state != "shutting-down" {
+                i.state = "shutting-down".into();
+                i.terminate_at = Some(ends);
             }
             if let Some(m) = lock(&self.inner.machines).get(instance) {
                 m.stop();

@@ -208,6 +208,39 @@ impl Iam for Sim {
         })
     }
 
+    fn simulate(&self, who: &Credentials, role: &RoleArn, checks: &[(Action, String)]) -> Result<Vec<bool>> {
+        self.call(Action::IamSimulatePrincipalPolicy, who, |c, w| {
+            c.check(w, c.action, role.as_str(), &[], None)?;
+            let r = own_role(w, c, role)?;
+            let policies = r
+                .policies
+                .values()
+                .map(|d| bulwark_cloud::policy::Policy::parse(d))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| CloudError::invalid(c.action, "MalformedPolicyDocument", e.to_string()))?;
+            let principal = bulwark_cloud::policy::Principal::role(role);
+            let context = std::collections::BTreeMap::new();
+            // Identity policies only, as AWS's simulator without a resource policy.
+            Ok(checks
+                .iter()
+                .map(|(action, resource)| {
+                    let request = bulwark_cloud::policy::Request {
+                        principal: &principal,
+                        action: *action,
+                        resource,
+                        context: &context,
+                    };
+                    policies
+                        .iter()
+                        .any(|p| p.evaluate_identity(&request).is_allowed())
+                        && !policies.iter().any(|p| {
+                            p.evaluate_identity(&request) == bulwark_cloud::policy::Decision::ExplicitDeny
+                        })
+                })
+                .collect())
+        })
+    }
+
     fn list_instance_profiles_for_role(&self, who: &Credentials, role: &RoleArn) -> Result<Vec<String>> {
         self.call(Action::IamListInstanceProfilesForRole, who, |c, w| {
             c.check(w, c.action, role.as_str(), &[], None)?;

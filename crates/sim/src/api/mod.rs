@@ -38,45 +38,52 @@ const PAGE: usize = 10_000;
 
 impl Sim {
     /// Runs one call: resolves the caller, fires a pending fault, runs `f`, and saves the world
-    /// if `f` succeeded and may have changed it (or a fault was consumed).
+    /// if `f` may have changed it (or a fault was consumed).
     fn call<T>(
         &self,
         action: Action,
         who: &Credentials,
         f: impl FnOnce(&Caller, &mut World) -> Result<T>,
     ) -> Result<T> {
-        let mut world = self.inner.world();
+        let unavailable = |e| crate::SimError::unavailable(action, e);
+        let mut world = if saved_after(action) {
+            self.inner.world()
+        } else {
+            self.inner.read()
+        }
+        .map_err(unavailable)?;
+        crate::clock::settle(&mut world, crate::clock::now());
         let identity = Inner::identity(&world, action, who)?;
         if let Err(e) = Inner::fault(&mut world, action) {
-            self.save(&world, action)?;
+            world.set_dirty(true);
             return Err(e);
         }
-        let caller = Caller {
-            identity,
-            action: action.to_owned(),
-        };
+        let caller = Caller { identity, action };
         let out = f(&caller, &mut world)?;
-        if saved_after(action) {
-            self.save(&world, action)?;
+        // The call took effect; its answer may still be lost on its way back.
+        if take_fault(&mut world, |f| {
+            matches!(f, Fault::LoseResponse { action: a } if *a == action).then_some(())
+        })
+        .is_some()
+        {
+            world.set_dirty(true);
+            return Err(CloudError::new(
+                action,
+                ErrorKind::Unavailable,
+                "RequestTimeout",
+                "the request was made but its response was lost (injected fault)",
+            ));
         }
         Ok(out)
-    }
-
-    fn save(&self, world: &World, action: Action) -> Result<()> {
-        self.inner
-            .save(world)
-            .map_err(|e| CloudError::new(action, ErrorKind::Unavailable, "InternalError", e.to_string()))
     }
 }
 
 // ---- small helpers -------------------------------------------------------------------------
 
-/// Whether the world is saved after a successful `action`: not after reads (Describe*, List*,
-/// Get*), and not after each PutSnapshotBlock, whose blocks are in the block store already and
-/// whose checksums the next saving call (CompleteSnapshot at the latest) writes; an appliance
-/// that dies meanwhile leaves a pending snapshot, which its cleanup deletes all the same. The
-/// state file holds every volume's block map, so saving at each of a transfer's thousands of
-/// block calls would cost more than the transfer.
+/// Whether `action` may change the world, which is then saved: not reads (Describe*, List*,
+/// Get*), and not PutSnapshotBlock, whose writes wait apart (`persist::Unsaved`) for
+/// CompleteSnapshot; an appliance that dies meanwhile leaves a pending snapshot, which its
+/// cleanup deletes all the same.
 fn saved_after(action: Action) -> bool {
     !(action.is_read() || action == Action::EbsPutSnapshotBlock)
 }
@@ -223,6 +230,28 @@ fn default_key_arn(world: &mut World, account: &AccountId, region: &Region) -> S
     key_arn(&owner, region, &id)
 }
 
+/// What a client token made in `account`/`region`, if it was used before.
+fn made_with(world: &World, account: &AccountId, region: &Region, token: Option<&str>) -> Option<String> {
+    world
+        .tokens
+        .get(&format!("{account}/{region}/{}", token?))
+        .cloned()
+}
+
+/// Remembers what a client token made.
+fn remember_token(world: &mut World, account: &AccountId, region: &Region, token: Option<&str>, id: &str) {
+    if let Some(token) = token {
+        world
+            .tokens
+            .insert(format!("{account}/{region}/{token}"), id.to_owned());
+    }
+}
+
+/// Whether `tags` all appear in `held`.
+fn tagged(held: &[Tag], tags: &[Tag]) -> bool {
+    tags.iter().all(|t| held.contains(t))
+}
+
 fn snapshot_info(owner: &AccountId, region: &Region, id: &SnapshotId, s: &Snapshot) -> SnapshotInfo {
     SnapshotInfo {
         id: id.clone(),
@@ -230,7 +259,7 @@ fn snapshot_info(owner: &AccountId, region: &Region, id: &SnapshotId, s: &Snapsh
         region: region.clone(),
         volume: s.volume.clone(),
         size_gib: s.size_gib,
-        state: s.state.clone(),
+        state: crate::clock::snapshot_state(s, crate::clock::now()),
         encryption: s.key.clone().map(|key_arn| bulwark_cloud::Encryption { key_arn }),
         shared_with: s.shared_with.clone(),
         tags: s.tags.clone(),
@@ -244,14 +273,10 @@ fn volume_info(owner: &AccountId, region: &Region, id: &VolumeId, v: &Volume) ->
         region: region.clone(),
         size_gib: v.size_gib,
         snapshot: v.snapshot.clone(),
-        state: if v.attachment.is_some() {
-            "in-use"
-        } else {
-            "available"
-        }
-        .into(),
+        state: crate::clock::volume_state(v, crate::clock::now()).into(),
         encryption: v.key.clone().map(|key_arn| bulwark_cloud::Encryption { key_arn }),
         attachment: v.attachment.clone(),
+        attachment_state: crate::clock::attachment_state(v, crate::clock::now()).map(str::to_owned),
         tags: v.tags.clone(),
     }
 }
@@ -261,7 +286,7 @@ fn instance_info(owner: &AccountId, region: &Region, id: &InstanceId, i: &Instan
         id: id.clone(),
         owner: owner.clone(),
         region: region.clone(),
-        state: i.state.clone(),
+        state: crate::clock::instance_state(i, crate::clock::now()),
         state_reason: i.state_reason.clone(),
         volumes: i.volumes.clone(),
         instance_profile: i.profile.clone(),
@@ -379,11 +404,12 @@ fn readable_snapshot(
 ) -> Result<(AccountId, Snapshot)> {
     let (owner, s) = visible_snapshot(world, caller, region, id)
         .map_err(|e| CloudError::not_found(caller.action, "ResourceNotFoundException", e.message))?;
-    if s.state != "completed" {
+    let state = crate::clock::snapshot_state(&s, crate::clock::now());
+    if state != "completed" {
         return Err(validation(
             caller.action,
             "INVALID_SNAPSHOT_STATE",
-            format!("snapshot {id} is {}", s.state),
+            format!("snapshot {id} is {state}"),
         ));
     }
     Ok((owner, s))
@@ -450,16 +476,6 @@ fn direct_key_use(world: &World, caller: &Caller, arn: &str, actions: &[Action])
             })?;
     }
     Ok(())
-}
-
-fn retire_grants(world: &mut World, volume: &VolumeId) {
-    for a in world.accounts.values_mut() {
-        for r in a.regions.values_mut() {
-            for k in r.keys.values_mut() {
-                k.grants.retain(|g| g.for_volume.as_ref() != Some(volume));
-            }
-        }
-    }
 }
 
 fn kms_key(

@@ -13,7 +13,10 @@ impl ObjectStore for Sim {
     ) -> Result<Box<dyn Backend>> {
         let _ = region;
         {
-            let w = self.inner.world();
+            let w = self
+                .inner
+                .read()
+                .map_err(|e| crate::SimError::unavailable(Action::S3ListBucket, e))?;
             Inner::identity(&w, Action::S3ListBucket, &who.get())?;
             if !w.buckets.contains_key(bucket) {
                 return Err(CloudError::not_found(

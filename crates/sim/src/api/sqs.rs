@@ -34,6 +34,21 @@ impl Sqs for Sim {
         })
     }
 
+    fn queue_url(&self, who: &Credentials, region: &Region, name: &str) -> Result<Option<String>> {
+        self.call(Action::SqsGetQueueUrl, who, |c, w| {
+            let account = c.account().clone();
+            c.check(
+                w,
+                c.action,
+                &format!("arn:aws:sqs:{region}:{account}:{name}"),
+                &[],
+                None,
+            )?;
+            let exists = region_of(w, &account, region).is_some_and(|r| r.queues.contains_key(name));
+            Ok(exists.then(|| format!("https://sqs.{region}.amazonaws.com/{account}/{name}")))
+        })
+    }
+
     fn set_queue_policy(&self, who: &Credentials, region: &Region, queue: &str, policy: &str) -> Result<()> {
         self.call(Action::SqsSetQueueAttributes, who, |c, w| {
             let (account, r, name) = check_queue(w, c, queue)?;
