@@ -2,21 +2,13 @@
 //! past the AEAD to the header's length, its zstd frame, its JSON and the checks).
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use bulwark_repo::{Id, Repository, Secret};
-use bulwark_storage::MemoryBackend;
+use bulwark_repo::Id;
 use libfuzzer_sys::fuzz_target;
 
-fn repo() -> &'static Repository {
-    static REPO: OnceLock<Repository> = OnceLock::new();
-    REPO.get_or_init(|| {
-        Repository::init(Arc::new(MemoryBackend::default()), &Secret::None).expect("a repository in memory")
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
-    let repo = repo();
+    let repo = common::repo();
     let pack = Id::of_file(data);
     if let Ok(entries) = repo.pack_header(&pack, data) {
         // Every entry the decoder accepts is inside the pack: reading it must not panic.

@@ -4,22 +4,13 @@
 //! 256 MiB catches any allocation the data does not justify.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use bulwark_repo::{Repository, Secret};
-use bulwark_storage::MemoryBackend;
 use libfuzzer_sys::fuzz_target;
-
-fn repo() -> &'static Repository {
-    static REPO: OnceLock<Repository> = OnceLock::new();
-    REPO.get_or_init(|| {
-        Repository::init(Arc::new(MemoryBackend::default()), &Secret::None).expect("a repository in memory")
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     const LIMIT: usize = 64 << 20;
-    if let Ok(plain) = repo()
+    if let Ok(plain) = common::repo()
         .keys()
         .open(data, b"bulwark index", LIMIT, &|| "fuzz".into())
     {

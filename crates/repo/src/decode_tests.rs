@@ -1,5 +1,5 @@
 use super::*;
-use crate::format::{Run, Source, Stats, VERSION};
+use crate::format::{Run, VERSION};
 
 fn entry(n: u8, offset: u32, length: u32) -> BlockEntry {
     BlockEntry {
@@ -23,21 +23,7 @@ fn config() -> Config {
 }
 
 fn manifest(size: u64, runs: Vec<Run>) -> Manifest {
-    Manifest {
-        version: VERSION,
-        volume_id: "v".into(),
-        size,
-        block_size: BLOCK_SIZE,
-        time: chrono::Utc::now(),
-        source: Source {
-            kind: "file".into(),
-            name: "f".into(),
-        },
-        parent: None,
-        blocks: runs,
-        map: Vec::new(),
-        stats: Stats::default(),
-    }
+    Manifest::for_test(VERSION, size, runs, Vec::new())
 }
 
 fn run(start: u64, n: usize) -> Run {

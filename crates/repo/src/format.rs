@@ -255,6 +255,29 @@ pub struct LockFile {
 }
 
 #[cfg(test)]
+impl Manifest {
+    /// A manifest of volume `v` of `size` bytes, for tests: version 1 lists `blocks`, version 2
+    /// its `map`.
+    pub(crate) fn for_test(version: u32, size: u64, blocks: Vec<Run>, map: Vec<MapChunk>) -> Self {
+        Self {
+            version,
+            volume_id: "v".into(),
+            size,
+            block_size: BLOCK_SIZE,
+            time: Utc::now(),
+            source: Source {
+                kind: "file".into(),
+                name: "f".into(),
+            },
+            parent: None,
+            blocks,
+            map,
+            stats: Stats::default(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -275,21 +298,7 @@ mod tests {
                 }
             ]
         );
-        let m = Manifest {
-            version: VERSION,
-            volume_id: "v".into(),
-            size: 7 * u64::from(BLOCK_SIZE) - 1,
-            block_size: BLOCK_SIZE,
-            time: Utc::now(),
-            source: Source {
-                kind: "file".into(),
-                name: "f".into(),
-            },
-            parent: None,
-            blocks: runs,
-            map: Vec::new(),
-            stats: Stats::default(),
-        };
+        let m = Manifest::for_test(VERSION, 7 * u64::from(BLOCK_SIZE) - 1, runs, Vec::new());
         assert_eq!(m.block_count(), 7);
         assert_eq!(
             m.block_ids().map(|(i, _)| i).collect::<Vec<_>>(),

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::crypto::Secret;
-use crate::format::{Source, Stats, MANIFEST_VERSION};
+use crate::format::MANIFEST_VERSION;
 use crate::writer::Writer;
 use bulwark_storage::MemoryBackend;
 
@@ -18,21 +18,7 @@ fn repo() -> Repository {
 }
 
 fn manifest(blocks: u64, map: Vec<MapChunk>) -> Manifest {
-    Manifest {
-        version: MANIFEST_VERSION,
-        volume_id: "v".into(),
-        size: blocks * u64::from(BLOCK_SIZE),
-        block_size: BLOCK_SIZE,
-        time: chrono::Utc::now(),
-        source: Source {
-            kind: "file".into(),
-            name: "f".into(),
-        },
-        parent: None,
-        blocks: Vec::new(),
-        map,
-        stats: Stats::default(),
-    }
+    Manifest::for_test(MANIFEST_VERSION, blocks * u64::from(BLOCK_SIZE), Vec::new(), map)
 }
 
 /// Builds a map of `changes` on `parent`, stores its chunks, and answers it with the index.

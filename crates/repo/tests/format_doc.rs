@@ -8,14 +8,8 @@ use bulwark_repo::{
     PACK_SIZE, VERSION,
 };
 
-const DOC: &str = include_str!("../../../docs/repository-format.md");
-
-fn json_blocks() -> Vec<String> {
-    DOC.split("```json\n")
-        .skip(1)
-        .map(|b| b.split("```").next().unwrap().to_owned())
-        .collect()
-}
+mod doc;
+use doc::{json_blocks, DOC};
 
 #[test]
 fn every_json_example_parses_into_its_type() {

@@ -12,14 +12,8 @@ use bulwark_repo::map::encode_chunk;
 use bulwark_repo::{Id, Repository, Run, Secret, Writer};
 use bulwark_storage::{Backend, FileKind, MemoryBackend};
 
-const DOC: &str = include_str!("../../../docs/repository-format.md");
-
-fn json_blocks() -> Vec<String> {
-    DOC.split("```json\n")
-        .skip(1)
-        .map(|b| b.split("```").next().unwrap().to_owned())
-        .collect()
-}
+mod doc;
+use doc::json_blocks;
 
 fn seeds() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds")

@@ -40,6 +40,25 @@ impl Scratch {
         assert_eq!(code, 0, "{args:?}: {err}");
         out
     }
+    /// Runs a command that succeeds and prints JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    }
+    /// Backs up `image(seed, mib)` as a point of vol-1; the backup's JSON result.
+    fn backup(&self, seed: u64, mib: usize) -> Value {
+        std::fs::write(self.path("vol.img"), image(seed, mib)).unwrap();
+        let source = self.path("vol.img");
+        self.json(&[
+            "image",
+            "backup",
+            "--source",
+            &source,
+            "--volume-id",
+            "vol-1",
+            "--json",
+        ])
+    }
 }
 
 impl Drop for Scratch {
@@ -94,18 +113,8 @@ fn restore_matches(s: &Scratch, point: &str, expected: &[u8]) {
 #[test]
 fn backup_list_restore_verify_through_the_binary() {
     let s = Scratch::new("cycle");
-    std::fs::write(s.path("vol.img"), image(1, 8)).unwrap();
     s.ok(&["repo", "init"]);
-    let out = s.ok(&[
-        "image",
-        "backup",
-        "--source",
-        &s.path("vol.img"),
-        "--volume-id",
-        "vol-1",
-        "--json",
-    ]);
-    let result: Value = serde_json::from_str(&out).unwrap();
+    let result = s.backup(1, 8);
     let stats = &result["manifest"]["stats"];
     assert_eq!(stats["blocks_read"], 16);
     assert_eq!(stats["blocks_zero"], 4);
@@ -127,7 +136,7 @@ fn backup_list_restore_verify_through_the_binary() {
         "the second backup stores nothing new"
     );
     restore_matches(&s, list[0]["id"].as_str().unwrap(), &image(1, 8));
-    let verify: Value = serde_json::from_str(&s.ok(&["image", "verify", "--read-data", "--json"])).unwrap();
+    let verify = s.json(&["image", "verify", "--read-data", "--json"]);
     assert_eq!(verify["clean"], true);
 
     let text = s.ok(&["image", "list"]);
@@ -427,21 +436,6 @@ fn an_s3_repository_through_the_binary() {
     );
 }
 
-fn backup_of(s: &Scratch, seed: u64) -> String {
-    std::fs::write(s.path("vol.img"), image(seed, 2)).unwrap();
-    let out = s.ok(&[
-        "image",
-        "backup",
-        "--source",
-        &s.path("vol.img"),
-        "--volume-id",
-        "vol-1",
-        "--json",
-    ]);
-    let result: Value = serde_json::from_str(&out).unwrap();
-    result["point"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn repo_init_takes_an_object_lock_mode_and_days() {
     let s = Scratch::new("lock-args");
@@ -469,8 +463,8 @@ fn repo_init_takes_an_object_lock_mode_and_days() {
 fn retained_points_and_files_are_kept_and_shown() {
     let s = Scratch::new("lock");
     s.ok(&["repo", "init", "--object-lock", "governance", "--lock-days", "30"]);
-    let first = backup_of(&s, 1);
-    backup_of(&s, 2);
+    let first = s.backup(1, 2)["point"].as_str().unwrap().to_owned();
+    s.backup(2, 2);
 
     let out = s.ok(&["image", "forget", "--keep-last", "1"]);
     assert!(
@@ -485,7 +479,7 @@ fn retained_points_and_files_are_kept_and_shown() {
         out.contains(" kept: retained by Object Lock, deletable "),
         "{out}"
     );
-    let plan: Value = serde_json::from_str(&s.ok(&["image", "prune", "--json"])).unwrap();
+    let plan = s.json(&["image", "prune", "--json"]);
     let retained = plan["retained"].as_array().unwrap();
     assert!(!retained.is_empty(), "{plan}");
     assert!(
@@ -498,7 +492,7 @@ fn retained_points_and_files_are_kept_and_shown() {
         out.contains("locked and intact: retained by Object Lock") && out.contains("0 missing, 0 damaged"),
         "{out}"
     );
-    let report: Value = serde_json::from_str(&s.ok(&["image", "verify", "--json"])).unwrap();
+    let report = s.json(&["image", "verify", "--json"]);
     let objects = report["objects"].as_object().unwrap();
     let point = &objects[&format!("points/{first}")];
     assert_eq!(point["state"], "intact", "{report}");
@@ -510,8 +504,8 @@ fn retained_points_and_files_are_kept_and_shown() {
 fn verify_reports_each_objects_state() {
     let s = Scratch::new("states");
     s.ok(&["repo", "init"]);
-    backup_of(&s, 3);
-    let report: Value = serde_json::from_str(&s.ok(&["image", "verify", "--json"])).unwrap();
+    s.backup(3, 2);
+    let report = s.json(&["image", "verify", "--json"]);
     let objects = report["objects"].as_object().unwrap();
     let (pack, state) = objects
         .iter()
@@ -536,7 +530,7 @@ fn verify_reports_each_objects_state() {
 fn stray_files_are_warnings() {
     let s = Scratch::new("stray");
     s.ok(&["repo", "init"]);
-    backup_of(&s, 4);
+    s.backup(4, 2);
     // Backups read the index files, list and forget the restore points, verify and prune both.
     std::fs::write(s.0.join("repo/points/notes.txt"), "not a restore point").unwrap();
     std::fs::write(s.0.join("repo/index/notes.txt"), "not an index file").unwrap();
@@ -564,7 +558,7 @@ fn stray_files_are_warnings() {
             "{args:?}: {err}"
         );
     }
-    let report: Value = serde_json::from_str(&s.ok(&["image", "verify", "--json"])).unwrap();
+    let report = s.json(&["image", "verify", "--json"]);
     assert_eq!(report["clean"], true, "a stray file is no damage: {report}");
     let warnings = report["warnings"].as_array().unwrap();
     for stray in ["index/notes.txt", "points/notes.txt"] {
