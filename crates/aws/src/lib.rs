@@ -6,7 +6,9 @@
 //! Every call is signed with the credentials the engine passes (the appliance's own, from the
 //! SDK's standard chain through [`AwsCloud::appliance_credentials`], or a role session's), and
 //! goes to the region the plan names. Clients are built per (credentials, region) and cached.
-//! Every call has explicit timeouts and the SDK's standard retries; AWS error codes become the
+//! Every call has explicit timeouts and is one attempt: the SDK's retries are off, because the
+//! engine's retry policy (`bulwark_engine::retry`) is the one budget of a call, and its EBS
+//! rate limiter must see each throttling answer as it comes. AWS error codes become the
 //! same [`bulwark_cloud::ErrorKind`]s the embedded cloud answers with
 //! ([`bulwark_cloud::ErrorKind::of`]).
 //!
@@ -44,9 +46,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of a whole call, retries included.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
-/// Attempts per call with the SDK's standard retry strategy (exponential back-off with
-/// jitter): AWS asks clients to back off and retry on throttling.
-pub const MAX_ATTEMPTS: u32 = 5;
 /// The region of global services (IAM, STS's global endpoint) when none applies.
 const GLOBAL_REGION: &str = "us-east-1";
 
@@ -90,7 +89,7 @@ impl std::fmt::Debug for AwsCloud {
 }
 
 impl AwsCloud {
-    /// Sets up the SDK: timeouts, retries, the endpoint. Nothing is sent yet.
+    /// Sets up the SDK: timeouts, no retries (the engine's), the endpoint. Nothing is sent yet.
     pub fn new(options: AwsOptions) -> Result<AwsCloud, AwsError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -106,7 +105,7 @@ impl AwsCloud {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(bulwark_s3::http_client())
             .timeout_config(timeouts)
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+            .retry_config(RetryConfig::disabled());
         if let Some(endpoint) = &options.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }

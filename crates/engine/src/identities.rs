@@ -18,6 +18,8 @@ pub(crate) struct Identities {
     cloud: Cloud,
     estate: Estate,
     appliance: Credentials,
+    /// AssumeRole is retried like any call: its answer too can be throttled or lost.
+    pub(crate) retry: crate::retry::Retry,
     cache: Mutex<BTreeMap<RoleArn, (Credentials, Instant)>>,
 }
 
@@ -27,6 +29,7 @@ impl Identities {
             cloud,
             estate,
             appliance,
+            retry: crate::retry::Retry::CONTROL,
             cache: Mutex::new(BTreeMap::new()),
         }
     }
@@ -49,10 +52,13 @@ impl Identities {
             .estate
             .account(role.account())
             .and_then(|a| a.external_id.as_deref());
+        let sts = &self.cloud.sts;
         let creds = self
-            .cloud
-            .sts
-            .assume_role(&self.appliance, role, "bulwark", external)?;
+            .retry
+            .run(bulwark_model::Action::StsAssumeRole, None, || {
+                sts.assume_role(&self.appliance, role, "bulwark", external)
+            })
+            .map_err(crate::retry::Gave::error)?;
         cache.insert(role.clone(), (creds.clone(), Instant::now()));
         Ok(creds)
     }

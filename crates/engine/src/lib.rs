@@ -119,6 +119,7 @@ impl Engine {
     /// Shortens waits (the first retry pause, worker silence) for tests.
     pub fn with_timing(mut self, backoff: Duration, worker_silence: Duration) -> Self {
         self.retry = self.retry.starting_at(backoff);
+        self.identities.retry = self.retry;
         self.worker_silence = worker_silence;
         self
     }

@@ -1,11 +1,13 @@
 //! The example estate made real, and checks shared by the session tests.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bulwark_embedded::{all_operations, plans, DataSize, Embedded, Grants};
 use bulwark_engine::journal::Target;
-use bulwark_engine::SessionReport;
+use bulwark_engine::{Engine, SessionReport};
 use bulwark_model::{AccountId, Estate, Region, VolumeId};
+use bulwark_plan::{Actor, Operation, Placement, RestoreSource};
 use bulwark_sim::Inventory;
 
 pub const WEB: &str = "i-0123456789abcdef0";
@@ -145,4 +147,79 @@ pub fn assert_repository_intact(world: &World) -> usize {
     );
     assert_eq!(report.points, repo.point_ids().expect("points").len());
     report.points
+}
+
+/// Short retry pauses and worker silence, so that failing sessions fail fast.
+pub fn engine(world: &World) -> Engine {
+    world
+        .embedded
+        .engine()
+        .with_timing(Duration::from_millis(5), Duration::from_millis(300))
+}
+
+pub fn snapshot(instance: &str) -> Operation {
+    Operation::Snapshot {
+        instance: instance.parse().expect("instance"),
+    }
+}
+
+pub fn backup(instance: &str, workers: Placement) -> Operation {
+    Operation::Backup {
+        instance: instance.parse().expect("instance"),
+        workers: Some(workers),
+    }
+}
+
+pub fn replicate(instance: &str, account: &str, region: &str) -> Operation {
+    let (to_account, to_region) = ids(account, region);
+    Operation::Replicate {
+        instance: instance.parse().expect("instance"),
+        to_account,
+        to_region,
+        target_key: None,
+    }
+}
+
+pub fn restore(
+    instance: &str,
+    from: RestoreSource,
+    account: &str,
+    region: &str,
+    workers: Option<Placement>,
+) -> Operation {
+    let (to_account, to_region) = ids(account, region);
+    Operation::Restore {
+        instance: instance.parse().expect("instance"),
+        from,
+        to_account,
+        to_region,
+        target_key: None,
+        workers,
+    }
+}
+
+/// Asserts that the world holds exactly what it held before.
+pub fn assert_unchanged(before: &Inventory, after: &Inventory, what: &str) {
+    let added = after.added_since(before);
+    let removed = before.added_since(after);
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "{what}:\nleft behind:\n  {}\nremoved:\n  {}",
+        added.join("\n  "),
+        removed.join("\n  ")
+    );
+}
+
+/// Asserts that every session journal is closed: recovery finds nothing to do.
+pub fn assert_journals_closed(world: &World, what: &str) {
+    let store = bulwark_engine::FileStore::new(&world.embedded.dir().join("appliance"));
+    let open = bulwark_engine::StateStore::unfinished(&store).expect("the journals read");
+    assert!(open.is_empty(), "{what}: unclosed journals {open:?}");
+    let recovered = engine(world).recover().expect("recovery runs");
+    assert!(recovered.is_empty(), "{what}: recovery found {recovered:#?}");
+}
+
+/// Whether the engine itself makes a step's call (not the worker, not the repository role).
+pub fn engine_calls(step: &bulwark_plan::Step) -> bool {
+    !matches!(step.actor, Actor::Worker(_)) && !step.action().as_str().starts_with("s3:")
 }

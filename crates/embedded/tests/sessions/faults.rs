@@ -14,60 +14,11 @@ use std::time::Duration;
 
 use bulwark_cloud::ErrorKind;
 use bulwark_embedded::{all_operations, plans, Grants};
-use bulwark_engine::{Engine, EngineError, Event, Listener, SessionId};
-use bulwark_plan::{Actor, Operation, Placement, RestoreSource};
+use bulwark_engine::{EngineError, Event, Listener, SessionId};
+use bulwark_plan::{Operation, Placement, RestoreSource};
 use bulwark_sim::{Fault, Inventory};
 
 use crate::common::*;
-
-/// Short retry pauses and worker silence, so that failing sessions fail fast.
-fn engine(world: &World) -> Engine {
-    world
-        .embedded
-        .engine()
-        .with_timing(Duration::from_millis(5), Duration::from_millis(300))
-}
-
-fn snapshot(instance: &str) -> Operation {
-    Operation::Snapshot {
-        instance: instance.parse().expect("instance"),
-    }
-}
-
-fn backup(instance: &str, workers: Placement) -> Operation {
-    Operation::Backup {
-        instance: instance.parse().expect("instance"),
-        workers: Some(workers),
-    }
-}
-
-fn replicate(instance: &str, account: &str, region: &str) -> Operation {
-    let (to_account, to_region) = ids(account, region);
-    Operation::Replicate {
-        instance: instance.parse().expect("instance"),
-        to_account,
-        to_region,
-        target_key: None,
-    }
-}
-
-fn restore(
-    instance: &str,
-    from: RestoreSource,
-    account: &str,
-    region: &str,
-    workers: Option<Placement>,
-) -> Operation {
-    let (to_account, to_region) = ids(account, region);
-    Operation::Restore {
-        instance: instance.parse().expect("instance"),
-        from,
-        to_account,
-        to_region,
-        target_key: None,
-        workers,
-    }
-}
 
 /// A refusal AWS would not have the engine retry: alternately a denial, with the code the
 /// service answers, and a refused operation.
@@ -91,38 +42,14 @@ fn fail(action: &str, kind: ErrorKind, code: &str) -> Fault {
     }
 }
 
-/// Asserts that the world holds exactly what it held before.
-fn assert_unchanged(before: &Inventory, after: &Inventory, what: &str) {
-    let added = after.added_since(before);
-    let removed = before.added_since(after);
-    assert!(
-        added.is_empty() && removed.is_empty(),
-        "{what}:\nleft behind:\n  {}\nremoved:\n  {}",
-        added.join("\n  "),
-        removed.join("\n  ")
-    );
-}
-
-/// Asserts that every session journal is closed: recovery finds nothing to do.
-fn assert_journals_closed(world: &World, what: &str) {
-    let store = bulwark_engine::FileStore::new(&world.embedded.dir().join("appliance"));
-    let open = bulwark_engine::StateStore::unfinished(&store).expect("the journals read");
-    assert!(open.is_empty(), "{what}: unclosed journals {open:?}");
-    let recovered = engine(world).recover().expect("recovery runs");
-    assert!(recovered.is_empty(), "{what}: recovery found {recovered:#?}");
-}
-
-/// Whether the fault pending list of the embedded cloud is empty (every fault was spent).
+/// Whether every fault injected was spent.
 fn faults_spent(world: &World) -> bool {
-    let path = world.embedded.sim.dir().join("state.json");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path).expect("state.json")).expect("state.json parses");
-    state["faults"].as_array().is_some_and(Vec::is_empty)
-}
-
-/// Whether the engine itself makes a step's call (not the worker, not the repository role).
-fn engine_calls(step: &bulwark_plan::Step) -> bool {
-    !matches!(step.actor, Actor::Worker(_)) && !step.action().as_str().starts_with("s3:")
+    world
+        .embedded
+        .sim
+        .pending_faults()
+        .expect("the faults read")
+        .is_empty()
 }
 
 /// Runs `op` with the call of its main step `number` (1-based) refused: the run must fail

@@ -592,7 +592,7 @@ impl Ec2 for Sim {
     }
 
     fn run_instance(&self, who: &Credentials, region: &Region, run: &RunInstance) -> Result<InstanceInfo> {
-        let (info, boots) = self.call(Action::Ec2RunInstances, who, |c, w| {
+        let ((info, boots), lost) = self.call_effect(Action::Ec2RunInstances, who, |c, w| {
             let account = c.account().clone();
             if let Some(id) = made_with(w, &account, region, run.client_token.as_deref()) {
                 // The same launch again (its first answer was lost): the same instance.
@@ -672,8 +672,12 @@ impl Ec2 for Sim {
             region_mut(w, &account, region).instances.insert(id, instance);
             Ok((info, Some((dies, pace))))
         })?;
+        let answer = match lost {
+            Some(e) => Err(e),
+            None => Ok(info.clone()),
+        };
         let Some((dies, pace)) = boots else {
-            return Ok(info);
+            return answer;
         };
         let machine = Arc::new(Machine::new(
             info.id.clone(),
@@ -683,7 +687,7 @@ impl Ec2 for Sim {
             pace,
         ));
         boot(self, machine, run.user_data.clone());
-        Ok(info)
+        answer
     }
 
     fn terminate_instance(&self, who: &Credentials, region: &Region, instance: &InstanceId) -> Result<()> {

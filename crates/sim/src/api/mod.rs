@@ -45,6 +45,22 @@ impl Sim {
         who: &Credentials,
         f: impl FnOnce(&Caller, &mut World) -> Result<T>,
     ) -> Result<T> {
+        let (out, lost) = self.call_effect(action, who, f)?;
+        match lost {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// [`Sim::call`] for a call with effects outside the world (a launch boots a machine):
+    /// answers what `f` made, and beside it the error the caller gets if the answer is lost
+    /// (the effects happen all the same).
+    fn call_effect<T>(
+        &self,
+        action: Action,
+        who: &Credentials,
+        f: impl FnOnce(&Caller, &mut World) -> Result<T>,
+    ) -> Result<(T, Option<CloudError>)> {
         let unavailable = |e| crate::SimError::unavailable(action, e);
         let mut world = if saved_after(action) {
             self.inner.world()
@@ -61,20 +77,19 @@ impl Sim {
         let caller = Caller { identity, action };
         let out = f(&caller, &mut world)?;
         // The call took effect; its answer may still be lost on its way back.
-        if take_fault(&mut world, |f| {
+        let lost = take_fault(&mut world, |f| {
             matches!(f, Fault::LoseResponse { action: a } if *a == action).then_some(())
         })
-        .is_some()
-        {
+        .map(|()| {
             world.set_dirty(true);
-            return Err(CloudError::new(
+            CloudError::new(
                 action,
                 ErrorKind::Unavailable,
                 "RequestTimeout",
                 "the request was made but its response was lost (injected fault)",
-            ));
-        }
-        Ok(out)
+            )
+        });
+        Ok((out, lost))
     }
 }
 
