@@ -244,7 +244,10 @@ fn a_session_killed_after_a_lost_answer_is_cleaned_up_by_the_next_start() {
                 started.elapsed() < std::time::Duration::from_secs(60),
                 "{action} was never called"
             );
-            assert!(child.try_wait().unwrap().is_none(), "the session ended before {action}");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the session ended before {action}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         child.kill().unwrap();
@@ -254,7 +257,10 @@ fn a_session_killed_after_a_lost_answer_is_cleaned_up_by_the_next_start() {
 
         let (code, stdout, stderr) = bulwark(&["recover", "--estate", ESTATE, "--data-dir", dir.path()]);
         assert_eq!(code, EXIT_OK, "{action}: {stdout}\n{stderr}");
-        assert!(stderr.contains("Recovered unfinished session"), "{action}: {stderr}");
+        assert!(
+            stderr.contains("Recovered unfinished session"),
+            "{action}: {stderr}"
+        );
         assert_eq!(
             status(&dir),
             baseline,
@@ -351,6 +357,30 @@ fn a_key_policy_missing_a_statement_is_found_by_check_and_fails_the_session_clea
         before,
         "the failed session removed everything it created"
     );
+
+    // For programs: a stable code and the remedy apart.
+    let (code, stdout, _) = bulwark(&[
+        "run",
+        "backup",
+        "--estate",
+        estate.path(),
+        "--instance",
+        DB,
+        "--data-dir",
+        dir.path(),
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["error"]["code"], "step-failed-access-denied", "{stdout}");
+    assert!(
+        answer["error"]["remedy"]
+            .as_str()
+            .unwrap()
+            .starts_with("give arn:aws:iam::111111111111:role/WorkerDeployment the permission"),
+        "{stdout}"
+    );
+    assert_eq!(status(&dir), before);
 }
 
 #[test]
