@@ -54,7 +54,7 @@ const GLOBAL_REGION: &str = "us-east-1";
 pub enum AwsError {
     /// The async runtime could not be started.
     #[error("cannot start the AWS client's runtime: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(std::io::Error),
     /// The standard credential chain found no credentials.
     #[error(
         "no AWS credentials: configure them (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile \

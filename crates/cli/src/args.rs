@@ -271,7 +271,7 @@ pub enum From {
 pub enum InputError {
     #[error("cannot read the estate file {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("{0}")]
+    #[error(transparent)]
     Estate(#[from] bulwark_model::EstateError),
     #[error("{file}: {what} is not defined in this file; {fix}")]
     Undefined { file: String, what: String, fix: String },

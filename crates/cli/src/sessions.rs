@@ -278,9 +278,11 @@ pub fn run(cmd: &RunCommand) -> ExitCode {
                 println!(
                     "{}",
                     render::pretty(
-                        &json!({ "error": { "code": "session-failed", "message": e.to_string() } })
+                        &json!({ "error": { "code": e.code(), "message": e.to_string(), "remedy": e.remedy() } })
                     )
                 );
+            } else if matches!(e, EngineError::CleanupIncomplete { .. }) {
+                eprintln!("error: the session failed.\n{e}");
             } else {
                 eprintln!("error: the session failed; everything it created was removed.\n{e}");
             }

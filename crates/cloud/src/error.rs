@@ -94,6 +94,20 @@ impl ErrorKind {
         }
     }
 
+    /// A stable name for programs: `access-denied`, `throttled`, ...
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::AccessDenied => "access-denied",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::NotPermitted => "not-permitted",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Propagating => "propagating",
+            ErrorKind::Unavailable => "unavailable",
+        }
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn retryable(self) -> bool {
         matches!(

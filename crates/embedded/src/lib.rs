@@ -32,21 +32,21 @@ pub use data::fill;
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
     /// The embedded cloud failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Sim(#[from] SimError),
     /// A cloud call failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Cloud(#[from] bulwark_cloud::CloudError),
     /// The repository could not be created.
     #[error("creating the repository: {0}")]
-    Repository(#[from] bulwark_repo::RepoError),
+    Repository(bulwark_repo::RepoError),
     /// A file of the data directory.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -293,9 +293,9 @@ impl Embedded {
         );
         let repository_key = hex::encode(key);
         let key_path = dir.join(KEY_FILE);
-        std::fs::write(&key_path, &repository_key).map_err(|source| EmbeddedError::Io {
+        std::fs::write(&key_path, &repository_key).map_err(|error| EmbeddedError::Io {
             path: key_path,
-            source,
+            error,
         })?;
         if let Some(repo) = &estate.repository {
             let owner = repo.role.account();
@@ -307,7 +307,7 @@ impl Embedded {
                 repo.bucket.as_str(),
                 &repo.prefix,
             )?;
-            Repository::init(Arc::from(backend), &Secret::KeyFile(key))?;
+            Repository::init(Arc::from(backend), &Secret::KeyFile(key)).map_err(EmbeddedError::Repository)?;
         }
         let appliance = appliance_credentials(&sim, estate)?;
         sim.set_boot(Arc::new(bulwark_engine::worker::boot));
@@ -325,9 +325,9 @@ impl Embedded {
         let sim = Sim::open(&dir.join("cloud"))?;
         let key_path = dir.join(KEY_FILE);
         let repository_key = std::fs::read_to_string(&key_path)
-            .map_err(|source| EmbeddedError::Io {
+            .map_err(|error| EmbeddedError::Io {
                 path: key_path,
-                source,
+                error,
             })?
             .trim()
             .to_owned();

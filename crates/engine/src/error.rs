@@ -9,7 +9,7 @@ use bulwark_plan::Refusal;
 pub enum EngineError {
     /// The planner refused the operation: nothing ran.
     #[error("refused: {0}")]
-    Refused(#[from] Refusal),
+    Refused(Refusal),
     /// A step of the plan failed; everything the session created was removed.
     #[error("{0}")]
     Step(Box<StepFailure>),
@@ -26,7 +26,7 @@ pub enum EngineError {
     /// Moving data through the EBS direct APIs (without workers) failed; the message says
     /// which call and what to do.
     #[error("the transfer through the EBS direct APIs failed: {0}")]
-    Direct(#[from] crate::direct::DirectError),
+    Direct(crate::direct::DirectError),
     /// The session journal could not be written or read.
     #[error("session journal {path}: {message}")]
     Journal {
@@ -71,6 +71,62 @@ pub enum EngineError {
         /// The journal that lists them.
         journal: String,
     },
+}
+
+// The messages above include their cause, so no variant names it as its `source` as well: a
+// `{:#}` chain would print it twice.
+impl From<Refusal> for EngineError {
+    fn from(r: Refusal) -> Self {
+        EngineError::Refused(r)
+    }
+}
+
+impl From<crate::direct::DirectError> for EngineError {
+    fn from(e: crate::direct::DirectError) -> Self {
+        EngineError::Direct(e)
+    }
+}
+
+impl EngineError {
+    /// A stable code for programs (the API, the console, scripts): kebab-case, never reworded.
+    /// A refusal answers its own code; a failed step the kind of AWS's answer.
+    pub fn code(&self) -> String {
+        match self {
+            EngineError::Refused(r) => r.code.to_string(),
+            EngineError::Step(f) => format!("step-failed-{}", f.error.kind.code()),
+            EngineError::Worker { .. } => "worker-failed".into(),
+            EngineError::Direct(_) => "transfer-failed".into(),
+            EngineError::Journal { .. } => "journal-unusable".into(),
+            EngineError::NotReady(_) => "not-ready".into(),
+            EngineError::CannotCleanUp { .. } => "cannot-clean-up".into(),
+            EngineError::Cancelled { .. } => "cancelled".into(),
+            EngineError::Internal(_) => "internal".into(),
+            EngineError::CleanupIncomplete { .. } => "cleanup-incomplete".into(),
+        }
+    }
+
+    /// What to do about it, in a sentence (also in the message, after "what to do:", where
+    /// the message has one).
+    pub fn remedy(&self) -> String {
+        match self {
+            EngineError::Refused(r) => r.remedy.clone(),
+            EngineError::Step(f) => f.remedy.clone(),
+            EngineError::Worker { remedy, .. } => remedy.clone(),
+            EngineError::Direct(e) => e.remedy(),
+            EngineError::Journal { path, .. } => format!(
+                "check that {path} is on a writable, healthy disk; a damaged journal line names what to remove by hand"
+            ),
+            EngineError::NotReady(_) => "make what the operation needs first (the message says what), then run it again".into(),
+            EngineError::CannotCleanUp { .. } => {
+                "give the role these permissions (`bulwark policy plan ...` prints its policy), or run `bulwark check`".into()
+            }
+            EngineError::Cancelled { .. } => "nothing to do: run the session again when you want it".into(),
+            EngineError::Internal(_) => "report it with the session journal; the next start cleans up what is left".into(),
+            EngineError::CleanupIncomplete { .. } => {
+                "the next start (`bulwark recover`, or the appliance) removes what is left; fix the permission named if it fails again".into()
+            }
+        }
+    }
 }
 
 /// A failed step: which, by whom, AWS's answer, and what to change.

@@ -21,6 +21,63 @@ const TASK_WAIT: Duration = Duration::from_secs(120);
 /// How often a worker reports progress.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 
+/// The version of the queue protocol. A worker and an appliance of different releases refuse
+/// each other's messages by this number instead of misreading them.
+pub const PROTOCOL: u32 = 1;
+
+/// A message that is not one this release can read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// Written by another release of Bulwark (version 0: before messages carried one).
+    #[error(
+        "a worker message of protocol version {found}, where this release speaks version {PROTOCOL}: the \
+         worker and the appliance are of different releases\n  what to do: boot workers from an image of the \
+         appliance's release (`bulwark worker` of the same version)"
+    )]
+    Version {
+        /// The version the message carries.
+        found: u64,
+    },
+    /// Not a worker message at all.
+    #[error("not a Bulwark worker message: {0}")]
+    Malformed(String),
+}
+
+/// A message as it travels: the protocol version beside it.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    protocol: u32,
+    #[serde(flatten)]
+    message: WorkerMessage,
+}
+
+impl WorkerMessage {
+    /// The message's body on the queue.
+    pub fn encode(&self) -> Result<String, ProtocolError> {
+        serde_json::to_string(&Envelope {
+            protocol: PROTOCOL,
+            message: self.clone(),
+        })
+        .map_err(|e| ProtocolError::Malformed(e.to_string()))
+    }
+
+    /// Reads a body off the queue, refusing another release's.
+    pub fn decode(body: &str) -> Result<WorkerMessage, ProtocolError> {
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let found = value
+            .get("protocol")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if found != u64::from(PROTOCOL) {
+            return Err(ProtocolError::Version { found });
+        }
+        serde_json::from_value::<Envelope>(value)
+            .map(|e| e.message)
+            .map_err(|e| ProtocolError::Malformed(e.to_string()))
+    }
+}
+
 /// A message on the session queue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -310,7 +367,7 @@ impl Link {
     }
 
     fn send(&self, message: &WorkerMessage) -> Result<(), String> {
-        let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
+        let body = message.encode().map_err(|e| e.to_string())?;
         self.cloud
             .sqs
             .send_message(&self.credentials(), &self.region, &self.queue, &body)
@@ -329,7 +386,7 @@ impl Link {
             .ok()?;
         let mut renewed = None;
         for m in messages {
-            match serde_json::from_str::<WorkerMessage>(&m.body) {
+            match WorkerMessage::decode(&m.body) {
                 Ok(WorkerMessage::Credentials { credentials }) => {
                     let _ = self
                         .cloud
@@ -373,11 +430,16 @@ impl Link {
                     self.cloud
                         .sqs
                         .delete_message(&self.credentials(), &self.region, &self.queue, &m.receipt);
-                if let Ok(WorkerMessage::Task(task)) = serde_json::from_str(&m.body) {
-                    // SQS delivers at least once: a task left on the queue comes back after its
-                    // visibility timeout, so a worker that cannot remove it must not run it.
-                    deleted.map_err(|e| format!("cannot remove its task from the session queue: {e}"))?;
-                    return Ok(Some(task));
+                match WorkerMessage::decode(&m.body) {
+                    Ok(WorkerMessage::Task(task)) => {
+                        // SQS delivers at least once: a task left on the queue comes back after
+                        // its visibility timeout, so a worker that cannot remove it must not run it.
+                        deleted.map_err(|e| format!("cannot remove its task from the session queue: {e}"))?;
+                        return Ok(Some(task));
+                    }
+                    // A task from an appliance of another release: said, not misread.
+                    Err(e @ ProtocolError::Version { .. }) => return Err(e.to_string()),
+                    _ => {}
                 }
             }
         }
@@ -531,7 +593,45 @@ impl BlockTarget for DeviceVolume {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_user_data, shell_words, user_data};
+    use super::{parse_user_data, shell_words, user_data, ProtocolError, WorkerMessage, PROTOCOL};
+
+    #[test]
+    fn messages_carry_their_protocol_version_and_another_release_is_refused() {
+        let message = WorkerMessage::Progress { done: 3, total: 7 };
+        let body = message.encode().unwrap();
+        assert!(body.contains(&format!("\"protocol\":{PROTOCOL}")), "{body}");
+        assert_eq!(WorkerMessage::decode(&body).unwrap(), message);
+
+        // Before versions, and after this one: refused by number, never misread.
+        let old = r#"{"type":"progress","done":3,"total":7}"#;
+        assert!(matches!(
+            WorkerMessage::decode(old),
+            Err(ProtocolError::Version { found: 0 })
+        ));
+        let newer = body.replace(&format!("\"protocol\":{PROTOCOL}"), "\"protocol\":99");
+        let refused = WorkerMessage::decode(&newer).unwrap_err();
+        assert!(matches!(refused, ProtocolError::Version { found: 99 }));
+        let text = refused.to_string();
+        assert!(
+            text.contains("version 99") && text.contains("what to do"),
+            "{text}"
+        );
+
+        for bad in [
+            "",
+            "[]",
+            "{\"protocol\":1}",
+            "{\"protocol\":1,\"type\":\"unknown\"}",
+        ] {
+            assert!(
+                matches!(
+                    WorkerMessage::decode(bad),
+                    Err(ProtocolError::Malformed(_) | ProtocolError::Version { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
 
     const QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/111111111111/bulwark-0123";
 

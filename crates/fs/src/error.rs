@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
     /// The device failed a read.
-    #[error("read of {len} bytes at byte {offset} failed: {source}")]
+    #[error("read of {len} bytes at byte {offset} failed")]
     Io {
         /// Byte offset of the read on the device it was made from.
         offset: u64,
@@ -57,7 +57,7 @@ pub enum FsError {
         why: String,
     },
     /// Writing extracted files failed.
-    #[error("extracting to {path}: {source}")]
+    #[error("extracting to {path}")]
     Extract {
         /// The local path being written.
         path: PathBuf,

@@ -61,7 +61,7 @@ pub enum SimError {
         message: String,
     },
     /// A setup call was refused.
-    #[error("{0}")]
+    #[error(transparent)]
     Cloud(#[from] CloudError),
 }
 

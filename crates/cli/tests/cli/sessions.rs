@@ -212,6 +212,63 @@ fn a_killed_session_is_cleaned_up_by_the_next_start() {
     assert_eq!(status(&dir), baseline);
 }
 
+/// The appliance is killed right after AWS made a change whose answer it lost: its journal
+/// holds the call's intent (its client token, the session's tags) and no answer. The next
+/// start finds by tag what the lost answer hid, and removes it.
+#[test]
+fn a_session_killed_after_a_lost_answer_is_cleaned_up_by_the_next_start() {
+    let dir = DataDir::new("lost");
+    init(&dir, "16");
+    let baseline = status(&dir);
+    let cloud = std::path::Path::new(dir.path()).join("cloud");
+    for action in ["iam:CreateRole", "ec2:RunInstances", "ec2:CreateVolume"] {
+        let sim = bulwark_sim::Sim::open(&cloud).unwrap();
+        sim.inject(bulwark_sim::Fault::LoseResponse {
+            action: action.parse().unwrap(),
+        })
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+            .args(with_estate(
+                &["run", "backup"],
+                &["--instance", DB, "--data-dir", dir.path()],
+            ))
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The fault is spent when the call took effect and its answer was lost; the engine
+        // then pauses before it looks for what the call made: it dies in that pause.
+        let started = std::time::Instant::now();
+        while !sim.pending_faults().unwrap().is_empty() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{action} was never called"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the session ended before {action}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let left = status(&dir);
+        assert_ne!(left, baseline, "{action}: the killed session left what it made");
+
+        let (code, stdout, stderr) = bulwark(&["recover", "--estate", ESTATE, "--data-dir", dir.path()]);
+        assert_eq!(code, EXIT_OK, "{action}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("Recovered unfinished session"),
+            "{action}: {stderr}"
+        );
+        assert_eq!(
+            status(&dir),
+            baseline,
+            "{action}: recovery removed everything the session created, the lost one too"
+        );
+    }
+}
+
 #[test]
 fn check_passes_on_a_fresh_embedded_estate() {
     let dir = DataDir::new("check");
@@ -300,6 +357,30 @@ fn a_key_policy_missing_a_statement_is_found_by_check_and_fails_the_session_clea
         before,
         "the failed session removed everything it created"
     );
+
+    // For programs: a stable code and the remedy apart.
+    let (code, stdout, _) = bulwark(&[
+        "run",
+        "backup",
+        "--estate",
+        estate.path(),
+        "--instance",
+        DB,
+        "--data-dir",
+        dir.path(),
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["error"]["code"], "step-failed-access-denied", "{stdout}");
+    assert!(
+        answer["error"]["remedy"]
+            .as_str()
+            .unwrap()
+            .starts_with("give arn:aws:iam::111111111111:role/WorkerDeployment the permission"),
+        "{stdout}"
+    );
+    assert_eq!(status(&dir), before);
 }
 
 #[test]

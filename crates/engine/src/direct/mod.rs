@@ -132,11 +132,27 @@ pub enum DirectError {
         state: String,
     },
     /// The repository failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Repo(#[from] RepoError),
     /// The mover failed (reading or writing the repository).
-    #[error("{0}")]
+    #[error(transparent)]
     Mover(#[from] MoverError),
+}
+
+impl DirectError {
+    /// What to do: the message's own "what to do", one place for each remedy.
+    pub fn remedy(&self) -> String {
+        match self {
+            DirectError::Repo(_) | DirectError::Mover(_) => {
+                "check the repository (`bulwark repo verify`) and its bucket, then run the session again"
+                    .into()
+            }
+            other => other.to_string().split_once("what to do: ").map_or_else(
+                || "see the message; run the session again".into(),
+                |(_, r)| r.to_owned(),
+            ),
+        }
+    }
 }
 
 impl From<crate::retry::Gave> for DirectError {

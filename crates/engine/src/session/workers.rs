@@ -316,7 +316,8 @@ impl Session<'_> {
     pub(super) fn send_task(&mut self, step: &Step, queue: &QueueRef) -> StepResult {
         let url = self.queue_url(queue)?;
         let task = self.task()?;
-        let body = serde_json::to_string(&WorkerMessage::Task(task))
+        let body = WorkerMessage::Task(task)
+            .encode()
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         let who = self.who(step)?;
         let sqs = &self.engine.cloud.sqs;
@@ -452,7 +453,8 @@ impl Session<'_> {
                 }));
             }
             if let Some(credentials) = renewer.due()? {
-                let body = serde_json::to_string(&WorkerMessage::Credentials { credentials })
+                let body = WorkerMessage::Credentials { credentials }
+                    .encode()
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
                 self.retried(Action::SqsSendMessage, || {
                     sqs.send_message(&who, region, &url, &body)
@@ -465,7 +467,7 @@ impl Session<'_> {
                 self.retried(Action::SqsDeleteMessage, || {
                     sqs.delete_message(&who, region, &url, &m.receipt)
                 })?;
-                match serde_json::from_str::<WorkerMessage>(&m.body) {
+                match WorkerMessage::decode(&m.body) {
                     // Our own task or credentials, not yet taken by the worker: put them back.
                     Ok(WorkerMessage::Task(_) | WorkerMessage::Credentials { .. }) => {
                         self.retried(Action::SqsSendMessage, || sqs.send_message(&who, region, &url, &m.body))?;
@@ -485,7 +487,15 @@ impl Session<'_> {
                             "the worker's error says what failed; a failed backup writes no restore point (the blocks it stored are removed by the next prune)",
                         ))
                     }
-                    Err(_) => {}
+                    // A worker of another release: it cannot do this session's task.
+                    Err(e @ crate::worker::ProtocolError::Version { .. }) => {
+                        return Err(worker_failed(
+                            e.to_string(),
+                            "boot workers from an image of the appliance's release",
+                        ))
+                    }
+                    // Not ours (the queue is the session's own, so this is noise): dropped.
+                    Err(crate::worker::ProtocolError::Malformed(_)) => {}
                 }
             }
             if last_heard.elapsed() > self.engine.worker_silence {
