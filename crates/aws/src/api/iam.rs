@@ -208,7 +208,23 @@ impl Iam for AwsCloud {
                     .resource_arns(resource)
                     .send()
                     .await
-                    .map_err(|e| map(a, e))?;
+                    .map_err(|e| {
+                        // An endpoint without the simulator (moto) fails the call with a web
+                        // page; AWS's own errors, a transient failure included, are XML.
+                        let page = e.raw_response().is_some_and(|r| {
+                            r.status().is_server_error()
+                                && r.headers().get("content-type").is_some_and(|t| t.starts_with("text/html"))
+                        });
+                        if page {
+                            CloudError::aws(
+                                a,
+                                "NotImplemented",
+                                "the endpoint has no policy simulator: it answered with a web page, not an AWS error",
+                            )
+                        } else {
+                            map(a, e)
+                        }
+                    })?;
                 let allowed = answer
                     .evaluation_results()
                     .iter()
