@@ -2,6 +2,8 @@
 //! (its address in `BULWARK_TEST_S3_ENDPOINT`, fake credentials in the usual variables). Each
 //! test checks one service's calls through the cloud trait, with AWS's answers and error codes.
 //! Outside CI, without moto, the tests are skipped with a note.
+//!
+//! (Over 800 lines: one conformance test per provider call against the same moto server.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;

@@ -26,6 +26,10 @@ const EXIT_REFUSED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = logging(cli.log_format, &cli.log_level) {
+        eprintln!("error: --log-level {}: {e}\n  what to do: give error, warn, info, debug or trace, or a filter like warn,bulwark_engine=debug", cli.log_level);
+        return ExitCode::from(EXIT_INPUT);
+    }
     match cli.command {
         Command::Plan(cmd) => run_plan(&cmd, false),
         Command::Policy(PolicyCommand::Plan(cmd)) => run_plan(&cmd, true),
@@ -47,6 +51,25 @@ fn main() -> ExitCode {
         Command::Image(cmd) => report(image::run_image(&cmd)),
         Command::Worker(cmd) => report(worker::run(&cmd)),
     }
+}
+
+/// Sends the libraries' `tracing` events to standard error, as text or JSON lines.
+fn logging(format: args::LogFormat, level: &str) -> Result<(), tracing_subscriber::filter::ParseError> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(level)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second subscriber (never here: one per process) would be refused; nothing to do then.
+    let _ = match format {
+        args::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        args::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
+    Ok(())
 }
 
 /// Prints a failed command's error, with its causes, and exits 1.

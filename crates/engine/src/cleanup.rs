@@ -237,10 +237,20 @@ pub(crate) fn clean(engine: &Engine, journal: &mut dyn JournalHandle) -> Result<
         }
         let name = left.name().to_owned();
         engine.emit(&session, &Event::Cleanup { name: name.clone() });
-        match remove(engine, left) {
-            Ok(()) => journal.record(&Entry::Removed { name })?,
-            Err(Failure::Cloud(e)) => failed.push(format!("{name}: {e}")),
-            Err(Failure::Engine(e)) => failed.push(format!("{name}: {e}")),
+        let outcome = match remove(engine, left) {
+            Ok(()) => Ok(()),
+            Err(Failure::Cloud(e)) => Err(e.to_string()),
+            Err(Failure::Engine(e)) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(session = %session, resource = %name, "removed");
+                journal.record(&Entry::Removed { name })?;
+            }
+            Err(e) => {
+                tracing::warn!(session = %session, resource = %name, error = %e, "could not remove; kept in the journal");
+                failed.push(format!("{name}: {e}"));
+            }
         }
     }
     if failed.is_empty() {
@@ -257,6 +267,7 @@ pub(crate) fn recover(engine: &Engine) -> Result<Vec<Recovery>, EngineError> {
         let Some(mut journal) = engine.store.take_over(&session)? else {
             continue;
         };
+        tracing::info!(session = %session, journal = %journal.location(), "recovering an unfinished session");
         let before = journal::replay(&journal.entries()?).map_or(0, |l| l.left.len());
         let failed = clean(engine, journal.as_mut())?;
         out.push(Recovery {

@@ -101,12 +101,14 @@ impl Retry {
                 }
             }
             if attempt >= self.attempts {
+                tracing::warn!(%action, attempts = attempt, code = %error.code, "gave up retrying");
                 return Err(Gave::Up {
                     action,
                     attempts: attempt,
                     last: error,
                 });
             }
+            tracing::debug!(%action, attempt, kind = error.kind.code(), code = %error.code, "retrying");
             std::thread::sleep(jittered(pause));
             pause = (pause * 2).min(self.max_pause);
             attempt += 1;
@@ -135,6 +137,7 @@ impl Retry {
                 Err(e) => e,
             };
             maybe_made |= error.kind == ErrorKind::Unavailable;
+            tracing::debug!(%action, attempt, kind = error.kind.code(), code = %error.code, maybe_made, "a creating call failed");
             let look = maybe_made && matches!(error.kind, ErrorKind::Unavailable | ErrorKind::Conflict);
             if look {
                 // Let the change show before looking for it.

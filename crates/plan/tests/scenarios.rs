@@ -5,6 +5,8 @@
 //! backup account, P production, T the restore/replica target, N an account with only a backup
 //! role) and keys by name. `sts:AssumeRole` and the session queue's `sqs:` calls are left out
 //! of the tables; `worker_plans_talk_over_the_session_queue` and the property tests cover them.
+//!
+//! (Over 800 lines: one table of every documented scenario, which reads best whole.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bulwark_model::{Estate, KeyRef};

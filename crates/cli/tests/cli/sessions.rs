@@ -450,3 +450,106 @@ fn run_on_aws_reaches_aws_and_reports_its_error() {
     assert_eq!(code, EXIT_OK, "{stderr}");
     assert!(stdout.contains("No unfinished session."), "{stdout}");
 }
+
+/// `--log-format json`: the libraries' log events as JSON lines on standard error, each event
+/// of a step carrying the session id, the step, its account and its region.
+#[test]
+fn log_events_are_json_lines_that_name_the_session_step_account_and_region() {
+    let dir = DataDir::new("logs");
+    init(&dir, "16");
+    let (code, _, stderr) = bulwark(&with_estate(
+        &["--log-format", "json", "--log-level", "info", "run", "snapshot"],
+        &["--instance", DB, "--data-dir", dir.path()],
+    ));
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let message = |e: &serde_json::Value| e["fields"]["message"].as_str().unwrap_or_default().to_owned();
+    let step = events
+        .iter()
+        .find(|e| message(e) == "step started" && e["span"]["action"] == "ec2:CreateSnapshots")
+        .unwrap_or_else(|| panic!("no step event: {stderr}"));
+    assert_eq!(step["span"]["account"], "222222222222", "{step}");
+    assert_eq!(step["span"]["region"], "us-east-1", "{step}");
+    let session = step["spans"][0]["session"]
+        .as_str()
+        .expect("the session id")
+        .to_owned();
+    let done = events
+        .iter()
+        .find(|e| message(e) == "session succeeded")
+        .unwrap_or_else(|| panic!("no end event: {stderr}"));
+    assert_eq!(done["span"]["session"], session.as_str());
+
+    // Text by default, at warn: a successful session logs nothing.
+    let (code, _, stderr) = bulwark(&with_estate(
+        &["run", "snapshot"],
+        &["--instance", DB, "--data-dir", dir.path()],
+    ));
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    assert!(!stderr.contains("session started"), "{stderr}");
+
+    // A level that is not one is wrong input.
+    let (code, _, stderr) = bulwark(&[
+        "--log-level",
+        "bulwark_engine=loud",
+        "embedded",
+        "status",
+        "--data-dir",
+        dir.path(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--log-level"), "{stderr}");
+}
+
+/// Two appliances on one data directory: two sessions at once both complete, and a `recover`
+/// started while they run leaves them alone (their journals' leases are held).
+#[test]
+fn sessions_of_two_processes_at_once_both_complete_and_recover_leaves_them_alone() {
+    let dir = DataDir::new("concurrent");
+    init(&dir, "16");
+    let spawn = |kind: &'static str, instance: &'static str| {
+        Command::new(env!("CARGO_BIN_EXE_bulwark"))
+            .args(with_estate(
+                &["run", kind],
+                &["--instance", instance, "--data-dir", dir.path()],
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut backup = spawn("backup", DB);
+    let snapshot = spawn("snapshot", WEB);
+    // Once the backup is under way, recover from a third process.
+    let stderr = backup.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.trim_start().starts_with("[ 5/"));
+    assert!(started, "the backup reached its fifth step");
+    let (code, stdout, recovered) = bulwark(&["recover", "--estate", ESTATE, "--data-dir", dir.path()]);
+    assert_eq!(code, EXIT_OK, "{stdout}\n{recovered}");
+    assert!(!recovered.contains("Recovered unfinished session"), "{recovered}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let backup = backup.wait().unwrap();
+    assert!(backup.success(), "the backup completes:\n{}", rest.join("\n"));
+    let snapshot = snapshot.wait_with_output().unwrap();
+    assert!(
+        snapshot.status.success(),
+        "the snapshot session completes: {}",
+        String::from_utf8_lossy(&snapshot.stderr)
+    );
+    // Nothing unfinished is left for the next start.
+    let (code, _, stderr) = bulwark(&["recover", "--estate", ESTATE, "--data-dir", dir.path()]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    assert!(!stderr.contains("Recovered unfinished session"), "{stderr}");
+    assert!(
+        !status(&dir).contains("role /bulwark/worker-"),
+        "no temporary role is left"
+    );
+}

@@ -7,6 +7,8 @@
 //! retried while its fresh instance profile is not yet visible to EC2, and the worker also
 //! calls `sqs:ReceiveMessage` while it waits for its task, so counting earlier plan steps
 //! would miss the step.
+//!
+//! (Over 800 lines: one test per fault and session type, sharing the fault helpers above them.)
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

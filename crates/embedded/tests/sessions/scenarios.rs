@@ -18,31 +18,6 @@ fn volumes(estate: &Estate, instance: &str) -> Vec<VolumeId> {
         .collect()
 }
 
-fn backup(instance: &str, workers: Placement) -> Operation {
-    Operation::Backup {
-        instance: instance.parse().expect("instance"),
-        workers: Some(workers),
-    }
-}
-
-fn restore(
-    instance: &str,
-    from: RestoreSource,
-    account: &str,
-    region: &str,
-    workers: Option<Placement>,
-) -> Operation {
-    let (to_account, to_region) = ids(account, region);
-    Operation::Restore {
-        instance: instance.parse().expect("instance"),
-        from,
-        to_account,
-        to_region,
-        target_key: None,
-        workers,
-    }
-}
-
 #[test]
 fn snapshots_are_kept_and_nothing_else() {
     let world = World::new();

@@ -66,6 +66,9 @@ pub(crate) fn run(
     })?;
     let mut session = Session::new(engine, plan, control, journal);
     let total = plan.steps.len();
+    // Every log event of the session carries its id; of a step, also what it does and where.
+    let _session = tracing::info_span!("session", session = %id).entered();
+    tracing::info!(summary = %plan.summary, steps = total, "session started");
     let mut failure = None;
     for (i, step) in plan.steps.iter().enumerate() {
         if control.is_cancelled() {
@@ -81,8 +84,20 @@ pub(crate) fn run(
                 resource: step.resource().to_string(),
             },
         );
+        let resource = step.resource();
+        let _step = tracing::info_span!(
+            "step",
+            step = i + 1,
+            action = %step.action(),
+            account = %step.actor.role().map_or_else(|| "appliance".to_owned(), |r| r.account().to_string()),
+            region = %resource.region().map_or("global", |r| r.as_str()),
+        )
+        .entered();
+        tracing::info!(resource = %resource, "step started");
         if let Err(f) = session.run_step(step) {
-            failure = Some(step_failure(plan, i + 1, step, f));
+            let error = step_failure(plan, i + 1, step, f);
+            tracing::warn!(code = %error.code(), error = %error, "step failed");
+            failure = Some(error);
             break;
         }
     }
@@ -91,6 +106,11 @@ pub(crate) fn run(
     }
     let mut journal = session.journal;
     let left = cleanup::clean(engine, journal.as_mut())?;
+    match (&failure, left.is_empty()) {
+        (None, true) => tracing::info!("session succeeded"),
+        (Some(_), true) => tracing::info!("session failed; everything it created was removed"),
+        (_, false) => tracing::error!(left = ?left, journal = %journal.location(), "cleanup incomplete"),
+    }
     if !left.is_empty() {
         return Err(EngineError::CleanupIncomplete {
             failure: failure.map_or_else(|| "the session succeeded".to_owned(), |f| f.to_string()),

@@ -141,18 +141,12 @@ impl Builder<'_> {
             )
             .also(Action::Ec2CreateTags, worker_resource.iam_resources(p))
             .also(Action::Ec2DescribeInstances, vec!["*".into()]);
-        let terminate = self
-            .step(
-                &actor,
-                Some(region),
-                Call::Remove {
-                    removal: Removal::Terminate {
-                        instance: Machine::Worker(worker.clone()),
-                    },
-                },
-                "workers live only as long as the session; wait until it is terminated",
-            )
-            .also(Action::Ec2DescribeInstances, vec!["*".into()]);
+        let terminate = self.terminate(
+            &actor,
+            region,
+            Machine::Worker(worker.clone()),
+            "workers live only as long as the session; wait until it is terminated",
+        );
         self.push(run, vec![terminate]);
         Ok(Worker {
             instance: worker,
@@ -163,6 +157,19 @@ impl Builder<'_> {
 
     /// Creates the session queue in the backup account, in the workers' region, and lets the
     /// worker role use it (a queue policy, needed when the worker is in another account).
+    /// The step that terminates `machine` and waits until it is gone.
+    fn terminate(&self, actor: &Actor, region: &Region, machine: Machine, why: &str) -> crate::Step {
+        self.step(
+            actor,
+            Some(region),
+            Call::Remove {
+                removal: Removal::Terminate { instance: machine },
+            },
+            why,
+        )
+        .also(Action::Ec2DescribeInstances, vec!["*".into()])
+    }
+
     fn session_queue(&mut self, region: &Region, worker: &Actor) -> QueueRef {
         let queue = QueueRef {
             account: self.estate.appliance.account.clone(),
@@ -338,18 +345,12 @@ impl Builder<'_> {
             )
             .also(Action::Ec2CreateTags, resource.iam_resources(p))
             .also(Action::Ec2DescribeInstances, vec!["*".into()]);
-        let terminate = self
-            .step(
-                &actor,
-                Some(region),
-                Call::Remove {
-                    removal: Removal::Terminate {
-                        instance: Machine::Restored(instance.clone()),
-                    },
-                },
-                "the restore failed: remove the half-restored instance, and wait until it is terminated",
-            )
-            .also(Action::Ec2DescribeInstances, vec!["*".into()]);
+        let terminate = self.terminate(
+            &actor,
+            region,
+            Machine::Restored(instance.clone()),
+            "the restore failed: remove the half-restored instance, and wait until it is terminated",
+        );
         self.push(run, vec![terminate]);
         for volume in volumes {
             self.attach(role, volume, Machine::Restored(instance.clone()), true);

@@ -383,13 +383,21 @@ fn validation(action: Action, reason: &str, message: impl Into<String>) -> Cloud
     )
 }
 
+fn queue_arn(region: &Region, account: &AccountId, name: &str) -> String {
+    format!("arn:aws:sqs:{region}:{account}:{name}")
+}
+
+fn queue_url(region: &Region, account: &AccountId, name: &str) -> String {
+    format!("https://sqs.{region}.amazonaws.com/{account}/{name}")
+}
+
 /// Checks a queue call against the caller's policies and the queue's policy.
 fn check_queue(world: &World, caller: &Caller, url: &str) -> Result<(AccountId, Region, String)> {
     let (account, region, name) = parse_queue(caller.action, url)?;
     let queue = region_of(world, &account, &region)
         .and_then(|r| r.queues.get(&name))
         .ok_or_else(|| no_queue(caller.action, url))?;
-    let arn = format!("arn:aws:sqs:{region}:{account}:{name}");
+    let arn = queue_arn(&region, &account, &name);
     let policy = queue
         .policy
         .clone()

@@ -19,33 +19,21 @@ impl Sqs for Sim {
                     format!("queue name '{name}': 1 to 80 letters, digits, - and _"),
                 ));
             }
-            c.check(
-                w,
-                c.action,
-                &format!("arn:aws:sqs:{region}:{account}:{name}"),
-                &[],
-                None,
-            )?;
+            c.check(w, c.action, &queue_arn(region, &account, name), &[], None)?;
             region_mut(w, &account, region)
                 .queues
                 .entry(name.to_owned())
                 .or_default();
-            Ok(format!("https://sqs.{region}.amazonaws.com/{account}/{name}"))
+            Ok(queue_url(region, &account, name))
         })
     }
 
     fn queue_url(&self, who: &Credentials, region: &Region, name: &str) -> Result<Option<String>> {
         self.call(Action::SqsGetQueueUrl, who, |c, w| {
             let account = c.account().clone();
-            c.check(
-                w,
-                c.action,
-                &format!("arn:aws:sqs:{region}:{account}:{name}"),
-                &[],
-                None,
-            )?;
+            c.check(w, c.action, &queue_arn(region, &account, name), &[], None)?;
             let exists = region_of(w, &account, region).is_some_and(|r| r.queues.contains_key(name));
-            Ok(exists.then(|| format!("https://sqs.{region}.amazonaws.com/{account}/{name}")))
+            Ok(exists.then(|| queue_url(region, &account, name)))
         })
     }
 
