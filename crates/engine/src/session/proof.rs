@@ -1,8 +1,7 @@
 //! A session proves it can clean up before it creates anything: each role that will remove
 //! something simulates its own IAM policies on every removal it will make. AWS's simulator
 //! evaluates identity policies (and SCPs where it can see them), not KMS key policies; where a
-//! cloud has no simulator at all (moto), or it stays unavailable, the proof is skipped with a
-//! warning, as a best effort.
+//! cloud has no simulator at all (moto), the proof is skipped with a warning, as a best effort.
 
 use std::collections::BTreeSet;
 
@@ -64,10 +63,10 @@ impl Session<'_> {
                     }))
                 }
             }
-            // A cloud without a simulator (moto answers that it has none, or fails with a server
-            // error), or a simulator that stays unavailable through every retry: the proof is a
-            // best effort, skipped with a warning rather than holding up the session.
-            Err(e) if no_simulator(&e) || e.kind.retryable() => {
+            // A cloud without a simulator (moto: the AWS provider reports its error page as
+            // NotImplemented): the proof is a best effort, skipped with a warning. A simulator
+            // that stays unavailable fails the step, before anything is created.
+            Err(e) if no_simulator(&e) => {
                 tracing::warn!(
                     session = %self.id(),
                     role = %role,
