@@ -62,33 +62,13 @@ impl Ec2 for Sim {
         tags: &[Tag],
     ) -> Result<Vec<SnapshotInfo>> {
         self.call(Action::Ec2DescribeSnapshots, who, |c, w| {
-            c.check(w, c.action, "*", &[], None)?;
-            let owner = c.account().clone();
-            Ok(region_of(w, &owner, region)
-                .map(|r| {
-                    r.snapshots
-                        .iter()
-                        .filter(|(_, s)| tagged(&s.tags, tags))
-                        .map(|(id, s)| snapshot_info(&owner, region, id, s))
-                        .collect()
-                })
-                .unwrap_or_default())
+            own_tagged(w, c, region, tags, |r| &r.snapshots, |x| &x.tags, snapshot_info)
         })
     }
 
     fn volumes_tagged(&self, who: &Credentials, region: &Region, tags: &[Tag]) -> Result<Vec<VolumeInfo>> {
         self.call(Action::Ec2DescribeVolumes, who, |c, w| {
-            c.check(w, c.action, "*", &[], None)?;
-            let owner = c.account().clone();
-            Ok(region_of(w, &owner, region)
-                .map(|r| {
-                    r.volumes
-                        .iter()
-                        .filter(|(_, v)| tagged(&v.tags, tags))
-                        .map(|(id, v)| volume_info(&owner, region, id, v))
-                        .collect()
-                })
-                .unwrap_or_default())
+            own_tagged(w, c, region, tags, |r| &r.volumes, |x| &x.tags, volume_info)
         })
     }
 
@@ -99,17 +79,7 @@ impl Ec2 for Sim {
         tags: &[Tag],
     ) -> Result<Vec<InstanceInfo>> {
         self.call(Action::Ec2DescribeInstances, who, |c, w| {
-            c.check(w, c.action, "*", &[], None)?;
-            let owner = c.account().clone();
-            Ok(region_of(w, &owner, region)
-                .map(|r| {
-                    r.instances
-                        .iter()
-                        .filter(|(_, i)| tagged(&i.tags, tags))
-                        .map(|(id, i)| instance_info(&owner, region, id, i))
-                        .collect()
-                })
-                .unwrap_or_default())
+            own_tagged(w, c, region, tags, |r| &r.instances, |x| &x.tags, instance_info)
         })
     }
 

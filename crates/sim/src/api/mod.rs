@@ -263,6 +263,30 @@ fn remember_token(world: &mut World, account: &AccountId, region: &Region, token
 }
 
 /// Whether `tags` all appear in `held`.
+/// The caller's own resources of one kind in `region` that carry every tag of `tags` (a
+/// describe filtered by `tag:` filters), once the caller may describe.
+fn own_tagged<K, R, T>(
+    world: &World,
+    caller: &Caller,
+    region: &Region,
+    tags: &[Tag],
+    all: impl Fn(&RegionState) -> &std::collections::BTreeMap<K, R>,
+    tags_of: impl Fn(&R) -> &[Tag],
+    info: impl Fn(&AccountId, &Region, &K, &R) -> T,
+) -> Result<Vec<T>> {
+    caller.check(world, caller.action, "*", &[], None)?;
+    let owner = caller.account();
+    Ok(region_of(world, owner, region)
+        .map(|r| {
+            all(r)
+                .iter()
+                .filter(|(_, x)| tagged(tags_of(x), tags))
+                .map(|(id, x)| info(owner, region, id, x))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 fn tagged(held: &[Tag], tags: &[Tag]) -> bool {
     tags.iter().all(|t| held.contains(t))
 }
