@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use bulwark_aws::{AwsCloud, AwsOptions};
-use bulwark_cloud::{Cloud, CreateVolume, Ec2, Iam, ObjectStore, RunInstance, Sts};
+use bulwark_cloud::{Cloud, CreateVolume, Credentials, Ec2, Iam, ObjectStore, RunInstance, Sts};
 use bulwark_engine::journal::Target;
 use bulwark_engine::{Engine, FileStore};
 use bulwark_model::{Estate, Region};
@@ -127,17 +127,7 @@ volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
     );
     let estate = Estate::parse("moto.toml", &estate_text).unwrap();
     let state = tempfile::tempdir().unwrap();
-    let engine = Engine::new(
-        Cloud::of(cloud.clone()),
-        estate,
-        who.clone(),
-        Arc::new(FileStore::new(state.path())),
-        None,
-    )
-    .with_timing(
-        std::time::Duration::from_millis(50),
-        std::time::Duration::from_secs(5),
-    );
+    let engine = engine_on(&cloud, estate, &who, state.path());
 
     // Snapshots: one per volume, kept, completed.
     let report = engine
@@ -318,17 +308,7 @@ volumes = [ {{ id = "{volume}", size_gib = 1 }} ]
     );
     let estate = Estate::parse("moto.toml", &estate_text).unwrap();
     let state = tempfile::tempdir().unwrap();
-    let engine = Engine::new(
-        Cloud::of(cloud.clone()),
-        estate,
-        who.clone(),
-        Arc::new(FileStore::new(state.path())),
-        None,
-    )
-    .with_timing(
-        std::time::Duration::from_millis(50),
-        std::time::Duration::from_secs(5),
-    );
+    let engine = engine_on(&cloud, estate, &who, state.path());
     let report = engine
         .run_operation(&Operation::Restore {
             instance: instance.parse().unwrap(),
@@ -356,4 +336,19 @@ volumes = [ {{ id = "{volume}", size_gib = 1 }} ]
         "attached to the restored instance"
     );
     assert!(engine.recover().unwrap().is_empty(), "every journal is closed");
+}
+
+/// An engine on moto with short retry pauses, its state in `dir`.
+fn engine_on(cloud: &Arc<AwsCloud>, estate: Estate, who: &Credentials, dir: &std::path::Path) -> Engine {
+    Engine::new(
+        Cloud::of(cloud.clone()),
+        estate,
+        who.clone(),
+        Arc::new(FileStore::new(dir)),
+        None,
+    )
+    .with_timing(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(5),
+    )
 }
