@@ -16,8 +16,8 @@
 //! worker program sees it (identity from the instance metadata service, attached EBS volumes
 //! as block devices).
 //!
-//! Like `bulwark-s3`, it owns a small tokio runtime and blocks on it, so the engine's threads call
-//! it directly; it must not be called from inside an async runtime. It must not depend on the
+//! Like `bulwark-s3`, it blocks on the host's runtime (its handle given to [`AwsCloud::new`]),
+//! so the engine's threads call it directly; it must not be called from inside an async task. It must not depend on the
 //! planner, the engine or the embedded cloud: it speaks AWS, nothing else.
 #![deny(missing_docs)]
 
@@ -52,9 +52,6 @@ const GLOBAL_REGION: &str = "us-east-1";
 /// Why the AWS cloud could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
-    /// The async runtime could not be started.
-    #[error("cannot start the AWS client's runtime: {0}")]
-    Runtime(std::io::Error),
     /// The standard credential chain found no credentials.
     #[error(
         "no AWS credentials: configure them (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile \
@@ -74,7 +71,8 @@ pub struct AwsOptions {
 
 /// AWS, through the SDK.
 pub struct AwsCloud {
-    runtime: tokio::runtime::Runtime,
+    /// The host's I/O runtime (`bulwark_s3::io_runtime`), on which each blocking call waits.
+    runtime: tokio::runtime::Handle,
     sdk: SdkConfig,
     options: AwsOptions,
     clients: Mutex<HashMap<(String, String), api::Clients>>,
@@ -90,13 +88,9 @@ impl std::fmt::Debug for AwsCloud {
 
 impl AwsCloud {
     /// Sets up the SDK: timeouts, no retries (the engine's), the endpoint. Nothing is sent yet.
-    pub fn new(options: AwsOptions) -> Result<AwsCloud, AwsError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bulwark-aws")
-            .enable_all()
-            .build()
-            .map_err(AwsError::Runtime)?;
+    /// Calls run on `runtime`, the host's (`bulwark_s3::io_runtime`), and must not be made from
+    /// inside an async task (an async host makes them from `spawn_blocking`).
+    pub fn new(options: AwsOptions, runtime: tokio::runtime::Handle) -> AwsCloud {
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .operation_attempt_timeout(ATTEMPT_TIMEOUT)
@@ -110,12 +104,12 @@ impl AwsCloud {
             loader = loader.endpoint_url(endpoint);
         }
         let sdk = runtime.block_on(loader.load());
-        Ok(AwsCloud {
+        AwsCloud {
             runtime,
             sdk,
             options,
             clients: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// The appliance's own credentials, from the SDK's standard chain (environment, profile,

@@ -40,10 +40,7 @@ fn moto() -> Option<Moto> {
             return None;
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = bulwark_s3::io_runtime().unwrap();
     let us: Region = "us-east-1".parse().unwrap();
     let image = runtime.block_on(async {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -60,7 +57,7 @@ fn moto() -> Option<Moto> {
         endpoint_url: Some(endpoint.clone()),
         worker_images: [(us, image)].into(),
     };
-    let cloud = AwsCloud::new(options).unwrap();
+    let cloud = AwsCloud::new(options, runtime.handle().clone());
     let who = cloud.appliance_credentials().unwrap();
     Some(Moto {
         cloud: cloud.into(),

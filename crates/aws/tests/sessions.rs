@@ -33,12 +33,16 @@ fn endpoint() -> Option<String> {
     }
 }
 
+/// The I/O runtime of the test binary, as the bulwark binary has one.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> =
+        std::sync::LazyLock::new(|| bulwark_s3::io_runtime().unwrap());
+    &RUNTIME
+}
+
 /// moto's first image, in every region the tests use.
 fn image(endpoint: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(bulwark_s3::http_client())
@@ -61,13 +65,13 @@ fn snapshot_replica_and_restore_sessions_run_on_aws_apis() {
     let us: Region = "us-east-1".parse().unwrap();
     let west: Region = "us-west-2".parse().unwrap();
     let ami = image(&endpoint);
-    let cloud = Arc::new(
-        AwsCloud::new(AwsOptions {
+    let cloud = Arc::new(AwsCloud::new(
+        AwsOptions {
             endpoint_url: Some(endpoint),
             worker_images: [(us.clone(), ami.clone()), (west.clone(), ami)].into(),
-        })
-        .unwrap(),
-    );
+        },
+        runtime().handle().clone(),
+    ));
     let who = cloud.appliance_credentials().unwrap();
     let account = cloud.caller_identity(&who).unwrap().account;
 
@@ -223,13 +227,13 @@ fn a_restore_without_workers_runs_on_aws_apis() {
     let Some(endpoint) = endpoint() else { return };
     let us: Region = "us-east-1".parse().unwrap();
     let ami = image(&endpoint);
-    let cloud = Arc::new(
-        AwsCloud::new(AwsOptions {
+    let cloud = Arc::new(AwsCloud::new(
+        AwsOptions {
             endpoint_url: Some(endpoint.clone()),
             worker_images: [(us.clone(), ami)].into(),
-        })
-        .unwrap(),
-    );
+        },
+        runtime().handle().clone(),
+    ));
     let who = cloud.appliance_credentials().unwrap();
     let account = cloud.caller_identity(&who).unwrap().account;
     let suffix = format!("{}", std::process::id());
@@ -242,10 +246,7 @@ fn a_restore_without_workers_runs_on_aws_apis() {
 
     // The repository, with one restore point of a 3 MiB volume (in moto's S3).
     let bucket = format!("bulwark-direct-{suffix}");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(bulwark_s3::http_client())

@@ -79,6 +79,12 @@ pub enum Command {
     /// from the session queue, moves the data between the instance's attached volumes and the
     /// repository, and reports to the appliance. Runs only on an EC2 worker instance.
     Worker(crate::worker::WorkerCommand),
+    /// The appliance: discovers the estate, runs policies on their schedules, keeps and
+    /// expires restore points, records every session, and answers the REST API.
+    Serve(crate::serve::ServeCommand),
+    /// The appliance's API tokens.
+    #[command(subcommand)]
+    Token(crate::serve::TokenCommand),
     /// Run every documented scenario end to end on an embedded copy of the example estate,
     /// check the restored bytes, and show that nothing was left behind.
     Demo {
@@ -189,6 +195,9 @@ pub enum PolicyCommand {
     /// The least-privilege IAM policy of each role a plan uses, with its trust policy, and
     /// the statements each customer managed key's policy needs.
     Plan(PlanCommand),
+    /// The read-only permissions the appliance's discovery needs on each account's backup role,
+    /// beside those of its plans, as JSON.
+    Discovery,
 }
 
 #[derive(Args)]
@@ -286,8 +295,8 @@ pub enum From {
 /// A wrong argument or estate: the user must change what they typed (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot read the estate file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read the estate file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error(transparent)]
     Estate(#[from] bulwark_model::EstateError),
     #[error("{file}: {what} is not defined in this file; {fix}")]
@@ -423,7 +432,7 @@ pub fn read_estate(path: &Path) -> Result<Estate, InputError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
         path: name.clone(),
-        source,
+        error: source,
     })?;
     Ok(Estate::parse(&name, &text)?)
 }

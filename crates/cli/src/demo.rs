@@ -276,12 +276,7 @@ fn check_leftovers(
     let kept: BTreeSet<String> = reports
         .iter()
         .flat_map(|(_, r)| &r.kept)
-        .filter_map(|(_, t)| match t {
-            Target::Snapshot(_, id) => Some(id.to_string()),
-            Target::Volume(_, id) => Some(id.to_string()),
-            Target::Instance(_, id) => Some(id.to_string()),
-            _ => None,
-        })
+        .filter_map(|(_, t)| t.resource_id())
         .collect();
     let after = world.sim.inventory();
     let added = after.added_since(before);

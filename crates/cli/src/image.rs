@@ -175,7 +175,11 @@ impl RepoArgs {
                 region: None,
                 credentials: None,
             };
-            return Ok(Arc::new(bulwark_s3::S3Backend::open(&self.repo, &options)?));
+            return Ok(Arc::new(bulwark_s3::S3Backend::open(
+                &self.repo,
+                &options,
+                crate::io_runtime()?,
+            )?));
         }
         if self.repo.contains("://") {
             bail!("--repo {}: expected a directory or s3://BUCKET/PREFIX", self.repo);

@@ -10,6 +10,7 @@ mod args;
 mod demo;
 mod image;
 mod render;
+mod serve;
 mod sessions;
 mod worker;
 
@@ -21,7 +22,7 @@ use serde_json::json;
 
 use args::{Cli, Command, InputError, PlanCommand, PolicyCommand};
 
-const EXIT_INPUT: u8 = 2;
+pub(crate) const EXIT_INPUT: u8 = 2;
 const EXIT_REFUSED: u8 = 3;
 
 fn main() -> ExitCode {
@@ -42,6 +43,11 @@ fn main() -> ExitCode {
             println!("{}", render::pretty(&doc));
             ExitCode::SUCCESS
         }
+        Command::Policy(PolicyCommand::Discovery) => {
+            let doc = bulwark_model::iam::PolicyDocument::new(vec![bulwark_plan::discovery_statement()]);
+            println!("{}", render::pretty(&doc));
+            ExitCode::SUCCESS
+        }
         Command::Demo { data_dir, data_mib } => report(demo::run(data_dir.as_deref(), data_mib)),
         Command::Run(cmd) => sessions::run(&cmd),
         Command::Check { estate, cloud, json } => report(sessions::check(&estate, &cloud, json)),
@@ -50,7 +56,21 @@ fn main() -> ExitCode {
         Command::Repo(cmd) => report(image::run_repo(&cmd)),
         Command::Image(cmd) => report(image::run_image(&cmd)),
         Command::Worker(cmd) => report(worker::run(&cmd)),
+        Command::Serve(cmd) => report(serve::serve(&cmd)),
+        Command::Token(cmd) => report(serve::token(&cmd)),
     }
+}
+
+/// The process's one runtime for the AWS SDK's I/O, built on first use (the embedded cloud
+/// needs none); S3 repositories and the AWS cloud block on it.
+pub(crate) fn io_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.handle().clone());
+    }
+    let runtime =
+        bulwark_s3::io_runtime().map_err(|e| anyhow::anyhow!("cannot start the I/O runtime: {e}"))?;
+    Ok(RUNTIME.get_or_init(|| runtime).handle().clone())
 }
 
 /// Sends the libraries' `tracing` events to standard error, as text or JSON lines.

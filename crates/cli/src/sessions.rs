@@ -26,7 +26,8 @@ pub fn create(dir: &Path, estate: &Estate, data_mib: u32) -> anyhow::Result<Embe
             dir.display()
         );
     }
-    let grants = Grants::from_plans(estate, &plans(estate, &all_operations(estate)));
+    // The appliance discovers through the backup roles: they get its read-only permissions too.
+    let grants = Grants::from_plans(estate, &plans(estate, &all_operations(estate))).with_discovery(estate);
     let data = DataSize {
         bytes_per_volume: u64::from(data_mib) << 20,
     };
@@ -85,17 +86,28 @@ pub fn embedded(cmd: &EmbeddedCommand) -> anyhow::Result<ExitCode> {
 /// The appliance on the chosen cloud: its engine, and the embedded world when it is that one.
 struct Appliance {
     engine: Engine,
-    embedded: Option<Embedded>,
+    embedded: Option<Arc<Embedded>>,
 }
 
 fn appliance(cloud: &CloudArgs, estate: &Estate) -> anyhow::Result<Appliance> {
+    let (engines, embedded) = engines(cloud, estate)?;
+    Ok(Appliance {
+        engine: engines(estate.clone()),
+        embedded,
+    })
+}
+
+/// How the chosen cloud makes engines (for `estate`'s appliance, journals in the data
+/// directory), and the embedded world when it is that one.
+pub(crate) fn engines(
+    cloud: &CloudArgs,
+    estate: &Estate,
+) -> anyhow::Result<(bulwark_appliance::EngineFactory, Option<Arc<Embedded>>)> {
     match cloud.cloud {
         CloudKind::Embedded => {
-            let world = open(&cloud.data_dir, estate)?;
-            Ok(Appliance {
-                engine: world.engine(),
-                embedded: Some(world),
-            })
+            let world = Arc::new(open(&cloud.data_dir, estate)?);
+            let w = Arc::clone(&world);
+            Ok((Arc::new(move |estate| w.engine_for(estate)), Some(world)))
         }
         CloudKind::Aws => {
             let mut worker_images = std::collections::HashMap::new();
@@ -112,7 +124,7 @@ fn appliance(cloud: &CloudArgs, estate: &Estate) -> anyhow::Result<Appliance> {
                 endpoint_url: cloud.endpoint_url.clone(),
                 worker_images,
             };
-            let aws = bulwark_aws::AwsCloud::new(options)?;
+            let aws = bulwark_aws::AwsCloud::new(options, crate::io_runtime()?);
             let who = aws.appliance_credentials()?;
             let key = match &cloud.key_file {
                 Some(path) => Some(
@@ -123,18 +135,21 @@ fn appliance(cloud: &CloudArgs, estate: &Estate) -> anyhow::Result<Appliance> {
                 ),
                 None => None,
             };
-            let state = cloud.data_dir.join("appliance");
-            let engine = Engine::new(
-                Cloud::of(Arc::new(aws)),
-                estate.clone(),
-                who,
-                Arc::new(FileStore::new(&state)),
-                key,
-            );
-            Ok(Appliance {
-                engine,
-                embedded: None,
-            })
+            let cloud_of = Cloud::of(Arc::new(aws));
+            let store: Arc<dyn bulwark_engine::StateStore> =
+                Arc::new(FileStore::new(&cloud.data_dir.join("appliance")));
+            Ok((
+                Arc::new(move |estate| {
+                    Engine::new(
+                        cloud_of.clone(),
+                        estate,
+                        who.clone(),
+                        Arc::clone(&store),
+                        key.clone(),
+                    )
+                }),
+                None,
+            ))
         }
     }
 }

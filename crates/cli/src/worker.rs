@@ -29,7 +29,7 @@ pub fn run(cmd: &WorkerCommand) -> anyhow::Result<ExitCode> {
         endpoint_url: cmd.endpoint_url.clone(),
         worker_images: Default::default(),
     };
-    let cloud = Arc::new(AwsCloud::new(options)?);
+    let cloud = Arc::new(AwsCloud::new(options, crate::io_runtime()?));
     let host = AwsHost::new(cloud)?;
     eprintln!(
         "bulwark worker on {} in {}: waiting for the task on {}",

@@ -172,6 +172,22 @@ impl Grants {
     }
 }
 
+impl Grants {
+    /// The same grants, with the read-only discovery permissions on each account's backup
+    /// role (`bulwark_plan::discovery_statement`), as the appliance needs them.
+    pub fn with_discovery(mut self, estate: &Estate) -> Grants {
+        for account in estate.accounts.values() {
+            let Some(role) = &account.backup_role else {
+                continue;
+            };
+            if let Some((_, statements)) = self.roles.get_mut(role.as_str()) {
+                statements.push(bulwark_plan::discovery_statement());
+            }
+        }
+        self
+    }
+}
+
 /// Adds the actions of `from` to those of `into`, sorted, once.
 fn merge_actions(into: &mut Statement, from: &Statement) {
     let mut actions: BTreeSet<String> = into.action.iter().flatten().cloned().collect();
@@ -279,7 +295,13 @@ impl Embedded {
                     }),
                 })
                 .collect();
-            sim.create_instance(&instance.account, &instance.region, &instance.id, &volumes)?;
+            sim.create_instance(
+                &instance.account,
+                &instance.region,
+                &instance.id,
+                &volumes,
+                &instance.tags,
+            )?;
             for v in &instance.volumes {
                 let bytes = data.bytes_per_volume.min(u64::from(v.size_gib) << 30);
                 fill(&sim, &instance.account, &instance.region, &v.id, bytes)?;
@@ -344,9 +366,15 @@ impl Embedded {
 
     /// An engine for this estate, keeping its journals in the data directory.
     pub fn engine(&self) -> Engine {
+        self.engine_for(self.estate.clone())
+    }
+
+    /// An engine for `estate` on this embedded cloud (the appliance's: the instances it
+    /// discovered instead of those of the file).
+    pub fn engine_for(&self, estate: Estate) -> Engine {
         Engine::new(
             self.sim.cloud(),
-            self.estate.clone(),
+            estate,
             self.appliance.clone(),
             Arc::new(FileStore::new(&self.dir.join("appliance"))),
             Some(self.repository_key.clone()),

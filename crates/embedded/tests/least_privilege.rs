@@ -166,6 +166,7 @@ fn estate(seed: u64) -> Estate {
             account: account(owner),
             region: region.parse().unwrap(),
             volumes,
+            tags: Default::default(),
         });
     }
     Estate {
@@ -210,6 +211,7 @@ fn kind(op: &Operation) -> String {
         Operation::Backup { workers, .. } => format!("backup {:?}", workers),
         Operation::Replicate { .. } => "replicate".into(),
         Operation::Restore { from, workers, .. } => format!("restore {from:?} {workers:?}"),
+        Operation::Expire { .. } => "expire".into(),
     }
 }
 

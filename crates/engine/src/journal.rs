@@ -35,6 +35,18 @@ pub enum Target {
     Queue(Region, String),
 }
 
+impl Target {
+    /// The AWS id of a kept result (a snapshot, a volume, an instance), as users look it up.
+    pub fn resource_id(&self) -> Option<String> {
+        match self {
+            Target::Snapshot(_, id) => Some(id.to_string()),
+            Target::Volume(_, id) => Some(id.to_string()),
+            Target::Instance(_, id) => Some(id.to_string()),
+            _ => None,
+        }
+    }
+}
+
 /// How to remove a created resource: who calls which API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Undo {

@@ -24,6 +24,7 @@
 pub mod check;
 mod cleanup;
 pub mod direct;
+pub mod discover;
 mod error;
 mod events;
 mod identities;
@@ -59,6 +60,9 @@ pub struct SessionReport {
     pub kept: Vec<(String, Target)>,
     /// Image-level restore points written or restored: (volume, point id).
     pub points: Vec<(String, String)>,
+    /// Snapshot restore points made (snapshots and replicas), as the catalog keeps them.
+    #[serde(default)]
+    pub snapshots: Vec<SnapshotPoint>,
     /// How many steps ran.
     pub steps: usize,
 }

@@ -552,7 +552,7 @@ impl BlockSource for DeviceVolume {
             .read_at(offset, buf)
             .map_err(|source| MoverError::Source {
                 path: PathBuf::from(&self.name),
-                source,
+                error: source,
             })
     }
 
@@ -574,7 +574,7 @@ impl BlockTarget for DeviceVolume {
             .write_at(offset, data)
             .map_err(|source| MoverError::Target {
                 path: PathBuf::from(&self.name),
-                source,
+                error: source,
             })
     }
 
@@ -586,7 +586,7 @@ impl BlockTarget for DeviceVolume {
     fn finish(&self) -> Result<(), MoverError> {
         self.device.flush().map_err(|source| MoverError::Target {
             path: PathBuf::from(&self.name),
-            source,
+            error: source,
         })
     }
 }

@@ -53,6 +53,7 @@ impl World {
                 size_gib: 1,
                 key,
             }],
+            &Default::default(),
         )
         .unwrap();
         let root = sim.root_credentials(&account).unwrap();

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::arn::{KeyArn, KeyRef, RoleArn};
@@ -113,7 +113,7 @@ pub struct Account {
 }
 
 /// A protected EC2 instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     /// The instance id.
     pub id: InstanceId,
@@ -123,10 +123,12 @@ pub struct Instance {
     pub region: Region,
     /// Its EBS volumes, in device order.
     pub volumes: Vec<Volume>,
+    /// Its tags (policies select instances by them).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// An EBS volume of a protected instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
     /// The volume id.
     pub id: VolumeId,
@@ -287,6 +289,8 @@ struct RawInstance {
     account: Text,
     region: Text,
     volumes: Vec<RawVolume>,
+    #[serde(default)]
+    tags: BTreeMap<String, Text>,
 }
 
 #[derive(Deserialize)]
@@ -574,12 +578,14 @@ impl Checker<'_> {
                     volumes.push(Volume { id, size_gib, key });
                 }
             }
+            let tags = self.tags(&inst.tags, &format!("instance[{i}]"));
             if let (Some(id), Some(account), Some(region)) = (id, account, region) {
                 instances.push(Instance {
                     id,
                     account,
                     region,
                     volumes,
+                    tags,
                 });
             }
         }
@@ -665,7 +671,15 @@ impl Checker<'_> {
                 );
             }
         }
-        for (key, value) in &raw.tags {
+        out.tags = self.tags(&raw.tags, field);
+        out
+    }
+
+    /// Tags as EC2 takes them, without the reserved prefixes (`aws:`, and `bulwark:` for the
+    /// tags Bulwark puts on what it creates).
+    fn tags(&mut self, raw: &BTreeMap<String, Text>, field: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (key, value) in raw {
             let reserved = ["aws:", "bulwark:"]
                 .iter()
                 .any(|p| key.to_lowercase().starts_with(p));
@@ -681,7 +695,7 @@ impl Checker<'_> {
                      (those are reserved), and a value of at most 256",
                 );
             } else {
-                out.tags.insert(key.clone(), value.get_ref().clone());
+                out.insert(key.clone(), value.get_ref().clone());
             }
         }
         out

@@ -56,7 +56,7 @@ impl FileSource {
     pub fn open(path: &Path) -> Result<Self, MoverError> {
         let io = |e| MoverError::Source {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         };
         let mut file = File::open(path).map_err(io)?;
         let device = file.metadata().map_err(io)?.file_type().is_block_device();
@@ -81,7 +81,7 @@ impl BlockSource for FileSource {
             .read_exact_at(buf, offset)
             .map_err(|e| MoverError::Source {
                 path: self.path.clone(),
-                source: e,
+                error: e,
             })
     }
 
@@ -129,7 +129,7 @@ impl FileTarget {
     pub fn create(path: &Path, size: u64) -> Result<Self, MoverError> {
         let io = |e| MoverError::Target {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         };
         let device = std::fs::metadata(path)
             .map(|m| m.file_type().is_block_device())
@@ -171,7 +171,7 @@ impl BlockTarget for FileTarget {
             .write_all_at(data, offset)
             .map_err(|e| MoverError::Target {
                 path: self.path.clone(),
-                source: e,
+                error: e,
             })
     }
 
@@ -182,7 +182,7 @@ impl BlockTarget for FileTarget {
     fn finish(&self) -> Result<(), MoverError> {
         self.file.sync_all().map_err(|e| MoverError::Target {
             path: self.path.clone(),
-            source: e,
+            error: e,
         })
     }
 }

@@ -8,23 +8,23 @@ use bulwark_repo::RepoError;
 #[derive(Debug, thiserror::Error)]
 pub enum MoverError {
     /// The repository failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Repo(#[from] RepoError),
     /// Reading the source failed.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {error}")]
     Source {
         /// The source.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Writing the target failed.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {error}")]
     Target {
         /// The target.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The target device is smaller than the volume.
     #[error("{path} has {size} bytes, the restore point needs {needed}")]

@@ -317,7 +317,7 @@ impl bulwark_mover::BlockSource for Failing {
         if offset >= self.fail_from {
             return Err(MoverError::Source {
                 path: "failing".into(),
-                source: std::io::Error::other("the device is gone"),
+                error: std::io::Error::other("the device is gone"),
             });
         }
         buf.copy_from_slice(&noise(offset, buf.len()));
@@ -381,7 +381,7 @@ impl bulwark_mover::BlockSource for Sparse {
         if !self.written.contains(&index) {
             return Err(MoverError::Source {
                 path: "sparse".into(),
-                source: std::io::Error::other(format!("block {index} was read, but it was never written")),
+                error: std::io::Error::other(format!("block {index} was read, but it was never written")),
             });
         }
         buf.copy_from_slice(&noise(index, buf.len()));

@@ -30,8 +30,11 @@ mod step;
 use bulwark_model::Estate;
 
 pub use build::worker_instance_type;
-pub use operation::{Operation, Placement, RestoreSource};
-pub use policy::{policies, worker_role_permissions, worker_role_trust, KeyPolicy, Policies, RolePolicy};
+pub use operation::{ExpiredSnapshot, Operation, Placement, RestoreSource};
+pub use policy::{
+    discovery_statement, policies, worker_role_permissions, worker_role_trust, KeyPolicy, Policies,
+    RolePolicy, DISCOVERY_ACTIONS,
+};
 pub use refusal::{Refusal, RefusalCode};
 pub use resource::{
     Attachment, InstanceRef, Machine, NewVolume, QueueRef, RepositoryRef, Resource, RestoredRef, Share,
@@ -44,19 +47,15 @@ pub use step::{
 
 /// Plans `operation` on `estate`, or refuses it.
 pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
-    let instance = estate.instance(operation.instance()).ok_or_else(|| {
-        Refusal::new(
-            RefusalCode::UnknownInstance,
-            format!("instance {} is not in the estate", operation.instance()),
-            "add it as an [[instance]] of the estate file, with its account, region and volumes",
-        )
-    })?;
     let mut b = build::Builder::new(estate);
+    let instance = || known_instance(estate, operation.instance());
     let summary = match operation {
-        Operation::Snapshot { .. } => ops::snapshot::plan(&mut b, instance)?,
+        // The instance may be gone: its restore points are still the policy's to expire.
+        Operation::Expire { instance, snapshots } => ops::expire::plan(&mut b, instance, snapshots)?,
+        Operation::Snapshot { .. } => ops::snapshot::plan(&mut b, instance()?)?,
         Operation::Backup { workers, .. } => match workers.unwrap_or(Placement::BackupAccount).worker() {
-            Some(account) => ops::backup::plan(&mut b, instance, account)?,
-            None => ops::backup::direct(&mut b, instance)?,
+            Some(account) => ops::backup::plan(&mut b, instance()?, account)?,
+            None => ops::backup::direct(&mut b, instance()?)?,
         },
         Operation::Replicate {
             to_account,
@@ -64,6 +63,7 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
             target_key,
             ..
         } => {
+            let instance = instance()?;
             check_target(estate, to_account, to_region, target_key.as_ref())?;
             ops::replicate::plan(&mut b, instance, to_account, to_region, target_key.as_ref())?
         }
@@ -75,6 +75,7 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
             workers,
             ..
         } => {
+            let instance = instance()?;
             check_target(estate, to_account, to_region, target_key.as_ref())?;
             let target = ops::restore::Target {
                 account: to_account,
@@ -91,6 +92,20 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
         }
     };
     b.finish(operation.clone(), summary)
+}
+
+/// The instance an operation processes, which must be in the estate.
+fn known_instance<'e>(
+    estate: &'e Estate,
+    id: &bulwark_model::InstanceId,
+) -> Result<&'e bulwark_model::Instance, Refusal> {
+    estate.instance(id).ok_or_else(|| {
+        Refusal::new(
+            RefusalCode::UnknownInstance,
+            format!("instance {id} is not in the estate"),
+            "add it as an [[instance]] of the estate file, with its account, region and volumes",
+        )
+    })
 }
 
 /// A target must be a known account, and a target key must live in the target region.

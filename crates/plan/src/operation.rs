@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use bulwark_model::{AccountId, InstanceId, KeyRef, Region};
+use bulwark_model::{AccountId, InstanceId, KeyRef, Region, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
 
 /// Where worker instances run (`reference/seeds`, "worker deployment options").
@@ -119,6 +119,28 @@ pub enum Operation {
         #[serde(default)]
         workers: Option<Placement>,
     },
+    /// Retention: deletes snapshot restore points (and replicas) of an instance that its
+    /// policy no longer keeps. The instance itself may be gone.
+    Expire {
+        /// The instance the restore points are of.
+        instance: InstanceId,
+        /// The snapshots to delete.
+        snapshots: Vec<ExpiredSnapshot>,
+    },
+}
+
+/// A snapshot restore point that retention deletes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiredSnapshot {
+    /// The snapshot.
+    pub id: SnapshotId,
+    /// The production volume it holds the data of.
+    pub volume: VolumeId,
+    /// The account that owns it (the instance's, or a replica's target).
+    pub account: AccountId,
+    /// Its region.
+    pub region: Region,
 }
 
 impl Operation {
@@ -128,7 +150,8 @@ impl Operation {
             Operation::Snapshot { instance }
             | Operation::Backup { instance, .. }
             | Operation::Replicate { instance, .. }
-            | Operation::Restore { instance, .. } => instance,
+            | Operation::Restore { instance, .. }
+            | Operation::Expire { instance, .. } => instance,
         }
     }
 
@@ -139,6 +162,7 @@ impl Operation {
             Operation::Backup { .. } => "backup",
             Operation::Replicate { .. } => "replicate",
             Operation::Restore { .. } => "restore",
+            Operation::Expire { .. } => "expire",
         }
     }
 }

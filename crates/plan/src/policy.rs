@@ -55,6 +55,23 @@ const WORKER_ACTIONS: &[Action] = &[
     Action::SsmMessagesOpenDataChannel,
 ];
 
+/// What discovery reads with an account's backup role, all read-only and on `"*"` (EC2's
+/// describe calls take no resource): the instances and their volumes, the region's EBS
+/// encryption defaults, and `kms:DescribeKey` to tell `aws/ebs` from a customer managed key.
+pub const DISCOVERY_ACTIONS: &[Action] = &[
+    Action::Ec2DescribeInstances,
+    Action::Ec2DescribeVolumes,
+    Action::Ec2GetEbsDefaultKmsKeyId,
+    Action::Ec2GetEbsEncryptionByDefault,
+    Action::KmsDescribeKey,
+];
+
+/// The statement that lets a backup role discover its account ([`DISCOVERY_ACTIONS`]), part of
+/// its policy beside what the plans need.
+pub fn discovery_statement() -> Statement {
+    Statement::allow(DISCOVERY_ACTIONS.iter().map(|a| a.as_str()), ["*"]).with_sid("BulwarkDiscovery")
+}
+
 /// The condition AWS recommends on `kms:CreateGrant`: grants only for AWS resources (EBS).
 const GRANT_IS_FOR_AWS_RESOURCE: &str = "kms:GrantIsForAWSResource";
 

@@ -27,6 +27,8 @@ pub enum RefusalCode {
     /// managed keys: `aws/ebs` can encrypt a written snapshot only as the region's default
     /// EBS key.
     AwsManagedKeyNotDefault,
+    /// A retention run was given no restore point to delete.
+    NothingToExpire,
 }
 
 impl RefusalCode {
@@ -41,6 +43,7 @@ impl RefusalCode {
             RefusalCode::UnknownInstance => "unknown-instance",
             RefusalCode::UnknownAccount => "unknown-account",
             RefusalCode::AwsManagedKeyNotDefault => "aws-managed-key-not-default",
+            RefusalCode::NothingToExpire => "nothing-to-expire",
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use bulwark_model::{AccountId, Action, KeyRef, Region, RoleArn};
+use bulwark_model::{AccountId, Action, KeyRef, Region, RoleArn, SnapshotId};
 use serde::{Deserialize, Serialize};
 
 use crate::operation::Operation;
@@ -262,6 +262,14 @@ pub enum Call {
         /// The role.
         role: RoleArn,
     },
+    /// Deletes an existing snapshot restore point that retention expires
+    /// (`ec2:DeleteSnapshot`); one already gone counts as deleted.
+    ExpireSnapshot {
+        /// The restore point, as policies name it.
+        snapshot: Snapshot,
+        /// The snapshot.
+        id: SnapshotId,
+    },
     /// Removes what another step created.
     Remove {
         /// What and how.
@@ -395,6 +403,7 @@ impl Call {
             Call::WriteBackup { .. } => Action::S3PutObject,
             Call::ReadBackup { .. } => Action::S3GetObject,
             Call::WriteSnapshot { .. } => Action::EbsStartSnapshot,
+            Call::ExpireSnapshot { .. } => Action::Ec2DeleteSnapshot,
             Call::Remove { removal } => removal.action(),
         }
     }
@@ -423,9 +432,9 @@ impl Call {
             | Call::FollowWorker { queue } => Resource::Queue(queue.clone()),
             Call::LaunchWorker { worker } => Resource::Worker(worker.clone()),
             Call::LaunchRestoredInstance { instance } => Resource::RestoredInstance(instance.clone()),
-            Call::ReadSnapshotBlocks { snapshot } | Call::WriteSnapshot { snapshot } => {
-                Resource::Snapshot(snapshot.clone())
-            }
+            Call::ReadSnapshotBlocks { snapshot }
+            | Call::WriteSnapshot { snapshot }
+            | Call::ExpireSnapshot { snapshot, .. } => Resource::Snapshot(snapshot.clone()),
             Call::WriteBackup { repository, .. } | Call::ReadBackup { repository, .. } => {
                 Resource::Repository(repository.clone())
             }
@@ -464,6 +473,7 @@ impl Call {
             | Call::ReadSnapshotBlocks { .. }
             | Call::WriteBackup { .. }
             | Call::ReadBackup { .. }
+            | Call::ExpireSnapshot { .. }
             | Call::Remove { .. } => Vec::new(),
         }
     }

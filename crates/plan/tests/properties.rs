@@ -179,6 +179,7 @@ fn build(g: &Gen) -> Option<(Estate, Operation)> {
             account: account(owner),
             region,
             volumes,
+            tags: Default::default(),
         });
     }
     let estate = Estate {

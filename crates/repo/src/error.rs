@@ -6,7 +6,7 @@ use bulwark_storage::BackendError;
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     /// The storage failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Backend(#[from] BackendError),
     /// No repository at the location.
     #[error("no repository at {0}: create one with `bulwark repo init`")]

@@ -158,7 +158,7 @@ pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> Class {
 pub(crate) fn short_object(path: String, detail: String) -> BackendError {
     BackendError::Io {
         path,
-        source: io::Error::new(
+        error: io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!("the file is shorter than expected: {detail}"),
         ),

@@ -8,9 +8,10 @@
 //! planner, the model or the command line belongs here, and no SDK type appears in its API.
 //!
 //! The repository's files are objects under `s3://BUCKET/PREFIX/`, at the paths
-//! [`FileKind::path`] gives. The backend is blocking, like the trait: it owns a small tokio
-//! runtime and blocks on it in each call, so it serves plain threads, many at once. It must not
-//! be called from inside an async runtime.
+//! [`FileKind::path`] gives. The backend is blocking, like the trait: it blocks in each call on
+//! the host's tokio runtime (one per process, [`io_runtime`], whose handle [`S3Backend::open`]
+//! takes), so it serves plain threads, many at once. It must not be called from inside an async
+//! task: an async host calls it from `spawn_blocking`.
 //!
 //! Writes never replace an object: a PUT carries `If-None-Match: *`, which S3 (since August
 //! 2024) and moto answer with 412 Precondition Failed when the object exists, reported as
@@ -49,6 +50,7 @@ use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_http_client::ConnectorBuilder;
 use bulwark_storage::{Backend, BackendError, Capabilities, FileKind, Retention};
+use tokio::runtime::Handle;
 
 use crate::errors::{Op, Target};
 use crate::url::S3Url;
@@ -79,11 +81,22 @@ pub const MAX_ATTEMPTS: u32 = 8;
 /// requests, not bodies, and on a flaky network a broken 64 MiB download is the usual failure.
 const BODY_ATTEMPTS: u32 = 3;
 
-/// Worker threads of the backend's runtime. The work is waiting on the network: two threads
-/// drive many concurrent requests (each caller's future runs on the caller's own thread in
+/// Worker threads of the I/O runtime. The work is waiting on the network: two threads drive
+/// many concurrent requests (each caller's future runs on the caller's own thread in
 /// `block_on`; the workers run the connections' I/O), and leave the cores to compression and
 /// encryption.
 const WORKER_THREADS: usize = 2;
+
+/// The process's runtime for the AWS SDK's I/O, which the host (the binary) builds once and
+/// whose handle it gives to every blocking client ([`S3Backend::open`], `bulwark-aws`). It
+/// must outlive them.
+pub fn io_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .thread_name("bulwark-io")
+        .enable_all()
+        .build()
+}
 
 /// The region used with a custom endpoint when none is configured: S3-compatible stores (moto,
 /// MinIO) accept any, and SigV4 needs one.
@@ -109,9 +122,6 @@ pub enum S3Error {
          instance metadata on EC2)"
     )]
     NoRegion(String),
-    /// The async runtime could not be started.
-    #[error("cannot start the S3 client's runtime: {0}")]
-    Runtime(#[source] std::io::Error),
 }
 
 /// How to reach S3, besides the repository URL.
@@ -185,7 +195,7 @@ impl fmt::Debug for S3Credentials {
 /// A repository in an S3 bucket, under an optional key prefix.
 pub struct S3Backend {
     client: Client,
-    runtime: tokio::runtime::Runtime,
+    runtime: Handle,
     bucket: String,
     /// Empty, or the prefix followed by `/`.
     root: String,
@@ -210,9 +220,9 @@ impl fmt::Debug for S3Backend {
 impl S3Backend {
     /// Opens the repository at `url` (`s3://bucket` or `s3://bucket/prefix`). Nothing is sent to
     /// S3 yet; credentials come from the SDK's standard chain (environment, profiles, web
-    /// identity, ECS, instance metadata) when first needed. Must not be called from inside an
-    /// async runtime.
-    pub fn open(url: &str, options: &S3Options) -> Result<S3Backend, S3Error> {
+    /// identity, ECS, instance metadata) when first needed. Its calls run on `runtime` (the
+    /// host's, from [`io_runtime`]); must not be called from inside an async task.
+    pub fn open(url: &str, options: &S3Options, runtime: Handle) -> Result<S3Backend, S3Error> {
         let S3Url { bucket, prefix } = S3Url::parse(url)?;
         if let Some(endpoint) = &options.endpoint_url {
             let host = endpoint
@@ -222,13 +232,6 @@ impl S3Backend {
                 return Err(S3Error::InvalidEndpoint(endpoint.clone()));
             }
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(WORKER_THREADS)
-            .thread_name("bulwark-s3")
-            .enable_all()
-            .build()
-            .map_err(S3Error::Runtime)?;
-
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .operation_attempt_timeout(PER_ATTEMPT_TIMEOUT)
@@ -535,6 +538,12 @@ pub fn body_bytes(body: AggregatedBytes) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn runtime() -> Handle {
+        static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> =
+            std::sync::LazyLock::new(|| io_runtime().expect("runtime"));
+        RUNTIME.handle().clone()
+    }
+
     // Unit tests give a region: the default chain would ask the instance metadata service.
     fn open(url: &str) -> S3Backend {
         let options = S3Options {
@@ -542,7 +551,7 @@ mod tests {
             region: Some("us-east-1".to_owned()),
             credentials: None,
         };
-        S3Backend::open(url, &options).expect("open")
+        S3Backend::open(url, &options, runtime()).expect("open")
     }
 
     #[test]
@@ -564,7 +573,7 @@ mod tests {
                 region: Some("us-east-1".to_owned()),
                 credentials: None,
             };
-            let err = S3Backend::open("s3://bucket", &options).expect_err(endpoint);
+            let err = S3Backend::open("s3://bucket", &options, runtime()).expect_err(endpoint);
             assert!(err.to_string().contains("expected http://HOST"), "{err}");
         }
     }
@@ -576,7 +585,7 @@ mod tests {
             region: Some("eu-west-3".to_owned()),
             credentials: None,
         };
-        let backend = S3Backend::open("s3://bucket/p", &options).expect("open");
+        let backend = S3Backend::open("s3://bucket/p", &options, runtime()).expect("open");
         assert_eq!(backend.region(), "eu-west-3");
     }
 

@@ -41,10 +41,7 @@ fn moto() -> Option<Moto> {
             return None;
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = bulwark_s3::io_runtime().unwrap();
     let config = runtime.block_on(
         aws_config::defaults(BehaviorVersion::latest())
             .http_client(aws_smithy_http_client::Builder::new().build_http())
@@ -119,7 +116,12 @@ impl Moto {
             region: None,
             credentials: None,
         };
-        S3Backend::open(&format!("s3://{bucket}/{prefix}"), &options).unwrap()
+        S3Backend::open(
+            &format!("s3://{bucket}/{prefix}"),
+            &options,
+            self.runtime.handle().clone(),
+        )
+        .unwrap()
     }
 
     fn put_raw(&self, bucket: &str, key: &str, data: &[u8]) {
@@ -237,7 +239,7 @@ fn a_range_past_the_end_is_an_error() {
         (1, u64::MAX),
     ] {
         match range(offset, length) {
-            Err(BackendError::Io { path, source }) => {
+            Err(BackendError::Io { path, error: source }) => {
                 assert_eq!(
                     source.kind(),
                     std::io::ErrorKind::UnexpectedEof,

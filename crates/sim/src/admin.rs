@@ -3,7 +3,7 @@
 //! and the inventory tests and the demo use to prove that a session left nothing behind.
 //! None of this is part of the cloud traits and none of it is authorized.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use bulwark_cloud::{CloudError, Credentials, Tag, EBS_BLOCK_SIZE};
@@ -255,6 +255,7 @@ impl Sim {
         region: &Region,
         id: &InstanceId,
         volumes: &[SimVolume],
+        tags: &BTreeMap<String, String>,
     ) -> Result<(), SimError> {
         self.admin(|w| {
             let mut attached = Vec::new();
@@ -293,7 +294,13 @@ impl Sim {
                     state_reason: None,
                     profile: None,
                     volumes: attached,
-                    tags: vec![Tag::new("Name", id.to_string())],
+                    tags: std::iter::once(Tag::new("Name", id.to_string()))
+                        .chain(
+                            tags.iter()
+                                .filter(|(k, _)| *k != "Name")
+                                .map(|(k, v)| Tag::new(k, v)),
+                        )
+                        .collect(),
                     user_data: String::new(),
                     zone: String::new(),
                     subnet: None,
@@ -319,7 +326,7 @@ impl Sim {
     ) -> Result<(), SimError> {
         let io = |source| SimError::Io {
             path: self.inner.dir.clone(),
-            source,
+            error: source,
         };
         let mut hashes = Vec::new();
         for (i, block) in data.chunks(EBS_BLOCK_SIZE as usize).enumerate() {
@@ -447,7 +454,7 @@ impl Sim {
         .and_then(|()| {
             std::fs::create_dir_all(self.inner.dir.join("s3").join(bucket)).map_err(|source| SimError::Io {
                 path: self.inner.dir.clone(),
-                source,
+                error: source,
             })
         })
     }

@@ -43,12 +43,12 @@ use store::BlockStore;
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// I/O on the data directory failed.
-    #[error("embedded cloud data directory {path}: {source}")]
+    #[error("embedded cloud data directory {path}: {error}")]
     Io {
         /// The path.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The state file is damaged.
     #[error(
@@ -144,7 +144,7 @@ impl Sim {
         let shared = persist::Shared::open(dir)?;
         let store = BlockStore::new(&dir.join("blocks")).map_err(|source| SimError::Io {
             path: dir.to_path_buf(),
-            source,
+            error: source,
         })?;
         Ok(Sim {
             inner: Arc::new(Inner {

@@ -100,7 +100,7 @@ impl Shared {
     pub fn open(dir: &Path) -> Result<Shared, SimError> {
         let io = |source| SimError::Io {
             path: dir.to_path_buf(),
-            source,
+            error: source,
         };
         fs::create_dir_all(dir).map_err(io)?;
         let lock = File::create(dir.join("lock")).map_err(io)?;
@@ -137,7 +137,7 @@ impl Shared {
         let loaded = crate::lock(&self.loaded);
         self.lock.lock().map_err(|source| SimError::Io {
             path: self.dir.join("lock"),
-            source,
+            error: source,
         })?;
         let mut guard = WorldGuard {
             shared: self,
@@ -167,7 +167,7 @@ impl WorldGuard<'_> {
         let seen = match fs::metadata(&path) {
             Ok(m) => Some((m.ino(), m.mtime(), m.mtime_nsec())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => return Err(SimError::Io { path, source }),
+            Err(source) => return Err(SimError::Io { path, error: source }),
         };
         if seen.is_some() && seen == self.loaded.seen {
             return Ok(());
@@ -175,7 +175,7 @@ impl WorldGuard<'_> {
         let world = match fs::read(&path) {
             Ok(bytes) => read_world(&path, &bytes)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => World::default(),
-            Err(source) => return Err(SimError::Io { path, source }),
+            Err(source) => return Err(SimError::Io { path, error: source }),
         };
         self.loaded.world = world;
         self.loaded.seen = seen;
@@ -187,7 +187,7 @@ impl WorldGuard<'_> {
         let path = self.shared.state_path();
         let io = |source| SimError::Io {
             path: path.clone(),
-            source,
+            error: source,
         };
         self.loaded.world.version = STATE_VERSION;
         let bytes = serde_json::to_vec(&self.loaded.world).map_err(|e| SimError::Corrupt {

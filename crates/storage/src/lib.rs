@@ -92,12 +92,12 @@ pub enum BackendError {
     #[error("{0} exists already")]
     AlreadyExists(String),
     /// Local I/O failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path involved.
         path: String,
         /// The error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The remote store failed; `retryable` tells whether trying again can help.
     #[error("{operation} {path}: {message}")]

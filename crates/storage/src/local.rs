@@ -61,7 +61,7 @@ impl LocalBackend {
             // An unreadable record fails closed: the file cannot be deleted until it is fixed.
             let retention = parse_record(&record).ok_or_else(|| BackendError::Io {
                 path: dir.join(&record).display().to_string(),
-                source: io::Error::new(
+                error: io::Error::new(
                     io::ErrorKind::InvalidData,
                     "not a retention record (MODE-UNIXSECONDS): remove it only if the file may be deleted",
                 ),
@@ -136,7 +136,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BackendError + '_ {
         } else {
             BackendError::Io {
                 path: path.display().to_string(),
-                source,
+                error: source,
             }
         }
     }

@@ -81,7 +81,7 @@ impl Backend for MemoryBackend {
             .map(<[u8]>::to_vec)
             .ok_or_else(|| BackendError::Io {
                 path: kind.path(name),
-                source: io::Error::new(io::ErrorKind::UnexpectedEof, "the file is shorter than expected"),
+                error: io::Error::new(io::ErrorKind::UnexpectedEof, "the file is shorter than expected"),
             })
     }
 

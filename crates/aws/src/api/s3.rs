@@ -22,7 +22,7 @@ impl ObjectStore for AwsCloud {
             region: Some(region.to_string()),
             credentials: Some(std::sync::Arc::new(Renewable(who.clone()))),
         };
-        let backend = bulwark_s3::S3Backend::open(&url, &options)
+        let backend = bulwark_s3::S3Backend::open(&url, &options, self.runtime.clone())
             .map_err(|e| CloudError::invalid(a, "InvalidRepository", e.to_string()))?;
         Ok(Box::new(backend))
     }

@@ -11,6 +11,7 @@ mod image;
 mod plans;
 mod policies;
 mod refusals;
+mod serve;
 mod sessions;
 mod support;
 mod worker;

@@ -351,3 +351,27 @@ fn worker_role_trust_requires_the_accounts_external_id() {
         DR_EXTERNAL_ID
     );
 }
+
+#[test]
+fn discovery_permissions_are_read_only_and_on_any_resource() {
+    let doc = bulwark_json(&["policy", "discovery"], EXIT_OK);
+    let statement = &doc["Statement"][0];
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(statement["Resource"], json!("*"));
+    let actions: Vec<&str> = statement["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "ec2:DescribeInstances",
+            "ec2:DescribeVolumes",
+            "ec2:GetEbsDefaultKmsKeyId",
+            "ec2:GetEbsEncryptionByDefault",
+            "kms:DescribeKey"
+        ]
+    );
+}

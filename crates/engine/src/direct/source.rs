@@ -320,7 +320,7 @@ impl BlockSource for SnapshotSource<'_> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), MoverError> {
         self.read(offset, buf).map_err(|e| MoverError::Source {
             path: PathBuf::from(self.snapshot.as_str()),
-            source: self.failure.keep(e),
+            error: self.failure.keep(e),
         })
     }
 

@@ -220,7 +220,7 @@ impl<'a> SnapshotWriter<'a> {
     fn target_error(&self, error: DirectError) -> MoverError {
         MoverError::Target {
             path: PathBuf::from(self.snapshot.as_str()),
-            source: self.failure.keep(error),
+            error: self.failure.keep(error),
         }
     }
 
@@ -228,7 +228,7 @@ impl<'a> SnapshotWriter<'a> {
     fn failed(&self) -> MoverError {
         MoverError::Target {
             path: PathBuf::from(self.snapshot.as_str()),
-            source: std::io::Error::other("a block could not be put"),
+            error: std::io::Error::other("a block could not be put"),
         }
     }
 }

@@ -101,6 +101,11 @@ pub(crate) fn run(
             break;
         }
     }
+    // A cancel that came during the last step still undoes the session: what the host asked
+    // to stop is not kept.
+    if failure.is_none() && control.is_cancelled() {
+        failure = Some(EngineError::Cancelled { step: total });
+    }
     if failure.is_none() {
         session.journal.record(&Entry::Succeeded)?;
     }
@@ -121,14 +126,14 @@ pub(crate) fn run(
     if let Some(failure) = failure {
         return Err(failure);
     }
-    engine
-        .store
-        .add_points(&snapshot_points(plan, &id, &session.kept))?;
+    let snapshots = snapshot_points(plan, &id, &session.kept);
+    engine.store.add_points(&snapshots)?;
     Ok(SessionReport {
         session: id,
         summary: plan.summary.clone(),
         kept: session.kept,
         points: session.points,
+        snapshots,
         steps: total,
     })
 }
@@ -283,6 +288,7 @@ impl<'e> Session<'e> {
                 ..
             } => {}
             Call::WriteSnapshot { snapshot } => self.write_direct(step, snapshot)?,
+            Call::ExpireSnapshot { snapshot, id } => self.expire_snapshot(step, snapshot, id)?,
             Call::Remove { removal } => self.remove_now(step, removal)?,
         }
         Ok(())

@@ -1,11 +1,12 @@
 //! Steps on snapshots: taking them, checking the key of one to share, sharing, copying.
 
 use bulwark_cloud::{CloudError, CopySnapshot, ErrorKind, KeyManager, Tag};
-use bulwark_model::{Action, KeyRef, Region};
+use bulwark_model::{Action, KeyRef, Region, SnapshotId};
 use bulwark_plan::{InstanceRef, NewVolume, Resource, Share, Snapshot, Step};
 
 use super::{Session, StepResult};
 use crate::journal::{Ec2Kind, Entry, Finder, Target, Undo};
+use crate::retry::Gave;
 
 impl Session<'_> {
     /// Snapshots of every volume of an instance. Every snapshot the call made is journaled
@@ -126,6 +127,27 @@ impl Session<'_> {
             )
             .into());
         }
+        Ok(())
+    }
+
+    /// Deletes a restore point that retention expires, and takes it out of the catalog. One
+    /// already gone (deleted by hand, or by a run whose answer was lost) counts as deleted.
+    pub(super) fn expire_snapshot(
+        &mut self,
+        step: &Step,
+        snapshot: &Snapshot,
+        id: &SnapshotId,
+    ) -> StepResult {
+        let who = self.who(step)?;
+        let ec2 = &self.engine.cloud.ec2;
+        match self.engine.retry.run(step.action(), None, || {
+            ec2.delete_snapshot(&who, &snapshot.region, id)
+        }) {
+            Err(Gave::Refused(e)) if e.kind == ErrorKind::NotFound => {}
+            Err(gave) => return Err(gave.into()),
+            Ok(()) => {}
+        }
+        self.engine.store.remove_points(std::slice::from_ref(id))?;
         Ok(())
     }
 

@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use bulwark_model::SnapshotId;
+
 use super::{JournalHandle, SnapshotPoint, StateStore};
 use crate::journal::Entry;
 use crate::{EngineError, SessionId};
@@ -49,6 +51,24 @@ impl FileStore {
     }
 
     /// Opens a journal file and takes its lease, unless a live process holds it.
+    /// Changes the catalog under its lock, replacing the file atomically.
+    fn rewrite_catalog(&self, change: impl FnOnce(&mut Vec<SnapshotPoint>)) -> Result<(), EngineError> {
+        let _guard = crate::lock(&self.catalog);
+        let path = self.catalog_path();
+        let mut all = self.points()?;
+        change(&mut all);
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| error(&path, e))?;
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| error(&path, e))?;
+        sync_dir(&self.dir)
+    }
+
     fn lease(&self, session: &SessionId, create: bool) -> Result<Option<FileJournal>, EngineError> {
         let path = self.journal_path(session);
         let file = OpenOptions::new()
@@ -135,20 +155,11 @@ impl StateStore for FileStore {
     }
 
     fn add_points(&self, points: &[SnapshotPoint]) -> Result<(), EngineError> {
-        let _guard = crate::lock(&self.catalog);
-        let path = self.catalog_path();
-        let mut all = self.points()?;
-        all.extend_from_slice(points);
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| error(&path, e))?;
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| error(&path, e))?;
-        sync_dir(&self.dir)
+        self.rewrite_catalog(|all| all.extend_from_slice(points))
+    }
+
+    fn remove_points(&self, snapshots: &[SnapshotId]) -> Result<(), EngineError> {
+        self.rewrite_catalog(|all| all.retain(|p| !snapshots.contains(&p.snapshot)))
     }
 
     fn points(&self) -> Result<Vec<SnapshotPoint>, EngineError> {

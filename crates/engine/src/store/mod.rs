@@ -44,6 +44,8 @@ pub trait StateStore: Send + Sync {
     fn take_over(&self, session: &SessionId) -> Result<Option<Box<dyn JournalHandle>>, EngineError>;
     /// Adds snapshot restore points to the catalog.
     fn add_points(&self, points: &[SnapshotPoint]) -> Result<(), EngineError>;
+    /// Removes restore points from the catalog (retention deleted their snapshots).
+    fn remove_points(&self, snapshots: &[SnapshotId]) -> Result<(), EngineError>;
     /// Every snapshot restore point, oldest first.
     fn points(&self) -> Result<Vec<SnapshotPoint>, EngineError>;
 }

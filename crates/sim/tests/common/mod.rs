@@ -97,7 +97,7 @@ impl World {
             })
             .collect();
         self.sim
-            .create_instance(account, region, &instance(id), &volumes)
+            .create_instance(account, region, &instance(id), &volumes, &Default::default())
             .expect("create instance");
     }
 

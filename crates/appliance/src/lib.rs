@@ -1,0 +1,157 @@
+//! The Bulwark appliance (`bulwark serve`): protects an estate unattended. It discovers what runs
+//! in each account and region, applies policies on their schedules, keeps and expires restore
+//! points, records every session with its items and log, and answers a REST API.
+//!
+//! Layout: `db/` is the state (SQLite in the data directory or PostgreSQL, one set of portable
+//! queries, migrations embedded); `policy` the policies and what they select; `schedule` when
+//! they run; `inventory` discovery; `runner` the sessions (policy runs, retention, discovery),
+//! on blocking threads, since the engine is synchronous; `scheduler` the loop that starts due
+//! runs; `auth` the API tokens; `api/` the HTTP routes and the OpenAPI document.
+//!
+//! It drives the engine it is given ([`Appliance::new`] takes a factory of engines over a
+//! [`bulwark_cloud::Cloud`]) and never names a cloud: no AWS SDK, no embedded cloud here. It
+//! prints nothing; it logs through `tracing`.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod db;
+mod error;
+pub mod inventory;
+pub mod policy;
+pub mod runner;
+pub mod schedule;
+pub mod scheduler;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bulwark_engine::{Engine, SessionControl};
+use bulwark_model::{Estate, Region};
+
+pub use db::Db;
+pub use error::ApplianceError;
+
+/// Makes an engine for an estate: the host's cloud, the appliance's credentials and state
+/// store, the repository key. The appliance gives it the estate as discovered.
+pub type EngineFactory = Arc<dyn Fn(Estate) -> Engine + Send + Sync>;
+
+/// How the appliance runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The regions discovered in every account (besides those the estate names).
+    pub regions: Vec<Region>,
+    /// How often the scheduler looks for due runs.
+    pub tick: Duration,
+    /// How often the inventory is refreshed; `None` only on demand.
+    pub discovery_every: Option<Duration>,
+    /// The name of this appliance, owner of the sessions it runs.
+    pub name: String,
+    /// How long the appliance holds a session without renewing its lease: one that died is
+    /// known after this, and its sessions are recovered by the next appliance to look.
+    pub lease: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            regions: Vec::new(),
+            tick: Duration::from_secs(5),
+            discovery_every: Some(Duration::from_secs(3600)),
+            name: format!("appliance-{}", std::process::id()),
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The running appliance, shared by the API handlers, the scheduler and the sessions.
+pub struct Appliance {
+    pub(crate) db: Db,
+    pub(crate) estate: Estate,
+    pub(crate) engines: EngineFactory,
+    pub(crate) settings: Settings,
+    pub(crate) runtime: tokio::runtime::Handle,
+    /// The sessions this appliance runs now, by id, to cancel them.
+    pub(crate) running: Mutex<HashMap<String, Running>>,
+}
+
+/// A session in progress: cancelling it stops the engine session of its current item and
+/// every item after it.
+#[derive(Clone, Default)]
+pub(crate) struct Running {
+    pub(crate) current: Arc<Mutex<Option<SessionControl>>>,
+    pub(crate) cancelled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Appliance {
+    /// An appliance over `db`, protecting `estate` (its accounts, roles, keys and repository;
+    /// instances come from discovery). Must be called inside the tokio runtime that serves it.
+    pub fn new(db: Db, estate: Estate, engines: EngineFactory, settings: Settings) -> Arc<Appliance> {
+        Arc::new(Appliance {
+            db,
+            estate,
+            engines,
+            settings,
+            runtime: tokio::runtime::Handle::current(),
+            running: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The end of a lease taken now (ms since the epoch).
+    pub(crate) fn lease_until(&self) -> i64 {
+        db::now_ms() + i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The regions discovered in each account: those of the settings, and every region the
+    /// estate names.
+    pub fn regions(&self) -> Vec<Region> {
+        let mut regions: Vec<Region> = self.settings.regions.clone();
+        let named = self
+            .estate
+            .instances
+            .iter()
+            .map(|i| i.region.clone())
+            .chain(self.estate.default_keys.keys().map(|(_, r)| r.clone()))
+            .chain(self.estate.encryption_by_default.iter().map(|(_, r)| r.clone()))
+            .chain(self.estate.workers.keys().map(|(_, r)| r.clone()))
+            .chain(self.estate.repository.iter().map(|r| r.region.clone()));
+        for region in named {
+            if !regions.contains(&region) {
+                regions.push(region);
+            }
+        }
+        regions.sort();
+        regions
+    }
+}
+
+/// Serves the API on `listener` and runs the scheduler, until `shutdown` completes.
+pub async fn serve(
+    app: Arc<Appliance>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ApplianceError> {
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    let scheduler = tokio::spawn(scheduler::run(Arc::clone(&app)));
+    tracing::info!(%address, "appliance serving");
+    let served = axum::serve(listener, api::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|error| ApplianceError::Listen { address, error });
+    scheduler.abort();
+    served
+}
+
+/// Locks `mutex`, using the value of a thread that panicked with it (nothing here leaves a
+/// value half-changed).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

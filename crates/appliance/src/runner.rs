@@ -1,0 +1,630 @@
+//! Sessions: a policy's run (one item per selected instance), retention (the restore points
+//! a policy no longer keeps), discovery (one item per account and region). Each runs on a
+//! blocking thread, since the engine is synchronous, and records its items, log and progress
+//! in the database as it goes. A session can be cancelled: the engine session of its current
+//! item stops at its next step and removes what it made, and the items after it are not
+//! started.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bulwark_engine::{Engine, EngineError, Event, SessionControl, SessionReport};
+use bulwark_model::{Estate, Instance, InstanceId};
+use bulwark_plan::{ExpiredSnapshot, Operation};
+
+use crate::db::points::{PointKind, PointQuery, RestorePoint};
+use crate::db::policies::PolicyRecord;
+use crate::db::sessions::{Kind, SessionRecord, Status};
+use crate::policy::{owners, Policy};
+use crate::{lock, Appliance, ApplianceError, Running};
+
+/// What one session's thread needs.
+struct Run {
+    app: Arc<Appliance>,
+    session: String,
+    running: Running,
+    seq: AtomicI64,
+}
+
+impl Run {
+    /// Runs a database call from the session's thread.
+    fn db<T>(&self, f: impl std::future::Future<Output = Result<T, ApplianceError>>) -> Option<T> {
+        match self.app.runtime.block_on(f) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(session = %self.session, error = %e, "cannot record the session's progress");
+                None
+            }
+        }
+    }
+
+    fn log(&self, level: &str, message: &str) {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        self.db(self.app.db.log(&self.session, seq, level, message));
+    }
+
+    fn item(&self, position: usize, status: Status, message: &str, error: Option<&EngineError>) {
+        let (code, remedy) = error.map(|e| (e.code(), e.remedy())).unzip();
+        self.db(self.app.db.set_item(
+            &self.session,
+            position,
+            status,
+            Some(message),
+            code.as_deref(),
+            remedy.as_deref(),
+        ));
+    }
+
+    fn cancelled(&self) -> bool {
+        self.running.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// The engine for `estate`, reporting its events into this session's log and progress.
+    fn engine(self: &Arc<Self>, estate: Estate) -> Engine {
+        let run = Arc::clone(self);
+        (self.app.engines)(estate).on_event(Arc::new(move |_, event| match event {
+            Event::Step {
+                number,
+                of,
+                action,
+                resource,
+            } => run.log("info", &format!("step {number}/{of}: {action} on {resource}")),
+            Event::Transfer { done, total } => {
+                let (done, total) = (*done as i64, *total as i64);
+                run.db(run
+                    .app
+                    .db
+                    .progress(&run.session, done, total, run.app.lease_until()));
+            }
+            Event::Cleanup { name } => run.log("info", &format!("removing {name}")),
+        }))
+    }
+
+    /// Runs `operation` as an engine session that this session's cancel reaches.
+    fn engine_session(&self, engine: &Engine, operation: &Operation) -> Result<SessionReport, EngineError> {
+        let plan = engine.plan(operation)?;
+        let control = SessionControl::new();
+        *lock(&self.running.current) = Some(control.clone());
+        if self.cancelled() {
+            control.cancel();
+        }
+        self.log(
+            "info",
+            &format!("{}: engine session {}", plan.summary, control.id()),
+        );
+        let result = engine.run_with(&plan, &control);
+        *lock(&self.running.current) = None;
+        result
+    }
+
+    /// Ends the session with the outcome of its items.
+    fn finish(&self, outcomes: &[Status], what: &str) -> Status {
+        let count = |s: Status| outcomes.iter().filter(|o| **o == s).count();
+        let (failed, canceled, skipped, done) = (
+            count(Status::Failed),
+            count(Status::Canceled),
+            count(Status::Skipped),
+            count(Status::Succeeded),
+        );
+        let status = if self.cancelled() {
+            Status::Canceled
+        } else if failed > 0 && done == 0 {
+            Status::Failed
+        } else if failed > 0 || skipped > 0 {
+            Status::Warning
+        } else {
+            Status::Succeeded
+        };
+        let message =
+            format!("{what}: {done} succeeded, {failed} failed, {skipped} skipped, {canceled} canceled");
+        self.log(
+            if status == Status::Succeeded {
+                "info"
+            } else {
+                "warn"
+            },
+            &message,
+        );
+        self.db(self.app.db.finish_session(&self.session, status, &message));
+        lock(&self.app.running).remove(&self.session);
+        status
+    }
+}
+
+impl Appliance {
+    /// Starts a session of `kind` with `items`, owned by this appliance, and runs `body` for
+    /// it on a blocking thread.
+    async fn start(
+        self: &Arc<Self>,
+        kind: Kind,
+        policy: Option<&str>,
+        items: &[(String, String)],
+        body: impl FnOnce(Arc<Run>) + Send + 'static,
+    ) -> Result<SessionRecord, ApplianceError> {
+        let record = self
+            .db
+            .create_session(kind, policy, items, &self.settings.name, self.lease_until())
+            .await?;
+        let running = Running::default();
+        lock(&self.running).insert(record.id.clone(), running.clone());
+        let run = Arc::new(Run {
+            app: Arc::clone(self),
+            session: record.id.clone(),
+            running,
+            seq: AtomicI64::new(0),
+        });
+        tracing::info!(session = %record.id, kind = kind.as_str(), "session started");
+        tokio::task::spawn_blocking(move || body(run));
+        Ok(record)
+    }
+
+    /// Starts a run of `policy`: one item per instance it selects; an instance that a policy
+    /// of higher priority selects too is skipped, saying which.
+    pub async fn run_policy(
+        self: &Arc<Self>,
+        record: &PolicyRecord,
+    ) -> Result<SessionRecord, ApplianceError> {
+        let (estate, _) = self.discovered_estate().await?;
+        let enabled: Vec<(String, Policy)> = self
+            .db
+            .policies()
+            .await?
+            .into_iter()
+            .filter(|p| p.policy.enabled || p.id == record.id)
+            .map(|p| (p.id, p.policy))
+            .collect();
+        let owners = owners(&estate, &enabled);
+        let policy = record.policy.clone();
+        let selected: Vec<(Instance, Option<String>)> = estate
+            .instances
+            .iter()
+            .filter(|i| policy.selection.selects(i))
+            .map(|i| {
+                let other = owners
+                    .get(&i.id)
+                    .filter(|(id, _)| *id != record.id)
+                    .map(|(_, p)| format!("processed by policy {} (priority {})", p.name, p.priority));
+                (i.clone(), other)
+            })
+            .collect();
+        let items: Vec<(String, String)> = selected
+            .iter()
+            .map(|(i, _)| {
+                let ops = policy.operations(&i.id).unwrap_or_default();
+                let names: Vec<&str> = ops.iter().map(Operation::name).collect();
+                (i.id.to_string(), names.join(", "))
+            })
+            .collect();
+        let policy_id = record.id.clone();
+        let app = Arc::clone(self);
+        self.start(Kind::Policy, Some(&record.id), &items, move |run| {
+            let engine = run.engine(estate);
+            let mut outcomes = Vec::new();
+            for (position, (instance, other)) in selected.iter().enumerate() {
+                let status = if let Some(other) = other {
+                    run.item(position, Status::Skipped, other, None);
+                    Status::Skipped
+                } else if run.cancelled() {
+                    run.item(
+                        position,
+                        Status::Canceled,
+                        "the session was cancelled before this instance",
+                        None,
+                    );
+                    Status::Canceled
+                } else {
+                    protect(&run, &engine, &policy_id, &policy, position, instance)
+                };
+                outcomes.push(status);
+            }
+            let status = run.finish(&outcomes, &format!("policy {}", policy.name));
+            if !matches!(status, Status::Canceled) {
+                // Retention follows each run, as a session of its own.
+                let handle = app.runtime.clone();
+                handle.spawn(async move {
+                    if let Err(e) = app.run_retention(&policy_id).await {
+                        tracing::error!(policy = %policy_id, error = %e, "retention could not start");
+                    }
+                });
+            }
+        })
+        .await
+    }
+
+    /// Starts a retention session for a policy if any of its restore points has expired.
+    pub async fn run_retention(
+        self: &Arc<Self>,
+        policy_id: &str,
+    ) -> Result<Option<SessionRecord>, ApplianceError> {
+        let Some(record) = self.db.policy(policy_id).await? else {
+            return Ok(None);
+        };
+        let points = self
+            .db
+            .points(PointQuery {
+                instance: None,
+                policy: Some(policy_id),
+                expired: false,
+            })
+            .await?;
+        let expired = expired(&record.policy, &points);
+        if expired.is_empty() {
+            return Ok(None);
+        }
+        let (estate, _) = self.discovered_estate().await?;
+        let items: Vec<(String, String)> = expired
+            .iter()
+            .map(|p| (p.instance.clone(), "expire".to_owned()))
+            .collect();
+        let name = record.policy.name.clone();
+        self.start(Kind::Retention, Some(policy_id), &items, move |run| {
+            let engine = run.engine(estate);
+            let mut outcomes = Vec::new();
+            for (position, point) in expired.iter().enumerate() {
+                outcomes.push(expire(&run, &engine, position, point));
+            }
+            run.finish(&outcomes, &format!("retention of policy {name}"));
+        })
+        .await
+        .map(Some)
+    }
+
+    /// Starts a discovery of every account of the estate in every region.
+    pub async fn run_discovery(self: &Arc<Self>) -> Result<SessionRecord, ApplianceError> {
+        let targets: Vec<_> = self
+            .estate
+            .accounts
+            .keys()
+            .flat_map(|a| self.regions().into_iter().map(move |r| (a.clone(), r)))
+            .collect();
+        let items: Vec<(String, String)> = targets
+            .iter()
+            .map(|(a, r)| (format!("{a}/{r}"), "discover".to_owned()))
+            .collect();
+        let base = self.estate.clone();
+        self.start(Kind::Discovery, None, &items, move |run| {
+            let engine = run.engine(base);
+            let mut outcomes = Vec::new();
+            for (position, (account, region)) in targets.iter().enumerate() {
+                let status = match engine.discover(account, region) {
+                    Ok(found) => {
+                        let n = found.instances.len();
+                        run.db(run.app.db.save_discovery(account, region, &found));
+                        run.item(position, Status::Succeeded, &format!("{n} instance(s)"), None);
+                        Status::Succeeded
+                    }
+                    Err(finding) => {
+                        run.db(run.app.db.save_unreachable(account, region, &finding));
+                        let message = format!("{}: {}", finding.subject, finding.problem);
+                        run.log(
+                            "warn",
+                            &format!("{account}/{region}: {message}; what to do: {}", finding.fix),
+                        );
+                        run.db(run.app.db.set_item(
+                            &run.session,
+                            position,
+                            Status::Failed,
+                            Some(&message),
+                            Some("unreachable"),
+                            Some(&finding.fix),
+                        ));
+                        Status::Failed
+                    }
+                };
+                outcomes.push(status);
+            }
+            run.finish(&outcomes, "discovery");
+        })
+        .await
+    }
+
+    /// Starts a restore (already planned, so known to be acceptable) as a session of one item.
+    pub async fn run_restore(
+        self: &Arc<Self>,
+        operation: Operation,
+    ) -> Result<SessionRecord, ApplianceError> {
+        let (estate, _) = self.discovered_estate().await?;
+        let items = vec![(operation.instance().to_string(), operation.name().to_owned())];
+        self.start(Kind::Restore, None, &items, move |run| {
+            let engine = run.engine(estate);
+            run.item(0, Status::Running, "running", None);
+            let status = match run.engine_session(&engine, &operation) {
+                Ok(report) => {
+                    let made: Vec<String> = report
+                        .kept
+                        .iter()
+                        .map(|(what, target)| match target.resource_id() {
+                            Some(id) => format!("{what} ({id})"),
+                            None => what.clone(),
+                        })
+                        .collect();
+                    run.item(
+                        0,
+                        Status::Succeeded,
+                        &format!("restored: {}", made.join(", ")),
+                        None,
+                    );
+                    Status::Succeeded
+                }
+                Err(EngineError::Cancelled { .. }) => {
+                    run.item(
+                        0,
+                        Status::Canceled,
+                        "cancelled; what the session had created was removed",
+                        None,
+                    );
+                    Status::Canceled
+                }
+                Err(e) => {
+                    run.log("error", &format!("the restore failed: {e}"));
+                    run.item(0, Status::Failed, &format!("the restore failed: {e}"), Some(&e));
+                    Status::Failed
+                }
+            };
+            run.finish(&[status], "restore");
+        })
+        .await
+    }
+
+    /// Cancels a session this appliance runs; `false` if it runs none by that id.
+    pub fn cancel(&self, id: &str) -> bool {
+        let Some(running) = lock(&self.running).get(id).cloned() else {
+            return false;
+        };
+        running.cancelled.store(true, Ordering::SeqCst);
+        if let Some(control) = lock(&running.current).as_ref() {
+            control.cancel();
+        }
+        true
+    }
+}
+
+/// One instance of a policy run: its snapshots and replicas, each an engine session. The
+/// snapshots a session kept become restore points: those in the instance's account and
+/// region of kind snapshot, the others (copies) of kind replica.
+fn protect(
+    run: &Arc<Run>,
+    engine: &Engine,
+    policy_id: &str,
+    policy: &Policy,
+    position: usize,
+    instance: &Instance,
+) -> Status {
+    run.item(position, Status::Running, "running", None);
+    let ops = match policy.operations(&instance.id) {
+        Ok(ops) => ops,
+        Err(p) => {
+            run.db(run.app.db.set_item(
+                &run.session,
+                position,
+                Status::Failed,
+                Some(&p.message),
+                None,
+                Some(&p.remedy),
+            ));
+            return Status::Failed;
+        }
+    };
+    let mut made = Vec::new();
+    for op in &ops {
+        match run.engine_session(engine, op) {
+            Ok(report) => {
+                let mut by_place: BTreeMap<(String, String), Vec<bulwark_engine::SnapshotPoint>> =
+                    BTreeMap::new();
+                for s in report.snapshots {
+                    by_place
+                        .entry((s.account.to_string(), s.region.to_string()))
+                        .or_default()
+                        .push(s);
+                }
+                for ((account, region), snapshots) in by_place {
+                    let home = account == instance.account.as_str() && region == instance.region.as_str();
+                    let kind = if home {
+                        PointKind::Snapshot
+                    } else {
+                        PointKind::Replica
+                    };
+                    let add = run.app.db.add_point(
+                        instance.id.as_str(),
+                        Some(policy_id),
+                        kind,
+                        &run.session,
+                        &snapshots,
+                    );
+                    if let Some(point) = run.db(add) {
+                        made.push(point.id);
+                    }
+                }
+            }
+            Err(EngineError::Cancelled { .. }) => {
+                run.item(
+                    position,
+                    Status::Canceled,
+                    "cancelled; what the session had created was removed",
+                    None,
+                );
+                return Status::Canceled;
+            }
+            Err(e) => {
+                run.log("error", &format!("{}: {} failed: {e}", instance.id, op.name()));
+                run.item(
+                    position,
+                    Status::Failed,
+                    &format!("{} failed: {e}", op.name()),
+                    Some(&e),
+                );
+                return Status::Failed;
+            }
+        }
+    }
+    run.item(
+        position,
+        Status::Succeeded,
+        &format!("restore point(s) {}", made.join(", ")),
+        None,
+    );
+    Status::Succeeded
+}
+
+/// Deletes one expired restore point's snapshots.
+fn expire(run: &Arc<Run>, engine: &Engine, position: usize, point: &RestorePoint) -> Status {
+    if run.cancelled() {
+        run.item(
+            position,
+            Status::Canceled,
+            "the session was cancelled before this restore point",
+            None,
+        );
+        return Status::Canceled;
+    }
+    let Ok(instance) = point.instance.parse::<InstanceId>() else {
+        run.item(
+            position,
+            Status::Failed,
+            &format!("{:?} is not an instance id", point.instance),
+            None,
+        );
+        return Status::Failed;
+    };
+    let operation = Operation::Expire {
+        instance,
+        snapshots: point
+            .snapshots
+            .iter()
+            .map(|s| ExpiredSnapshot {
+                id: s.snapshot.clone(),
+                volume: s.volume.clone(),
+                account: s.account.clone(),
+                region: s.region.clone(),
+            })
+            .collect(),
+    };
+    match run.engine_session(engine, &operation) {
+        Ok(_) => {
+            run.db(run.app.db.expire_point(&point.id));
+            run.item(
+                position,
+                Status::Succeeded,
+                &format!("restore point {} deleted", point.id),
+                None,
+            );
+            Status::Succeeded
+        }
+        Err(e) => {
+            run.item(
+                position,
+                Status::Failed,
+                &format!("restore point {}: {e}", point.id),
+                Some(&e),
+            );
+            Status::Failed
+        }
+    }
+}
+
+/// The restore points of a policy past its retention: per instance and kind (and, for
+/// replicas, per target), the newest `keep` stay. The newest point of each group always stays,
+/// whatever the counts say: it is the last good one. Replicas to a target the policy no
+/// longer names are kept (nothing says how many to keep).
+pub fn expired(policy: &Policy, points: &[RestorePoint]) -> Vec<RestorePoint> {
+    let mut groups: BTreeMap<(String, &'static str, String, String), Vec<&RestorePoint>> = BTreeMap::new();
+    for p in points.iter().filter(|p| p.expired_at.is_none()) {
+        let kind = match p.kind {
+            PointKind::Snapshot => "snapshot",
+            PointKind::Replica => "replica",
+        };
+        groups
+            .entry((p.instance.clone(), kind, p.account.clone(), p.region.clone()))
+            .or_default()
+            .push(p);
+    }
+    let mut out = Vec::new();
+    for ((_, kind, account, region), mut group) in groups {
+        let keep = match kind {
+            "snapshot" => policy.snapshots_kept(),
+            _ => policy
+                .replicas
+                .iter()
+                .find(|r| r.account.as_str() == account && r.region.as_str() == region)
+                .map(|r| r.keep),
+        };
+        let Some(keep) = keep else { continue };
+        group.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        out.extend(group.into_iter().skip(keep.max(1) as usize).cloned());
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::policy::{Keep, Replica, Selection};
+
+    fn point(id: &str, kind: PointKind, region: &str, at: i64) -> RestorePoint {
+        RestorePoint {
+            id: id.into(),
+            instance: "i-00000000000000001".into(),
+            policy: Some("p".into()),
+            kind,
+            account: "222222222222".into(),
+            region: region.into(),
+            created_at: at,
+            session: "s".into(),
+            snapshots: Vec::new(),
+            expired_at: None,
+        }
+    }
+
+    fn policy(snapshots: Option<u32>, replica_keep: Option<u32>) -> Policy {
+        Policy {
+            name: "p".into(),
+            priority: 0,
+            enabled: true,
+            selection: Selection::default(),
+            schedule: None,
+            snapshots: snapshots.map(|keep| Keep { keep }),
+            replicas: replica_keep
+                .map(|keep| Replica {
+                    account: "222222222222".parse().unwrap(),
+                    region: "eu-west-1".parse().unwrap(),
+                    key: None,
+                    keep,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn ids(points: Vec<RestorePoint>) -> Vec<String> {
+        points.into_iter().map(|p| p.id).collect()
+    }
+
+    #[test]
+    fn the_newest_are_kept_per_kind_and_target() {
+        let points = vec![
+            point("s1", PointKind::Snapshot, "us-east-1", 1),
+            point("s2", PointKind::Snapshot, "us-east-1", 2),
+            point("s3", PointKind::Snapshot, "us-east-1", 3),
+            point("r1", PointKind::Replica, "eu-west-1", 1),
+            point("r2", PointKind::Replica, "eu-west-1", 2),
+        ];
+        assert_eq!(ids(expired(&policy(Some(2), Some(1)), &points)), ["r1", "s1"]);
+        // Without snapshots of its own, the snapshots are kept as long as the replicas.
+        assert_eq!(ids(expired(&policy(None, Some(2)), &points)), ["s1"]);
+    }
+
+    #[test]
+    fn the_last_good_point_is_never_expired() {
+        let points = vec![point("s1", PointKind::Snapshot, "us-east-1", 1)];
+        // Whatever the counts say (0 never passes validation, but a stored policy may be old).
+        assert!(expired(&policy(Some(0), None), &points).is_empty());
+        // Replicas to a target the policy no longer names stay.
+        let replica = vec![
+            point("r1", PointKind::Replica, "ap-south-1", 1),
+            point("r2", PointKind::Replica, "ap-south-1", 2),
+        ];
+        assert!(expired(&policy(Some(1), Some(1)), &replica).is_empty());
+    }
+}

@@ -1,0 +1,106 @@
+//! The loop that makes the appliance unattended: at each tick it recovers the sessions of
+//! appliances that died, starts the policy runs that are due, and refreshes the inventory.
+//!
+//! A due run is claimed in the database before it starts (`Db::claim`), so that with several
+//! appliances on one database it starts exactly once, and its next run is computed from now:
+//! after downtime a missed run runs once, not once per missed slot. A policy already running
+//! is not started again; its slot is skipped with a warning.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::db::now_ms;
+use crate::db::sessions::Status;
+use crate::{Appliance, ApplianceError};
+
+/// Runs the scheduler until the process ends.
+pub async fn run(app: Arc<Appliance>) {
+    let mut last_discovery: Option<Instant> = None;
+    loop {
+        if let Err(e) = tick(&app, &mut last_discovery).await {
+            tracing::error!(error = %e, "scheduler tick failed; retrying at the next");
+        }
+        tokio::time::sleep(app.settings.tick).await;
+    }
+}
+
+/// One pass: leases, recovery, due policies, discovery.
+pub async fn tick(app: &Arc<Appliance>, last_discovery: &mut Option<Instant>) -> Result<(), ApplianceError> {
+    let mine: Vec<String> = crate::lock(&app.running).keys().cloned().collect();
+    app.db.renew_leases(&mine, app.lease_until()).await?;
+    recover(app).await?;
+    let now = now_ms();
+    for due in app.db.due_policies(now).await? {
+        let Some(slot) = due.next_run else { continue };
+        let next = match &due.policy.schedule {
+            Some(s) => s.next_after(now).unwrap_or(None),
+            None => None,
+        };
+        if !app.db.claim(&due.id, slot, next).await? || !due.policy.enabled {
+            continue;
+        }
+        if app.db.policy_running(&due.id).await? {
+            tracing::warn!(policy = %due.policy.name, "a run of this policy is still going: this slot is skipped");
+            continue;
+        }
+        let session = app.run_policy(&due).await?;
+        tracing::info!(policy = %due.policy.name, session = %session.id, "scheduled run started");
+    }
+    if let Some(every) = app.settings.discovery_every {
+        if last_discovery.is_none_or(|at| at.elapsed() >= every) {
+            *last_discovery = Some(Instant::now());
+            app.run_discovery().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sessions whose appliance died (its lease lapsed): their engine sessions are recovered
+/// from their journals (what they created is removed), and they are marked failed.
+pub async fn recover(app: &Arc<Appliance>) -> Result<(), ApplianceError> {
+    let taken = app
+        .db
+        .take_over_lapsed(now_ms(), &app.settings.name, app.lease_until())
+        .await?;
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let engine = (app.engines)(app.estate.clone());
+    let recovered = tokio::task::spawn_blocking(move || engine.recover())
+        .await
+        .map_err(|e| ApplianceError::Database(format!("recovery did not finish: {e}")))?;
+    let summary = match recovered {
+        Ok(r) => {
+            let left: usize = r.iter().map(|x| x.left.len()).sum();
+            if left == 0 {
+                "what it had created was removed".to_owned()
+            } else {
+                format!("{left} resource(s) could not be removed yet; recovery retries at the next start (see `bulwark recover`)")
+            }
+        }
+        Err(e) => format!("recovery failed: {e}"),
+    };
+    for id in taken {
+        for item in app.db.items(&id).await? {
+            if matches!(item.status, Status::Pending | Status::Running) {
+                app.db
+                    .set_item(
+                        &id,
+                        item.position as usize,
+                        Status::Failed,
+                        Some("the appliance running it stopped"),
+                        Some("appliance-stopped"),
+                        Some("run the policy again"),
+                    )
+                    .await?;
+            }
+        }
+        let message = format!("the appliance that ran this session stopped; {summary}");
+        app.db
+            .log(&id, app.db.last_log_seq(&id).await? + 1, "error", &message)
+            .await?;
+        app.db.finish_session(&id, Status::Failed, &message).await?;
+        tracing::warn!(session = %id, "recovered a session of a stopped appliance");
+    }
+    Ok(())
+}
