@@ -198,6 +198,17 @@ pub enum PolicyCommand {
     /// The read-only permissions the appliance's discovery needs on each account's backup role,
     /// beside those of its plans, as JSON.
     Discovery,
+    /// A CloudFormation template that creates a production account's backup, restore and
+    /// worker roles (trust in the appliance, the least-privilege policies of every operation of
+    /// the estate, the worker instance profile), ready for a StackSet over many accounts.
+    Cloudformation {
+        /// The estate file.
+        #[arg(long, value_name = "FILE")]
+        estate: PathBuf,
+        /// The production account whose roles the template makes.
+        #[arg(long, value_name = "ACCOUNT")]
+        account: String,
+    },
 }
 
 #[derive(Args)]

@@ -48,6 +48,9 @@ fn main() -> ExitCode {
             println!("{}", render::pretty(&doc));
             ExitCode::SUCCESS
         }
+        Command::Policy(PolicyCommand::Cloudformation { estate, account }) => {
+            report(cloudformation(&estate, &account))
+        }
         Command::Demo { data_dir, data_mib } => report(demo::run(data_dir.as_deref(), data_mib)),
         Command::Run(cmd) => sessions::run(&cmd),
         Command::Check { estate, cloud, json } => report(sessions::check(&estate, &cloud, json)),
@@ -90,6 +93,25 @@ fn logging(format: args::LogFormat, level: &str) -> Result<(), tracing_subscribe
             .try_init(),
     };
     Ok(())
+}
+
+/// Prints the CloudFormation template of an account's roles; a refusal (an unknown account)
+/// exits 3 like the planner's.
+fn cloudformation(estate: &std::path::Path, account: &str) -> anyhow::Result<ExitCode> {
+    let estate = args::read_estate(estate)?;
+    let account: bulwark_model::AccountId = account
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--account {account:?}: {e}"))?;
+    let operations = bulwark_embedded::all_operations(&estate);
+    let grants = bulwark_plan::Grants::from_plans(&estate, &bulwark_embedded::plans(&estate, &operations))
+        .with_discovery(&estate);
+    match bulwark_plan::cloudformation(&estate, &account, &grants) {
+        Ok(template) => {
+            println!("{}", render::pretty(&template));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(refusal) => Ok(refused(&refusal, false)),
+    }
 }
 
 /// Prints a failed command's error, with its causes, and exits 1.

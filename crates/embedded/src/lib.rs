@@ -14,7 +14,7 @@
 
 mod data;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -129,71 +129,7 @@ pub fn plans(estate: &Estate, operations: &[Operation]) -> Vec<Plan> {
         .collect()
 }
 
-/// IAM and KMS policies merged over several plans: per role its trust policy and the union of
-/// its statements; per key the union of its statements.
-#[derive(Debug, Default)]
-pub struct Grants {
-    /// Role ARN to (trust policy, identity statements).
-    pub roles: BTreeMap<String, (Option<PolicyDocument>, Vec<Statement>)>,
-    /// Key ARN to key-policy statements.
-    pub keys: BTreeMap<String, Vec<Statement>>,
-}
-
-impl Grants {
-    /// The policies `bulwark policy plan` generates for each of `plans`, merged.
-    pub fn from_plans(estate: &Estate, plans: &[Plan]) -> Grants {
-        let mut out = Grants::default();
-        for plan in plans {
-            let p = bulwark_plan::policies(estate, plan);
-            for role in p.roles {
-                let entry = out
-                    .roles
-                    .entry(role.role.clone())
-                    .or_insert_with(|| (role.trust.clone(), Vec::new()));
-                for s in role.policy.statements {
-                    if !entry.1.contains(&s) {
-                        entry.1.push(s);
-                    }
-                }
-            }
-            for key in p.keys {
-                let entry = out.keys.entry(key.key).or_default();
-                for s in key.statements {
-                    // Statement ids must be unique within a key policy: the same Sid (the same
-                    // role) from another plan merges its actions into the statement.
-                    match entry.iter_mut().find(|e| e.sid == s.sid) {
-                        Some(existing) => merge_actions(existing, &s),
-                        None => entry.push(s),
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
-impl Grants {
-    /// The same grants, with the read-only discovery permissions on each account's backup
-    /// role (`bulwark_plan::discovery_statement`), as the appliance needs them.
-    pub fn with_discovery(mut self, estate: &Estate) -> Grants {
-        for account in estate.accounts.values() {
-            let Some(role) = &account.backup_role else {
-                continue;
-            };
-            if let Some((_, statements)) = self.roles.get_mut(role.as_str()) {
-                statements.push(bulwark_plan::discovery_statement());
-            }
-        }
-        self
-    }
-}
-
-/// Adds the actions of `from` to those of `into`, sorted, once.
-fn merge_actions(into: &mut Statement, from: &Statement) {
-    let mut actions: BTreeSet<String> = into.action.iter().flatten().cloned().collect();
-    actions.extend(from.action.iter().flatten().cloned());
-    into.action = Some(actions.into_iter().collect());
-}
+pub use bulwark_plan::Grants;
 
 /// How much data each protected volume holds.
 #[derive(Clone, Copy, Debug)]

@@ -18,6 +18,8 @@
 #![deny(missing_docs)]
 
 mod build;
+mod cloudformation;
+mod grants;
 mod json;
 mod operation;
 mod ops;
@@ -30,6 +32,8 @@ mod step;
 use bulwark_model::Estate;
 
 pub use build::worker_instance_type;
+pub use cloudformation::cloudformation;
+pub use grants::Grants;
 pub use operation::{ExpiredSnapshot, Operation, Placement, RestoreSource};
 pub use policy::{
     discovery_statement, policies, worker_role_permissions, worker_role_trust, KeyPolicy, Policies,

@@ -375,3 +375,50 @@ fn discovery_permissions_are_read_only_and_on_any_resource() {
         ]
     );
 }
+
+#[test]
+fn a_cloudformation_template_makes_an_accounts_roles_for_any_account() {
+    let doc = bulwark_json(
+        &with_estate(&["policy", "cloudformation"], &["--account", PROD]),
+        EXIT_OK,
+    );
+    assert_eq!(doc["AWSTemplateFormatVersion"], "2010-09-09");
+    let resources = doc["Resources"].as_object().unwrap();
+    for (name, kind) in [
+        ("BackupRole", "AWS::IAM::Role"),
+        ("RestoreRole", "AWS::IAM::Role"),
+        ("WorkerRole", "AWS::IAM::Role"),
+        ("WorkerInstanceProfile", "AWS::IAM::InstanceProfile"),
+    ] {
+        assert_eq!(resources[name]["Type"], kind, "{name}");
+    }
+    // No account id is written out: a StackSet fills in each account's own.
+    assert_eq!(doc["Parameters"]["ApplianceAccountId"]["Default"], "111111111111");
+    let text = doc["Resources"].to_string();
+    assert!(!text.contains(PROD), "the account id is in the template");
+    assert!(
+        !text.contains("111111111111"),
+        "the appliance account is not a parameter"
+    );
+    assert!(text.contains("${AWS::AccountId}") && text.contains("${ApplianceAccountId}"));
+    // The backup role's policy: its plans' actions and discovery.
+    let backup = resources["BackupRole"]["Properties"]["Policies"][0]["PolicyDocument"].to_string();
+    for action in [
+        "ec2:CreateSnapshots",
+        "ec2:DescribeInstances",
+        "ec2:GetEbsDefaultKmsKeyId",
+    ] {
+        assert!(backup.contains(action), "{action} missing: {backup}");
+    }
+    // The appliance may assume it; EC2 assumes the worker role.
+    let trust = resources["BackupRole"]["Properties"]["AssumeRolePolicyDocument"].to_string();
+    assert!(trust.contains("ApplianceAccountId"), "{trust}");
+    let worker = resources["WorkerRole"]["Properties"]["AssumeRolePolicyDocument"].to_string();
+    assert!(worker.contains("ec2.amazonaws.com"), "{worker}");
+    // An account the estate does not have is refused.
+    let (code, _, err) = bulwark(&with_estate(
+        &["policy", "cloudformation"],
+        &["--account", "999999999999"],
+    ));
+    assert_eq!(code, EXIT_REFUSED, "{err}");
+}
