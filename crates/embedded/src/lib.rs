@@ -210,7 +210,7 @@ impl Embedded {
                 (None, Some(trust)) => trust.to_string(),
                 (None, None) => continue, // the appliance's own identity: not a role to create
             };
-            let (path, name) = split_role(&role);
+            let (path, name) = (role.path(), role.name().to_owned());
             sim.put_role(role.account(), &path, &name, &trust, &[("bulwark", policy)])?;
             let worker = trust.contains("ec2.amazonaws.com");
             if worker {
@@ -347,11 +347,4 @@ fn customer_keys(estate: &Estate) -> BTreeSet<KeyRef> {
     );
     keys.retain(|k| !k.is_aws_managed());
     keys
-}
-
-/// A role's path (`/` or `/a/b/`) and name.
-fn split_role(role: &RoleArn) -> (String, String) {
-    let after = role.as_str().split(":role").nth(1).unwrap_or("/");
-    let (path, name) = after.rsplit_once('/').unwrap_or(("", after));
-    (format!("{path}/"), name.to_owned())
 }

@@ -85,6 +85,15 @@ impl RoleArn {
     pub fn name(&self) -> &str {
         self.arn.rsplit('/').next().unwrap_or_default()
     }
+
+    /// The role's IAM path: `/`, or `/team/` for `role/team/Name`.
+    pub fn path(&self) -> String {
+        let after = self.arn.split_once(":role/").map_or("", |(_, rest)| rest);
+        match after.rsplit_once('/') {
+            Some((path, _)) => format!("/{path}/"),
+            None => "/".to_owned(),
+        }
+    }
 }
 
 impl FromStr for RoleArn {
@@ -317,6 +326,9 @@ mod tests {
         let role: RoleArn = "arn:aws:iam::222222222222:role/team/Backup".parse().unwrap();
         assert_eq!(role.account().as_str(), "222222222222");
         assert_eq!(role.name(), "Backup");
+        assert_eq!(role.path(), "/team/");
+        let plain: RoleArn = "arn:aws:iam::222222222222:role/Backup".parse().unwrap();
+        assert_eq!(plain.path(), "/");
         for bad in [
             "arn:aws:iam::22222222222:role/Backup",
             "arn:aws:iam:us-east-1:222222222222:role/Backup",

@@ -9,7 +9,7 @@
 //! account's external id the parameter `ExternalId`, so one template serves every account whose
 //! roles have the same names.
 
-use bulwark_model::{AccountId, Estate, RoleArn};
+use bulwark_model::{AccountId, Estate};
 use serde_json::{json, Map, Value};
 
 use crate::grants::Grants;
@@ -55,7 +55,7 @@ pub fn cloudformation(estate: &Estate, account: &AccountId, grants: &Grants) -> 
             None => (None, Vec::new()),
         };
         let Some(trust) = trust else { continue };
-        let (path, name) = path_and_name(role);
+        let (path, name) = (role.path(), role.name());
         let mut properties = json!({
             "RoleName": name,
             "Path": path,
@@ -116,13 +116,6 @@ pub fn cloudformation(estate: &Estate, account: &AccountId, grants: &Grants) -> 
         "Resources": substituted(Value::Object(resources), &subs),
         "Outputs": outputs,
     }))
-}
-
-/// The role's path (`/` or `/team/`) and name.
-fn path_and_name(role: &RoleArn) -> (String, String) {
-    let after = role.as_str().split(":role").nth(1).unwrap_or("/");
-    let (path, name) = after.rsplit_once('/').unwrap_or(("", after));
-    (format!("{path}/"), name.to_owned())
 }
 
 /// Every string that holds one of `subs` becomes an `Fn::Sub` of it with the replacements
