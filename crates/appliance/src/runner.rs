@@ -272,11 +272,12 @@ impl Appliance {
 
     /// Starts a discovery of every account of the estate in every region.
     pub async fn run_discovery(self: &Arc<Self>) -> Result<SessionRecord, ApplianceError> {
+        let regions = self.regions();
         let targets: Vec<_> = self
             .estate
             .accounts
             .keys()
-            .flat_map(|a| self.regions().into_iter().map(move |r| (a.clone(), r)))
+            .flat_map(|a| regions.iter().map(move |r| (a.clone(), r.clone())))
             .collect();
         let items: Vec<(String, String)> = targets
             .iter()

@@ -44,11 +44,16 @@ impl Status {
     }
 
     fn parse(s: &str) -> Result<Status, ApplianceError> {
-        serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| ApplianceError::Damaged {
-            what: "session status".into(),
-            message: format!("unknown status {s:?}"),
-        })
+        stored_name("session status", s)
     }
+}
+
+/// A stored enum value (its serde name) read back; an unknown one is damage, named.
+fn stored_name<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, ApplianceError> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| ApplianceError::Damaged {
+        what: what.to_owned(),
+        message: format!("unknown value {s:?}"),
+    })
 }
 
 /// What a session does.
@@ -471,12 +476,7 @@ fn session(r: &sqlx::any::AnyRow) -> Result<SessionRecord, ApplianceError> {
     let status: String = r.try_get("status")?;
     Ok(SessionRecord {
         id: r.try_get("id")?,
-        kind: serde_json::from_value(serde_json::Value::String(kind.clone())).map_err(|_| {
-            ApplianceError::Damaged {
-                what: "session kind".into(),
-                message: format!("unknown kind {kind:?}"),
-            }
-        })?,
+        kind: stored_name("session kind", &kind)?,
         policy: r.try_get("policy")?,
         status: Status::parse(&status)?,
         started_at: r.try_get("started_at")?,
