@@ -133,6 +133,9 @@ pub enum ImageCommand {
         /// Keep the newest point of each of the last N months that have one.
         #[arg(long, value_name = "N", default_value_t = 0)]
         keep_monthly: u32,
+        /// Keep the newest point of each of the last N years that have one.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_yearly: u32,
         /// Show what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
@@ -281,6 +284,7 @@ pub fn run_image(cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
             keep_daily,
             keep_weekly,
             keep_monthly,
+            keep_yearly,
             dry_run,
             json,
         } => {
@@ -289,6 +293,7 @@ pub fn run_image(cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
                 keep_daily: *keep_daily,
                 keep_weekly: *keep_weekly,
                 keep_monthly: *keep_monthly,
+                keep_yearly: *keep_yearly,
             };
             forget(repo, &policy, *dry_run, *json)
         }

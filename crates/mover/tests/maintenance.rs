@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bulwark_mover::{backup, restore, FileSource, FileTarget, Progress};
 use bulwark_repo::{
-    forget, prune, verify, Id, Lock, LockKind, RepoError, Repository, Retention, Secret, BLOCK_SIZE,
+    forget, forget_points, prune, verify, Id, Lock, LockKind, RepoError, Repository, Retention, Secret, BLOCK_SIZE,
 };
 use bulwark_storage::{Backend, FileKind, MemoryBackend};
 use chrono::Utc;
@@ -181,6 +181,26 @@ fn forget_then_prune_frees_space_and_keeps_what_kept_points_need() {
         prune(&f.repo).unwrap().is_empty(),
         "a second prune has nothing to do"
     );
+}
+
+#[test]
+fn forget_points_removes_exactly_the_points_named() {
+    let f = Fixture::new("forget-points");
+    let a1 = f.backup("vol-a", &noise(20, 2 * BS));
+    let a2 = f.backup("vol-a", &noise(21, 2 * BS));
+    let b1 = f.backup("vol-b", &noise(22, 2 * BS));
+    // A point already gone counts as removed: the appliance may ask again after a crash.
+    let retained = forget_points(&f.repo, &[a1.to_hex(), a1.to_hex(), b1.to_hex()]).unwrap();
+    assert_eq!(retained, vec![None, None, None]);
+    assert_eq!(f.repo.point_ids().unwrap(), vec![a2]);
+    // Something that is not a restore point id is refused, and nothing is deleted.
+    let refused = forget_points(&f.repo, &[a2.to_hex(), "../config".into()]);
+    assert!(
+        matches!(&refused, Err(RepoError::Corrupt(m)) if m.contains("not a restore point id")),
+        "{refused:?}"
+    );
+    assert_eq!(f.repo.point_ids().unwrap(), vec![a2]);
+    assert!(verify(&f.repo, true, 2).unwrap().is_clean());
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bulwark_mover::{backup, restore, FileTarget, Progress};
 use bulwark_repo::{
-    forget, prune, verify, Id, InitOptions, ObjectLock, ObjectState, Reason, RepoError, Repository,
+    forget, forget_points, prune, verify, Id, InitOptions, ObjectLock, ObjectState, Reason, RepoError, Repository,
     Retention, Secret, BLOCK_SIZE,
 };
 use bulwark_storage::{Backend, BackendError, FileKind, LocalBackend, LockMode, MemoryBackend};
@@ -226,6 +226,18 @@ fn forget_keeps_retained_points_and_says_until_when() {
     f.expire(FileKind::Point, &old.to_hex());
     forget(&f.repo, &policy, Utc::now(), false).unwrap();
     assert_eq!(f.repo.point_ids().unwrap(), vec![new]);
+}
+
+#[test]
+fn forget_points_keeps_a_retained_point_and_says_until_when() {
+    let f = Fixture::new("forget-points", "governance");
+    let old = f.backup("vol-a", &noise(7, 2 * BS));
+    let retained = forget_points(&f.repo, &[old.to_hex()]).unwrap();
+    assert!(
+        matches!(retained.as_slice(), [Some(u)] if *u > Utc::now() + Duration::days(29)),
+        "{retained:?}"
+    );
+    assert_eq!(f.repo.point_ids().unwrap(), vec![old], "nothing was deleted");
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub use format::{
 pub use id::{BadId, Id};
 pub use lock::{decode_lock, Lock, LockKind, LockTiming, STALE_AFTER};
 pub use map::{FinishedMap, MapBuilder, MapChunk};
-pub use prune::{forget, prune, prune_plan, PrunePlan};
+pub use prune::{forget, forget_points, prune, prune_plan, PrunePlan};
 pub use repository::{Index, InitOptions, Location, Repository};
 pub use retention::{apply as apply_retention, Decision, PointInfo, Reason, Retention, RetentionError};
 pub use verify::{verify, ObjectState, VerifyReport};

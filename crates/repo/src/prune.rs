@@ -19,7 +19,7 @@ use crate::lock::LockKind;
 use crate::repository::{Damaged, Index, Repository};
 use crate::retention::{self, Decision, PointInfo, Reason, Retention};
 use crate::writer::Writer;
-use bulwark_storage::FileKind;
+use bulwark_storage::{BackendError, FileKind};
 
 /// Packs whose unused part is at least this fraction are rewritten with only their used
 /// blocks; below it, the space is not worth a rewrite.
@@ -46,18 +46,39 @@ pub fn forget(
     let mut decisions =
         retention::apply(&points, policy, now).map_err(|e| RepoError::Corrupt(e.to_string()))?;
     for d in decisions.iter_mut().filter(|d| !d.keep) {
-        // A point retained by Object Lock is kept, and said so, never tried.
-        let retained = if dry_run {
-            repo.retained_until(FileKind::Point, &d.id)?
-        } else {
-            repo.delete_unless_retained(FileKind::Point, &d.id)?
-        };
-        if let Some(until) = retained {
+        if let Some(until) = forget_one(repo, &d.id, dry_run)? {
             d.keep = true;
             d.reasons.push(Reason::Retained(until));
         }
     }
     Ok(decisions.into_iter().zip(points).collect())
+}
+
+/// Removes the restore points `ids` (decided elsewhere, as the appliance decides by policy;
+/// their blocks go at the next prune). Answers, per id, `Some(date)` for a point Object Lock
+/// retains until then (kept, never tried); a point already gone counts as removed.
+pub fn forget_points(repo: &Repository, ids: &[String]) -> Result<Vec<Option<DateTime<Utc>>>, RepoError> {
+    for id in ids {
+        // Only restore point ids name files here: anything else is refused before a delete.
+        id.parse::<Id>()
+            .map_err(|e| RepoError::Corrupt(format!("{:?} is not a restore point id", e.0)))?;
+    }
+    let _lock = repo.lock(LockKind::Shared)?;
+    ids.iter().map(|id| forget_one(repo, id, false)).collect()
+}
+
+/// Removes one restore point unless Object Lock retains it (then: until when); `dry_run` only
+/// says whether it would be retained.
+fn forget_one(repo: &Repository, id: &str, dry_run: bool) -> Result<Option<DateTime<Utc>>, RepoError> {
+    let retained = if dry_run {
+        repo.retained_until(FileKind::Point, id)
+    } else {
+        repo.delete_unless_retained(FileKind::Point, id)
+    };
+    match retained {
+        Err(RepoError::Backend(BackendError::NotFound(_))) => Ok(None),
+        other => other,
+    }
 }
 
 /// What prune will do.

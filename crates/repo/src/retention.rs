@@ -1,5 +1,5 @@
 //! Retention: which restore points `bulwark image forget --keep-last N --keep-daily N
-//! --keep-weekly N --keep-monthly N` keeps, as a pure function of the points, the policy and the
+//! --keep-weekly N --keep-monthly N --keep-yearly N` (and an appliance policy's `backups`) keeps, as a pure function of the points, the policy and the
 //! clock. It reads and deletes nothing; the caller acts on the decisions.
 //!
 //! The semantics are restic's `forget` (and rustic's), stated precisely:
@@ -17,9 +17,10 @@
 //!   newest point of each of the N most recent days that have points (days without points do not
 //!   count). `keep_weekly` does the same with ISO 8601 weeks (the ISO week-numbering year and
 //!   week, so 2027-01-01 is in week 53 of 2026 and 2025-12-29 in week 1 of 2026), and
-//!   `keep_monthly` with calendar months (year and month, in UTC).
+//!   `keep_monthly` with calendar months (year and month, in UTC), `keep_yearly` with calendar
+//!   years (in UTC).
 //! - A rule whose N is 0 keeps nothing. A point is kept when at least one rule keeps it, and its
-//!   decision lists every rule that does, in the order last, daily, weekly, monthly.
+//!   decision lists every rule that does, in the order last, daily, weekly, monthly, yearly.
 //! - Every other point is forgotten.
 //!
 //! Two refusals: a policy whose every N is 0 ([`RetentionError::EmptyPolicy`]), since forgetting
@@ -47,12 +48,18 @@ pub struct Retention {
     /// Keep the newest point of each of the N most recent months with points
     /// (`--keep-monthly`).
     pub keep_monthly: u32,
+    /// Keep the newest point of each of the N most recent years with points (`--keep-yearly`).
+    pub keep_yearly: u32,
 }
 
 impl Retention {
     /// Whether the policy keeps nothing at all (every N is 0); [`apply`] refuses such a policy.
     pub fn is_empty(&self) -> bool {
-        self.keep_last == 0 && self.keep_daily == 0 && self.keep_weekly == 0 && self.keep_monthly == 0
+        self.keep_last == 0
+            && self.keep_daily == 0
+            && self.keep_weekly == 0
+            && self.keep_monthly == 0
+            && self.keep_yearly == 0
     }
 }
 
@@ -88,6 +95,8 @@ pub enum Reason {
         /// The month, 1 to 12.
         month: u32,
     },
+    /// The newest point of this year (UTC), one of the `keep_yearly` most recent years.
+    Yearly(i32),
     /// Dated after the current time (clock skew): always kept.
     Future,
     /// Forgotten by the policy, but retained by Object Lock until then: kept, and deletable
@@ -102,6 +111,7 @@ impl fmt::Display for Reason {
             Reason::Daily(day) => write!(f, "daily {day}"),
             Reason::Weekly { year, week } => write!(f, "weekly {year:04}-W{week:02}"),
             Reason::Monthly { year, month } => write!(f, "monthly {year:04}-{month:02}"),
+            Reason::Yearly(year) => write!(f, "yearly {year:04}"),
             Reason::Future => f.write_str("dated after now (clock skew)"),
             Reason::Retained(until) => write!(
                 f,
@@ -119,7 +129,7 @@ pub struct Decision {
     pub id: String,
     /// Whether it is kept; `false` means it may be forgotten.
     pub keep: bool,
-    /// Why it is kept, in the order last, daily, weekly, monthly (or just [`Reason::Future`]);
+    /// Why it is kept, in the order last, daily, weekly, monthly, yearly (or just [`Reason::Future`]);
     /// empty when it is not.
     pub reasons: Vec<Reason>,
 }
@@ -130,7 +140,7 @@ pub enum RetentionError {
     /// Every N of the policy is 0, which would forget every point.
     #[error(
         "the retention policy keeps nothing: give at least one --keep-* option \
-         (--keep-last, --keep-daily, --keep-weekly, --keep-monthly) with a value of 1 or more"
+         (--keep-last, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly) with a value of 1 or more"
     )]
     EmptyPolicy,
     /// Two restore points have the same id.
@@ -171,6 +181,7 @@ pub fn apply(
             Bucketing::new(policy.keep_daily, daily),
             Bucketing::new(policy.keep_weekly, weekly),
             Bucketing::new(policy.keep_monthly, monthly),
+            Bucketing::new(policy.keep_yearly, yearly),
         ];
         for (rank, &i) in group.iter().enumerate() {
             if rank < policy.keep_last as usize {
@@ -249,6 +260,10 @@ fn monthly(time: DateTime<Utc>) -> Reason {
         year: time.year(),
         month: time.month(),
     }
+}
+
+fn yearly(time: DateTime<Utc>) -> Reason {
+    Reason::Yearly(time.year())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ const fn keep(last: u32, daily: u32, weekly: u32, monthly: u32) -> Retention {
         keep_daily: daily,
         keep_weekly: weekly,
         keep_monthly: monthly,
+        keep_yearly: 0,
     }
 }
 
@@ -219,6 +220,21 @@ fn cases() -> Vec<Case> {
                 ("a", "v", "2025-11-30T12:00:00Z", "monthly 2025-11"),
                 ("b", "v", "2025-12-31T12:00:00Z", "monthly 2025-12"),
                 ("c", "v", "2026-01-01T12:00:00Z", "monthly 2026-01"),
+            ],
+        },
+        Case {
+            name: "keep_yearly keeps the newest point of each year, 31 December against 1 January",
+            policy: Retention {
+                keep_yearly: 2,
+                ..keep(0, 0, 0, 0)
+            },
+            now: LATER,
+            points: &[
+                ("a", "v", "2025-06-01T12:00:00Z", ""),
+                ("b", "v", "2025-12-31T23:59:59Z", ""),
+                ("c", "v", "2026-01-01T00:00:00Z", ""),
+                ("d", "v", "2026-12-31T23:59:59Z", "yearly 2026"),
+                ("e", "v", "2027-01-01T00:00:00Z", "yearly 2027"),
             ],
         },
         Case {
@@ -559,8 +575,11 @@ fn arb_points() -> impl Strategy<Value = Vec<PointInfo>> {
 }
 
 fn arb_policy() -> impl Strategy<Value = Retention> {
-    (0u32..6, 0u32..6, 0u32..6, 0u32..6)
-        .prop_map(|(l, d, w, m)| keep(l, d, w, m))
+    (0u32..6, 0u32..6, 0u32..6, 0u32..6, 0u32..3)
+        .prop_map(|(l, d, w, m, y)| Retention {
+            keep_yearly: y,
+            ..keep(l, d, w, m)
+        })
         .prop_filter("a non-empty policy", |p| !p.is_empty())
 }
 
@@ -639,13 +658,14 @@ proptest! {
             }
 
             // The calendar rules match their independent statement.
-            let rules: [(u32, BucketOf, OrderOf); 3] = [
+            let rules: [(u32, BucketOf, OrderOf); 4] = [
                 (policy.keep_daily, daily, |t| (t.year(), t.month(), t.day())),
                 (policy.keep_weekly, weekly, |t| {
                     let w = t.iso_week();
                     (w.year(), w.week(), 0)
                 }),
                 (policy.keep_monthly, monthly, |t| (t.year(), t.month(), 0)),
+                (policy.keep_yearly, yearly, |t| (t.year(), 0, 0)),
             ];
             for (n, bucket, key) in rules {
                 let expected = oracle(&points, volume, now, n, bucket, key);
