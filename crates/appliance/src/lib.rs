@@ -4,9 +4,10 @@
 //!
 //! Layout: `db/` is the state (SQLite in the data directory or PostgreSQL, one set of portable
 //! queries, migrations embedded); `policy` the policies and what they select; `schedule` when
-//! they run; `inventory` discovery; `runner` the sessions (policy runs, retention, discovery),
-//! on blocking threads, since the engine is synchronous; `scheduler` the loop that starts due
-//! runs; `auth` the API tokens; `api/` the HTTP routes and the OpenAPI document.
+//! they run; `inventory` discovery; `runner` the sessions (policy runs, discovery, restores),
+//! on blocking threads, since the engine is synchronous, with `retention` (what policies no
+//! longer keep) and `health` (the repository's prune and verify); `scheduler` the loop that
+//! starts due runs; `auth` the API tokens; `api/` the HTTP routes and the OpenAPI document.
 //!
 //! It drives the engine it is given ([`Appliance::new`] takes a factory of engines over a
 //! [`bulwark_cloud::Cloud`]) and never names a cloud: no AWS SDK, no embedded cloud here. It
@@ -17,8 +18,10 @@ pub mod api;
 pub mod auth;
 pub mod db;
 mod error;
+pub mod health;
 pub mod inventory;
 pub mod policy;
+pub mod retention;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
@@ -46,6 +49,9 @@ pub struct Settings {
     pub tick: Duration,
     /// How often the inventory is refreshed; `None` only on demand.
     pub discovery_every: Option<Duration>,
+    /// How often the repository's health check (prune, then verify) runs, the first one this
+    /// long after the database was made; `None` only on demand.
+    pub health_check_every: Option<Duration>,
     /// The name of this appliance, owner of the sessions it runs.
     pub name: String,
     /// How long the appliance holds a session without renewing its lease: one that died is
@@ -59,6 +65,7 @@ impl Default for Settings {
             regions: Vec::new(),
             tick: Duration::from_secs(5),
             discovery_every: Some(Duration::from_secs(3600)),
+            health_check_every: Some(Duration::from_secs(24 * 3600)),
             name: format!("appliance-{}", std::process::id()),
             lease: Duration::from_secs(30),
         }

@@ -1,5 +1,6 @@
 //! Policies: which instances (by account, region, tags and ids) get what (cloud-native
-//! snapshots, replicas in other regions or accounts), when, and how many are kept. An instance
+//! snapshots, replicas in other regions or accounts, image-level backups into the repository),
+//! when, and how many are kept. An instance
 //! selected by several policies is processed by the one of highest priority.
 //!
 //! Validation runs the planner over every instance a policy selects, so that a policy AWS
@@ -8,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use bulwark_model::{AccountId, Estate, Instance, InstanceId, KeyRef, Region};
-use bulwark_plan::Operation;
+use bulwark_plan::{Operation, Placement};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -38,6 +39,9 @@ pub struct Policy {
     /// Snapshot replicas in other regions or accounts.
     #[serde(default)]
     pub replicas: Vec<Replica>,
+    /// Image-level backups into the repository.
+    #[serde(default)]
+    pub backups: Option<Backups>,
 }
 
 fn enabled() -> bool {
@@ -93,6 +97,51 @@ pub struct Replica {
     pub key: Option<String>,
     /// The newest this many are kept (at least 1).
     pub keep: u32,
+}
+
+/// Image-level backups: where workers run, and which restore points of each instance are
+/// kept (the rules of `bulwark image forget`, applied to the instance's backups: a point is
+/// kept when any rule keeps it, and the newest always is).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backups {
+    /// `backup-account` (the default), `production-account`, or `none` (no worker: the
+    /// appliance reads the snapshots through the EBS direct APIs).
+    #[serde(default = "backup_account")]
+    #[schema(value_type = String, example = "production-account")]
+    pub workers: Placement,
+    /// The newest this many.
+    #[serde(default)]
+    pub keep_last: u32,
+    /// The newest of each of this many most recent days.
+    #[serde(default)]
+    pub keep_daily: u32,
+    /// The newest of each of this many most recent ISO weeks.
+    #[serde(default)]
+    pub keep_weekly: u32,
+    /// The newest of each of this many most recent months.
+    #[serde(default)]
+    pub keep_monthly: u32,
+    /// The newest of each of this many most recent years.
+    #[serde(default)]
+    pub keep_yearly: u32,
+}
+
+fn backup_account() -> Placement {
+    Placement::BackupAccount
+}
+
+impl Backups {
+    /// The retention rules, as the repository states them.
+    pub fn retention(&self) -> bulwark_repo::Retention {
+        bulwark_repo::Retention {
+            keep_last: self.keep_last,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+        }
+    }
 }
 
 impl Selection {
@@ -168,6 +217,12 @@ impl Policy {
                 target_key,
             });
         }
+        if let Some(b) = &self.backups {
+            ops.push(Operation::Backup {
+                instance: instance.clone(),
+                workers: Some(b.workers),
+            });
+        }
         Ok(ops)
     }
 
@@ -201,11 +256,18 @@ impl Policy {
                 "give accounts, regions, tags or instances",
             ));
         }
-        if self.snapshots.is_none() && self.replicas.is_empty() {
+        if self.snapshots.is_none() && self.replicas.is_empty() && self.backups.is_none() {
             problems.push(field(
                 "snapshots",
                 "the policy makes nothing".into(),
-                "give snapshots (with keep) or replicas",
+                "give snapshots (with keep), replicas or backups",
+            ));
+        }
+        if self.backups.as_ref().is_some_and(|b| b.retention().is_empty()) {
+            problems.push(field(
+                "backups",
+                "the backups keep nothing: every keep_* is 0".into(),
+                "give keep_last, keep_daily, keep_weekly, keep_monthly or keep_yearly (at least 1)",
             ));
         }
         if self.snapshots.as_ref().is_some_and(|k| k.keep == 0) {
@@ -330,6 +392,7 @@ mod tests {
             schedule: None,
             snapshots: Some(Keep { keep: 1 }),
             replicas: Vec::new(),
+            backups: None,
         };
         let policies = vec![
             ("p1".to_owned(), policy("low", 1)),

@@ -1,5 +1,6 @@
-//! Sessions: a policy's run (one item per selected instance), retention (the restore points
-//! a policy no longer keeps), discovery (one item per account and region). Each runs on a
+//! Sessions: a policy's run (one item per selected instance), discovery (one item per account
+//! and region), a restore; retention and the repository's health check are in their own
+//! modules, on the same [`Run`]. Each runs on a
 //! blocking thread, since the engine is synchronous, and records its items, log and progress
 //! in the database as it goes. A session can be cancelled: the engine session of its current
 //! item stops at its next step and removes what it made, and the items after it are not
@@ -10,26 +11,26 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bulwark_engine::{Engine, EngineError, Event, SessionControl, SessionReport};
-use bulwark_model::{Estate, Instance, InstanceId};
-use bulwark_plan::{ExpiredSnapshot, Operation};
+use bulwark_model::{Estate, Instance};
+use bulwark_plan::Operation;
 
-use crate::db::points::{PointKind, PointQuery, RestorePoint};
+use crate::db::points::{BackupVolume, PointKind};
 use crate::db::policies::PolicyRecord;
 use crate::db::sessions::{Kind, SessionRecord, Status};
 use crate::policy::{owners, Policy};
 use crate::{lock, Appliance, ApplianceError, Running};
 
 /// What one session's thread needs.
-struct Run {
-    app: Arc<Appliance>,
-    session: String,
+pub(crate) struct Run {
+    pub(crate) app: Arc<Appliance>,
+    pub(crate) session: String,
     running: Running,
     seq: AtomicI64,
 }
 
 impl Run {
     /// Runs a database call from the session's thread.
-    fn db<T>(&self, f: impl std::future::Future<Output = Result<T, ApplianceError>>) -> Option<T> {
+    pub(crate) fn db<T>(&self, f: impl std::future::Future<Output = Result<T, ApplianceError>>) -> Option<T> {
         match self.app.runtime.block_on(f) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -39,12 +40,12 @@ impl Run {
         }
     }
 
-    fn log(&self, level: &str, message: &str) {
+    pub(crate) fn log(&self, level: &str, message: &str) {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         self.db(self.app.db.log(&self.session, seq, level, message));
     }
 
-    fn item(&self, position: usize, status: Status, message: &str, error: Option<&EngineError>) {
+    pub(crate) fn item(&self, position: usize, status: Status, message: &str, error: Option<&EngineError>) {
         let (code, remedy) = error.map(|e| (e.code(), e.remedy())).unzip();
         self.db(self.app.db.set_item(
             &self.session,
@@ -56,12 +57,12 @@ impl Run {
         ));
     }
 
-    fn cancelled(&self) -> bool {
+    pub(crate) fn cancelled(&self) -> bool {
         self.running.cancelled.load(Ordering::SeqCst)
     }
 
     /// The engine for `estate`, reporting its events into this session's log and progress.
-    fn engine(self: &Arc<Self>, estate: Estate) -> Engine {
+    pub(crate) fn engine(self: &Arc<Self>, estate: Estate) -> Engine {
         let run = Arc::clone(self);
         (self.app.engines)(estate).on_event(Arc::new(move |_, event| match event {
             Event::Step {
@@ -82,7 +83,11 @@ impl Run {
     }
 
     /// Runs `operation` as an engine session that this session's cancel reaches.
-    fn engine_session(&self, engine: &Engine, operation: &Operation) -> Result<SessionReport, EngineError> {
+    pub(crate) fn engine_session(
+        &self,
+        engine: &Engine,
+        operation: &Operation,
+    ) -> Result<SessionReport, EngineError> {
         let plan = engine.plan(operation)?;
         let control = SessionControl::new();
         *lock(&self.running.current) = Some(control.clone());
@@ -99,7 +104,7 @@ impl Run {
     }
 
     /// Ends the session with the outcome of its items.
-    fn finish(&self, outcomes: &[Status], what: &str) -> Status {
+    pub(crate) fn finish(&self, outcomes: &[Status], what: &str) -> Status {
         let count = |s: Status| outcomes.iter().filter(|o| **o == s).count();
         let (failed, canceled, skipped, done) = (
             count(Status::Failed),
@@ -135,7 +140,7 @@ impl Run {
 impl Appliance {
     /// Starts a session of `kind` with `items`, owned by this appliance, and runs `body` for
     /// it on a blocking thread.
-    async fn start(
+    pub(crate) async fn start(
         self: &Arc<Self>,
         kind: Kind,
         policy: Option<&str>,
@@ -230,44 +235,6 @@ impl Appliance {
             }
         })
         .await
-    }
-
-    /// Starts a retention session for a policy if any of its restore points has expired.
-    pub async fn run_retention(
-        self: &Arc<Self>,
-        policy_id: &str,
-    ) -> Result<Option<SessionRecord>, ApplianceError> {
-        let Some(record) = self.db.policy(policy_id).await? else {
-            return Ok(None);
-        };
-        let points = self
-            .db
-            .points(PointQuery {
-                instance: None,
-                policy: Some(policy_id),
-                expired: false,
-            })
-            .await?;
-        let expired = expired(&record.policy, &points);
-        if expired.is_empty() {
-            return Ok(None);
-        }
-        let (estate, _) = self.discovered_estate().await?;
-        let items: Vec<(String, String)> = expired
-            .iter()
-            .map(|p| (p.instance.clone(), "expire".to_owned()))
-            .collect();
-        let name = record.policy.name.clone();
-        self.start(Kind::Retention, Some(policy_id), &items, move |run| {
-            let engine = run.engine(estate);
-            let mut outcomes = Vec::new();
-            for (position, point) in expired.iter().enumerate() {
-                outcomes.push(expire(&run, &engine, position, point));
-            }
-            run.finish(&outcomes, &format!("retention of policy {name}"));
-        })
-        .await
-        .map(Some)
     }
 
     /// Starts a discovery of every account of the estate in every region.
@@ -381,9 +348,10 @@ impl Appliance {
     }
 }
 
-/// One instance of a policy run: its snapshots and replicas, each an engine session. The
-/// snapshots a session kept become restore points: those in the instance's account and
-/// region of kind snapshot, the others (copies) of kind replica.
+/// One instance of a policy run: its snapshots, replicas and backup, each an engine session.
+/// The snapshots a session kept become restore points: those in the instance's account and
+/// region of kind snapshot, the others (copies) of kind replica; a backup's restore points in
+/// the repository become one of kind backup.
 fn protect(
     run: &Arc<Run>,
     engine: &Engine,
@@ -410,34 +378,7 @@ fn protect(
     let mut made = Vec::new();
     for op in &ops {
         match run.engine_session(engine, op) {
-            Ok(report) => {
-                let mut by_place: BTreeMap<(String, String), Vec<bulwark_engine::SnapshotPoint>> =
-                    BTreeMap::new();
-                for s in report.snapshots {
-                    by_place
-                        .entry((s.account.to_string(), s.region.to_string()))
-                        .or_default()
-                        .push(s);
-                }
-                for ((account, region), snapshots) in by_place {
-                    let home = account == instance.account.as_str() && region == instance.region.as_str();
-                    let kind = if home {
-                        PointKind::Snapshot
-                    } else {
-                        PointKind::Replica
-                    };
-                    let add = run.app.db.add_point(
-                        instance.id.as_str(),
-                        Some(policy_id),
-                        kind,
-                        &run.session,
-                        &snapshots,
-                    );
-                    if let Some(point) = run.db(add) {
-                        made.push(point.id);
-                    }
-                }
-            }
+            Ok(report) => made.extend(record_points(run, engine, policy_id, instance, report)),
             Err(EngineError::Cancelled { .. }) => {
                 run.item(
                     position,
@@ -468,164 +409,55 @@ fn protect(
     Status::Succeeded
 }
 
-/// Deletes one expired restore point's snapshots.
-fn expire(run: &Arc<Run>, engine: &Engine, position: usize, point: &RestorePoint) -> Status {
-    if run.cancelled() {
-        run.item(
-            position,
-            Status::Canceled,
-            "the session was cancelled before this restore point",
-            None,
-        );
-        return Status::Canceled;
-    }
-    let Ok(instance) = point.instance.parse::<InstanceId>() else {
-        run.item(
-            position,
-            Status::Failed,
-            &format!("{:?} is not an instance id", point.instance),
-            None,
-        );
-        return Status::Failed;
-    };
-    let operation = Operation::Expire {
-        instance,
-        snapshots: point
-            .snapshots
-            .iter()
-            .map(|s| ExpiredSnapshot {
-                id: s.snapshot.clone(),
-                volume: s.volume.clone(),
-                account: s.account.clone(),
-                region: s.region.clone(),
-            })
-            .collect(),
-    };
-    match run.engine_session(engine, &operation) {
-        Ok(_) => {
-            run.db(run.app.db.expire_point(&point.id));
-            run.item(
-                position,
-                Status::Succeeded,
-                &format!("restore point {} deleted", point.id),
-                None,
-            );
-            Status::Succeeded
-        }
-        Err(e) => {
-            run.item(
-                position,
-                Status::Failed,
-                &format!("restore point {}: {e}", point.id),
-                Some(&e),
-            );
-            Status::Failed
-        }
-    }
-}
-
-/// The restore points of a policy past its retention: per instance and kind (and, for
-/// replicas, per target), the newest `keep` stay. The newest point of each group always stays,
-/// whatever the counts say: it is the last good one. Replicas to a target the policy no
-/// longer names are kept (nothing says how many to keep).
-pub fn expired(policy: &Policy, points: &[RestorePoint]) -> Vec<RestorePoint> {
-    let mut groups: BTreeMap<(String, &'static str, String, String), Vec<&RestorePoint>> = BTreeMap::new();
-    for p in points.iter().filter(|p| p.expired_at.is_none()) {
-        let kind = match p.kind {
-            PointKind::Snapshot => "snapshot",
-            PointKind::Replica => "replica",
-        };
-        groups
-            .entry((p.instance.clone(), kind, p.account.clone(), p.region.clone()))
+/// Records the restore points an engine session made for `instance`; answers their ids.
+fn record_points(
+    run: &Arc<Run>,
+    engine: &Engine,
+    policy_id: &str,
+    instance: &Instance,
+    report: SessionReport,
+) -> Vec<String> {
+    let mut made = Vec::new();
+    let mut by_place: BTreeMap<(String, String), Vec<bulwark_engine::SnapshotPoint>> = BTreeMap::new();
+    for s in report.snapshots {
+        by_place
+            .entry((s.account.to_string(), s.region.to_string()))
             .or_default()
-            .push(p);
+            .push(s);
     }
-    let mut out = Vec::new();
-    for ((_, kind, account, region), mut group) in groups {
-        let keep = match kind {
-            "snapshot" => policy.snapshots_kept(),
-            _ => policy
-                .replicas
-                .iter()
-                .find(|r| r.account.as_str() == account && r.region.as_str() == region)
-                .map(|r| r.keep),
+    for ((account, region), snapshots) in by_place {
+        let home = account == instance.account.as_str() && region == instance.region.as_str();
+        let kind = if home {
+            PointKind::Snapshot
+        } else {
+            PointKind::Replica
         };
-        let Some(keep) = keep else { continue };
-        group.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
-        out.extend(group.into_iter().skip(keep.max(1) as usize).cloned());
-    }
-    out
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::policy::{Keep, Replica, Selection};
-
-    fn point(id: &str, kind: PointKind, region: &str, at: i64) -> RestorePoint {
-        RestorePoint {
-            id: id.into(),
-            instance: "i-00000000000000001".into(),
-            policy: Some("p".into()),
+        let add = run.app.db.add_point(
+            instance.id.as_str(),
+            Some(policy_id),
             kind,
-            account: "222222222222".into(),
-            region: region.into(),
-            created_at: at,
-            session: "s".into(),
-            snapshots: Vec::new(),
-            expired_at: None,
-        }
+            &run.session,
+            &snapshots,
+        );
+        made.extend(run.db(add).map(|p| p.id));
     }
-
-    fn policy(snapshots: Option<u32>, replica_keep: Option<u32>) -> Policy {
-        Policy {
-            name: "p".into(),
-            priority: 0,
-            enabled: true,
-            selection: Selection::default(),
-            schedule: None,
-            snapshots: snapshots.map(|keep| Keep { keep }),
-            replicas: replica_keep
-                .map(|keep| Replica {
-                    account: "222222222222".parse().unwrap(),
-                    region: "eu-west-1".parse().unwrap(),
-                    key: None,
-                    keep,
-                })
-                .into_iter()
-                .collect(),
-        }
+    if let (false, Some(repository)) = (report.points.is_empty(), &engine.estate().repository) {
+        let volumes = report
+            .points
+            .into_iter()
+            .map(|(volume, point)| BackupVolume { volume, point })
+            .collect();
+        let add = run.app.db.add_backup_point(
+            instance.id.as_str(),
+            Some(policy_id),
+            &run.session,
+            (
+                repository.role.account().to_string(),
+                repository.region.to_string(),
+            ),
+            volumes,
+        );
+        made.extend(run.db(add).map(|p| p.id));
     }
-
-    fn ids(points: Vec<RestorePoint>) -> Vec<String> {
-        points.into_iter().map(|p| p.id).collect()
-    }
-
-    #[test]
-    fn the_newest_are_kept_per_kind_and_target() {
-        let points = vec![
-            point("s1", PointKind::Snapshot, "us-east-1", 1),
-            point("s2", PointKind::Snapshot, "us-east-1", 2),
-            point("s3", PointKind::Snapshot, "us-east-1", 3),
-            point("r1", PointKind::Replica, "eu-west-1", 1),
-            point("r2", PointKind::Replica, "eu-west-1", 2),
-        ];
-        assert_eq!(ids(expired(&policy(Some(2), Some(1)), &points)), ["r1", "s1"]);
-        // Without snapshots of its own, the snapshots are kept as long as the replicas.
-        assert_eq!(ids(expired(&policy(None, Some(2)), &points)), ["s1"]);
-    }
-
-    #[test]
-    fn the_last_good_point_is_never_expired() {
-        let points = vec![point("s1", PointKind::Snapshot, "us-east-1", 1)];
-        // Whatever the counts say (0 never passes validation, but a stored policy may be old).
-        assert!(expired(&policy(Some(0), None), &points).is_empty());
-        // Replicas to a target the policy no longer names stay.
-        let replica = vec![
-            point("r1", PointKind::Replica, "ap-south-1", 1),
-            point("r2", PointKind::Replica, "ap-south-1", 2),
-        ];
-        assert!(expired(&policy(Some(1), Some(1)), &replica).is_empty());
-    }
+    made
 }

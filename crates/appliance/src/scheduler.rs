@@ -1,36 +1,42 @@
 //! The loop that makes the appliance unattended: at each tick it recovers the sessions of
-//! appliances that died, starts the policy runs that are due, and refreshes the inventory.
+//! appliances that died, starts the policy runs that are due, refreshes the inventory and
+//! checks the repository's health when they are due.
 //!
 //! A due run is claimed in the database before it starts (`Db::claim`), so that with several
 //! appliances on one database it starts exactly once, and its next run is computed from now:
 //! after downtime a missed run runs once, not once per missed slot. A policy already running
-//! is not started again; its slot is skipped with a warning.
+//! is not started again; its slot is skipped with a warning. Discovery and the health check are
+//! claimed the same way (`Db::claim_periodic`), so that several appliances run each once.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use crate::db::now_ms;
-use crate::db::sessions::Status;
+use crate::db::sessions::{Kind, Status};
 use crate::{Appliance, ApplianceError};
 
 /// Runs the scheduler until the process ends.
 pub async fn run(app: Arc<Appliance>) {
-    let mut last_discovery: Option<Instant> = None;
     loop {
-        if let Err(e) = tick(&app, &mut last_discovery).await {
+        if let Err(e) = tick(&app).await {
             tracing::error!(error = %e, "scheduler tick failed; retrying at the next");
         }
         tokio::time::sleep(app.settings.tick).await;
     }
 }
 
-/// One pass: leases, recovery, due policies, discovery.
-pub async fn tick(app: &Arc<Appliance>, last_discovery: &mut Option<Instant>) -> Result<(), ApplianceError> {
+/// One pass: leases, recovery, due policies, discovery, health check.
+pub async fn tick(app: &Arc<Appliance>) -> Result<(), ApplianceError> {
     let mine: Vec<String> = crate::lock(&app.running).keys().cloned().collect();
     app.db.renew_leases(&mine, app.lease_until()).await?;
     recover(app).await?;
     let now = now_ms();
+    // A health check holds the repository's exclusive lock: due runs wait for the next tick.
+    let checking = app.db.kind_running(Kind::HealthCheck).await?;
     for due in app.db.due_policies(now).await? {
+        if checking && due.policy.backups.is_some() {
+            continue;
+        }
         let Some(slot) = due.next_run else { continue };
         let next = match &due.policy.schedule {
             Some(s) => s.next_after(now).unwrap_or(None),
@@ -47,12 +53,28 @@ pub async fn tick(app: &Arc<Appliance>, last_discovery: &mut Option<Instant>) ->
         tracing::info!(policy = %due.policy.name, session = %session.id, "scheduled run started");
     }
     if let Some(every) = app.settings.discovery_every {
-        if last_discovery.is_none_or(|at| at.elapsed() >= every) {
-            *last_discovery = Some(Instant::now());
+        if app.db.claim_periodic("discovery", now, ms(every), now).await? {
             app.run_discovery().await?;
         }
     }
+    if let Some(every) = app.settings.health_check_every {
+        let busy = checking
+            || app.db.kind_running(Kind::Policy).await?
+            || app.db.kind_running(Kind::Restore).await?;
+        if !busy
+            && app
+                .db
+                .claim_periodic("health-check", now, ms(every), now + ms(every))
+                .await?
+        {
+            app.run_health_check(false).await?;
+        }
+    }
     Ok(())
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 /// Sessions whose appliance died (its lease lapsed): their engine sessions are recovered

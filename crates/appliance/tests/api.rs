@@ -1,5 +1,6 @@
 //! The appliance end to end over HTTP, on the embedded cloud, on SQLite and on PostgreSQL:
-//! discovery, policies by tag, runs, retention, cancel, and the answers to bad requests.
+//! discovery, policies by tag, runs, retention, image-level backups and the repository's
+//! health check, restores, cancel, and the answers to bad requests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -20,6 +21,7 @@ on_both!(
     a_cancelled_session_leaves_nothing,
     tokens_roles_and_bad_input_get_clear_answers,
     a_restore_is_validated_then_run_and_metrics_count_it,
+    image_level_backups_keep_by_their_rules_and_restore,
 );
 
 fn nightly(h: &Harness, keep: u32) -> String {
@@ -196,7 +198,118 @@ fn a_policy_aws_would_refuse_is_refused_at_creation(h: &Harness) {
         200,
     );
     assert_eq!(problems[0]["code"], "aws-managed-key-not-shareable");
+    // Backups with workers in the backup account need the snapshots shared there: refused
+    // for the aws/ebs volume, at creation, with the remedy.
+    let backups = json!({
+        "name": "images",
+        "selection": {"tags": {"backup": "nightly"}},
+        "backups": {"workers": "backup-account", "keep_daily": 7}
+    });
+    let problems = h.admin("POST", "/api/v1/policies/validate", Some(&backups.to_string()), 200);
+    assert!(problems[0]["at"].as_str().unwrap().contains(TAGGED), "{problems}");
+    assert!(problems[0]["at"].as_str().unwrap().contains("backup"), "{problems}");
+    assert_eq!(problems[0]["code"], "aws-managed-key-not-shareable");
+    // Backups that keep nothing are refused on their own.
+    let nothing = json!({
+        "name": "images",
+        "selection": {"tags": {"backup": "nightly"}},
+        "backups": {"workers": "production-account"}
+    });
+    let problems = h.admin("POST", "/api/v1/policies/validate", Some(&nothing.to_string()), 200);
+    assert_eq!(problems[0]["at"], "backups", "{problems}");
     assert_eq!(h.admin("GET", "/api/v1/policies", None, 200), json!([]));
+}
+
+/// Waits for the retention sessions that follow a run.
+fn wait_retention(h: &Harness) {
+    std::thread::sleep(Duration::from_millis(300));
+    let retention = h.admin("GET", "/api/v1/sessions?kind=retention&status=running", None, 200);
+    for r in retention.as_array().unwrap() {
+        h.wait(r["id"].as_str().unwrap());
+    }
+}
+
+fn image_level_backups_keep_by_their_rules_and_restore(h: &Harness) {
+    h.discover();
+    let before = h.resources();
+    let policy = json!({
+        "name": "images",
+        "selection": {"instances": [TAGGED]},
+        "backups": {"workers": "production-account", "keep_last": 2}
+    });
+    let created = h.admin("POST", "/api/v1/policies", Some(&policy.to_string()), 201);
+    let id = created["id"].as_str().unwrap();
+    for _ in 0..3 {
+        let s = run(h, id);
+        assert_eq!(s["status"], "succeeded", "{s}");
+        assert_eq!(s["items"][0]["operation"], "backup", "{s}");
+        wait_retention(h);
+    }
+    let points = h.admin(
+        "GET",
+        &format!("/api/v1/restore-points?instance={TAGGED}"),
+        None,
+        200,
+    );
+    let points = points.as_array().unwrap();
+    assert_eq!(points.len(), 2, "{points:?}");
+    assert!(points.iter().all(|p| p["kind"] == "backup"), "{points:?}");
+    assert_eq!(points[0]["backups"].as_array().unwrap().len(), 3, "{points:?}");
+    let retention = h.admin("GET", "/api/v1/sessions?kind=retention", None, 200);
+    assert_eq!(retention.as_array().unwrap().len(), 1, "{retention}");
+    let retention = h.admin(
+        "GET",
+        &format!("/api/v1/sessions/{}", retention[0]["id"].as_str().unwrap()),
+        None,
+        200,
+    );
+    assert_eq!(retention["items"][0]["operation"], "forget", "{retention}");
+    assert!(
+        retention["items"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("forgotten"),
+        "{retention}"
+    );
+    // The health check prunes what the forgotten point held alone and verifies the rest:
+    // the repository holds the two kept points of each of the three volumes.
+    let (status, _) = h.call(
+        "POST",
+        "/api/v1/repository/check",
+        Some(&h.token(Role::Viewer)),
+        None,
+    );
+    assert_eq!(status, 403);
+    let check = h.admin("POST", "/api/v1/repository/check?read_data=true", None, 202);
+    let check = h.wait(check["id"].as_str().unwrap());
+    assert_eq!(check["status"], "succeeded", "{check}");
+    assert_eq!(check["kind"], "health-check");
+    let repository = h.admin("GET", "/api/v1/repository", None, 200);
+    let health = &repository["last_health_check"];
+    assert_eq!(health["clean"], true, "{repository}");
+    assert_eq!(health["points"], 6, "{repository}");
+    assert!(health["stored_bytes"].as_u64().unwrap() > 0, "{repository}");
+    assert_eq!(health["session"], check["id"]);
+    // Backups through workers leave nothing in the cloud: no worker, snapshot, share, queue,
+    // grant or temporary role.
+    assert_eq!(h.resources(), before);
+    assert_eq!(
+        h.call("POST", "/api/v1/repository/check?fast=1", Some(&h.admin), None).0,
+        400
+    );
+    // The latest backup restores, through a worker in the production account.
+    let restore = json!({"instance": TAGGED, "from": "backup", "to_account": "222222222222",
+                         "to_region": "us-east-1", "workers": "production-account"})
+    .to_string();
+    let v = h.admin("POST", "/api/v1/restores/validate", Some(&restore), 200);
+    assert_eq!(v["ok"], true, "{v}");
+    let s = h.admin("POST", "/api/v1/restores", Some(&restore), 202);
+    let done = h.wait(s["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        done["items"][0]["message"].as_str().unwrap().contains("restored"),
+        "{done}"
+    );
 }
 
 fn a_cancelled_session_leaves_nothing(h: &Harness) {

@@ -198,6 +198,13 @@ pub enum PolicyCommand {
     /// The read-only permissions the appliance's discovery needs on each account's backup role,
     /// beside those of its plans, as JSON.
     Discovery,
+    /// The permissions the appliance's repository maintenance (forgetting expired backups,
+    /// prune, verify) needs on the repository role, beside those of its plans, as JSON.
+    Maintenance {
+        /// The estate file (its `[repository]`).
+        #[arg(long, value_name = "FILE")]
+        estate: PathBuf,
+    },
     /// A CloudFormation template that creates a production account's backup, restore and
     /// worker roles (trust in the appliance, the least-privilege policies of every operation of
     /// the estate, the worker instance profile), ready for a StackSet over many accounts.

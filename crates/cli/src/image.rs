@@ -443,7 +443,7 @@ fn verify(repo: &RepoArgs, read_data: bool, run: &RunArgs) -> anyhow::Result<Exi
             "{}",
             pretty(&json!({
                 "clean": report.is_clean(), "problems": report.problems, "damaged_points": report.damaged_points,
-                "points": report.points, "packs": report.packs, "blocks_read": report.blocks_read,
+                "points": report.points, "packs": report.packs, "stored_bytes": report.stored_bytes, "blocks_read": report.blocks_read,
                 "unreferenced_packs": report.unreferenced_packs, "warnings": report.warnings,
                 "objects": objects,
             }))

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             println!("{}", render::pretty(&doc));
             ExitCode::SUCCESS
         }
+        Command::Policy(PolicyCommand::Maintenance { estate }) => report(maintenance(&estate)),
         Command::Policy(PolicyCommand::Cloudformation { estate, account }) => {
             report(cloudformation(&estate, &account))
         }
@@ -97,6 +98,20 @@ fn logging(format: args::LogFormat, level: &str) -> Result<(), tracing_subscribe
 
 /// Prints the CloudFormation template of an account's roles; a refusal (an unknown account)
 /// exits 3 like the planner's.
+fn maintenance(estate: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let estate = args::read_estate(estate)?;
+    let (role, statements) = bulwark_plan::maintenance_statements(&estate)
+        .ok_or_else(|| anyhow::anyhow!("the estate has no [repository]: there is nothing to maintain"))?;
+    println!(
+        "{}",
+        render::pretty(&serde_json::json!({
+            "role": role.to_string(),
+            "policy": bulwark_model::iam::PolicyDocument::new(statements),
+        }))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn cloudformation(estate: &std::path::Path, account: &str) -> anyhow::Result<ExitCode> {
     let estate = args::read_estate(estate)?;
     let account: bulwark_model::AccountId = account
@@ -104,7 +119,7 @@ fn cloudformation(estate: &std::path::Path, account: &str) -> anyhow::Result<Exi
         .map_err(|e| anyhow::anyhow!("--account {account:?}: {e}"))?;
     let operations = bulwark_embedded::all_operations(&estate);
     let grants = bulwark_plan::Grants::from_plans(&estate, &bulwark_embedded::plans(&estate, &operations))
-        .with_discovery(&estate);
+        .with_appliance(&estate);
     match bulwark_plan::cloudformation(&estate, &account, &grants) {
         Ok(template) => {
             println!("{}", render::pretty(&template));

@@ -37,6 +37,10 @@ pub struct ServeCommand {
     /// How often the estate is discovered, in minutes (0: only on demand).
     #[arg(long, value_name = "MINUTES", default_value_t = 60)]
     pub discovery_minutes: u64,
+    /// How often the repository's health check (prune what retention forgot, then verify)
+    /// runs, in hours (0: only on demand). The first runs this long after the database is made.
+    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    pub health_check_hours: u64,
     /// How long a session's lease lasts, in seconds: the sessions of an appliance that died are
     /// recovered this long after its last renewal.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
@@ -75,7 +79,7 @@ pub enum TokenCommand {
     Create {
         /// What it may do: admin (everything), operator (runs and restores), viewer (reads).
         #[arg(long)]
-        role: String,
+        role: Role,
         /// A name, to tell tokens apart.
         #[arg(long, default_value = "")]
         name: String,
@@ -100,13 +104,7 @@ pub fn token(cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
         database,
         data_dir,
     } = cmd;
-    let role: Role = match role.parse() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: --role {e}");
-            return Ok(ExitCode::from(crate::EXIT_INPUT));
-        }
-    };
+    let role = *role;
     let runtime = crate::io_runtime()?;
     let (token, info) = runtime.block_on(async {
         let db = database.open(data_dir).await?;
@@ -146,6 +144,8 @@ pub fn serve(cmd: &ServeCommand) -> anyhow::Result<ExitCode> {
             tick: Duration::from_secs(cmd.tick_seconds),
             discovery_every: (cmd.discovery_minutes > 0)
                 .then(|| Duration::from_secs(cmd.discovery_minutes * 60)),
+            health_check_every: (cmd.health_check_hours > 0)
+                .then(|| Duration::from_secs(cmd.health_check_hours.saturating_mul(3600))),
             lease: Duration::from_secs(cmd.lease_seconds),
             ..Settings::default()
         };

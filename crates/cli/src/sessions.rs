@@ -27,7 +27,7 @@ pub fn create(dir: &Path, estate: &Estate, data_mib: u32) -> anyhow::Result<Embe
         );
     }
     // The appliance discovers through the backup roles: they get its read-only permissions too.
-    let grants = Grants::from_plans(estate, &plans(estate, &all_operations(estate))).with_discovery(estate);
+    let grants = Grants::from_plans(estate, &plans(estate, &all_operations(estate))).with_appliance(estate);
     let data = DataSize {
         bytes_per_volume: u64::from(data_mib) << 20,
     };

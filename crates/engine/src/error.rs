@@ -58,6 +58,17 @@ pub enum EngineError {
         /// The step it stopped at (1-based).
         step: usize,
     },
+    /// Repository maintenance (forget, prune, verify) failed; nothing was half removed: the
+    /// repository stays valid whatever the point of failure.
+    #[error("repository {what} as {role} failed: {message}")]
+    Repository {
+        /// `forget`, `prune` or `verify`.
+        what: &'static str,
+        /// The repository role.
+        role: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The engine met a state it cannot be in: a bug of Bulwark.
     #[error("internal error (a Bulwark bug; please report it with the session journal): {0}")]
     Internal(String),
@@ -100,6 +111,7 @@ impl EngineError {
             EngineError::NotReady(_) => "not-ready".into(),
             EngineError::CannotCleanUp { .. } => "cannot-clean-up".into(),
             EngineError::Cancelled { .. } => "cancelled".into(),
+            EngineError::Repository { what, .. } => format!("repository-{what}-failed"),
             EngineError::Internal(_) => "internal".into(),
             EngineError::CleanupIncomplete { .. } => "cleanup-incomplete".into(),
         }
@@ -121,6 +133,7 @@ impl EngineError {
                 "give the role these permissions (`bulwark policy plan ...` prints its policy), or run `bulwark check`".into()
             }
             EngineError::Cancelled { .. } => "nothing to do: run the session again when you want it".into(),
+            EngineError::Repository { .. } => "allow the repository role the maintenance permissions (`bulwark policy maintenance` prints them); if the message names a damaged object, run `bulwark image verify` and see docs/repository-format.md".into(),
             EngineError::Internal(_) => "report it with the session journal; the next start cleans up what is left".into(),
             EngineError::CleanupIncomplete { .. } => {
                 "the next start (`bulwark recover`, or the appliance) removes what is left; fix the permission named if it fails again".into()

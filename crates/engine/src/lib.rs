@@ -29,6 +29,7 @@ mod error;
 mod events;
 mod identities;
 pub mod journal;
+mod maintain;
 pub mod retry;
 mod session;
 pub mod store;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use bulwark_mover::{backup, restore, FileSource, FileTarget, Progress};
 use bulwark_repo::{
-    forget, forget_points, prune, verify, Id, Lock, LockKind, RepoError, Repository, Retention, Secret, BLOCK_SIZE,
+    forget, forget_points, prune, verify, Id, Lock, LockKind, RepoError, Repository, Retention, Secret,
+    BLOCK_SIZE,
 };
 use bulwark_storage::{Backend, FileKind, MemoryBackend};
 use chrono::Utc;

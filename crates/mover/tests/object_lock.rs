@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use bulwark_mover::{backup, restore, FileTarget, Progress};
 use bulwark_repo::{
-    forget, forget_points, prune, verify, Id, InitOptions, ObjectLock, ObjectState, Reason, RepoError, Repository,
-    Retention, Secret, BLOCK_SIZE,
+    forget, forget_points, prune, verify, Id, InitOptions, ObjectLock, ObjectState, Reason, RepoError,
+    Repository, Retention, Secret, BLOCK_SIZE,
 };
 use bulwark_storage::{Backend, BackendError, FileKind, LocalBackend, LockMode, MemoryBackend};
 use chrono::{Duration, Utc};

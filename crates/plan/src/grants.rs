@@ -51,15 +51,21 @@ impl Grants {
         out
     }
 
-    /// The same grants, with the read-only discovery permissions on each account's backup
-    /// role (`bulwark_plan::discovery_statement`), as the appliance needs them.
-    pub fn with_discovery(mut self, estate: &Estate) -> Grants {
+    /// The same grants, with what the appliance does beside plans: the read-only discovery
+    /// permissions on each account's backup role ([`crate::discovery_statement`]) and
+    /// repository maintenance on the repository role ([`crate::maintenance_statements`]).
+    pub fn with_appliance(mut self, estate: &Estate) -> Grants {
         for account in estate.accounts.values() {
             let Some(role) = &account.backup_role else {
                 continue;
             };
             if let Some((_, statements)) = self.roles.get_mut(role.as_str()) {
                 statements.push(crate::discovery_statement());
+            }
+        }
+        if let Some((role, extra)) = crate::maintenance_statements(estate) {
+            if let Some((_, statements)) = self.roles.get_mut(role.as_str()) {
+                statements.extend(extra);
             }
         }
         self

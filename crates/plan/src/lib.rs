@@ -36,8 +36,8 @@ pub use cloudformation::cloudformation;
 pub use grants::Grants;
 pub use operation::{ExpiredSnapshot, Operation, Placement, RestoreSource};
 pub use policy::{
-    discovery_statement, policies, worker_role_permissions, worker_role_trust, KeyPolicy, Policies,
-    RolePolicy, DISCOVERY_ACTIONS,
+    discovery_statement, maintenance_statements, policies, worker_role_permissions, worker_role_trust,
+    KeyPolicy, Policies, RolePolicy, DISCOVERY_ACTIONS, MAINTENANCE_ACTIONS,
 };
 pub use refusal::{Refusal, RefusalCode};
 pub use resource::{

@@ -72,6 +72,39 @@ pub fn discovery_statement() -> Statement {
     Statement::allow(DISCOVERY_ACTIONS.iter().map(|a| a.as_str()), ["*"]).with_sid("BulwarkDiscovery")
 }
 
+/// What the appliance's repository maintenance (forgetting expired restore points, prune,
+/// verify) does with the repository role: list the repository, read every object, write the
+/// new index, repacked packs and its lock, and delete forgotten restore points, the packs and
+/// index files a prune replaces, and its lock.
+pub const MAINTENANCE_ACTIONS: &[Action] = &[
+    Action::S3ListBucket,
+    Action::S3GetObject,
+    Action::S3PutObject,
+    Action::S3DeleteObject,
+];
+
+/// The statements that let the repository role maintain the repository
+/// ([`MAINTENANCE_ACTIONS`], listing on the bucket, the rest on the repository's objects),
+/// part of its policy beside what the plans need; `None` when the estate has no repository.
+pub fn maintenance_statements(estate: &Estate) -> Option<(bulwark_model::RoleArn, Vec<Statement>)> {
+    let repository = estate.repository.as_ref()?;
+    let [bucket, objects] = crate::Resource::Repository(crate::RepositoryRef {
+        bucket: repository.bucket.clone(),
+        prefix: repository.prefix.clone(),
+    })
+    .iam_resources(estate.partition())
+    .try_into()
+    .ok()?;
+    let (list, rest) = MAINTENANCE_ACTIONS.split_at(1);
+    Some((
+        repository.role.clone(),
+        vec![
+            Statement::allow(list.iter().map(|a| a.as_str()), [bucket]).with_sid("BulwarkMaintenanceList"),
+            Statement::allow(rest.iter().map(|a| a.as_str()), [objects]).with_sid("BulwarkMaintenance"),
+        ],
+    ))
+}
+
 /// The condition AWS recommends on `kms:CreateGrant`: grants only for AWS resources (EBS).
 const GRANT_IS_FOR_AWS_RESOURCE: &str = "kms:GrantIsForAWSResource";
 

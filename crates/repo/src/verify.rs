@@ -33,6 +33,8 @@ pub struct VerifyReport {
     pub points: usize,
     /// Packs checked (read whole with `read_data`).
     pub packs: usize,
+    /// Bytes the packs in the store take (the repository's size, but for its small files).
+    pub stored_bytes: u64,
     /// Blocks authenticated (with `read_data`).
     pub blocks_read: usize,
     /// Packs no index lists: left by an interrupted backup; harmless, `prune` removes them.
@@ -109,6 +111,7 @@ pub fn verify(repo: &Repository, read_data: bool, threads: usize) -> Result<Veri
         .into_iter()
         .map(|(id, size)| (id.to_hex(), size))
         .collect();
+    report.stored_bytes = stored.values().sum();
     let mut bad_blocks: HashMap<Id, String> = HashMap::new();
     let mut needed_len: HashMap<u32, u64> = HashMap::new();
     for loc in index.blocks.values() {

@@ -9,6 +9,7 @@
 mod estate;
 mod metrics;
 mod policies;
+mod repository;
 mod restores;
 mod sessions;
 mod tokens;
@@ -48,6 +49,8 @@ pub fn router(app: App) -> Router {
             get(policies::one).put(policies::update).delete(policies::delete),
         )
         .route("/api/v1/policies/{id}/run", post(policies::run))
+        .route("/api/v1/repository", get(repository::show))
+        .route("/api/v1/repository/check", post(repository::check))
         .route("/api/v1/restores/validate", post(restores::validate))
         .route("/api/v1/restores", post(restores::create))
         .route("/api/v1/sessions", get(sessions::list))
@@ -69,6 +72,7 @@ pub fn router(app: App) -> Router {
         health, openapi,
         estate::accounts, estate::instances, estate::discover, estate::restore_points, estate::protection,
         policies::list, policies::create, policies::validate, policies::one, policies::update, policies::delete, policies::run,
+        repository::show, repository::check,
         restores::validate, restores::create,
         sessions::list, sessions::one, sessions::log, sessions::cancel,
         metrics::metrics,

@@ -107,6 +107,14 @@ pub(crate) fn from_doc<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// A stored enum value (its serde name) read back; an unknown one is damage, named.
+pub(crate) fn stored_name<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, ApplianceError> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| ApplianceError::Damaged {
+        what: what.to_owned(),
+        message: format!("unknown value {s:?}"),
+    })
+}
+
 /// A document as stored.
 pub(crate) fn to_doc<T: serde::Serialize>(value: &T) -> String {
     // Serializing the appliance's own types (strings, numbers, maps with string keys) fails

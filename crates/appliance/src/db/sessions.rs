@@ -1,4 +1,4 @@
-//! Sessions: every run (policy, retention, discovery) with its items (one per instance), its
+//! Sessions: every run (policy, retention, discovery, restore, health check) with its items (one per instance), its
 //! log and its progress. A running session is owned by one appliance through a lease it
 //! renews; a session whose lease lapsed belongs to an appliance that died.
 
@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{new_id, now_ms, Db};
+use super::{new_id, now_ms, stored_name, Db};
 use crate::ApplianceError;
 
 /// How a session or one of its items stands.
@@ -48,14 +48,6 @@ impl Status {
     }
 }
 
-/// A stored enum value (its serde name) read back; an unknown one is damage, named.
-fn stored_name<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, ApplianceError> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| ApplianceError::Damaged {
-        what: what.to_owned(),
-        message: format!("unknown value {s:?}"),
-    })
-}
-
 /// What a session does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -68,6 +60,8 @@ pub enum Kind {
     Discovery,
     /// Restores an instance.
     Restore,
+    /// Maintains the repository: prunes what no restore point needs, then verifies it.
+    HealthCheck,
 }
 
 impl Kind {
@@ -78,6 +72,7 @@ impl Kind {
             Kind::Retention => "retention",
             Kind::Discovery => "discovery",
             Kind::Restore => "restore",
+            Kind::HealthCheck => "health-check",
         }
     }
 }
@@ -375,6 +370,16 @@ impl Db {
     pub async fn policy_running(&self, policy: &str) -> Result<bool, ApplianceError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM sessions WHERE policy = $1 AND status = $2")
             .bind(policy)
+            .bind(Status::Running.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// Whether any session of `kind` is running, on any appliance.
+    pub async fn kind_running(&self, kind: Kind) -> Result<bool, ApplianceError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM sessions WHERE kind = $1 AND status = $2")
+            .bind(kind.as_str())
             .bind(Status::Running.as_str())
             .fetch_one(&self.pool)
             .await?;

@@ -92,7 +92,7 @@ impl Harness {
         let url = database(backend, dir.path(), &runtime)?;
         let estate = estate();
         let grants =
-            Grants::from_plans(&estate, &plans(&estate, &all_operations(&estate))).with_discovery(&estate);
+            Grants::from_plans(&estate, &plans(&estate, &all_operations(&estate))).with_appliance(&estate);
         let world = Arc::new(
             Embedded::create(
                 &dir.path().join("world"),

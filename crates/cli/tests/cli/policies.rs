@@ -377,6 +377,27 @@ fn discovery_permissions_are_read_only_and_on_any_resource() {
 }
 
 #[test]
+fn maintenance_permissions_are_on_the_repository_only() {
+    let doc = bulwark_json(&with_estate(&["policy", "maintenance"], &[]), EXIT_OK);
+    assert_eq!(doc["role"], "arn:aws:iam::111111111111:role/BulwarkRepository");
+    let statements = doc["policy"]["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 2, "{doc}");
+    assert_eq!(statements[0]["Action"], json!("s3:ListBucket"));
+    assert_eq!(
+        statements[0]["Resource"],
+        json!("arn:aws:s3:::bulwark-backups-111111111111")
+    );
+    assert_eq!(
+        statements[1]["Action"],
+        json!(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
+    );
+    assert_eq!(
+        statements[1]["Resource"],
+        json!("arn:aws:s3:::bulwark-backups-111111111111/ec2/*")
+    );
+}
+
+#[test]
 fn a_cloudformation_template_makes_an_accounts_roles_for_any_account() {
     let doc = bulwark_json(
         &with_estate(&["policy", "cloudformation"], &["--account", PROD]),

@@ -114,6 +114,9 @@ fn world(dir: &Path, database: Option<&str>) -> (String, String) {
         "1",
     ]);
     assert_eq!(code, 0, "{err}");
+    let (code, _, err) = bulwark(&["token", "create", "--role", "root", "--data-dir", &d]);
+    assert_eq!(code, 2, "a role that does not exist is a usage error");
+    assert!(err.contains("expected admin, operator or viewer"), "{err}");
     let mut args = vec!["token", "create", "--role", "admin", "--data-dir", &d];
     if let Some(url) = database {
         args.extend(["--database", url]);
