@@ -205,9 +205,17 @@ fn a_policy_aws_would_refuse_is_refused_at_creation(h: &Harness) {
         "selection": {"tags": {"backup": "nightly"}},
         "backups": {"workers": "backup-account", "keep_daily": 7}
     });
-    let problems = h.admin("POST", "/api/v1/policies/validate", Some(&backups.to_string()), 200);
+    let problems = h.admin(
+        "POST",
+        "/api/v1/policies/validate",
+        Some(&backups.to_string()),
+        200,
+    );
     assert!(problems[0]["at"].as_str().unwrap().contains(TAGGED), "{problems}");
-    assert!(problems[0]["at"].as_str().unwrap().contains("backup"), "{problems}");
+    assert!(
+        problems[0]["at"].as_str().unwrap().contains("backup"),
+        "{problems}"
+    );
     assert_eq!(problems[0]["code"], "aws-managed-key-not-shareable");
     // Backups that keep nothing are refused on their own.
     let nothing = json!({
@@ -215,7 +223,12 @@ fn a_policy_aws_would_refuse_is_refused_at_creation(h: &Harness) {
         "selection": {"tags": {"backup": "nightly"}},
         "backups": {"workers": "production-account"}
     });
-    let problems = h.admin("POST", "/api/v1/policies/validate", Some(&nothing.to_string()), 200);
+    let problems = h.admin(
+        "POST",
+        "/api/v1/policies/validate",
+        Some(&nothing.to_string()),
+        200,
+    );
     assert_eq!(problems[0]["at"], "backups", "{problems}");
     assert_eq!(h.admin("GET", "/api/v1/policies", None, 200), json!([]));
 }
@@ -294,7 +307,8 @@ fn image_level_backups_keep_by_their_rules_and_restore(h: &Harness) {
     // grant or temporary role.
     assert_eq!(h.resources(), before);
     assert_eq!(
-        h.call("POST", "/api/v1/repository/check?fast=1", Some(&h.admin), None).0,
+        h.call("POST", "/api/v1/repository/check?fast=1", Some(&h.admin), None)
+            .0,
         400
     );
     // The latest backup restores, through a worker in the production account.
