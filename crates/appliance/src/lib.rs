@@ -7,7 +7,8 @@
 //! they run; `inventory` discovery; `runner` the sessions (policy runs, discovery, restores),
 //! on blocking threads, since the engine is synchronous, with `retention` (what policies no
 //! longer keep) and `health` (the repository's prune and verify); `scheduler` the loop that
-//! starts due runs; `auth` the API tokens; `api/` the HTTP routes and the OpenAPI document.
+//! starts due runs; `webhook` the calls made when a session ends badly; `auth` the API tokens;
+//! `api/` the HTTP routes and the OpenAPI document.
 //!
 //! It drives the engine it is given ([`Appliance::new`] takes a factory of engines over a
 //! [`bulwark_cloud::Cloud`]) and never names a cloud: no AWS SDK, no embedded cloud here. It
@@ -25,6 +26,7 @@ pub mod retention;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -54,6 +56,11 @@ pub struct Settings {
     pub health_check_every: Option<Duration>,
     /// The name of this appliance, owner of the sessions it runs.
     pub name: String,
+    /// The webhook called when any session ends in `warning` or `failed` (policies may name
+    /// their own besides).
+    pub webhook: Option<String>,
+    /// How long the first retry of a failed webhook call waits; each next one twice as long.
+    pub webhook_backoff: Duration,
     /// How long the appliance holds a session without renewing its lease: one that died is
     /// known after this, and its sessions are recovered by the next appliance to look.
     pub lease: Duration,
@@ -66,6 +73,8 @@ impl Default for Settings {
             tick: Duration::from_secs(5),
             discovery_every: Some(Duration::from_secs(3600)),
             health_check_every: Some(Duration::from_secs(24 * 3600)),
+            webhook: None,
+            webhook_backoff: Duration::from_secs(2),
             name: format!("appliance-{}", std::process::id()),
             lease: Duration::from_secs(30),
         }

@@ -42,6 +42,10 @@ pub struct Policy {
     /// Image-level backups into the repository.
     #[serde(default)]
     pub backups: Option<Backups>,
+    /// Called (POST, JSON) when a run or retention of the policy ends in `warning` or
+    /// `failed`, besides the appliance's own webhook.
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
 fn enabled() -> bool {
@@ -286,6 +290,9 @@ impl Policy {
                 ));
             }
         }
+        if let Some(Err(e)) = self.webhook.as_deref().map(crate::webhook::check_url) {
+            problems.push(field("webhook", e, "give an http:// or https:// URL"));
+        }
         if let Some(Err(e)) = self.schedule.as_ref().map(Schedule::check) {
             problems.push(e);
         }
@@ -393,6 +400,7 @@ mod tests {
             snapshots: Some(Keep { keep: 1 }),
             replicas: Vec::new(),
             backups: None,
+            webhook: None,
         };
         let policies = vec![
             ("p1".to_owned(), policy("low", 1)),

@@ -267,6 +267,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             backups: None,
+            webhook: None,
         }
     }
 

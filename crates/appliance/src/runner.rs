@@ -133,6 +133,7 @@ impl Run {
         );
         self.db(self.app.db.finish_session(&self.session, status, &message));
         lock(&self.app.running).remove(&self.session);
+        self.app.session_ended(&self.session);
         status
     }
 }

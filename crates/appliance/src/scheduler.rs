@@ -122,6 +122,7 @@ pub async fn recover(app: &Arc<Appliance>) -> Result<(), ApplianceError> {
             .log(&id, app.db.last_log_seq(&id).await? + 1, "error", &message)
             .await?;
         app.db.finish_session(&id, Status::Failed, &message).await?;
+        app.session_ended(&id);
         tracing::warn!(session = %id, "recovered a session of a stopped appliance");
     }
     Ok(())

@@ -41,6 +41,10 @@ pub struct ServeCommand {
     /// runs, in hours (0: only on demand). The first runs this long after the database is made.
     #[arg(long, value_name = "HOURS", default_value_t = 24)]
     pub health_check_hours: u64,
+    /// Called (POST, JSON) when a session ends in warning or failed; retried with back-off,
+    /// its failures in the session's log. Policies may name their own besides.
+    #[arg(long, value_name = "URL", value_parser = webhook_url)]
+    pub webhook: Option<String>,
     /// How long a session's lease lasts, in seconds: the sessions of an appliance that died are
     /// recovered this long after its last renewal.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
@@ -147,6 +151,7 @@ pub fn serve(cmd: &ServeCommand) -> anyhow::Result<ExitCode> {
             health_check_every: (cmd.health_check_hours > 0)
                 .then(|| Duration::from_secs(cmd.health_check_hours.saturating_mul(3600))),
             lease: Duration::from_secs(cmd.lease_seconds),
+            webhook: cmd.webhook.clone(),
             ..Settings::default()
         };
         let app = Appliance::new(db, estate, engines, settings);
@@ -182,4 +187,9 @@ async fn stopped() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// `--webhook`: an http:// or https:// URL.
+fn webhook_url(url: &str) -> Result<String, String> {
+    bulwark_appliance::webhook::check_url(url).map(|()| url.to_owned())
 }

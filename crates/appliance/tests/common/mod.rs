@@ -83,6 +83,11 @@ pub fn estate() -> Estate {
 impl Harness {
     /// An appliance on `backend`, with discovery on demand only and a fast scheduler.
     pub fn start(backend: Backend) -> Option<Harness> {
+        Harness::start_with(backend, |_| {})
+    }
+
+    /// The same, with settings changed by `tweak`.
+    pub fn start_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Harness> {
         let dir = tempfile::tempdir().unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -109,12 +114,13 @@ impl Harness {
             w.engine_for(estate)
                 .with_timing(Duration::from_millis(5), Duration::from_millis(200))
         });
-        let settings = Settings {
+        let mut settings = Settings {
             tick: Duration::from_millis(200),
             discovery_every: None,
             lease: Duration::from_secs(5),
             ..Settings::default()
         };
+        tweak(&mut settings);
         let (app, address, admin) = runtime.block_on(async {
             let db = Db::open(&url).await.unwrap();
             let (admin, _) = db.create_token(Role::Admin, "test").await.unwrap();
