@@ -53,6 +53,16 @@ fn discovery_finds_instances_with_tags_volumes_and_keys(h: &Harness) {
     assert_eq!(ids, [TAGGED, UNTAGGED]);
     let web = &instances[0];
     assert_eq!(web["tags"]["backup"], "nightly");
+    assert_eq!(web["instance_type"], "m6i.large");
+    assert!(
+        web["subnet"]
+            .as_str()
+            .unwrap()
+            .starts_with("subnet-0222222222222"),
+        "{web}"
+    );
+    assert_eq!(web["security_groups"].as_array().unwrap().len(), 1, "{web}");
+    assert_eq!(web["availability_zone"], "us-east-1a");
     assert_eq!(web["volumes"].as_array().unwrap().len(), 3);
     assert_eq!(web["volumes"][0]["size_gib"], 8);
     assert!(

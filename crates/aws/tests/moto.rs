@@ -298,8 +298,8 @@ fn ec2_volumes_snapshots_copies_shares_and_instances() {
             &region,
             &RunInstance {
                 instance_type: "t3.micro".into(),
-                subnet: Some(subnet),
-                security_groups: vec![group],
+                subnet: Some(subnet.clone()),
+                security_groups: vec![group.clone()],
                 ..Default::default()
             },
         )
@@ -310,6 +310,15 @@ fn ec2_volumes_snapshots_copies_shares_and_instances() {
         .describe_instances(&m.who, &region, std::slice::from_ref(&placed.id))
         .unwrap();
     assert_eq!(described[0].availability_zone.as_deref(), Some(zone.as_str()));
+    // Its type and network, as discovery reads them.
+    assert_eq!(
+        described[0].setup,
+        bulwark_cloud::InstanceSetup {
+            instance_type: Some("t3.micro".into()),
+            subnet: Some(subnet),
+            security_groups: vec![group],
+        }
+    );
     let zoned = m
         .cloud
         .create_volume(

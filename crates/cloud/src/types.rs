@@ -152,6 +152,20 @@ pub struct InstanceInfo {
     /// Its availability zone: the volumes it attaches must be in the same one.
     #[serde(default)]
     pub availability_zone: Option<String>,
+    /// Its type and network.
+    #[serde(default)]
+    pub setup: InstanceSetup,
+}
+
+/// An instance's type and network, as it was launched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSetup {
+    /// Its type (`c6i.large`).
+    pub instance_type: Option<String>,
+    /// Its subnet.
+    pub subnet: Option<String>,
+    /// Its security groups' ids.
+    pub security_groups: Vec<String>,
 }
 
 /// CreateVolume's parameters.

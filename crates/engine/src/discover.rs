@@ -3,7 +3,8 @@
 //! encryption defaults, so that nobody types them into an estate file. The appliance runs it on
 //! a schedule and on demand; the planner then takes its facts from what was found.
 //!
-//! The backup role needs read-only permissions for it ([`bulwark_plan::DISCOVERY_ACTIONS`]).
+//! Also each instance's type, subnet and security groups, which a restore of the instance as it
+//! was needs. The backup role needs read-only permissions for it ([`bulwark_plan::DISCOVERY_ACTIONS`]).
 //! An account that cannot be read is reported with the failing call and the fix, in the words
 //! of `bulwark check`, and the rest of the estate is still discovered.
 
@@ -28,6 +29,9 @@ pub struct Discovered {
     pub availability_zone: Option<String>,
     /// The device name of each volume, in the order of `instance.volumes`.
     pub devices: Vec<String>,
+    /// Its type, subnet and security groups.
+    #[serde(default)]
+    pub setup: bulwark_cloud::InstanceSetup,
 }
 
 /// What discovery found in one account and region.
@@ -149,6 +153,7 @@ impl Engine {
                 state: info.state,
                 availability_zone: info.availability_zone,
                 devices,
+                setup: info.setup,
             });
         }
         instances.sort_by(|a, b| a.instance.id.cmp(&b.instance.id));

@@ -248,7 +248,8 @@ impl Sim {
         })
     }
 
-    /// Creates a running instance with empty volumes.
+    /// Creates a running instance with empty volumes, of type `m6i.large`, in the default
+    /// subnet of its region's first zone with the default security group.
     pub fn create_instance(
         &self,
         account: &AccountId,
@@ -303,8 +304,8 @@ impl Sim {
                         .collect(),
                     user_data: String::new(),
                     zone: String::new(),
-                    subnet: None,
-                    security_groups: Vec::new(),
+                    subnet: Some(default_subnet(account, region)),
+                    security_groups: vec![default_security_group(account, region)],
                     instance_type: "m6i.large".into(),
                     ready_at: 0,
                     terminate_at: None,
@@ -554,4 +555,23 @@ pub struct Launch {
     pub security_groups: Vec<String>,
     /// Its tags.
     pub tags: Vec<Tag>,
+}
+
+/// The id of the default VPC's subnet of `region`'s first zone in `account`: fixed, so that an
+/// estate's instances are in the same network each time the embedded cloud is made.
+pub(crate) fn default_subnet(account: &AccountId, region: &Region) -> String {
+    format!("subnet-0{account}{:04x}", region_number(region))
+}
+
+/// The id of the default VPC's default security group of `region` in `account`.
+pub(crate) fn default_security_group(account: &AccountId, region: &Region) -> String {
+    format!("sg-0{account}{:04x}", region_number(region))
+}
+
+/// A number that tells regions apart in made-up ids.
+fn region_number(region: &Region) -> u16 {
+    region
+        .as_str()
+        .bytes()
+        .fold(0u16, |n, b| n.wrapping_mul(31).wrapping_add(u16::from(b)))
 }

@@ -63,6 +63,14 @@ pub struct InstanceView {
     region: String,
     /// Its state.
     state: String,
+    /// Its availability zone.
+    availability_zone: Option<String>,
+    /// Its type (`c6i.large`).
+    instance_type: Option<String>,
+    /// Its subnet.
+    subnet: Option<String>,
+    /// Its security groups.
+    security_groups: Vec<String>,
     /// Its tags.
     tags: BTreeMap<String, String>,
     /// Its volumes: id, size, key, device.
@@ -94,6 +102,10 @@ pub async fn instances(State(app): State<App>, caller: Caller) -> Result<Json<Ve
                 account: d.instance.account.to_string(),
                 region: d.instance.region.to_string(),
                 state: d.state,
+                availability_zone: d.availability_zone,
+                instance_type: d.setup.instance_type,
+                subnet: d.setup.subnet,
+                security_groups: d.setup.security_groups,
                 tags: d.instance.tags,
                 volumes: d
                     .instance

@@ -350,6 +350,7 @@ impl Ec2 for AwsCloud {
                     .placement()
                     .and_then(|p| p.availability_zone())
                     .map(str::to_owned),
+                setup: setup_of(i),
             })
         })
     }
@@ -473,6 +474,7 @@ impl AwsCloud {
                             .and_then(|p| p.availability_zone())
                             .map(str::to_owned),
                         tags: from_ec2_tags(i.tags()),
+                        setup: setup_of(i),
                     });
                 }
             }
@@ -564,5 +566,18 @@ impl AwsCloud {
                 })
                 .collect()
         })
+    }
+}
+
+/// An instance's type and network as EC2 describes it.
+fn setup_of(i: &aws_sdk_ec2::types::Instance) -> bulwark_cloud::InstanceSetup {
+    bulwark_cloud::InstanceSetup {
+        instance_type: i.instance_type().map(|t| t.as_str().to_owned()),
+        subnet: i.subnet_id().map(str::to_owned),
+        security_groups: i
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_owned))
+            .collect(),
     }
 }

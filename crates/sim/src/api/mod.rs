@@ -331,6 +331,11 @@ fn instance_info(owner: &AccountId, region: &Region, id: &InstanceId, i: &Instan
         instance_profile: i.profile.clone(),
         tags: i.tags.clone(),
         availability_zone: Some(zone_of(region, &i.zone)),
+        setup: bulwark_cloud::InstanceSetup {
+            instance_type: Some(i.instance_type.clone()).filter(|t| !t.is_empty()),
+            subnet: i.subnet.clone(),
+            security_groups: i.security_groups.clone(),
+        },
     }
 }
 
