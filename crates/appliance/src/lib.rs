@@ -75,7 +75,9 @@ impl Default for Settings {
             health_check_every: Some(Duration::from_secs(24 * 3600)),
             webhook: None,
             webhook_backoff: Duration::from_secs(2),
-            name: format!("appliance-{}", std::process::id()),
+            // Random: two appliances on one database must never share a name, whatever host
+            // and process id they have.
+            name: db::new_id("appliance"),
             lease: Duration::from_secs(30),
         }
     }
@@ -86,6 +88,8 @@ pub struct Appliance {
     pub(crate) db: Db,
     pub(crate) estate: Estate,
     pub(crate) engines: EngineFactory,
+    /// The engine's journals and catalog, in the database.
+    pub(crate) journals: Arc<dyn bulwark_engine::StateStore>,
     pub(crate) settings: Settings,
     pub(crate) runtime: tokio::runtime::Handle,
     /// The sessions this appliance runs now, by id, to cancel them.
@@ -104,12 +108,20 @@ impl Appliance {
     /// An appliance over `db`, protecting `estate` (its accounts, roles, keys and repository;
     /// instances come from discovery). Must be called inside the tokio runtime that serves it.
     pub fn new(db: Db, estate: Estate, engines: EngineFactory, settings: Settings) -> Arc<Appliance> {
+        let runtime = tokio::runtime::Handle::current();
+        let journals = Arc::new(db::journals::Journals(db::journals::DbStore::new(
+            db.clone(),
+            runtime.clone(),
+            &settings.name,
+            i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX / 4),
+        )));
         Arc::new(Appliance {
             db,
             estate,
             engines,
+            journals,
             settings,
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
             running: Mutex::new(HashMap::new()),
         })
     }
@@ -117,6 +129,11 @@ impl Appliance {
     /// The end of a lease taken now (ms since the epoch).
     pub(crate) fn lease_until(&self) -> i64 {
         db::now_ms() + i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    /// An engine for `estate`, keeping its journals and catalog in the database.
+    pub(crate) fn engine(&self, estate: Estate) -> Engine {
+        (self.engines)(estate).with_store(Arc::clone(&self.journals))
     }
 
     /// The database.

@@ -64,22 +64,24 @@ impl Run {
     /// The engine for `estate`, reporting its events into this session's log and progress.
     pub(crate) fn engine(self: &Arc<Self>, estate: Estate) -> Engine {
         let run = Arc::clone(self);
-        (self.app.engines)(estate).on_event(Arc::new(move |_, event| match event {
-            Event::Step {
-                number,
-                of,
-                action,
-                resource,
-            } => run.log("info", &format!("step {number}/{of}: {action} on {resource}")),
-            Event::Transfer { done, total } => {
-                let (done, total) = (*done as i64, *total as i64);
-                run.db(run
-                    .app
-                    .db
-                    .progress(&run.session, done, total, run.app.lease_until()));
-            }
-            Event::Cleanup { name } => run.log("info", &format!("removing {name}")),
-        }))
+        self.app
+            .engine(estate)
+            .on_event(Arc::new(move |_, event| match event {
+                Event::Step {
+                    number,
+                    of,
+                    action,
+                    resource,
+                } => run.log("info", &format!("step {number}/{of}: {action} on {resource}")),
+                Event::Transfer { done, total } => {
+                    let (done, total) = (*done as i64, *total as i64);
+                    run.db(run
+                        .app
+                        .db
+                        .progress(&run.session, done, total, run.app.lease_until()));
+                }
+                Event::Cleanup { name } => run.log("info", &format!("removing {name}")),
+            }))
     }
 
     /// Runs `operation` as an engine session that this session's cancel reaches.

@@ -29,6 +29,9 @@ pub async fn run(app: Arc<Appliance>) {
 pub async fn tick(app: &Arc<Appliance>) -> Result<(), ApplianceError> {
     let mine: Vec<String> = crate::lock(&app.running).keys().cloned().collect();
     app.db.renew_leases(&mine, app.lease_until()).await?;
+    app.db
+        .renew_journals(&app.settings.name, app.lease_until())
+        .await?;
     recover(app).await?;
     let now = now_ms();
     // A health check holds the repository's exclusive lock: due runs wait for the next tick.
@@ -87,7 +90,7 @@ pub async fn recover(app: &Arc<Appliance>) -> Result<(), ApplianceError> {
     if taken.is_empty() {
         return Ok(());
     }
-    let engine = (app.engines)(app.estate.clone());
+    let engine = app.engine(app.estate.clone());
     let recovered = tokio::task::spawn_blocking(move || engine.recover())
         .await
         .map_err(|e| ApplianceError::Database(format!("recovery did not finish: {e}")))?;

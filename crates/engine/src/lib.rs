@@ -115,6 +115,13 @@ impl Engine {
         }
     }
 
+    /// Keeps journals and the catalog in `store` instead (the appliance's database, so that
+    /// another appliance can recover what this one leaves).
+    pub fn with_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.store = store;
+        self
+    }
+
     /// Reports events to `f` while sessions run.
     pub fn on_event(mut self, f: Listener) -> Self {
         self.events = Some(f);

@@ -8,6 +8,7 @@
 //! update of its next run time (`policies::claim`), which exactly one of them wins.
 
 pub mod inventory;
+pub mod journals;
 pub mod points;
 pub mod policies;
 pub mod sessions;

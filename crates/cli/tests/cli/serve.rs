@@ -199,6 +199,12 @@ fn killed_mid_session(
     }
     let points = survivor.call("GET", "/api/v1/restore-points", token, "");
     assert_eq!(points, json!([]));
+    // The journal it was recovered from is in the database, not in the data directory: an
+    // appliance on another machine could have recovered it just the same.
+    let files = std::fs::read_dir(dir.join("appliance").join("sessions"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(files, 0, "engine journals were written into the data directory");
 }
 
 #[test]
