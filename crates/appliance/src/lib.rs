@@ -26,6 +26,7 @@ pub mod retention;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
+mod slots;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -56,6 +57,10 @@ pub struct Settings {
     pub health_check_every: Option<Duration>,
     /// The name of this appliance, owner of the sessions it runs.
     pub name: String,
+    /// How many items of a policy's run are processed at once.
+    pub parallel: usize,
+    /// How many engine sessions run at once in one account and region (within AWS's quotas).
+    pub per_region: usize,
     /// The webhook called when any session ends in `warning` or `failed` (policies may name
     /// their own besides).
     pub webhook: Option<String>,
@@ -73,6 +78,8 @@ impl Default for Settings {
             tick: Duration::from_secs(5),
             discovery_every: Some(Duration::from_secs(3600)),
             health_check_every: Some(Duration::from_secs(24 * 3600)),
+            parallel: 4,
+            per_region: 2,
             webhook: None,
             webhook_backoff: Duration::from_secs(2),
             // Random: two appliances on one database must never share a name, whatever host
@@ -92,15 +99,17 @@ pub struct Appliance {
     pub(crate) journals: Arc<dyn bulwark_engine::StateStore>,
     pub(crate) settings: Settings,
     pub(crate) runtime: tokio::runtime::Handle,
+    /// The engine sessions running in each account and region, bounded.
+    pub(crate) slots: slots::Slots,
     /// The sessions this appliance runs now, by id, to cancel them.
     pub(crate) running: Mutex<HashMap<String, Running>>,
 }
 
-/// A session in progress: cancelling it stops the engine session of its current item and
-/// every item after it.
+/// A session in progress: cancelling it stops the engine sessions of its current items and
+/// every item after them.
 #[derive(Clone, Default)]
 pub(crate) struct Running {
-    pub(crate) current: Arc<Mutex<Option<SessionControl>>>,
+    pub(crate) current: Arc<Mutex<Vec<SessionControl>>>,
     pub(crate) cancelled: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -115,6 +124,7 @@ impl Appliance {
             &settings.name,
             i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX / 4),
         )));
+        let slots = slots::Slots::new(settings.per_region);
         Arc::new(Appliance {
             db,
             estate,
@@ -122,6 +132,7 @@ impl Appliance {
             journals,
             settings,
             runtime,
+            slots,
             running: Mutex::new(HashMap::new()),
         })
     }

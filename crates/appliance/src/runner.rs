@@ -2,13 +2,14 @@
 //! and region), a restore; retention and the repository's health check are in their own
 //! modules, on the same [`Run`]. Each runs on a
 //! blocking thread, since the engine is synchronous, and records its items, log and progress
-//! in the database as it goes. A session can be cancelled: the engine session of its current
-//! item stops at its next step and removes what it made, and the items after it are not
-//! started.
+//! in the database as it goes. A policy's items run side by side (`Settings::parallel`), each
+//! in a slot of its account and region (`crate::slots`). A session can be cancelled: the engine
+//! sessions of its current items stop at their next step and remove what they made, and the
+//! items after them are not started.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bulwark_engine::{Engine, EngineError, Event, SessionControl, SessionReport};
 use bulwark_model::{Estate, Instance};
@@ -92,7 +93,7 @@ impl Run {
     ) -> Result<SessionReport, EngineError> {
         let plan = engine.plan(operation)?;
         let control = SessionControl::new();
-        *lock(&self.running.current) = Some(control.clone());
+        lock(&self.running.current).push(control.clone());
         if self.cancelled() {
             control.cancel();
         }
@@ -101,7 +102,7 @@ impl Run {
             &format!("{}: engine session {}", plan.summary, control.id()),
         );
         let result = engine.run_with(&plan, &control);
-        *lock(&self.running.current) = None;
+        lock(&self.running.current).retain(|c| c.id() != control.id());
         result
     }
 
@@ -208,24 +209,47 @@ impl Appliance {
         let app = Arc::clone(self);
         self.start(Kind::Policy, Some(&record.id), &items, move |run| {
             let engine = run.engine(estate);
-            let mut outcomes = Vec::new();
-            for (position, (instance, other)) in selected.iter().enumerate() {
-                let status = if let Some(other) = other {
-                    run.item(position, Status::Skipped, other, None);
-                    Status::Skipped
-                } else if run.cancelled() {
-                    run.item(
-                        position,
-                        Status::Canceled,
-                        "the session was cancelled before this instance",
-                        None,
-                    );
-                    Status::Canceled
-                } else {
-                    protect(&run, &engine, &policy_id, &policy, position, instance)
-                };
-                outcomes.push(status);
-            }
+            // Items run side by side, each waiting for a slot in its account and region.
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let outcomes = Mutex::new(vec![Status::Pending; selected.len()]);
+            std::thread::scope(|scope| {
+                for _ in 0..run.app.settings.parallel.clamp(1, selected.len().max(1)) {
+                    scope.spawn(|| loop {
+                        let position = next.fetch_add(1, Ordering::SeqCst);
+                        let Some((instance, other)) = selected.get(position) else {
+                            break;
+                        };
+                        let cancelled = |run: &Run| {
+                            run.item(
+                                position,
+                                Status::Canceled,
+                                "the session was cancelled before this instance",
+                                None,
+                            );
+                            Status::Canceled
+                        };
+                        let status = if let Some(other) = other {
+                            run.item(position, Status::Skipped, other, None);
+                            Status::Skipped
+                        } else {
+                            match run
+                                .app
+                                .slots
+                                .take(&instance.account, &instance.region, || run.cancelled())
+                            {
+                                Some(_slot) if !run.cancelled() => {
+                                    protect(&run, &engine, &policy_id, &policy, position, instance)
+                                }
+                                _ => cancelled(&run),
+                            }
+                        };
+                        lock(&outcomes)[position] = status;
+                    });
+                }
+            });
+            let outcomes = outcomes
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let status = run.finish(&outcomes, &format!("policy {}", policy.name));
             if !matches!(status, Status::Canceled) {
                 // Retention follows each run, as a session of its own.
@@ -344,7 +368,7 @@ impl Appliance {
             return false;
         };
         running.cancelled.store(true, Ordering::SeqCst);
-        if let Some(control) = lock(&running.current).as_ref() {
+        for control in lock(&running.current).iter() {
             control.cancel();
         }
         true

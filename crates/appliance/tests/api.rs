@@ -22,6 +22,7 @@ on_both!(
     tokens_roles_and_bad_input_get_clear_answers,
     a_restore_is_validated_then_run_and_metrics_count_it,
     image_level_backups_keep_by_their_rules_and_restore,
+    instances_of_one_run_are_processed_side_by_side,
 );
 
 fn nightly(h: &Harness, keep: u32) -> String {
@@ -539,5 +540,52 @@ fn a_restore_is_validated_then_run_and_metrics_count_it(h: &Harness) {
             .status()
             .as_u16(),
         401
+    );
+}
+
+fn instances_of_one_run_are_processed_side_by_side(h: &Harness) {
+    h.discover();
+    let policy = json!({"name": "both", "selection": {"instances": [TAGGED, UNTAGGED]},
+                        "snapshots": {"keep": 1}});
+    let created = h.admin("POST", "/api/v1/policies", Some(&policy.to_string()), 201);
+    let s = run(h, created["id"].as_str().unwrap());
+    assert_eq!(s["status"], "succeeded", "{s}");
+    let items = s["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| i["status"] == "succeeded"), "{s}");
+    // Both ran in one account and region, within its limit of two at once: the log shows the
+    // second engine session starting before the first ended.
+    let log: Vec<String> = h
+        .admin(
+            "GET",
+            &format!("/api/v1/sessions/{}/log", s["id"].as_str().unwrap()),
+            None,
+            200,
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_owned())
+        .collect();
+    let started: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains(": engine session "))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(started.len(), 2, "{log:#?}");
+    // The first line of a last step ("step 7/7: ...") is the end of the first to finish.
+    let first_to_end = log
+        .iter()
+        .position(|l| {
+            l.strip_prefix("step ")
+                .and_then(|r| r.split_once(':'))
+                .and_then(|(n, _)| n.split_once('/'))
+                .is_some_and(|(a, b)| a == b)
+        })
+        .unwrap();
+    assert!(
+        started[1] < first_to_end,
+        "the items ran one after the other: {log:#?}"
     );
 }

@@ -41,6 +41,13 @@ pub struct ServeCommand {
     /// runs, in hours (0: only on demand). The first runs this long after the database is made.
     #[arg(long, value_name = "HOURS", default_value_t = 24)]
     pub health_check_hours: u64,
+    /// How many instances of a policy's run are processed at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+    /// How many engine sessions run at once in one account and region (AWS's quotas are per
+    /// account and region).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub per_region: u16,
     /// Called (POST, JSON) when a session ends in warning or failed; retried with back-off,
     /// its failures in the session's log. Policies may name their own besides.
     #[arg(long, value_name = "URL", value_parser = webhook_url)]
@@ -152,6 +159,8 @@ pub fn serve(cmd: &ServeCommand) -> anyhow::Result<ExitCode> {
                 .then(|| Duration::from_secs(cmd.health_check_hours.saturating_mul(3600))),
             lease: Duration::from_secs(cmd.lease_seconds),
             webhook: cmd.webhook.clone(),
+            parallel: usize::from(cmd.parallel),
+            per_region: usize::from(cmd.per_region),
             ..Settings::default()
         };
         let app = Appliance::new(db, estate, engines, settings);
