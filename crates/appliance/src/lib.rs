@@ -101,6 +101,8 @@ pub struct Appliance {
     pub(crate) runtime: tokio::runtime::Handle,
     /// The engine sessions running in each account and region, bounded.
     pub(crate) slots: slots::Slots,
+    /// Whether this appliance is recovering engine sessions now (one recovery at a time).
+    pub(crate) recovering: std::sync::atomic::AtomicBool,
     /// The sessions this appliance runs now, by id, to cancel them.
     pub(crate) running: Mutex<HashMap<String, Running>>,
 }
@@ -133,6 +135,7 @@ impl Appliance {
             settings,
             runtime,
             slots,
+            recovering: std::sync::atomic::AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
         })
     }

@@ -13,6 +13,7 @@ use bulwark_plan::{ExpiredSnapshot, Operation};
 use chrono::{DateTime, Utc};
 
 use crate::db::points::{PointKind, PointQuery, RestorePoint};
+use crate::db::policies::PolicyRecord;
 use crate::db::sessions::{Kind, SessionRecord, Status};
 use crate::policy::Policy;
 use crate::runner::Run;
@@ -27,15 +28,7 @@ impl Appliance {
         let Some(record) = self.db.policy(policy_id).await? else {
             return Ok(None);
         };
-        let points = self
-            .db
-            .points(PointQuery {
-                instance: None,
-                policy: Some(policy_id),
-                expired: false,
-            })
-            .await?;
-        let expired = expired(&record.policy, &points, Utc::now());
+        let expired = self.expired_points(&record).await?;
         if expired.is_empty() {
             return Ok(None);
         }
@@ -61,6 +54,21 @@ impl Appliance {
         })
         .await
         .map(Some)
+    }
+}
+
+impl Appliance {
+    /// The restore points of `policy` that its retention no longer keeps, now.
+    pub async fn expired_points(&self, policy: &PolicyRecord) -> Result<Vec<RestorePoint>, ApplianceError> {
+        let points = self
+            .db
+            .points(PointQuery {
+                instance: None,
+                policy: Some(&policy.id),
+                expired: false,
+            })
+            .await?;
+        Ok(expired(&policy.policy, &points, Utc::now()))
     }
 }
 

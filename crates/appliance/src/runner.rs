@@ -106,6 +106,28 @@ impl Run {
         result
     }
 
+    /// Runs `work` for each of `n` items, `Settings::parallel` at once; answers their outcomes
+    /// in item order.
+    pub(crate) fn each(&self, n: usize, work: impl Fn(usize) -> Status + Sync) -> Vec<Status> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let outcomes = Mutex::new(vec![Status::Pending; n]);
+        std::thread::scope(|scope| {
+            for _ in 0..self.app.settings.parallel.clamp(1, n.max(1)) {
+                scope.spawn(|| loop {
+                    let position = next.fetch_add(1, Ordering::SeqCst);
+                    if position >= n {
+                        break;
+                    }
+                    let status = work(position);
+                    lock(&outcomes)[position] = status;
+                });
+            }
+        });
+        outcomes
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Ends the session with the outcome of its items.
     pub(crate) fn finish(&self, outcomes: &[Status], what: &str) -> Status {
         let count = |s: Status| outcomes.iter().filter(|o| **o == s).count();
@@ -210,46 +232,31 @@ impl Appliance {
         self.start(Kind::Policy, Some(&record.id), &items, move |run| {
             let engine = run.engine(estate);
             // Items run side by side, each waiting for a slot in its account and region.
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let outcomes = Mutex::new(vec![Status::Pending; selected.len()]);
-            std::thread::scope(|scope| {
-                for _ in 0..run.app.settings.parallel.clamp(1, selected.len().max(1)) {
-                    scope.spawn(|| loop {
-                        let position = next.fetch_add(1, Ordering::SeqCst);
-                        let Some((instance, other)) = selected.get(position) else {
-                            break;
-                        };
-                        let cancelled = |run: &Run| {
-                            run.item(
-                                position,
-                                Status::Canceled,
-                                "the session was cancelled before this instance",
-                                None,
-                            );
-                            Status::Canceled
-                        };
-                        let status = if let Some(other) = other {
-                            run.item(position, Status::Skipped, other, None);
-                            Status::Skipped
-                        } else {
-                            match run
-                                .app
-                                .slots
-                                .take(&instance.account, &instance.region, || run.cancelled())
-                            {
-                                Some(_slot) if !run.cancelled() => {
-                                    protect(&run, &engine, &policy_id, &policy, position, instance)
-                                }
-                                _ => cancelled(&run),
-                            }
-                        };
-                        lock(&outcomes)[position] = status;
-                    });
+            let outcomes = run.each(selected.len(), |position| {
+                let (instance, other) = &selected[position];
+                if let Some(other) = other {
+                    run.item(position, Status::Skipped, other, None);
+                    return Status::Skipped;
+                }
+                match run
+                    .app
+                    .slots
+                    .take(&instance.account, &instance.region, || run.cancelled())
+                {
+                    Some(_slot) if !run.cancelled() => {
+                        protect(&run, &engine, &policy_id, &policy, position, instance)
+                    }
+                    _ => {
+                        run.item(
+                            position,
+                            Status::Canceled,
+                            "the session was cancelled before this instance",
+                            None,
+                        );
+                        Status::Canceled
+                    }
                 }
             });
-            let outcomes = outcomes
-                .into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let status = run.finish(&outcomes, &format!("policy {}", policy.name));
             if !matches!(status, Status::Canceled) {
                 // Retention follows each run, as a session of its own.
@@ -280,9 +287,10 @@ impl Appliance {
         let base = self.estate.clone();
         self.start(Kind::Discovery, None, &items, move |run| {
             let engine = run.engine(base);
-            let mut outcomes = Vec::new();
-            for (position, (account, region)) in targets.iter().enumerate() {
-                let status = match engine.discover(account, region) {
+            // Accounts and regions are read side by side: each is a handful of read-only calls.
+            let outcomes = run.each(targets.len(), |position| {
+                let (account, region) = &targets[position];
+                match engine.discover(account, region) {
                     Ok(found) => {
                         let n = found.instances.len();
                         run.db(run.app.db.save_discovery(account, region, &found));
@@ -306,9 +314,8 @@ impl Appliance {
                         ));
                         Status::Failed
                     }
-                };
-                outcomes.push(status);
-            }
+                }
+            });
             run.finish(&outcomes, "discovery");
         })
         .await

@@ -80,30 +80,25 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-/// Sessions whose appliance died (its lease lapsed): their engine sessions are recovered
-/// from their journals (what they created is removed), and they are marked failed.
+/// Sessions whose appliance died (its lease lapsed) are marked failed; the engine sessions
+/// whose journal's lease lapsed are recovered from their journals (what they created is
+/// removed). The two leases lapse independently (a journal's may outlast its session's by a
+/// tick), so the journals are looked at every tick, not only when a session is taken over.
 pub async fn recover(app: &Arc<Appliance>) -> Result<(), ApplianceError> {
     let taken = app
         .db
         .take_over_lapsed(now_ms(), &app.settings.name, app.lease_until())
         .await?;
+    let summary = recover_journals(app).await;
     if taken.is_empty() {
         return Ok(());
     }
-    let engine = app.engine(app.estate.clone());
-    let recovered = tokio::task::spawn_blocking(move || engine.recover())
-        .await
-        .map_err(|e| ApplianceError::Database(format!("recovery did not finish: {e}")))?;
-    let summary = match recovered {
-        Ok(r) => {
-            let left: usize = r.iter().map(|x| x.left.len()).sum();
-            if left == 0 {
-                "what it had created was removed".to_owned()
-            } else {
-                format!("{left} resource(s) could not be removed yet; recovery retries at the next start (see `bulwark recover`)")
-            }
+    let summary = match summary {
+        Some(Ok(left)) if left > 0 => {
+            format!("{left} resource(s) could not be removed yet; recovery retries at every tick")
         }
-        Err(e) => format!("recovery failed: {e}"),
+        Some(Err(e)) => format!("recovery failed, and is tried again at every tick: {e}"),
+        _ => "what it had created is removed from its journals".to_owned(),
     };
     for id in taken {
         for item in app.db.items(&id).await? {
@@ -129,4 +124,28 @@ pub async fn recover(app: &Arc<Appliance>) -> Result<(), ApplianceError> {
         tracing::warn!(session = %id, "recovered a session of a stopped appliance");
     }
     Ok(())
+}
+
+/// Recovers the engine sessions whose journal's lease lapsed, unless a recovery of this
+/// appliance still runs; answers how many resources are left, if it ran.
+async fn recover_journals(app: &Arc<Appliance>) -> Option<Result<usize, bulwark_engine::EngineError>> {
+    if app.recovering.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    let engine = app.engine(app.estate.clone());
+    let done = tokio::task::spawn_blocking(move || engine.recover()).await;
+    app.recovering.store(false, std::sync::atomic::Ordering::SeqCst);
+    let recovered = match done {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "recovery did not finish");
+            return None;
+        }
+    };
+    Some(recovered.map(|r| {
+        for x in &r {
+            tracing::warn!(session = %x.session, removed = x.removed, left = x.left.len(), "recovered an engine session of a stopped appliance");
+        }
+        r.iter().map(|x| x.left.len()).sum()
+    }))
 }

@@ -150,6 +150,17 @@ impl Embedded {
         data: DataSize,
     ) -> Result<Embedded, EmbeddedError> {
         let sim = Sim::open(&dir.join("cloud"))?;
+        // One batch: the world is saved once at the end, not after each of thousands of calls.
+        sim.batch(|| Self::build(&sim, dir, estate, grants, data))
+    }
+
+    fn build(
+        sim: &Sim,
+        dir: &Path,
+        estate: &Estate,
+        grants: &Grants,
+        data: DataSize,
+    ) -> Result<Embedded, EmbeddedError> {
         let partition = estate.partition();
         let mut accounts: BTreeSet<AccountId> = estate.accounts.keys().cloned().collect();
         accounts.insert(estate.appliance.account.clone());
@@ -240,7 +251,7 @@ impl Embedded {
             )?;
             for v in &instance.volumes {
                 let bytes = data.bytes_per_volume.min(u64::from(v.size_gib) << 30);
-                fill(&sim, &instance.account, &instance.region, &v.id, bytes)?;
+                fill(sim, &instance.account, &instance.region, &v.id, bytes)?;
             }
         }
         // The repository, created by the bucket owner.
@@ -267,10 +278,10 @@ impl Embedded {
             )?;
             Repository::init(Arc::from(backend), &Secret::KeyFile(key)).map_err(EmbeddedError::Repository)?;
         }
-        let appliance = appliance_credentials(&sim, estate)?;
+        let appliance = appliance_credentials(sim, estate)?;
         sim.set_boot(Arc::new(bulwark_engine::worker::boot));
         Ok(Embedded {
-            sim,
+            sim: sim.clone(),
             estate: estate.clone(),
             appliance,
             repository_key,

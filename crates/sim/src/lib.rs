@@ -159,6 +159,13 @@ impl Sim {
         })
     }
 
+    /// Runs `f` (calls on this embedded cloud) as one batch: other processes wait for its
+    /// end, and the world is saved once, then, instead of after each call. For building a
+    /// large world.
+    pub fn batch<T, E: From<SimError>>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        self.inner.shared.batch(f)
+    }
+
     /// The embedded cloud as the cloud traits: every service answered by this world.
     pub fn cloud(&self) -> bulwark_cloud::Cloud {
         bulwark_cloud::Cloud::of(Arc::new(self.clone()))

@@ -4,6 +4,10 @@
 //! released. So separate `bulwark` commands, and an appliance beside them, work on one world at
 //! once, taking turns call by call.
 //!
+//! A batch ([`Shared::batch`]) is the other exception: a process that builds a world (thousands
+//! of instances for `bulwark embedded init`) holds the lock for the whole batch and saves once
+//! at its end, instead of once per call.
+//!
 //! Block writes of attached devices and of the EBS direct APIs are the exception: thousands of
 //! them make one transfer, and saving the whole world after each would cost more than the
 //! transfer. They are kept apart ([`Unsaved`]), visible to this process's reads, and merged into
@@ -17,6 +21,7 @@ use std::io::Write;
 use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bulwark_model::{AccountId, Region, SnapshotId, VolumeId};
@@ -87,12 +92,61 @@ pub(crate) struct Loaded {
     seen: Option<(u64, i64, i64)>,
 }
 
+impl Loaded {
+    /// Reloads `state.json` if another process replaced it.
+    fn refresh(&mut self, shared: &Shared) -> Result<(), SimError> {
+        let path = shared.state_path();
+        let seen = match fs::metadata(&path) {
+            Ok(m) => Some((m.ino(), m.mtime(), m.mtime_nsec())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(SimError::Io { path, error: source }),
+        };
+        if seen.is_some() && seen == self.seen {
+            return Ok(());
+        }
+        let world = match fs::read(&path) {
+            Ok(bytes) => read_world(&path, &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => World::default(),
+            Err(source) => return Err(SimError::Io { path, error: source }),
+        };
+        self.world = world;
+        self.seen = seen;
+        Ok(())
+    }
+
+    /// Writes the world to `state.json` atomically.
+    fn save(&mut self, shared: &Shared) -> Result<(), SimError> {
+        let path = shared.state_path();
+        let io = |source| SimError::Io {
+            path: path.clone(),
+            error: source,
+        };
+        self.world.version = STATE_VERSION;
+        let bytes = serde_json::to_vec(&self.world).map_err(|e| SimError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+        let mut file = File::create(&tmp).map_err(io)?;
+        file.write_all(&bytes).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        fs::rename(&tmp, &path).map_err(io)?;
+        let m = fs::metadata(&path).map_err(io)?;
+        self.seen = Some((m.ino(), m.mtime(), m.mtime_nsec()));
+        Ok(())
+    }
+}
+
 /// The data directory's world, shared by processes.
 pub(crate) struct Shared {
     dir: PathBuf,
     loaded: Mutex<Loaded>,
     lock: File,
     pub unsaved: Mutex<Unsaved>,
+    /// In a batch: the lock is held throughout, and changes are saved at its end.
+    batch: AtomicBool,
+    /// A change was made in the batch.
+    batch_dirty: AtomicBool,
 }
 
 impl Shared {
@@ -112,6 +166,8 @@ impl Shared {
             }),
             lock,
             unsaved: Mutex::new(Unsaved::default()),
+            batch: AtomicBool::new(false),
+            batch_dirty: AtomicBool::new(false),
         };
         // Read it once now, so that a damaged state file is reported at open.
         drop(shared.read()?);
@@ -133,18 +189,50 @@ impl Shared {
         self.guard(true)
     }
 
-    fn guard(&self, write: bool) -> Result<WorldGuard<'_>, SimError> {
-        let loaded = crate::lock(&self.loaded);
+    /// Runs `f` as one batch: the directory's lock is held until it ends (other processes
+    /// wait), and the world is saved once, at the end.
+    pub fn batch<T, E: From<SimError>>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        self.take_lock()?;
+        if let Err(e) = crate::lock(&self.loaded).refresh(self) {
+            let _ = self.lock.unlock();
+            return Err(e.into());
+        }
+        self.batch.store(true, Ordering::SeqCst);
+        let out = f();
+        self.batch.store(false, Ordering::SeqCst);
+        let saved = if self.batch_dirty.swap(false, Ordering::SeqCst) {
+            crate::lock(&self.loaded).save(self)
+        } else {
+            Ok(())
+        };
+        let _ = self.lock.unlock();
+        let out = out?;
+        saved?;
+        Ok(out)
+    }
+
+    fn take_lock(&self) -> Result<(), SimError> {
         self.lock.lock().map_err(|source| SimError::Io {
             path: self.dir.join("lock"),
             error: source,
-        })?;
+        })
+    }
+
+    fn guard(&self, write: bool) -> Result<WorldGuard<'_>, SimError> {
+        let loaded = crate::lock(&self.loaded);
+        let batch = self.batch.load(Ordering::SeqCst);
+        if !batch {
+            self.take_lock()?;
+        }
         let mut guard = WorldGuard {
             shared: self,
             loaded,
             dirty: false,
+            batch,
         };
-        guard.refresh()?;
+        if !batch {
+            guard.refresh()?;
+        }
         if write {
             crate::lock(&self.unsaved).merge_into(&mut guard.loaded.world);
             guard.dirty = true;
@@ -158,51 +246,24 @@ pub(crate) struct WorldGuard<'a> {
     shared: &'a Shared,
     loaded: MutexGuard<'a, Loaded>,
     dirty: bool,
+    /// Taken inside a batch: the batch holds the lock and saves.
+    batch: bool,
 }
 
 impl WorldGuard<'_> {
     /// Reloads `state.json` if another process replaced it.
     fn refresh(&mut self) -> Result<(), SimError> {
-        let path = self.shared.state_path();
-        let seen = match fs::metadata(&path) {
-            Ok(m) => Some((m.ino(), m.mtime(), m.mtime_nsec())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => return Err(SimError::Io { path, error: source }),
-        };
-        if seen.is_some() && seen == self.loaded.seen {
-            return Ok(());
-        }
-        let world = match fs::read(&path) {
-            Ok(bytes) => read_world(&path, &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => World::default(),
-            Err(source) => return Err(SimError::Io { path, error: source }),
-        };
-        self.loaded.world = world;
-        self.loaded.seen = seen;
-        Ok(())
+        self.loaded.refresh(self.shared)
     }
 
-    /// Writes the world to `state.json` atomically, now.
+    /// Writes the world to `state.json` atomically, now (in a batch: at its end).
     pub fn save(&mut self) -> Result<(), SimError> {
-        let path = self.shared.state_path();
-        let io = |source| SimError::Io {
-            path: path.clone(),
-            error: source,
-        };
-        self.loaded.world.version = STATE_VERSION;
-        let bytes = serde_json::to_vec(&self.loaded.world).map_err(|e| SimError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        let mut file = File::create(&tmp).map_err(io)?;
-        file.write_all(&bytes).map_err(io)?;
-        file.sync_data().map_err(io)?;
-        fs::rename(&tmp, &path).map_err(io)?;
-        let m = fs::metadata(&path).map_err(io)?;
-        self.loaded.seen = Some((m.ino(), m.mtime(), m.mtime_nsec()));
         self.dirty = false;
-        Ok(())
+        if self.batch {
+            self.shared.batch_dirty.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+        self.loaded.save(self.shared)
     }
 
     /// Whether the guard will save the world when it is dropped.
@@ -248,6 +309,8 @@ impl Drop for WorldGuard<'_> {
             // call that can save saves it: the world in memory stays whole.
             let _ = self.save();
         }
-        let _ = self.shared.lock.unlock();
+        if !self.batch {
+            let _ = self.shared.lock.unlock();
+        }
     }
 }

@@ -144,13 +144,16 @@ impl StateStore for Journals {
             .await?
             .rows_affected()
                 == 1;
+            if !taken {
+                return Ok((false, 0));
+            }
             let last = store
                 .db
                 .entries_of(&session.to_string())
                 .await?
                 .last()
                 .map_or(0, |e| e.0);
-            Ok((taken, last + 1))
+            Ok((true, last + 1))
         })?;
         Ok(taken.then(|| store.handle(session, next)))
     }
