@@ -234,7 +234,7 @@ fn main() {
     let planning = at.elapsed().as_secs_f64();
     total += planning;
     println!(
-        "policy evaluation and planning of the nightly run: {planning:.1} s (HTTP {status}, {} problems)",
+        "policy evaluation and planning of the nightly run: {planning:.2} s (HTTP {status}, {} problems)",
         problems.as_array().map_or(0, Vec::len)
     );
     let (_, created) = client.call("POST", "/api/v1/policies", Some(&policy));
@@ -283,7 +283,7 @@ fn main() {
     let retention = at.elapsed().as_secs_f64();
     total += retention;
     println!(
-        "retention pass (which restore points expire): {retention:.1} s, {} expire",
+        "retention pass (which restore points expire): {retention:.2} s, {} expire",
         expired.len()
     );
 
