@@ -119,15 +119,7 @@ fn expire(run: &Arc<Run>, engine: &Engine, position: usize, point: &RestorePoint
             );
             Status::Succeeded
         }
-        Err(e) => {
-            run.item(
-                position,
-                Status::Failed,
-                &format!("restore point {}: {e}", point.id),
-                Some(&e),
-            );
-            Status::Failed
-        }
+        Err(e) => failed(run, position, point, &e),
     }
 }
 
@@ -161,16 +153,19 @@ fn forget(run: &Arc<Run>, engine: &Engine, position: usize, point: &RestorePoint
                 Status::Skipped
             }
         },
-        Err(e) => {
-            run.item(
-                position,
-                Status::Failed,
-                &format!("restore point {}: {e}", point.id),
-                Some(&e),
-            );
-            Status::Failed
-        }
+        Err(e) => failed(run, position, point, &e),
     }
+}
+
+/// Fails the item of `point` with the engine's error.
+fn failed(run: &Run, position: usize, point: &RestorePoint, e: &bulwark_engine::EngineError) -> Status {
+    run.item(
+        position,
+        Status::Failed,
+        &format!("restore point {}: {e}", point.id),
+        Some(e),
+    );
+    Status::Failed
 }
 
 /// The restore points of a policy past its retention at `now`: per instance and kind (and, for
