@@ -124,7 +124,7 @@ impl Appliance {
             db.clone(),
             runtime.clone(),
             &settings.name,
-            i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX / 4),
+            db::ms(settings.lease),
         )));
         let slots = slots::Slots::new(settings.per_region);
         Arc::new(Appliance {
@@ -142,7 +142,7 @@ impl Appliance {
 
     /// The end of a lease taken now (ms since the epoch).
     pub(crate) fn lease_until(&self) -> i64 {
-        db::now_ms() + i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 2)
+        db::now_ms().saturating_add(db::ms(self.settings.lease))
     }
 
     /// An engine for `estate`, keeping its journals and catalog in the database.

@@ -9,10 +9,9 @@
 //! claimed the same way (`Db::claim_periodic`), so that several appliances run each once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::db::now_ms;
 use crate::db::sessions::{Kind, Status};
+use crate::db::{ms, now_ms};
 use crate::{Appliance, ApplianceError};
 
 /// Runs the scheduler until the process ends.
@@ -74,10 +73,6 @@ pub async fn tick(app: &Arc<Appliance>) -> Result<(), ApplianceError> {
         }
     }
     Ok(())
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 /// Sessions whose appliance died (its lease lapsed) are marked failed; the engine sessions

@@ -117,19 +117,7 @@ impl Appliance {
 
 /// One POST; the HTTP status if it is 2xx, else why not.
 fn post(url: &str, body: &str) -> Result<u16, String> {
-    let tls = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::Rustls)
-        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .build();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .tls_config(tls)
-        .user_agent(concat!("bulwark/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let response = agent
+    let response = client()
         .post(url)
         .header("Content-Type", "application/json")
         .send(body)
@@ -140,4 +128,23 @@ fn post(url: &str, body: &str) -> Result<u16, String> {
     } else {
         Err(format!("HTTP {status}"))
     }
+}
+
+/// The webhook client, made once: its TLS configuration loads the platform's trust store.
+fn client() -> &'static ureq::Agent {
+    static CLIENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .tls_config(tls)
+            .user_agent(concat!("bulwark/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into()
+    })
 }

@@ -86,6 +86,12 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A duration in milliseconds, as the database stores times (saturating: an absurd setting
+/// means "never").
+pub(crate) fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
 /// A random identifier: `prefix` and 16 hex digits.
 pub(crate) fn new_id(prefix: &str) -> String {
     use ring::rand::SecureRandom;
