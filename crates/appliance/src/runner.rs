@@ -475,7 +475,8 @@ fn record_points(
         );
         made.extend(run.db(add).map(|p| p.id));
     }
-    if let (false, Some(repository)) = (report.points.is_empty(), &engine.estate().repository) {
+    let repository = engine.estate().repository.as_ref();
+    if let Some(repository) = repository.filter(|_| !report.points.is_empty()) {
         let volumes = report
             .points
             .into_iter()
