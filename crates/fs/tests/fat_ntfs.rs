@@ -162,7 +162,6 @@ fn ntfs_image(dir: &Path, many: usize) -> (std::path::PathBuf, std::path::PathBu
 fn ntfs_files_times_big_index_and_system_directories() {
     let t = tempfile::tempdir().unwrap();
     let (img, src) = ntfs_image(t.path(), 400);
-    std::fs::copy(&img, "/tmp/x/ntfs-test.img").unwrap();
     let v = Volume::open(Cached::new(FileDevice::open(&img).unwrap())).unwrap();
     let p = v.partition(0).unwrap();
     assert_eq!(p.content, Content::Filesystem(FsType::Ntfs));
