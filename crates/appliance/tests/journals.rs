@@ -10,7 +10,7 @@ use std::time::Duration;
 use bulwark_appliance::db::journals::{DbStore, Journals};
 use bulwark_engine::journal::Entry;
 use bulwark_engine::{SessionId, SnapshotPoint, StateStore};
-use common::{Backend, Harness};
+use common::{bare_database, Backend};
 
 #[test]
 fn sqlite() {
@@ -31,13 +31,14 @@ fn started(session: &SessionId) -> Entry {
 }
 
 fn journals(backend: Backend) {
-    let Some(h) = Harness::start(backend) else {
+    // No appliance: its scheduler would recover the lapsed journals before the stores played here.
+    let Some((db, runtime, _dir)) = bare_database(backend) else {
         return;
     };
     let store = |owner: &str, lease_ms| {
         Journals(DbStore::new(
-            h.app.db().clone(),
-            h.runtime.handle().clone(),
+            db.clone(),
+            runtime.handle().clone(),
             owner,
             lease_ms,
         ))

@@ -33,6 +33,24 @@ pub struct Harness {
     _dir: tempfile::TempDir,
 }
 
+fn dir_and_runtime() -> (tempfile::TempDir, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    (tempfile::tempdir().unwrap(), runtime)
+}
+
+/// A database of `backend` with no appliance on it (so no scheduler acts on it), its runtime
+/// and the directory that holds it; `None` as for [`Harness::start`].
+pub fn bare_database(backend: Backend) -> Option<(Db, tokio::runtime::Runtime, tempfile::TempDir)> {
+    let (dir, runtime) = dir_and_runtime();
+    let url = database(backend, dir.path(), &runtime)?;
+    let db = runtime.block_on(Db::open(&url)).unwrap();
+    Some((db, runtime, dir))
+}
+
 /// A database URL for `backend`, or `None` (the test is skipped) for PostgreSQL outside CI
 /// when scripts/test did not start it.
 fn database(backend: Backend, dir: &std::path::Path, runtime: &tokio::runtime::Runtime) -> Option<String> {
@@ -88,12 +106,7 @@ impl Harness {
 
     /// The same, with settings changed by `tweak`.
     pub fn start_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Harness> {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let (dir, runtime) = dir_and_runtime();
         let url = database(backend, dir.path(), &runtime)?;
         let estate = estate();
         let grants =
