@@ -256,6 +256,7 @@ fn main() {
                             account: i.account.clone(),
                             region: i.region.clone(),
                             snapshot: format!("snap-{next:017x}").parse().unwrap(),
+                            key: v.key.clone(),
                             session: "scale".into(),
                         }
                     })

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bulwark_appliance::auth::Role;
 use common::Harness;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const TAGGED: &str = "i-0123456789abcdef0";
 const UNTAGGED: &str = "i-0fedcba9876543210";
@@ -66,6 +66,15 @@ fn discovery_finds_instances_with_tags_volumes_and_keys(h: &Harness) {
     assert_eq!(web["availability_zone"], "us-east-1a");
     assert_eq!(web["volumes"].as_array().unwrap().len(), 3);
     assert_eq!(web["volumes"][0]["size_gib"], 8);
+    assert_eq!(
+        (
+            &web["volumes"][0]["volume_type"],
+            &web["volumes"][0]["iops"],
+            &web["volumes"][0]["throughput"]
+        ),
+        (&json!("gp3"), &json!(3000), &json!(125)),
+        "{web}"
+    );
     assert!(
         web["volumes"][0]["key"].as_str().unwrap().contains(":key/"),
         "{web}"
@@ -120,6 +129,28 @@ fn a_policy_by_tag_keeps_two_restore_points_of_three_runs(h: &Harness) {
         200,
     );
     assert_eq!(points.as_array().unwrap().len(), 2, "{points}");
+    // Each snapshot says under which key it is: the volume's.
+    let keys: Vec<(&str, &Value)> = points[0]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["volume"].as_str().unwrap(), &s["key"]))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (
+                "vol-0aaaaaaaaaaaaaaaa",
+                &json!("arn:aws:kms:us-east-1:222222222222:key/22222222-aaaa-4bbb-8ccc-000000000001")
+            ),
+            (
+                "vol-0bbbbbbbbbbbbbbbb",
+                &json!("arn:aws:kms:us-east-1:222222222222:alias/aws/ebs")
+            ),
+            ("vol-0cccccccccccccccc", &Value::Null),
+        ],
+        "{points}"
+    );
     let expired = h.admin(
         "GET",
         &format!("/api/v1/restore-points?instance={TAGGED}&expired=true"),

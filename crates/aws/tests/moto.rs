@@ -15,7 +15,7 @@ use bulwark_cloud::{
     BlockRef, Cloud, CloudError, CopySnapshot, CreateVolume, Credentials, Ebs, Ec2, ErrorKind, Iam,
     InstanceInfo, Kms, ObjectStore, RunInstance, Sqs, StartSnapshot, Sts, Tag, VolumeInfo,
 };
-use bulwark_model::{Region, RoleArn};
+use bulwark_model::{Performance, Region, RoleArn, VolumeType};
 
 const ENDPOINT_VAR: &str = "BULWARK_TEST_S3_ENDPOINT";
 
@@ -326,11 +326,39 @@ fn ec2_volumes_snapshots_copies_shares_and_instances() {
             &region,
             &CreateVolume {
                 size_gib: Some(1),
-                availability_zone: Some(zone),
+                availability_zone: Some(zone.clone()),
+                volume_type: Some(VolumeType::Gp3),
+                iops: Some(4_000),
+                throughput: Some(250),
                 ..Default::default()
             },
         )
         .unwrap();
+    let gp3 = Some(Performance {
+        volume_type: VolumeType::Gp3,
+        iops: Some(4_000),
+        throughput: Some(250),
+    });
+    assert_eq!(zoned.performance, gp3);
+    let described = m
+        .cloud
+        .describe_volumes(&m.who, &region, std::slice::from_ref(&zoned.id))
+        .unwrap();
+    assert_eq!(described[0].performance, gp3);
+    let io1_without_iops = m
+        .cloud
+        .create_volume(
+            &m.who,
+            &region,
+            &CreateVolume {
+                size_gib: Some(4),
+                availability_zone: Some(zone),
+                volume_type: Some(VolumeType::Io1),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(io1_without_iops.kind, ErrorKind::Invalid, "{io1_without_iops}");
     m.cloud
         .attach_volume(&m.who, &region, &zoned.id, &placed.id, "/dev/sdf")
         .unwrap();

@@ -1,6 +1,6 @@
 //! The values cloud calls take and return, named as AWS names them.
 
-use bulwark_model::{AccountId, InstanceId, Region, SnapshotId, VolumeId};
+use bulwark_model::{AccountId, InstanceId, Performance, Region, SnapshotId, VolumeId, VolumeType};
 use serde::{Deserialize, Serialize};
 
 /// Credentials a call is signed with: long-term keys, or the temporary ones of an assumed
@@ -128,6 +128,9 @@ pub struct VolumeInfo {
     pub attachment_state: Option<String>,
     /// Tags.
     pub tags: Vec<Tag>,
+    /// Its type, IOPS and throughput (`None`: a type Bulwark does not know).
+    #[serde(default)]
+    pub performance: Option<Performance>,
 }
 
 /// An EC2 instance.
@@ -188,6 +191,26 @@ pub struct CreateVolume {
     /// volume, not two.
     #[serde(default)]
     pub client_token: Option<String>,
+    /// `VolumeType`; `None` for AWS's default (gp2).
+    #[serde(default)]
+    pub volume_type: Option<VolumeType>,
+    /// `Iops`.
+    #[serde(default)]
+    pub iops: Option<u32>,
+    /// `Throughput`, in MiB/s.
+    #[serde(default)]
+    pub throughput: Option<u32>,
+}
+
+impl CreateVolume {
+    /// The same volume with the type and performance of `p`, asked as `CreateVolume` takes
+    /// them (a gp2 volume's IOPS follow its size and are not asked).
+    pub fn performing_as(mut self, p: &Performance) -> CreateVolume {
+        self.volume_type = Some(p.volume_type);
+        self.iops = p.iops.filter(|_| p.volume_type != VolumeType::Gp2);
+        self.throughput = p.throughput;
+        self
+    }
 }
 
 /// CopySnapshot's parameters; the call is made in the destination region.

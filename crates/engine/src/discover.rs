@@ -27,11 +27,21 @@ pub struct Discovered {
     pub state: String,
     /// Its availability zone, when known.
     pub availability_zone: Option<String>,
-    /// The device name of each volume, in the order of `instance.volumes`.
-    pub devices: Vec<String>,
+    /// How each volume is attached and performs, in the order of `instance.volumes`.
+    #[serde(default)]
+    pub disks: Vec<Disk>,
     /// Its type, subnet and security groups.
     #[serde(default)]
     pub setup: bulwark_cloud::InstanceSetup,
+}
+
+/// What discovery knows of a volume beyond what the planner takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    /// Its device name on the instance.
+    pub device: String,
+    /// Its type, IOPS and throughput (`None`: a type Bulwark does not know).
+    pub performance: Option<bulwark_model::Performance>,
 }
 
 /// What discovery found in one account and region.
@@ -130,29 +140,32 @@ impl Engine {
         );
         let mut instances = Vec::new();
         for info in found {
+            let mut planned = Vec::new();
             let mut disks = Vec::new();
-            let mut devices = Vec::new();
             for (id, device) in &info.volumes {
                 let Some(v) = volumes.get(id) else { continue };
                 let key = v.encryption.as_ref().and_then(|e| keys.get(&e.key_arn).cloned());
-                disks.push(Volume {
+                planned.push(Volume {
                     id: id.clone(),
                     size_gib: v.size_gib,
                     key,
                 });
-                devices.push(device.clone());
+                disks.push(Disk {
+                    device: device.clone(),
+                    performance: v.performance,
+                });
             }
             instances.push(Discovered {
                 instance: Instance {
                     id: info.id,
                     account: account.clone(),
                     region: region.clone(),
-                    volumes: disks,
+                    volumes: planned,
                     tags: info.tags.into_iter().map(|t| (t.key, t.value)).collect(),
                 },
                 state: info.state,
                 availability_zone: info.availability_zone,
-                devices,
+                disks,
                 setup: info.setup,
             });
         }

@@ -13,6 +13,7 @@ mod error;
 mod estate;
 pub mod iam;
 mod ids;
+mod volume_type;
 
 pub use arn::{KeyArn, KeyRef, RoleArn, AWS_EBS_ALIAS};
 pub use error::{EstateError, InvalidId, Problem};
@@ -21,3 +22,4 @@ pub use estate::{
 };
 pub use iam::Action;
 pub use ids::{AccountId, BucketName, InstanceId, Partition, Region, SnapshotId, VolumeId};
+pub use volume_type::{Performance, Refused, VolumeType};

@@ -284,6 +284,10 @@ impl Sim {
                         ready_at: 0,
                         attach_at: 0,
                         detach_at: None,
+                        // What the console makes today.
+                        performance: bulwark_model::VolumeType::Gp3
+                            .performance(v.size_gib, None, None)
+                            .ok(),
                     },
                 );
                 attached.push((v.id.clone(), device));

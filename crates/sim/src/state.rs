@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use bulwark_cloud::Tag;
-use bulwark_model::{AccountId, InstanceId, Region, SnapshotId, VolumeId};
+use bulwark_model::{AccountId, InstanceId, Performance, Region, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
 
 use crate::store::BlockMap;
@@ -166,6 +166,9 @@ pub(crate) struct Volume {
     /// Its attachment is `detaching` until then, and then ends.
     #[serde(default)]
     pub detach_at: Option<u64>,
+    /// Its type and performance (`None` in older state: gp2, as AWS's default).
+    #[serde(default)]
+    pub performance: Option<Performance>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use bulwark_cloud::{
     CopySnapshot, CreateVolume, Ebs, Ec2, ErrorKind, Iam, Kms, RunInstance, StartSnapshot, Sts,
     EBS_BLOCK_SIZE,
 };
-use bulwark_model::Action;
+use bulwark_model::{Action, VolumeType};
 use bulwark_sim::{Fault, Sim};
 use common::*;
 use serde_json::json;
@@ -400,6 +400,57 @@ fn explicit_deny_in_an_inline_policy_beats_an_allow() {
     // Without the deny, the same call works.
     let role = w.role(&w.a, "Operator", &[("allow", ec2_all())]);
     w.sim.create_volume(&role, &w.east, &plain).unwrap();
+}
+
+#[test]
+fn volume_types_take_the_performance_aws_allows_them() {
+    let w = World::new();
+    let root = w.root(&w.a);
+    let sized = |size, t: Option<VolumeType>, iops, throughput| CreateVolume {
+        size_gib: Some(size),
+        volume_type: t,
+        iops,
+        throughput,
+        ..CreateVolume::default()
+    };
+    let volume = |t, iops, throughput| sized(200, t, iops, throughput);
+    let made = |v: &CreateVolume| w.sim.create_volume(&root, &w.east, v).unwrap();
+    // The API's default is gp2, whose IOPS follow the size; gp3's are provisioned.
+    let gp2 = made(&volume(None, None, None)).performance.unwrap();
+    assert_eq!(
+        (gp2.volume_type, gp2.iops, gp2.throughput),
+        (VolumeType::Gp2, Some(600), None)
+    );
+    let made_gp3 = made(&volume(Some(VolumeType::Gp3), Some(6_000), None));
+    let made_io2 = made(&volume(Some(VolumeType::Io2), Some(20_000), None));
+    let (gp3, io2) = (made_gp3.performance.unwrap(), made_io2.performance.unwrap());
+    assert_eq!((gp3.iops, gp3.throughput), (Some(6_000), Some(125)));
+    let described = w
+        .sim
+        .describe_volumes(&root, &w.east, &[made_gp3.id, made_io2.id])
+        .unwrap()
+        .into_iter()
+        .map(|v| v.performance.unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(described, vec![gp3, io2]);
+    for (v, code) in [
+        (volume(Some(VolumeType::Io1), None, None), "MissingParameter"),
+        (volume(None, Some(3_000), None), "InvalidParameterCombination"),
+        (
+            volume(Some(VolumeType::Io2), Some(3_000), Some(500)),
+            "InvalidParameterCombination",
+        ),
+        (
+            volume(Some(VolumeType::Gp3), Some(100_000), None),
+            "InvalidParameterValue",
+        ),
+        (
+            sized(2_000, Some(VolumeType::Standard), None, None),
+            "InvalidParameterValue",
+        ),
+    ] {
+        expect_error(w.sim.create_volume(&root, &w.east, &v), code, ErrorKind::Invalid);
+    }
 }
 
 // ---- 7. RunInstances and instance profiles -----------------------------------------------

@@ -73,7 +73,7 @@ pub struct InstanceView {
     security_groups: Vec<String>,
     /// Its tags.
     tags: BTreeMap<String, String>,
-    /// Its volumes: id, size, key, device.
+    /// Its volumes: id, size, key, device, type, IOPS and throughput.
     #[schema(value_type = Vec<Object>)]
     volumes: Vec<serde_json::Value>,
     /// The policy that protects it (its id), if any.
@@ -111,9 +111,16 @@ pub async fn instances(State(app): State<App>, caller: Caller) -> Result<Json<Ve
                     .instance
                     .volumes
                     .iter()
-                    .zip(d.devices.iter().map(Some).chain(std::iter::repeat(None)))
-                    .map(|(v, device)| {
-                        serde_json::json!({"id": v.id, "size_gib": v.size_gib, "key": v.key, "device": device})
+                    .zip(d.disks.iter().map(Some).chain(std::iter::repeat(None)))
+                    .map(|(v, disk)| {
+                        let p = disk.and_then(|d| d.performance);
+                        serde_json::json!({
+                            "id": v.id, "size_gib": v.size_gib, "key": v.key,
+                            "device": disk.map(|d| &d.device),
+                            "volume_type": p.map(|p| p.volume_type),
+                            "iops": p.and_then(|p| p.iops),
+                            "throughput": p.and_then(|p| p.throughput),
+                        })
                     })
                     .collect(),
                 id,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bulwark_engine::journal::Entry;
 use bulwark_engine::{EngineError, JournalHandle, SessionId, SnapshotPoint, StateStore};
-use bulwark_model::SnapshotId;
+use bulwark_model::{KeyRef, SnapshotId};
 use sqlx::Row;
 
 use super::{now_ms, Db};
@@ -165,8 +165,8 @@ impl StateStore for Journals {
             let at = now_ms();
             for (position, p) in points.iter().enumerate() {
                 sqlx::query(
-                    "INSERT INTO catalog (snapshot, volume, account, region, session, added_at, position) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO catalog (snapshot, volume, account, region, session, added_at, position, key_arn) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(p.snapshot.to_string())
                 .bind(p.volume.to_string())
@@ -175,6 +175,7 @@ impl StateStore for Journals {
                 .bind(&p.session)
                 .bind(at)
                 .bind(position as i64)
+                .bind(p.key.as_ref().map(KeyRef::arn))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -198,26 +199,30 @@ impl StateStore for Journals {
 
     fn points(&self) -> Result<Vec<SnapshotPoint>, EngineError> {
         let store = &self.0;
-        let rows: Vec<[String; 5]> = store.run(|| CATALOG.into(), async {
+        let rows: Vec<([String; 5], Option<String>)> = store.run(|| CATALOG.into(), async {
             let rows = sqlx::query(
-                "SELECT snapshot, volume, account, region, session FROM catalog ORDER BY added_at, position",
+                "SELECT snapshot, volume, account, region, session, key_arn FROM catalog \
+                 ORDER BY added_at, position",
             )
             .fetch_all(&store.db.pool)
             .await?;
             rows.iter()
                 .map(|r| {
-                    Ok([
-                        r.try_get("snapshot")?,
-                        r.try_get("volume")?,
-                        r.try_get("account")?,
-                        r.try_get("region")?,
-                        r.try_get("session")?,
-                    ])
+                    Ok((
+                        [
+                            r.try_get("snapshot")?,
+                            r.try_get("volume")?,
+                            r.try_get("account")?,
+                            r.try_get("region")?,
+                            r.try_get("session")?,
+                        ],
+                        r.try_get("key_arn")?,
+                    ))
                 })
                 .collect()
         })?;
         rows.into_iter()
-            .map(|[snapshot, volume, account, region, session]| {
+            .map(|([snapshot, volume, account, region, session], key)| {
                 let damaged = |e: String| EngineError::Journal {
                     path: CATALOG.into(),
                     message: format!("the row of snapshot {snapshot:?} is damaged: {e}"),
@@ -227,6 +232,9 @@ impl StateStore for Journals {
                     volume: volume.parse().map_err(|e| damaged(format!("{e}")))?,
                     account: account.parse().map_err(|e| damaged(format!("{e}")))?,
                     region: region.parse().map_err(|e| damaged(format!("{e}")))?,
+                    key: key
+                        .map(|k| k.parse().map_err(|e| damaged(format!("{e}"))))
+                        .transpose()?,
                     session,
                 })
             })

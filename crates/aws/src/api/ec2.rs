@@ -2,6 +2,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use bulwark_model::Performance;
 
 impl Ec2 for AwsCloud {
     fn describe_instances(
@@ -214,6 +215,9 @@ impl Ec2 for AwsCloud {
                 .set_kms_key_id(volume.kms_key_id.clone())
                 .set_tag_specifications(tag_spec(ResourceType::Volume, &volume.tags))
                 .set_client_token(volume.client_token.clone())
+                .set_volume_type(volume.volume_type.map(|t| t.as_str().into()))
+                .set_iops(volume.iops.map(|n| n as i32))
+                .set_throughput(volume.throughput.map(|n| n as i32))
                 .send()
                 .await
                 .map_err(|e| map(a, e))?;
@@ -231,6 +235,7 @@ impl Ec2 for AwsCloud {
                 attachment: None,
                 attachment_state: None,
                 tags: from_ec2_tags(v.tags()),
+                performance: performance(v.volume_type(), v.iops(), v.throughput()),
             })
         })
     }
@@ -521,6 +526,7 @@ impl AwsCloud {
                         attachment,
                         attachment_state,
                         tags: from_ec2_tags(v.tags()),
+                        performance: performance(v.volume_type(), v.iops(), v.throughput()),
                     })
                 })
                 .collect()
@@ -580,4 +586,18 @@ fn setup_of(i: &aws_sdk_ec2::types::Instance) -> bulwark_cloud::InstanceSetup {
             .filter_map(|g| g.group_id().map(str::to_owned))
             .collect(),
     }
+}
+
+/// A volume's type and performance as EC2 reports them; `None` for a type Bulwark does not know.
+fn performance(
+    volume_type: Option<&aws_sdk_ec2::types::VolumeType>,
+    iops: Option<i32>,
+    throughput: Option<i32>,
+) -> Option<Performance> {
+    let positive = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
+    Some(Performance {
+        volume_type: volume_type?.as_str().parse().ok()?,
+        iops: positive(iops),
+        throughput: positive(throughput),
+    })
 }

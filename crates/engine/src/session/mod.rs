@@ -178,6 +178,7 @@ fn snapshot_points(plan: &Plan, session: &SessionId, kept: &[(String, Target)]) 
                     account: s.owner.clone(),
                     region: region.clone(),
                     snapshot: snapshot.clone(),
+                    key: s.key.clone(),
                     session: session.to_string(),
                 })
             }

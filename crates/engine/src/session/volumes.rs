@@ -34,6 +34,11 @@ impl Session<'_> {
             tags: tags.clone(),
             availability_zone: self.zone.clone(),
             client_token: Some(self.client_token(step)),
+            // gp3 rather than the API's gp2: cheaper, with 3,000 IOPS and 125 MiB/s whatever
+            // the size.
+            volume_type: Some(bulwark_model::VolumeType::Gp3),
+            iops: None,
+            throughput: None,
         };
         let who = self.who(step)?;
         let region = &volume.region;

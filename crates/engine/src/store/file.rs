@@ -322,6 +322,11 @@ mod tests {
             account: "111111111111".parse().unwrap(),
             region: "us-east-1".parse().unwrap(),
             snapshot: "snap-0123456789abcdef0".parse().unwrap(),
+            key: Some(
+                "arn:aws:kms:us-east-1:111111111111:key/0a1b2c3d-0000-4000-8000-00000000000a"
+                    .parse()
+                    .unwrap(),
+            ),
             session: "s".into(),
         };
         store.add_points(std::slice::from_ref(&point)).unwrap();

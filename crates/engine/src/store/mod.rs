@@ -10,7 +10,7 @@
 
 mod file;
 
-use bulwark_model::{AccountId, Region, SnapshotId, VolumeId};
+use bulwark_model::{AccountId, KeyRef, Region, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
 
 pub use file::FileStore;
@@ -29,6 +29,9 @@ pub struct SnapshotPoint {
     pub region: Region,
     /// The snapshot.
     pub snapshot: SnapshotId,
+    /// The key that encrypts it (`None`: unencrypted).
+    #[serde(default)]
+    pub key: Option<KeyRef>,
     /// The session that made it.
     pub session: String,
 }

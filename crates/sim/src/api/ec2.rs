@@ -372,6 +372,11 @@ impl Ec2 for Sim {
                     ),
                 ));
             }
+            let performance = volume
+                .volume_type
+                .unwrap_or(bulwark_model::VolumeType::Gp2)
+                .performance(size, volume.iops, volume.throughput)
+                .map_err(|r| CloudError::invalid(c.action, r.code, r.message))?;
             let lineage = match &source {
                 Some((_, s)) => s.lineage,
                 None => {
@@ -392,6 +397,7 @@ impl Ec2 for Sim {
                 ready_at: crate::clock::done_at(w),
                 attach_at: 0,
                 detach_at: None,
+                performance: Some(performance),
             };
             let info = volume_info(&account, region, &id, &v);
             remember_token(w, &account, region, volume.client_token.as_deref(), id.as_str());

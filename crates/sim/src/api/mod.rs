@@ -317,6 +317,11 @@ fn volume_info(owner: &AccountId, region: &Region, id: &VolumeId, v: &Volume) ->
         attachment: v.attachment.clone(),
         attachment_state: crate::clock::attachment_state(v, crate::clock::now()).map(str::to_owned),
         tags: v.tags.clone(),
+        performance: v.performance.or_else(|| {
+            bulwark_model::VolumeType::Gp2
+                .performance(v.size_gib, None, None)
+                .ok()
+        }),
     }
 }
 
