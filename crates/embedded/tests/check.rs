@@ -2,15 +2,11 @@
 //! (a trust policy, an instance profile, a worker permission, a key-policy statement) is
 //! named with its fix.
 
-use std::path::PathBuf;
-
 use bulwark_embedded::{all_operations, plans, DataSize, Embedded, Grants};
 use bulwark_model::{AccountId, Estate};
 
 fn setup() -> (Embedded, tempfile::TempDir, Vec<bulwark_plan::Plan>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/estate.toml");
-    let estate =
-        Estate::parse("estate.toml", &std::fs::read_to_string(path).expect("estate")).expect("parses");
+    let estate = Estate::parse("estate.toml", include_str!("../../../examples/estate.toml")).expect("parses");
     let plans = plans(&estate, &all_operations(&estate));
     let grants = Grants::from_plans(&estate, &plans);
     let dir = tempfile::tempdir().expect("temp dir");

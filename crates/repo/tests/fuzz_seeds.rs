@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bulwark_repo::map::encode_chunk;
@@ -16,7 +16,8 @@ mod doc;
 use doc::json_blocks;
 
 fn seeds() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds")
+    // At run time: a test binary another clone built into a shared cache keeps its env!.
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../fuzz/seeds")
 }
 
 fn write(target: &str, name: &str, bytes: &[u8]) {

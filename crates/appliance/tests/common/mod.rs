@@ -94,8 +94,11 @@ fn database(backend: Backend, dir: &std::path::Path, runtime: &tokio::runtime::R
 
 /// The example estate, made real in an embedded cloud with `data` bytes per volume.
 pub fn estate() -> Estate {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/estate.toml");
-    Estate::parse("examples/estate.toml", &std::fs::read_to_string(path).unwrap()).unwrap()
+    Estate::parse(
+        "examples/estate.toml",
+        include_str!("../../../../examples/estate.toml"),
+    )
+    .unwrap()
 }
 
 impl Harness {

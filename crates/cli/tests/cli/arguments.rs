@@ -10,7 +10,7 @@ fn instance_not_in_the_estate_is_an_input_error() {
     ));
     assert_eq!(code, EXIT_INPUT, "{stdout}{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
-    assert!(stderr.contains(ESTATE), "names the file: {stderr}");
+    assert!(stderr.contains(estate_path()), "names the file: {stderr}");
     assert!(
         stderr.contains("instance i-00000000000000000 is not defined in this file"),
         "{stderr}"
@@ -44,7 +44,7 @@ fn target_account_not_in_the_estate_is_an_input_error() {
         rest.extend(extra);
         let (code, stdout, stderr) = bulwark(&with_estate(&["plan", op], &rest));
         assert_eq!(code, EXIT_INPUT, "{op}: {stdout}{stderr}");
-        assert!(stderr.contains(ESTATE), "{op}: {stderr}");
+        assert!(stderr.contains(estate_path()), "{op}: {stderr}");
         assert!(
             stderr.contains("account 444444444444 is not defined in this file"),
             "{op}: {stderr}"

@@ -320,7 +320,7 @@ fn worker_role_trust_requires_the_accounts_external_id() {
         "plan",
         "restore",
         "--estate",
-        ESTATE,
+        estate_path(),
         "--instance",
         "i-0123456789abcdef0",
         "--from",

@@ -163,7 +163,7 @@ fn missing_roles_and_repository_are_refused_with_a_remedy() {
     assert_eq!(doc["error"]["code"], "role-not-configured", "{doc:#}");
     assert!(doc["error"]["remedy"].as_str().unwrap().contains("restore_role"));
 
-    let original = std::fs::read_to_string(ESTATE).unwrap();
+    let original = std::fs::read_to_string(estate_path()).unwrap();
     let (start, end) = (
         original.find("[repository]").unwrap(),
         original.find("[[account]]").unwrap(),

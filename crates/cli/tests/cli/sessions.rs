@@ -37,7 +37,7 @@ fn init(dir: &DataDir, mib: &str) {
         "embedded",
         "init",
         "--estate",
-        ESTATE,
+        estate_path(),
         "--data-dir",
         dir.path(),
         "--data-mib",
@@ -51,7 +51,14 @@ fn sessions_run_across_commands_on_one_embedded_cloud() {
     let dir = DataDir::new("across");
     init(&dir, "2");
     // A second init on the same directory is refused, and changes nothing.
-    let (code, _, stderr) = bulwark(&["embedded", "init", "--estate", ESTATE, "--data-dir", dir.path()]);
+    let (code, _, stderr) = bulwark(&[
+        "embedded",
+        "init",
+        "--estate",
+        estate_path(),
+        "--data-dir",
+        dir.path(),
+    ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("already holds an embedded cloud"), "{stderr}");
     let baseline = status(&dir);
@@ -193,7 +200,7 @@ fn a_killed_session_is_cleaned_up_by_the_next_start() {
     assert_ne!(left, baseline, "the killed session left its worker and volumes");
     assert!(left.contains("role /bulwark/worker-"), "{left}");
 
-    let (code, stdout, stderr) = bulwark(&["recover", "--estate", ESTATE, "--data-dir", dir.path()]);
+    let (code, stdout, stderr) = bulwark(&["recover", "--estate", estate_path(), "--data-dir", dir.path()]);
     assert_eq!(code, EXIT_OK, "{stdout}\n{stderr}");
     assert!(stderr.contains("Recovered unfinished session"), "{stderr}");
     assert_eq!(
@@ -255,7 +262,8 @@ fn a_session_killed_after_a_lost_answer_is_cleaned_up_by_the_next_start() {
         let left = status(&dir);
         assert_ne!(left, baseline, "{action}: the killed session left what it made");
 
-        let (code, stdout, stderr) = bulwark(&["recover", "--estate", ESTATE, "--data-dir", dir.path()]);
+        let (code, stdout, stderr) =
+            bulwark(&["recover", "--estate", estate_path(), "--data-dir", dir.path()]);
         assert_eq!(code, EXIT_OK, "{action}: {stdout}\n{stderr}");
         assert!(
             stderr.contains("Recovered unfinished session"),
@@ -273,7 +281,7 @@ fn a_session_killed_after_a_lost_answer_is_cleaned_up_by_the_next_start() {
 fn check_passes_on_a_fresh_embedded_estate() {
     let dir = DataDir::new("check");
     init(&dir, "1");
-    let (code, stdout, stderr) = bulwark(&["check", "--estate", ESTATE, "--data-dir", dir.path()]);
+    let (code, stdout, stderr) = bulwark(&["check", "--estate", estate_path(), "--data-dir", dir.path()]);
     assert_eq!(code, EXIT_OK, "{stdout}\n{stderr}");
     assert!(
         stdout.contains("ok       arn:aws:iam::222222222222:role/Worker is trusted by ec2.amazonaws.com"),
@@ -281,7 +289,14 @@ fn check_passes_on_a_fresh_embedded_estate() {
     );
     assert!(stdout.contains(" 0 problem(s)"), "{stdout}");
     let report = bulwark_json(
-        &["check", "--estate", ESTATE, "--data-dir", dir.path(), "--json"],
+        &[
+            "check",
+            "--estate",
+            estate_path(),
+            "--data-dir",
+            dir.path(),
+            "--json",
+        ],
         EXIT_OK,
     );
     assert_eq!(report["findings"].as_array().unwrap().len(), 0);
@@ -292,7 +307,7 @@ fn check_passes_on_a_fresh_embedded_estate() {
 /// and what to change, and leaves nothing behind.
 #[test]
 fn a_key_policy_missing_a_statement_is_found_by_check_and_fails_the_session_cleanly() {
-    let original = std::fs::read_to_string(ESTATE).unwrap();
+    let original = std::fs::read_to_string(estate_path()).unwrap();
     let text = format!(
         "{original}\n[embedded.key_policies]\n\"arn:aws:kms:us-east-1:222222222222:key/22222222-aaaa-4bbb-8ccc-000000000001\" = '''\n{}\n'''\n",
         r#"{"Version": "2012-10-17", "Statement": [{"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::222222222222:root"}, "Action": "kms:*", "Resource": "*"}]}"#
@@ -385,7 +400,7 @@ fn a_key_policy_missing_a_statement_is_found_by_check_and_fails_the_session_clea
 
 #[test]
 fn a_malformed_embedded_policy_is_an_input_error_with_its_line() {
-    let original = std::fs::read_to_string(ESTATE).unwrap();
+    let original = std::fs::read_to_string(estate_path()).unwrap();
     let line = original.lines().count() + 3;
     let text = format!(
         "{original}\n[embedded.role_policies]\n\"arn:aws:iam::222222222222:role/Backup\" = '{{not json'\n"
@@ -394,7 +409,7 @@ fn a_malformed_embedded_policy_is_an_input_error_with_its_line() {
     let (code, _, stderr) = bulwark(
         &with_estate(&["plan", "snapshot"], &["--instance", DB])
             .iter()
-            .map(|a| if *a == ESTATE { estate.path() } else { a })
+            .map(|a| if *a == estate_path() { estate.path() } else { a })
             .collect::<Vec<_>>(),
     );
     assert_eq!(code, EXIT_INPUT, "{stderr}");
@@ -439,7 +454,7 @@ fn run_on_aws_reaches_aws_and_reports_its_error() {
     let (code, stdout, stderr) = bulwark(&[
         "recover",
         "--estate",
-        ESTATE,
+        estate_path(),
         "--cloud",
         "aws",
         "--endpoint-url",
@@ -532,7 +547,8 @@ fn sessions_of_two_processes_at_once_both_complete_and_recover_leaves_them_alone
         .map_while(Result::ok)
         .any(|l| l.trim_start().starts_with("[ 5/"));
     assert!(started, "the backup reached its fifth step");
-    let (code, stdout, recovered) = bulwark(&["recover", "--estate", ESTATE, "--data-dir", dir.path()]);
+    let (code, stdout, recovered) =
+        bulwark(&["recover", "--estate", estate_path(), "--data-dir", dir.path()]);
     assert_eq!(code, EXIT_OK, "{stdout}\n{recovered}");
     assert!(!recovered.contains("Recovered unfinished session"), "{recovered}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
@@ -545,7 +561,7 @@ fn sessions_of_two_processes_at_once_both_complete_and_recover_leaves_them_alone
         String::from_utf8_lossy(&snapshot.stderr)
     );
     // Nothing unfinished is left for the next start.
-    let (code, _, stderr) = bulwark(&["recover", "--estate", ESTATE, "--data-dir", dir.path()]);
+    let (code, _, stderr) = bulwark(&["recover", "--estate", estate_path(), "--data-dir", dir.path()]);
     assert_eq!(code, EXIT_OK, "{stderr}");
     assert!(!stderr.contains("Recovered unfinished session"), "{stderr}");
     assert!(

@@ -6,8 +6,15 @@ pub use std::process::Command;
 
 pub use serde_json::{json, Value};
 
-/// The example estate of the repository.
-pub const ESTATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/estate.toml");
+/// The path of the repository's example estate; found at run time, since a test binary another
+/// clone built into a shared cache keeps that clone's `env!("CARGO_MANIFEST_DIR")`.
+pub fn estate_path() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+        format!("{dir}/../../examples/estate.toml")
+    })
+}
 
 /// Ids of the example estate.
 pub const WEB: &str = "i-0123456789abcdef0";
@@ -50,7 +57,7 @@ pub fn bulwark_json(args: &[&str], expected_code: i32) -> Value {
 /// `base` (like `["plan", "backup"]`) with `--estate` the example estate, then `rest`.
 pub fn with_estate<'a>(base: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
     let mut v = base.to_vec();
-    v.extend(["--estate", ESTATE]);
+    v.extend(["--estate", estate_path()]);
     v.extend(rest);
     v
 }
@@ -66,7 +73,7 @@ pub struct TempEstate {
 impl TempEstate {
     /// Replaces the first occurrence of `from` with `to` in the example estate.
     pub fn broken(test: &str, from: &str, to: &str) -> Self {
-        let original = std::fs::read_to_string(ESTATE).expect("read the example estate");
+        let original = std::fs::read_to_string(estate_path()).expect("read the example estate");
         assert!(
             original.contains(from),
             "the example estate no longer contains {from:?}"
@@ -469,7 +476,7 @@ pub fn demo_scenarios() -> Vec<Vec<String>> {
 pub fn plan_args<'a>(prefix: &[&'a str], scenario: &'a [String]) -> Vec<&'a str> {
     let mut v = prefix.to_vec();
     v.push(&scenario[0]);
-    v.extend(["--estate", ESTATE, "--json"]);
+    v.extend(["--estate", estate_path(), "--json"]);
     v.extend(scenario[1..].iter().map(String::as_str));
     v
 }

@@ -1,6 +1,5 @@
 //! The example estate made real, and checks shared by the session tests.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bulwark_embedded::{all_operations, plans, DataSize, Embedded, Grants};
@@ -19,9 +18,8 @@ pub const EU: &str = "eu-west-1";
 
 /// The example estate.
 pub fn estate() -> Estate {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/estate.toml");
-    let text = std::fs::read_to_string(&path).expect("examples/estate.toml");
-    Estate::parse("examples/estate.toml", &text).expect("the example estate parses")
+    let text = include_str!("../../../../examples/estate.toml");
+    Estate::parse("examples/estate.toml", text).expect("the example estate parses")
 }
 
 /// A world built from the example estate, roles granted everything its plans need.

@@ -335,10 +335,7 @@ fn backups_without_workers_read_only_changes_and_restore_anywhere_even_from_aws_
 
 #[test]
 fn workers_launch_with_the_estates_network_settings_and_a_size_for_their_data() {
-    let text = std::fs::read_to_string(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/estate.toml"),
-    )
-    .expect("example estate");
+    let text = include_str!("../../../../examples/estate.toml");
     let text = format!(
         r#"{text}
 [workers."111111111111/us-east-1"]
