@@ -64,6 +64,8 @@ pub struct Settings {
     /// The webhook called when any session ends in `warning` or `failed` (policies may name
     /// their own besides).
     pub webhook: Option<String>,
+    /// The key webhook calls are signed with, if any.
+    pub webhook_key: Option<webhook::WebhookKey>,
     /// How long the first retry of a failed webhook call waits; each next one twice as long.
     pub webhook_backoff: Duration,
     /// How long the appliance holds a session without renewing its lease: one that died is
@@ -81,6 +83,7 @@ impl Default for Settings {
             parallel: 4,
             per_region: 2,
             webhook: None,
+            webhook_key: None,
             webhook_backoff: Duration::from_secs(2),
             // Random: two appliances on one database must never share a name, whatever host
             // and process id they have.

@@ -3,6 +3,10 @@
 //! policy), each retried with exponential back-off. Every attempt that fails, and the outcome,
 //! is a line of the session's log, so a webhook that stopped working is seen where the failure
 //! it should have reported is.
+//!
+//! With a key (`--webhook-secret-file`), every call is signed: `X-Bulwark-Timestamp` (seconds
+//! since the epoch) and `X-Bulwark-Signature: sha256=HEX`, the HMAC-SHA256 of `TIMESTAMP.BODY`,
+//! so that a receiver can refuse forged calls and old ones replayed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +15,43 @@ use serde::Serialize;
 
 use crate::db::sessions::{Item, SessionRecord, Status};
 use crate::{Appliance, ApplianceError};
+
+/// The key webhook calls are signed with. Only the HMAC key is kept, and its `Debug` prints
+/// nothing of it.
+#[derive(Clone)]
+pub struct WebhookKey(Arc<ring::hmac::Key>);
+
+/// The shortest secret taken: as long as the HMAC-SHA256 key it makes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl WebhookKey {
+    /// The key of `secret` (at least [`MIN_SECRET_BYTES`] bytes).
+    pub fn new(secret: &[u8]) -> Result<WebhookKey, String> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "a webhook secret needs at least {MIN_SECRET_BYTES} bytes, this one has {}; \
+                 make one with `openssl rand -hex 32`",
+                secret.len()
+            ));
+        }
+        Ok(WebhookKey(Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            secret,
+        ))))
+    }
+
+    /// The value of `X-Bulwark-Signature` for `body` sent at `timestamp`.
+    pub fn sign(&self, timestamp: u64, body: &str) -> String {
+        let tag = ring::hmac::sign(&self.0, format!("{timestamp}.{body}").as_bytes());
+        format!("sha256={}", hex::encode(tag.as_ref()))
+    }
+}
+
+impl std::fmt::Debug for WebhookKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookKey(..)")
+    }
+}
 
 /// How many times a webhook is tried in all.
 pub const ATTEMPTS: u32 = 5;
@@ -85,8 +126,8 @@ impl Appliance {
     async fn call(&self, session: &str, url: &str, body: &str) -> Result<(), ApplianceError> {
         let mut wait = self.settings.webhook_backoff;
         for attempt in 1..=ATTEMPTS {
-            let (u, b) = (url.to_owned(), body.to_owned());
-            let outcome = tokio::task::spawn_blocking(move || post(&u, &b))
+            let (u, b, key) = (url.to_owned(), body.to_owned(), self.settings.webhook_key.clone());
+            let outcome = tokio::task::spawn_blocking(move || post(&u, &b, key.as_ref()))
                 .await
                 .unwrap_or_else(|e| Err(format!("the call did not finish: {e}")));
             let (level, line) = match outcome {
@@ -115,13 +156,19 @@ impl Appliance {
     }
 }
 
-/// One POST; the HTTP status if it is 2xx, else why not.
-fn post(url: &str, body: &str) -> Result<u16, String> {
-    let response = client()
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body)
-        .map_err(|e| e.to_string())?;
+/// One POST, signed with `key` if there is one; the HTTP status if it is 2xx, else why not.
+fn post(url: &str, body: &str, key: Option<&WebhookKey>) -> Result<u16, String> {
+    let mut request = client().post(url).header("Content-Type", "application/json");
+    if let Some(key) = key {
+        // Signed at each attempt: a retry is a new call, with a fresh timestamp.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        request = request
+            .header("X-Bulwark-Timestamp", now.to_string())
+            .header("X-Bulwark-Signature", key.sign(now, body));
+    }
+    let response = request.send(body).map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         Ok(status)

@@ -1,6 +1,7 @@
 //! Webhooks over real HTTP: a session that ends in `warning` calls the appliance's webhook and
 //! its policy's, each retried with back-off until it answers 2xx or gives up, every failure in
-//! the session's log; a session that succeeds calls none. On SQLite and on PostgreSQL.
+//! the session's log, every call signed; a session that succeeds calls none. On SQLite and on
+//! PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -24,8 +25,34 @@ fn postgres() {
     webhooks(Backend::Postgres);
 }
 
-/// A webhook receiver on a loopback port that answers 500 to its first `fail_first` calls,
-/// then 200; it keeps every body it received.
+/// The secret the appliance signs its calls with.
+const SECRET: &[u8] = b"a webhook secret of 32 bytes or more";
+
+/// Whether a call carries a fresh timestamp and its HMAC-SHA256 under [`SECRET`], checked as a
+/// receiver would, apart from the appliance's code.
+fn signed(headers: &axum::http::HeaderMap, body: &str) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(timestamp), Some(signature)) = (header("x-bulwark-timestamp"), header("x-bulwark-signature"))
+    else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let fresh = timestamp.parse::<u64>().is_ok_and(|t| now.abs_diff(t) < 300);
+    let tag = signature
+        .strip_prefix("sha256=")
+        .and_then(|h| hex::decode(h).ok());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET);
+    fresh
+        && tag.is_some_and(|tag| {
+            ring::hmac::verify(&key, format!("{timestamp}.{body}").as_bytes(), &tag).is_ok()
+        })
+}
+
+/// A webhook receiver on a loopback port that refuses (401) a call not signed with [`SECRET`],
+/// answers 500 to its first `fail_first` signed calls, then 200; it keeps every signed body.
 fn receiver(runtime: &tokio::runtime::Runtime, fail_first: usize) -> (String, Arc<Mutex<Vec<Value>>>) {
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
     let r = Arc::clone(&received);
@@ -35,9 +62,12 @@ fn receiver(runtime: &tokio::runtime::Runtime, fail_first: usize) -> (String, Ar
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let app = axum::Router::new().route(
         "/hook",
-        axum::routing::post(move |body: String| {
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
             let r = Arc::clone(&r);
             async move {
+                if !signed(&headers, &body) {
+                    return StatusCode::UNAUTHORIZED;
+                }
                 let mut all = r.lock().unwrap();
                 all.push(serde_json::from_str(&body).unwrap_or(Value::Null));
                 if all.len() <= fail_first {
@@ -78,6 +108,7 @@ fn webhooks(backend: Backend) {
     let Some(h) = Harness::start_with(backend, move |s| {
         s.webhook = Some(settings_url);
         s.webhook_backoff = Duration::from_millis(20);
+        s.webhook_key = Some(bulwark_appliance::webhook::WebhookKey::new(SECRET).unwrap());
     }) else {
         return;
     };

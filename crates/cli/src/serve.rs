@@ -52,6 +52,11 @@ pub struct ServeCommand {
     /// its failures in the session's log. Policies may name their own besides.
     #[arg(long, value_name = "URL", value_parser = webhook_url)]
     pub webhook: Option<String>,
+    /// A file holding the secret (32 bytes or more, readable by its owner only) every webhook
+    /// call is signed with: `X-Bulwark-Signature: sha256=HMAC(TIMESTAMP.BODY)` beside
+    /// `X-Bulwark-Timestamp`.
+    #[arg(long, value_name = "FILE", value_parser = webhook_key)]
+    pub webhook_secret_file: Option<bulwark_appliance::webhook::WebhookKey>,
     /// How long a session's lease lasts, in seconds: the sessions of an appliance that died are
     /// recovered this long after its last renewal.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
@@ -159,6 +164,7 @@ pub fn serve(cmd: &ServeCommand) -> anyhow::Result<ExitCode> {
                 .then(|| Duration::from_secs(cmd.health_check_hours.saturating_mul(3600))),
             lease: Duration::from_secs(cmd.lease_seconds),
             webhook: cmd.webhook.clone(),
+            webhook_key: cmd.webhook_secret_file.clone(),
             parallel: usize::from(cmd.parallel),
             per_region: usize::from(cmd.per_region),
             ..Settings::default()
@@ -196,6 +202,21 @@ async fn stopped() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// `--webhook-secret-file`: the key of the secret in the file (its trailing newline left out),
+/// refused if others than its owner may read it.
+fn webhook_key(path: &str) -> Result<bulwark_appliance::webhook::WebhookKey, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("reading {path}: {e}"))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{path} may be read by others than its owner; run `chmod 600 {path}`"
+        ));
+    }
+    let secret = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
+    let secret = secret.strip_suffix(b"\n").unwrap_or(&secret);
+    bulwark_appliance::webhook::WebhookKey::new(secret).map_err(|e| format!("{path}: {e}"))
 }
 
 /// `--webhook`: an http:// or https:// URL.

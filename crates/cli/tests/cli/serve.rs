@@ -44,7 +44,7 @@ impl Server {
             "--data-dir".into(),
             dir.display().to_string(),
             "--estate".into(),
-            ESTATE.into(),
+            estate_path().into(),
             "--listen".into(),
             format!("127.0.0.1:{port}"),
             "--tick-seconds".into(),
@@ -107,7 +107,7 @@ fn world(dir: &Path, database: Option<&str>) -> (String, String) {
         "embedded",
         "init",
         "--estate",
-        ESTATE,
+        estate_path(),
         "--data-dir",
         &d,
         "--data-mib",
@@ -117,6 +117,14 @@ fn world(dir: &Path, database: Option<&str>) -> (String, String) {
     let (code, _, err) = bulwark(&["token", "create", "--role", "root", "--data-dir", &d]);
     assert_eq!(code, 2, "a role that does not exist is a usage error");
     assert!(err.contains("expected admin, operator or viewer"), "{err}");
+    // A webhook secret others may read is refused before anything starts, with the fix.
+    let secret = dir.join("webhook.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let secret = secret.display().to_string();
+    let (code, _, err) = bulwark(&["serve", "--data-dir", &d, "--webhook-secret-file", &secret]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("chmod 600 {secret}")), "{err}");
     let mut args = vec!["token", "create", "--role", "admin", "--data-dir", &d];
     if let Some(url) = database {
         args.extend(["--database", url]);
