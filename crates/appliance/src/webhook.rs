@@ -161,9 +161,7 @@ fn post(url: &str, body: &str, key: Option<&WebhookKey>) -> Result<u16, String> 
     let mut request = client().post(url).header("Content-Type", "application/json");
     if let Some(key) = key {
         // Signed at each attempt: a retry is a new call, with a fresh timestamp.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = u64::try_from(crate::db::now_ms() / 1000).unwrap_or(0);
         request = request
             .header("X-Bulwark-Timestamp", now.to_string())
             .header("X-Bulwark-Signature", key.sign(now, body));

@@ -202,17 +202,6 @@ pub struct CreateVolume {
     pub throughput: Option<u32>,
 }
 
-impl CreateVolume {
-    /// The same volume with the type and performance of `p`, asked as `CreateVolume` takes
-    /// them (a gp2 volume's IOPS follow its size and are not asked).
-    pub fn performing_as(mut self, p: &Performance) -> CreateVolume {
-        self.volume_type = Some(p.volume_type);
-        self.iops = p.iops.filter(|_| p.volume_type != VolumeType::Gp2);
-        self.throughput = p.throughput;
-        self
-    }
-}
-
 /// CopySnapshot's parameters; the call is made in the destination region.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopySnapshot {
