@@ -26,7 +26,7 @@ pub mod retention;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
-mod slots;
+pub mod slots;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -129,7 +129,13 @@ impl Appliance {
             &settings.name,
             db::ms(settings.lease),
         )));
-        let slots = slots::Slots::new(settings.per_region);
+        let slots = slots::Slots::new(
+            db.clone(),
+            runtime.clone(),
+            &settings.name,
+            settings.per_region,
+            db::ms(settings.lease),
+        );
         Arc::new(Appliance {
             db,
             estate,

@@ -31,6 +31,7 @@ pub async fn tick(app: &Arc<Appliance>) -> Result<(), ApplianceError> {
     app.db
         .renew_journals(&app.settings.name, app.lease_until())
         .await?;
+    app.db.renew_slots(&app.settings.name, app.lease_until()).await?;
     recover(app).await?;
     let now = now_ms();
     // A health check holds the repository's exclusive lock: due runs wait for the next tick.

@@ -13,6 +13,7 @@ pub mod points;
 pub mod policies;
 pub mod sessions;
 pub mod settings;
+pub mod slots;
 pub mod tokens;
 
 use std::path::Path;
