@@ -48,6 +48,10 @@ pub enum Command {
     /// prune.
     #[command(subcommand)]
     Image(crate::image::ImageCommand),
+    /// Browse and fetch files of a backup's restore point or a snapshot, without restoring a
+    /// volume: ls, get.
+    #[command(subcommand)]
+    Files(crate::files::FilesCommand),
     /// Run an operation as a session on the embedded cloud: snapshots, backups with workers,
     /// replicas, restores. Unfinished sessions' leftovers are removed first.
     Run(RunCommand),
@@ -180,6 +184,21 @@ pub enum EmbeddedCommand {
     Status {
         #[command(flatten)]
         data: DataDir,
+    },
+    /// Write a file's bytes into an embedded volume at a byte offset, as a program on its
+    /// instance would (to see what the next snapshot or backup picks up).
+    Write {
+        #[command(flatten)]
+        data: DataDir,
+        /// The volume.
+        #[arg(long, value_name = "VOL-ID")]
+        volume: bulwark_model::VolumeId,
+        /// Where in the volume, in bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = 0)]
+        offset: u64,
+        /// The bytes to write.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
     },
 }
 

@@ -208,7 +208,7 @@ impl RepoArgs {
         Ok(Secret::None)
     }
 
-    fn open(&self) -> anyhow::Result<Repository> {
+    pub(crate) fn open(&self) -> anyhow::Result<Repository> {
         Ok(Repository::open(self.backend()?, &self.secret()?)?)
     }
 }
@@ -686,7 +686,7 @@ where
 }
 
 /// Bytes for people: 1.5 GiB.
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut unit = 0;

@@ -8,6 +8,7 @@
 
 mod args;
 mod demo;
+mod files;
 mod image;
 mod render;
 mod serve;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         Command::Embedded(cmd) => report(sessions::embedded(&cmd)),
         Command::Repo(cmd) => report(image::run_repo(&cmd)),
         Command::Image(cmd) => report(image::run_image(&cmd)),
+        Command::Files(cmd) => report(files::run(&cmd)),
         Command::Worker(cmd) => report(worker::run(&cmd)),
         Command::Serve(cmd) => report(serve::serve(&cmd)),
         Command::Token(cmd) => report(serve::token(&cmd)),

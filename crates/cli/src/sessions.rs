@@ -80,6 +80,43 @@ pub fn embedded(cmd: &EmbeddedCommand) -> anyhow::Result<ExitCode> {
             print!("{}", sim.inventory());
             Ok(ExitCode::SUCCESS)
         }
+        EmbeddedCommand::Write {
+            data,
+            volume,
+            offset,
+            file,
+        } => {
+            let dir = data.data_dir.join("cloud");
+            if !dir.join("state.json").exists() {
+                bail!("{} holds no embedded cloud", data.data_dir.display());
+            }
+            let sim = bulwark_sim::Sim::open(&dir)?;
+            let (account, region) = sim
+                .find_volume(volume)
+                .with_context(|| format!("the embedded cloud has no volume {volume}"))?;
+            // In pieces, so that a large image never sits in memory whole; saved once.
+            const PIECE: usize = 64 << 20;
+            let mut input =
+                std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+            let mut buf = vec![0u8; PIECE];
+            let mut at = *offset;
+            sim.batch(|| -> anyhow::Result<()> {
+                loop {
+                    let n = read_full(&mut input, &mut buf)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    sim.write_volume(&account, &region, volume, at, &buf[..n])?;
+                    at += n as u64;
+                }
+            })?;
+            println!(
+                "wrote {} bytes into {volume} ({account}, {region}) at byte {offset}",
+                at - offset
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -338,4 +375,16 @@ fn render_report(report: &SessionReport, started: Instant) -> String {
         out.push_str(&format!("  restore point of {volume}: {point}\n"));
     }
     out
+}
+
+/// Reads until `buf` is full or the input ends; answers the bytes read.
+fn read_full(input: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }

@@ -69,6 +69,14 @@ pub enum EngineError {
         /// What went wrong.
         message: String,
     },
+    /// A restore point or snapshot could not be opened or read for its files.
+    #[error("{message}\n  what to do: {remedy}")]
+    Browse {
+        /// What failed.
+        message: String,
+        /// What to do.
+        remedy: String,
+    },
     /// The engine met a state it cannot be in: a bug of Bulwark.
     #[error("internal error (a Bulwark bug; please report it with the session journal): {0}")]
     Internal(String),
@@ -112,6 +120,7 @@ impl EngineError {
             EngineError::CannotCleanUp { .. } => "cannot-clean-up".into(),
             EngineError::Cancelled { .. } => "cancelled".into(),
             EngineError::Repository { what, .. } => format!("repository-{what}-failed"),
+            EngineError::Browse { .. } => "browse-failed".into(),
             EngineError::Internal(_) => "internal".into(),
             EngineError::CleanupIncomplete { .. } => "cleanup-incomplete".into(),
         }
@@ -134,6 +143,7 @@ impl EngineError {
             }
             EngineError::Cancelled { .. } => "nothing to do: run the session again when you want it".into(),
             EngineError::Repository { .. } => "allow the repository role the maintenance permissions (`bulwark policy maintenance` prints them); if the message names a damaged object, run `bulwark image verify` and see docs/repository-format.md".into(),
+            EngineError::Browse { remedy, .. } => remedy.clone(),
             EngineError::Internal(_) => "report it with the session journal; the next start cleans up what is left".into(),
             EngineError::CleanupIncomplete { .. } => {
                 "the next start (`bulwark recover`, or the appliance) removes what is left; fix the permission named if it fails again".into()

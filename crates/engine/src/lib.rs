@@ -15,7 +15,8 @@
 //! Layout: `session/` runs one session (a module per kind of step), `cleanup` removes what
 //! sessions made (also after a crash), `retry` is the one retry policy of every cloud call,
 //! `identities` the role sessions, `journal` and `store` what outlives a process, `direct`
-//! the data path through the EBS direct APIs, `worker` the worker program, `check` the
+//! the data path through the EBS direct APIs, `files` file-level recovery (restore points and
+//! snapshots opened as volumes of files), `worker` the worker program, `check` the
 //! preflight of an estate's roles and keys.
 //!
 //! It depends on the cloud traits, not on any cloud: no AWS SDK and no embedded cloud here.
@@ -27,6 +28,7 @@ pub mod direct;
 pub mod discover;
 mod error;
 mod events;
+pub mod files;
 mod identities;
 pub mod journal;
 mod maintain;

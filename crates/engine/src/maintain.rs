@@ -38,16 +38,18 @@ impl Engine {
         what: &'static str,
         work: impl FnOnce(&Repository) -> Result<T, RepoError>,
     ) -> Result<T, EngineError> {
+        let repo = self.repository(what)?;
+        work(&repo).map_err(|e| self.repository_failed(what, e.to_string()))
+    }
+
+    /// The repository, opened as the repository role, for `what` (named in its errors).
+    pub(crate) fn repository(&self, what: &'static str) -> Result<Repository, EngineError> {
         let repository = self
             .estate
             .repository
             .as_ref()
             .ok_or_else(|| EngineError::NotReady("the estate defines no [repository]".into()))?;
-        let failed = |message: String| EngineError::Repository {
-            what,
-            role: repository.role.to_string(),
-            message,
-        };
+        let failed = |message: String| self.repository_failed(what, message);
         let credentials = self
             .identities
             .fresh(&repository.role)
@@ -68,7 +70,18 @@ impl Engine {
                 .map_err(|e| failed(e.to_string()))?,
             None => Secret::None,
         };
-        let repo = Repository::open(Arc::from(store), &secret).map_err(|e| failed(e.to_string()))?;
-        work(&repo).map_err(|e| failed(e.to_string()))
+        Repository::open(Arc::from(store), &secret).map_err(|e| failed(e.to_string()))
+    }
+
+    fn repository_failed(&self, what: &'static str, message: String) -> EngineError {
+        EngineError::Repository {
+            what,
+            role: self
+                .estate
+                .repository
+                .as_ref()
+                .map_or_else(String::new, |r| r.role.to_string()),
+            message,
+        }
     }
 }

@@ -2,13 +2,18 @@
 //! an EBS snapshot through the direct APIs) into the repository, and back into a block target.
 //! Parallel, streaming, in memory bounded by the number of threads, whatever the volume size.
 //!
-//! It depends on the repository crate only; it knows nothing of clouds, sessions or workers,
-//! and prints nothing: progress is counters the caller reads.
+//! It also makes a restore point a block device for `bulwark-fs` ([`PointDevice`]), so that
+//! files are read from a backup without restoring the volume.
+//!
+//! It depends on the repository crate (and `bulwark-fs` for its `Device` trait) only; it knows
+//! nothing of clouds, sessions or workers, and prints nothing: progress is counters the caller
+//! reads.
 #![deny(missing_docs)]
 
 mod backup;
 mod device;
 mod error;
+mod files;
 mod parallel;
 mod progress;
 mod restore;
@@ -19,6 +24,7 @@ pub use backup::{
 };
 pub use device::{BlockSource, BlockTarget, FileSource, FileTarget};
 pub use error::MoverError;
+pub use files::PointDevice;
 pub use progress::Progress;
 pub use restore::{restore, RestoreOutcome};
 

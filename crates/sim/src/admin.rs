@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use bulwark_cloud::{CloudError, Credentials, Tag, EBS_BLOCK_SIZE};
+use bulwark_cloud::{CloudError, Credentials, ErrorKind, Tag, EBS_BLOCK_SIZE};
 use bulwark_model::{AccountId, Action, InstanceId, Region, VolumeId};
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -320,7 +320,19 @@ impl Sim {
         })
     }
 
-    /// Writes whole blocks of data into a volume, from `offset` (a multiple of 512 KiB).
+    /// Where a volume is: its account and region.
+    pub fn find_volume(&self, volume: &VolumeId) -> Option<(AccountId, Region)> {
+        let w = self.inner.read().ok()?;
+        w.accounts.iter().find_map(|(account, a)| {
+            a.regions
+                .iter()
+                .find(|(_, r)| r.volumes.contains_key(volume))
+                .map(|(region, _)| (account.clone(), region.clone()))
+        })
+    }
+
+    /// Writes `data` into a volume at byte `offset`, as a program on an instance it is attached
+    /// to would: the bytes of the volume's blocks around it stay as they were.
     pub fn write_volume(
         &self,
         account: &AccountId,
@@ -333,14 +345,35 @@ impl Sim {
             path: self.inner.dir.clone(),
             error: source,
         };
+        let block = EBS_BLOCK_SIZE;
+        let end = offset.saturating_add(data.len() as u64);
+        let (first, last) = (offset / block, end.div_ceil(block));
+        // The blocks the write covers only in part keep their other bytes.
+        let edges: Vec<(u64, Option<crate::store::BlockHash>)> = {
+            let w = self.inner.read()?;
+            let v = w
+                .accounts
+                .get(account)
+                .and_then(|a| a.regions.get(region))
+                .and_then(|r| r.volumes.get(volume));
+            [first, last.saturating_sub(1)]
+                .into_iter()
+                .map(|i| (i, v.and_then(|v| v.blocks.get(&i).cloned())))
+                .collect()
+        };
         let mut hashes = Vec::new();
-        for (i, block) in data.chunks(EBS_BLOCK_SIZE as usize).enumerate() {
-            let mut whole = block.to_vec();
-            whole.resize(EBS_BLOCK_SIZE as usize, 0);
-            hashes.push((
-                offset / EBS_BLOCK_SIZE + i as u64,
-                self.inner.store.put(&whole).map_err(io)?,
-            ));
+        for index in first..last {
+            let start = index * block;
+            let mut whole = vec![0u8; block as usize];
+            if start < offset || start + block > end {
+                if let Some((_, Some(hash))) = edges.iter().find(|(i, _)| *i == index) {
+                    self.inner.store.read(Some(hash), &mut whole).map_err(io)?;
+                }
+            }
+            let (from, to) = (start.max(offset), (start + block).min(end));
+            whole[(from - start) as usize..(to - start) as usize]
+                .copy_from_slice(&data[(from - offset) as usize..(to - offset) as usize]);
+            hashes.push((index, self.inner.store.put(&whole).map_err(io)?));
         }
         self.admin(|w| {
             let v = region_mut(w, account, region)
@@ -354,6 +387,18 @@ impl Sim {
                         volume.as_str(),
                     )
                 })?;
+            if end > u64::from(v.size_gib) << 30 {
+                return Err(CloudError::new(
+                    Action::Ec2DescribeVolumes,
+                    ErrorKind::Invalid,
+                    "InvalidParameterValue",
+                    format!(
+                        "{} bytes at byte {offset} end past the end of {volume} ({} GiB)",
+                        data.len(),
+                        v.size_gib
+                    ),
+                ));
+            }
             for (index, hash) in hashes {
                 match hash {
                     Some(h) => v.blocks.insert(index, h),

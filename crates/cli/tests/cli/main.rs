@@ -7,6 +7,7 @@
 mod arguments;
 mod demo;
 mod estate_errors;
+mod files;
 mod image;
 mod plans;
 mod policies;

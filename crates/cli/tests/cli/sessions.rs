@@ -6,26 +6,6 @@ use std::process::{Command, Stdio};
 
 use super::support::*;
 
-/// A data directory removed when dropped.
-struct DataDir(std::path::PathBuf);
-
-impl DataDir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("bulwark-cli-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        DataDir(dir)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn status(dir: &DataDir) -> String {
     let (code, stdout, stderr) = bulwark(&["embedded", "status", "--data-dir", dir.path()]);
     assert_eq!(code, EXIT_OK, "{stderr}");

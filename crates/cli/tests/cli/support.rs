@@ -29,6 +29,26 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_INPUT: i32 = 2;
 pub const EXIT_REFUSED: i32 = 3;
 
+/// A data directory removed when dropped.
+pub struct DataDir(pub std::path::PathBuf);
+
+impl DataDir {
+    pub fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("bulwark-cli-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        DataDir(dir)
+    }
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs `bulwark args...`; returns the exit code, stdout and stderr.
 pub fn bulwark(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_bulwark"))

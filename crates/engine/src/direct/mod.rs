@@ -14,6 +14,7 @@
 //! EBS's quota of 1000 requests per second per snapshot and slows down when EBS throttles
 //! all the same (the account's quota is shared with other transfers).
 
+mod device;
 mod rate;
 mod source;
 mod writer;
@@ -25,6 +26,7 @@ use bulwark_model::{Action, Region, SnapshotId, MAX_VOLUME_GIB};
 use bulwark_mover::{BackupOutcome, MoverError, Progress, VolumeSource};
 use bulwark_repo::{Id, RepoError, Repository};
 
+pub use device::SnapshotDevice;
 pub use rate::{RateLimiter, ATTEMPTS, SNAPSHOT_REQUESTS_PER_SECOND};
 use source::SnapshotSource;
 use writer::SnapshotWriter;

@@ -83,27 +83,7 @@ impl<'a> SnapshotSource<'a> {
         snapshot: &SnapshotId,
         parent: Option<&SnapshotId>,
     ) -> Result<Self, DirectError> {
-        let action = match parent {
-            None => Action::EbsListSnapshotBlocks,
-            Some(_) => Action::EbsListChangedBlocks,
-        };
-        let mut tokens = BTreeMap::new();
-        let mut next: Option<String> = None;
-        let size_gib = loop {
-            let page = Retry::BLOCKS.run(action, None, || match parent {
-                None => cloud
-                    .ebs
-                    .list_snapshot_blocks(who, region, snapshot, next.as_deref()),
-                Some(p) => cloud
-                    .ebs
-                    .list_changed_blocks(who, region, p, snapshot, next.as_deref()),
-            })?;
-            tokens.extend(page.blocks.into_iter().map(|b| (b.index, b.token)));
-            next = page.next_token;
-            if next.is_none() {
-                break page.volume_size_gib;
-            }
-        };
+        let (tokens, size_gib) = list_blocks(cloud, who, region, snapshot, parent)?;
         let order: Vec<u64> = tokens
             .iter()
             .filter(|(_, token)| !token.is_empty())
@@ -258,33 +238,15 @@ impl<'a> SnapshotSource<'a> {
 
     /// One listed EBS block, fetched at the snapshot's pace and checked.
     fn fetch(&self, index: u64, token: &str) -> Result<Vec<u8>, DirectError> {
-        let block = BlockRef {
+        fetch_block(
+            self.cloud,
+            self.who,
+            self.region,
+            &self.snapshot,
+            &self.limiter,
             index,
-            token: token.to_owned(),
-        };
-        let (data, checksum) = Retry::BLOCKS.run(Action::EbsGetSnapshotBlock, Some(&self.limiter), || {
-            self.cloud
-                .ebs
-                .get_snapshot_block(self.who, self.region, &self.snapshot, &block)
-        })?;
-        if data.len() as u64 != EBS_BLOCK_SIZE {
-            return Err(DirectError::BadBlock {
-                snapshot: self.snapshot.clone(),
-                index,
-                reason: format!("EBS answered {} bytes, not {EBS_BLOCK_SIZE}", data.len()),
-                remedy: "retry the backup".into(),
-            });
-        }
-        let actual = block_checksum(&data);
-        if actual != checksum {
-            return Err(DirectError::Checksum {
-                snapshot: self.snapshot.clone(),
-                index,
-                expected: checksum,
-                actual,
-            });
-        }
-        Ok(data)
+            token,
+        )
     }
 
     /// Fills `buf` with the bytes at `offset`, from whichever EBS blocks it spans.
@@ -310,6 +272,77 @@ impl<'a> SnapshotSource<'a> {
     fn window(&self) -> MutexGuard<'_, Window> {
         crate::lock(&self.ahead.state)
     }
+}
+
+/// Lists the blocks of `snapshot` (every page): all its written blocks, or with `parent`
+/// those that changed since it. Answers EBS block index -> block token (empty for a block
+/// removed since the parent), and the volume's size in GiB.
+pub(super) fn list_blocks(
+    cloud: &Cloud,
+    who: &Credentials,
+    region: &Region,
+    snapshot: &SnapshotId,
+    parent: Option<&SnapshotId>,
+) -> Result<(BTreeMap<u64, String>, u32), DirectError> {
+    let action = match parent {
+        None => Action::EbsListSnapshotBlocks,
+        Some(_) => Action::EbsListChangedBlocks,
+    };
+    let mut tokens = BTreeMap::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = Retry::BLOCKS.run(action, None, || match parent {
+            None => cloud
+                .ebs
+                .list_snapshot_blocks(who, region, snapshot, next.as_deref()),
+            Some(p) => cloud
+                .ebs
+                .list_changed_blocks(who, region, p, snapshot, next.as_deref()),
+        })?;
+        tokens.extend(page.blocks.into_iter().map(|b| (b.index, b.token)));
+        next = page.next_token;
+        if next.is_none() {
+            return Ok((tokens, page.volume_size_gib));
+        }
+    }
+}
+
+/// One listed EBS block of `snapshot`, fetched at the pace `limiter` keeps and checked
+/// against the checksum EBS sends with it.
+pub(super) fn fetch_block(
+    cloud: &Cloud,
+    who: &Credentials,
+    region: &Region,
+    snapshot: &SnapshotId,
+    limiter: &RateLimiter,
+    index: u64,
+    token: &str,
+) -> Result<Vec<u8>, DirectError> {
+    let block = BlockRef {
+        index,
+        token: token.to_owned(),
+    };
+    let (data, checksum) = Retry::BLOCKS.run(Action::EbsGetSnapshotBlock, Some(limiter), || {
+        cloud.ebs.get_snapshot_block(who, region, snapshot, &block)
+    })?;
+    if data.len() as u64 != EBS_BLOCK_SIZE {
+        return Err(DirectError::BadBlock {
+            snapshot: snapshot.clone(),
+            index,
+            reason: format!("EBS answered {} bytes, not {EBS_BLOCK_SIZE}", data.len()),
+            remedy: "retry the backup".into(),
+        });
+    }
+    let actual = block_checksum(&data);
+    if actual != checksum {
+        return Err(DirectError::Checksum {
+            snapshot: snapshot.clone(),
+            index,
+            expected: checksum,
+            actual,
+        });
+    }
+    Ok(data)
 }
 
 impl BlockSource for SnapshotSource<'_> {

@@ -1,0 +1,217 @@
+//! `bulwark files ls|get`: browse and fetch files from a backup's restore point or from a
+//! snapshot, without restoring a volume and without a worker (`bulwark_engine::files`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use bulwark_engine::files::{FileEntry, FileSource, Files};
+use bulwark_model::SnapshotId;
+use clap::{Args, Subcommand};
+
+use crate::args::{read_estate, CloudArgs};
+use crate::image::RepoArgs;
+use crate::render::pretty;
+
+#[derive(Subcommand)]
+pub enum FilesCommand {
+    /// List a path: `/` lists the partitions, `/1/etc` a directory of partition 1 (`/0/...`
+    /// a filesystem on the whole disk), a file or link itself.
+    Ls {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The path.
+        #[arg(default_value = "/")]
+        path: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch files and directories (with what is under them), keeping modes, times and
+    /// symbolic links (and owners when run as root).
+    Get {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The paths, like `/1/etc/hosts`.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Write them under this directory (made if missing).
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "tar",
+            conflicts_with = "tar"
+        )]
+        to: Option<PathBuf>,
+        /// Write them as a tar file instead (`-`: standard output).
+        #[arg(long, value_name = "FILE")]
+        tar: Option<PathBuf>,
+    },
+}
+
+/// What to read: a restore point (`--point`, of `--repo` or of the estate's repository) or
+/// a snapshot Bulwark made (`--snapshot`, with `--estate`).
+#[derive(Args)]
+pub struct SourceArgs {
+    /// An image-level restore point: its id or a unique prefix (`bulwark image list`).
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "snapshot",
+        conflicts_with = "snapshot"
+    )]
+    point: Option<String>,
+    /// A snapshot or replica of the estate's restore points, read through the EBS direct APIs.
+    #[arg(long, value_name = "SNAP-ID", requires = "estate")]
+    snapshot: Option<String>,
+    /// The estate file: the repository, accounts and roles to read with.
+    #[arg(long, value_name = "FILE", conflicts_with = "repo")]
+    estate: Option<PathBuf>,
+    /// The repository instead of an estate: a directory, or s3://BUCKET/PREFIX (opened with
+    /// --password-file, or --key-file, or neither if unencrypted; --endpoint-url for S3).
+    #[arg(long, value_name = "URL", requires = "point")]
+    repo: Option<String>,
+    /// With --repo: a file whose first line is the repository passphrase.
+    #[arg(long, value_name = "FILE", requires = "repo")]
+    password_file: Option<PathBuf>,
+    #[command(flatten)]
+    cloud: CloudArgs,
+}
+
+impl SourceArgs {
+    fn open(&self) -> anyhow::Result<Files> {
+        if let Some(url) = &self.repo {
+            let point = self.point.as_deref().context("--repo needs --point")?;
+            let repo = RepoArgs {
+                repo: url.clone(),
+                password_file: self.password_file.clone(),
+                key_file: self.cloud.key_file.clone(),
+                endpoint_url: self.cloud.endpoint_url.clone(),
+            };
+            let r = repo.open()?;
+            let id = r.find_point(point)?;
+            let device = bulwark_mover::PointDevice::open(r, &id)?;
+            let what = format!("restore point {} of {}", id.short(), device.manifest().volume_id);
+            return Ok(Files::open(Box::new(device), what)?);
+        }
+        let Some(estate) = &self.estate else {
+            bail!("say where to read from: --repo URL --point ID, --estate FILE --point ID, or --estate FILE --snapshot SNAP-ID");
+        };
+        let estate = read_estate(estate)?;
+        let (engines, _world) = crate::sessions::engines(&self.cloud, &estate)?;
+        let engine = engines(estate);
+        let source = match (&self.point, &self.snapshot) {
+            (Some(point), _) => FileSource::Backup(point.clone()),
+            (None, Some(snapshot)) => FileSource::Snapshot(
+                snapshot
+                    .parse::<SnapshotId>()
+                    .with_context(|| format!("--snapshot {snapshot}"))?,
+            ),
+            (None, None) => bail!("give --point ID or --snapshot SNAP-ID"),
+        };
+        Ok(engine.open_files(&source)?)
+    }
+}
+
+pub fn run(cmd: &FilesCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        FilesCommand::Ls { source, path, json } => {
+            let files = source.open()?;
+            let entries = files
+                .list(path)
+                .with_context(|| format!("{}: {path}", files.what))?;
+            if *json {
+                println!("{}", pretty(&entries));
+            } else {
+                for e in &entries {
+                    println!("{}", line(e));
+                }
+            }
+            eprintln!(
+                "read {} from {}",
+                crate::image::bytes(files.bytes_read()),
+                files.what
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        FilesCommand::Get {
+            source,
+            paths,
+            to,
+            tar,
+        } => {
+            let files = source.open()?;
+            let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+            let report = match (to, tar) {
+                (Some(dir), _) => files.extract(&paths, dir)?,
+                (None, Some(f)) if f.as_os_str() == "-" => {
+                    let mut out = std::io::stdout().lock();
+                    let report = files.write_tar(&paths, &mut out)?;
+                    out.flush()?;
+                    report
+                }
+                (None, Some(f)) => {
+                    let file =
+                        std::fs::File::create(f).with_context(|| format!("creating {}", f.display()))?;
+                    let mut out = std::io::BufWriter::new(file);
+                    let report = files.write_tar(&paths, &mut out)?;
+                    out.flush().with_context(|| format!("writing {}", f.display()))?;
+                    report
+                }
+                (None, None) => bail!("give --to DIR or --tar FILE"),
+            };
+            for (path, why) in &report.skipped {
+                eprintln!("skipped {path}: {why}");
+            }
+            eprintln!(
+                "{} files ({}), {} directories, {} links from {}; read {}",
+                report.files,
+                crate::image::bytes(report.bytes),
+                report.dirs,
+                report.symlinks,
+                files.what,
+                crate::image::bytes(files.bytes_read())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// One entry as `ls -l` would show it.
+fn line(e: &FileEntry) -> String {
+    if let Some(p) = &e.partition {
+        let mut s = format!(
+            "{:>3}  {:<28} {:<16} {:>10}  at {}",
+            p.number,
+            p.content,
+            p.label.as_deref().unwrap_or("-"),
+            crate::image::bytes(e.size),
+            p.start
+        );
+        if let Some(err) = &p.error {
+            s.push_str(&format!("  ({err})"));
+        }
+        for w in &p.warnings {
+            s.push_str(&format!("\n     warning: {w}"));
+        }
+        return s;
+    }
+    if let Some(err) = &e.error {
+        return format!("?  {}: {err}", e.name);
+    }
+    let mtime = e
+        .mtime
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default();
+    let target = e.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
+    format!(
+        "{:<12} {} {:>5} {:>5} {:>12} {mtime} {}{target}",
+        e.kind,
+        e.mode.as_deref().unwrap_or("----"),
+        e.uid.unwrap_or(0),
+        e.gid.unwrap_or(0),
+        e.size,
+        e.name
+    )
+}
