@@ -7,6 +7,7 @@
 //! (its database) is 500: never bad input.
 
 mod estate;
+mod files;
 mod metrics;
 mod policies;
 mod repository;
@@ -41,6 +42,8 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/instances", get(estate::instances))
         .route("/api/v1/discovery", post(estate::discover))
         .route("/api/v1/restore-points", get(estate::restore_points))
+        .route("/api/v1/restore-points/{id}/files", get(files::list))
+        .route("/api/v1/restore-points/{id}/files/tar", get(files::tar))
         .route("/api/v1/reports/protection", get(estate::protection))
         .route("/api/v1/policies", get(policies::list).post(policies::create))
         .route("/api/v1/policies/validate", post(policies::validate))
@@ -71,6 +74,7 @@ pub fn router(app: App) -> Router {
     paths(
         health, openapi,
         estate::accounts, estate::instances, estate::discover, estate::restore_points, estate::protection,
+        files::list, files::tar,
         policies::list, policies::create, policies::validate, policies::one, policies::update, policies::delete, policies::run,
         repository::show, repository::check,
         restores::validate, restores::create,
