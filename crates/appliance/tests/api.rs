@@ -558,6 +558,34 @@ fn a_restore_is_validated_then_run_and_metrics_count_it(h: &Harness) {
         text.contains("bulwark_sessions{kind=\"policy\",status=\"succeeded\"} 1"),
         "{text}"
     );
+    // One volume, as a volume, in the zone asked for; a zone without volumes is a bad body.
+    let one = json!({"instance": TAGGED, "from": "snapshot", "to_account": "222222222222", "to_region": "us-east-1",
+                     "volumes": ["vol-0aaaaaaaaaaaaaaaa"], "zone": "us-east-1b"})
+    .to_string();
+    let s = h.admin("POST", "/api/v1/restores", Some(&one), 202);
+    let done = h.wait(s["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["items"][0]["operation"], "restore-volumes", "{done}");
+    let message = done["items"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("restored volume of vol-0aaaaaaaaaaaaaaaa"),
+        "{done}"
+    );
+    assert!(!message.contains("instance"), "no instance is launched: {done}");
+    let unknown = json!({"instance": TAGGED, "from": "snapshot", "to_account": "222222222222", "to_region": "us-east-1",
+                         "volumes": ["vol-0ffffffffffffffff"]})
+    .to_string();
+    let (status, body) = h.call("POST", "/api/v1/restores", Some(&h.admin), Some(&unknown));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("unknown-volume")),
+        "{body}"
+    );
+    let zone_only = json!({"instance": TAGGED, "from": "snapshot", "to_account": "222222222222", "to_region": "us-east-1",
+                           "zone": "us-east-1b"})
+    .to_string();
+    let (status, body) = h.call("POST", "/api/v1/restores", Some(&h.admin), Some(&zone_only));
+    assert_eq!(status, 400, "{body}");
     assert!(text.contains("bulwark_unprotected_instances 1"), "{text}");
     assert!(
         text.contains("bulwark_policy_seconds_since_success{policy=\"nightly\"}"),

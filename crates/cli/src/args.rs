@@ -292,6 +292,14 @@ pub enum PlanArgs {
         /// (the EBS direct APIs).
         #[arg(long, value_enum)]
         workers: Option<Workers>,
+        /// Restore only this volume of the instance, left as a volume (no instance is
+        /// launched); repeat for several.
+        #[arg(long = "volume", value_name = "VOL-ID")]
+        volumes: Vec<bulwark_model::VolumeId>,
+        /// With --volume: the availability zone of the new volumes (default: the region's
+        /// first, or the worker's).
+        #[arg(long, value_name = "ZONE", requires = "volumes")]
+        zone: Option<String>,
     },
 }
 
@@ -401,6 +409,8 @@ impl PlanArgs {
                 from,
                 target,
                 workers,
+                volumes,
+                zone,
                 ..
             } => {
                 let from = match from {
@@ -411,13 +421,26 @@ impl PlanArgs {
                     return Err(InputError::WorkersWithoutWorkers);
                 }
                 let target_key = target.resolve(&estate, &file)?;
-                Operation::Restore {
-                    instance,
-                    from,
-                    to_account: target.to_account.clone(),
-                    to_region: target.to_region.clone(),
-                    target_key,
-                    workers: workers.map(placement),
+                if volumes.is_empty() {
+                    Operation::Restore {
+                        instance,
+                        from,
+                        to_account: target.to_account.clone(),
+                        to_region: target.to_region.clone(),
+                        target_key,
+                        workers: workers.map(placement),
+                    }
+                } else {
+                    Operation::RestoreVolumes {
+                        instance,
+                        volumes: volumes.clone(),
+                        from,
+                        to_account: target.to_account.clone(),
+                        to_region: target.to_region.clone(),
+                        target_key,
+                        workers: workers.map(placement),
+                        zone: zone.clone(),
+                    }
                 }
             }
         };

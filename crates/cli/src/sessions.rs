@@ -356,7 +356,7 @@ fn report_json(report: &SessionReport) -> serde_json::Value {
         "session": report.session,
         "summary": report.summary,
         "steps": report.steps,
-        "kept": report.kept.iter().map(|(name, target)| json!({"what": name, "ids": format!("{target:?}")})).collect::<Vec<_>>(),
+        "kept": report.kept.iter().map(|(name, target)| json!({"what": name, "id": target.resource_id()})).collect::<Vec<_>>(),
         "restore_points": report.points.iter().map(|(v, p)| json!({"volume": v, "point": p})).collect::<Vec<_>>(),
     })
 }

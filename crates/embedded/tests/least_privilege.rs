@@ -211,6 +211,7 @@ fn kind(op: &Operation) -> String {
         Operation::Backup { workers, .. } => format!("backup {:?}", workers),
         Operation::Replicate { .. } => "replicate".into(),
         Operation::Restore { from, workers, .. } => format!("restore {from:?} {workers:?}"),
+        Operation::RestoreVolumes { from, workers, .. } => format!("restore volumes {from:?} {workers:?}"),
         Operation::Expire { .. } => "expire".into(),
     }
 }

@@ -85,17 +85,49 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
                 account: to_account,
                 region: to_region,
                 key: target_key.as_ref(),
+                launch: true,
             };
-            match from {
-                RestoreSource::Snapshot => ops::restore::from_snapshot(&mut b, instance, &target)?,
-                RestoreSource::Backup => match workers.unwrap_or(Placement::BackupAccount).worker() {
-                    Some(account) => ops::restore::from_backup(&mut b, instance, &target, account)?,
-                    None => ops::restore::from_backup_direct(&mut b, instance, &target)?,
-                },
-            }
+            ops::restore::plan(&mut b, instance, &target, *from, *workers)?
+        }
+        Operation::RestoreVolumes {
+            volumes,
+            from,
+            to_account,
+            to_region,
+            target_key,
+            workers,
+            zone,
+            ..
+        } => {
+            let instance = ops::restore::some_volumes(instance()?, volumes)?;
+            check_target(estate, to_account, to_region, target_key.as_ref())?;
+            check_zone(zone.as_deref(), to_region)?;
+            let target = ops::restore::Target {
+                account: to_account,
+                region: to_region,
+                key: target_key.as_ref(),
+                launch: false,
+            };
+            ops::restore::plan(&mut b, &instance, &target, *from, *workers)?
         }
     };
     b.finish(operation.clone(), summary)
+}
+
+/// An availability zone must be one of the target region's: its name and a letter.
+fn check_zone(zone: Option<&str>, region: &bulwark_model::Region) -> Result<(), Refusal> {
+    let Some(zone) = zone else {
+        return Ok(());
+    };
+    let letter = zone.strip_prefix(region.as_str()).unwrap_or("");
+    if letter.len() == 1 && letter.chars().all(|c| c.is_ascii_lowercase()) {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        RefusalCode::ZoneNotInTargetRegion,
+        format!("availability zone {zone:?} is not a zone of the target region {region}"),
+        format!("give a zone of {region}, like {region}a"),
+    ))
 }
 
 /// The instance an operation processes, which must be in the estate.

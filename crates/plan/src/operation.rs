@@ -119,6 +119,31 @@ pub enum Operation {
         #[serde(default)]
         workers: Option<Placement>,
     },
+    /// A restore of some volumes of an instance into an account, region and availability
+    /// zone, left as volumes (no instance is launched): the same sources, keys and plan as a
+    /// whole-instance restore.
+    RestoreVolumes {
+        /// The instance whose restore point holds the volumes.
+        instance: InstanceId,
+        /// The volumes (the instance's volume ids), at least one.
+        volumes: Vec<VolumeId>,
+        /// Snapshot or backup.
+        from: RestoreSource,
+        /// Target account.
+        to_account: AccountId,
+        /// Target region.
+        to_region: Region,
+        /// The key of the restored volumes, as for [`Operation::Restore`].
+        #[serde(default)]
+        target_key: Option<KeyRef>,
+        /// Where workers run for restores from backups, as for [`Operation::Restore`].
+        #[serde(default)]
+        workers: Option<Placement>,
+        /// The availability zone of the new volumes (where the instance that will use them
+        /// runs); `None` for the region's first (or, with a worker, the worker's).
+        #[serde(default)]
+        zone: Option<String>,
+    },
     /// Retention: deletes snapshot restore points (and replicas) of an instance that its
     /// policy no longer keeps. The instance itself may be gone.
     Expire {
@@ -151,6 +176,7 @@ impl Operation {
             | Operation::Backup { instance, .. }
             | Operation::Replicate { instance, .. }
             | Operation::Restore { instance, .. }
+            | Operation::RestoreVolumes { instance, .. }
             | Operation::Expire { instance, .. } => instance,
         }
     }
@@ -162,6 +188,7 @@ impl Operation {
             Operation::Backup { .. } => "backup",
             Operation::Replicate { .. } => "replicate",
             Operation::Restore { .. } => "restore",
+            Operation::RestoreVolumes { .. } => "restore-volumes",
             Operation::Expire { .. } => "expire",
         }
     }

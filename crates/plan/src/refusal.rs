@@ -29,6 +29,10 @@ pub enum RefusalCode {
     AwsManagedKeyNotDefault,
     /// A retention run was given no restore point to delete.
     NothingToExpire,
+    /// A volume restore names no volume, or a volume the instance does not have.
+    UnknownVolume,
+    /// A volume restore's availability zone is not in the target region.
+    ZoneNotInTargetRegion,
 }
 
 impl RefusalCode {
@@ -44,6 +48,8 @@ impl RefusalCode {
             RefusalCode::UnknownAccount => "unknown-account",
             RefusalCode::AwsManagedKeyNotDefault => "aws-managed-key-not-default",
             RefusalCode::NothingToExpire => "nothing-to-expire",
+            RefusalCode::UnknownVolume => "unknown-volume",
+            RefusalCode::ZoneNotInTargetRegion => "zone-not-in-target-region",
         }
     }
 }

@@ -447,6 +447,19 @@ impl Sim {
         Some((s.size_gib, digest(&s.blocks), s.key.clone()))
     }
 
+    /// The availability zone of a volume.
+    pub fn volume_zone(&self, account: &AccountId, region: &Region, volume: &VolumeId) -> Option<String> {
+        let w = self.inner.read().ok()?;
+        let v = w
+            .accounts
+            .get(account)?
+            .regions
+            .get(region)?
+            .volumes
+            .get(volume)?;
+        Some(v.zone.clone())
+    }
+
     /// The key ARN of a volume, if encrypted.
     pub fn volume_key(&self, account: &AccountId, region: &Region, volume: &VolumeId) -> Option<String> {
         let w = self.inner.read().ok()?;

@@ -1,10 +1,11 @@
 //! Restores: validated (the plan, or the refusal with its code and remedy), then run as a
-//! session. The body takes the fields of `bulwark plan restore`.
+//! session. The body takes the fields of `bulwark plan restore`; with `volumes`, only those
+//! volumes are restored, as volumes.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use bulwark_model::{AccountId, InstanceId, KeyRef, Region};
+use bulwark_model::{AccountId, InstanceId, KeyRef, Region, VolumeId};
 use bulwark_plan::{Operation, Placement, RestoreSource};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -36,6 +37,13 @@ pub struct RestoreRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "backup-account")]
     workers: Option<Placement>,
+    /// Restore only these volumes of the instance, left as volumes (no instance is launched).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    volumes: Vec<VolumeId>,
+    /// With `volumes`: their availability zone (default: the region's first, or the worker's).
+    #[serde(default)]
+    zone: Option<String>,
 }
 
 impl RestoreRequest {
@@ -51,13 +59,31 @@ impl RestoreRequest {
             ),
             None => None,
         };
-        Ok(Operation::Restore {
+        if self.volumes.is_empty() {
+            if self.zone.is_some() {
+                return Err(ApiError::bad_request(
+                    "field zone: only a volume restore takes a zone",
+                    "name the volumes to restore in volumes, or leave zone out",
+                ));
+            }
+            return Ok(Operation::Restore {
+                instance: self.instance.clone(),
+                from: self.from,
+                to_account: self.to_account.clone(),
+                to_region: self.to_region.clone(),
+                target_key,
+                workers: self.workers,
+            });
+        }
+        Ok(Operation::RestoreVolumes {
             instance: self.instance.clone(),
+            volumes: self.volumes.clone(),
             from: self.from,
             to_account: self.to_account.clone(),
             to_region: self.to_region.clone(),
             target_key,
             workers: self.workers,
+            zone: self.zone.clone(),
         })
     }
 }

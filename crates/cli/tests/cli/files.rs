@@ -212,16 +212,13 @@ fn files_come_back_from_a_snapshot_a_backup_and_a_local_repository() {
         EXIT_OK,
     );
     let kept = array(&report, "kept", "snapshot report");
-    let ids = kept
+    let snapshot = kept
         .iter()
         .find(|k| k["what"].as_str().unwrap_or("").contains("vol-0aaaaaaaaaaaaaaaa"))
-        .and_then(|k| k["ids"].as_str())
-        .unwrap_or_else(|| panic!("no snapshot of vol-0aaaaaaaaaaaaaaaa in {report}"));
-    let start = ids.find("snap-").unwrap();
-    let snapshot: String = ids[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
+        .and_then(|k| k["id"].as_str())
+        .unwrap_or_else(|| panic!("no snapshot of vol-0aaaaaaaaaaaaaaaa in {report}"))
+        .to_owned();
+    assert!(snapshot.starts_with("snap-"), "{report}");
     let estate = estate_path();
     check_source(
         &["--estate", estate, "--data-dir", data, "--snapshot", &snapshot],

@@ -122,3 +122,74 @@ fn plan_text_output_lists_steps_keys_and_cleanup() {
         "{stdout}"
     );
 }
+
+#[test]
+fn plan_restore_of_one_volume_launches_nothing_and_checks_its_zone() {
+    let args = with_estate(
+        &["plan", "restore"],
+        &[
+            "--instance",
+            WEB,
+            "--from",
+            "snapshot",
+            "--to-account",
+            DR,
+            "--to-region",
+            "eu-west-1",
+            "--volume",
+            "vol-0aaaaaaaaaaaaaaaa",
+            "--zone",
+            "eu-west-1c",
+            "--json",
+        ],
+    );
+    let plan = bulwark_json(&args, EXIT_OK);
+    assert_eq!(plan["operation"]["type"], "restore-volumes");
+    assert_eq!(plan["operation"]["zone"], "eu-west-1c");
+    let actions: Vec<&str> = array(&plan, "steps", "plan")
+        .iter()
+        .filter_map(|s| s["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"ec2:CreateVolume"), "{actions:?}");
+    assert!(
+        !actions.contains(&"ec2:RunInstances"),
+        "a volume restore launches no instance: {actions:?}"
+    );
+    // A zone of another region is refused; a zone without --volume is wrong input.
+    let args = with_estate(
+        &["plan", "restore"],
+        &[
+            "--instance",
+            WEB,
+            "--from",
+            "snapshot",
+            "--to-account",
+            DR,
+            "--to-region",
+            "eu-west-1",
+            "--volume",
+            "vol-0aaaaaaaaaaaaaaaa",
+            "--zone",
+            "us-east-1a",
+            "--json",
+        ],
+    );
+    let refusal = bulwark_json(&args, EXIT_REFUSED);
+    assert_eq!(refusal["error"]["code"], "zone-not-in-target-region", "{refusal}");
+    let (code, _, stderr) = bulwark(&with_estate(
+        &["plan", "restore"],
+        &[
+            "--instance",
+            WEB,
+            "--from",
+            "snapshot",
+            "--to-account",
+            DR,
+            "--to-region",
+            "eu-west-1",
+            "--zone",
+            "eu-west-1a",
+        ],
+    ));
+    assert_eq!(code, EXIT_INPUT, "{stderr}");
+}

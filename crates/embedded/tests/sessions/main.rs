@@ -5,3 +5,4 @@ mod common;
 mod faults;
 mod lost;
 mod scenarios;
+mod volumes;

@@ -229,7 +229,12 @@ impl<'e> Session<'e> {
             attached_as: BTreeMap::new(),
             points: Vec::new(),
             kept: Vec::new(),
-            zone: None,
+            // A volume restore may ask for a zone (where the instance that will use the
+            // volumes runs); otherwise the worker's, once it runs, or the region's first.
+            zone: match &plan.operation {
+                bulwark_plan::Operation::RestoreVolumes { zone, .. } => zone.clone(),
+                _ => None,
+            },
             repository: None,
             direct_reads: Vec::new(),
         }

@@ -227,7 +227,8 @@ impl Session<'_> {
             tags,
             subnet: settings.subnet.clone(),
             security_groups: settings.security_groups.clone(),
-            availability_zone: None,
+            // In the zone a volume restore asks for, so that the volumes it writes are there.
+            availability_zone: self.zone.clone(),
             client_token: Some(self.client_token(step)),
             imds_v2_only: true,
         };

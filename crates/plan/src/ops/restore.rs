@@ -27,12 +27,12 @@
 //! target key, then creates the volumes from it. It needs the target key for the EBS direct
 //! APIs and for the volumes; nothing is shared.
 
-use bulwark_model::{AccountId, Instance, KeyRef, Region};
+use bulwark_model::{AccountId, Instance, KeyRef, Region, VolumeId};
 
 use crate::build::Builder;
-use crate::operation::WorkerAccount;
+use crate::operation::{Placement, RestoreSource, WorkerAccount};
 use crate::refusal::{Refusal, RefusalCode};
-use crate::resource::{Machine, Resource, Snapshot, SnapshotOrigin, VolumeOrigin};
+use crate::resource::{Machine, NewVolume, Resource, Snapshot, SnapshotOrigin, VolumeOrigin};
 use crate::rules;
 
 /// Where a restore goes.
@@ -40,13 +40,94 @@ pub(crate) struct Target<'a> {
     pub account: &'a AccountId,
     pub region: &'a Region,
     pub key: Option<&'a KeyRef>,
+    /// Launch an instance with the restored volumes (a whole-instance restore), or leave them
+    /// as volumes (a volume restore).
+    pub launch: bool,
 }
 
-pub(crate) fn from_snapshot(
+/// Plans a restore from `from`, with workers as `workers` says for backups.
+pub(crate) fn plan(
     b: &mut Builder,
     instance: &Instance,
     target: &Target,
+    from: RestoreSource,
+    workers: Option<Placement>,
 ) -> Result<String, Refusal> {
+    match from {
+        RestoreSource::Snapshot => from_snapshot(b, instance, target),
+        RestoreSource::Backup => match workers.unwrap_or(Placement::BackupAccount).worker() {
+            Some(account) => from_backup(b, instance, target, account),
+            None => from_backup_direct(b, instance, target),
+        },
+    }
+}
+
+/// The instance with only `volumes` (each one of its own), for a volume restore.
+pub(crate) fn some_volumes(instance: &Instance, volumes: &[VolumeId]) -> Result<Instance, Refusal> {
+    let have = || {
+        instance
+            .volumes
+            .iter()
+            .map(|v| v.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if volumes.is_empty() {
+        return Err(Refusal::new(
+            RefusalCode::UnknownVolume,
+            format!("a volume restore of {} names no volume", instance.id),
+            format!("name one or more of its volumes: {}", have()),
+        ));
+    }
+    if let Some(v) = volumes
+        .iter()
+        .find(|v| !instance.volumes.iter().any(|iv| &iv.id == *v))
+    {
+        return Err(Refusal::new(
+            RefusalCode::UnknownVolume,
+            format!("instance {} has no volume {v}", instance.id),
+            format!("name one of its volumes: {}", have()),
+        ));
+    }
+    let mut some = instance.clone();
+    some.volumes.retain(|v| volumes.contains(&v.id));
+    Ok(some)
+}
+
+/// The restored volumes become an instance, or stay volumes (kept: removed only if the
+/// session fails).
+fn deliver(
+    b: &mut Builder,
+    role: &bulwark_model::RoleArn,
+    target: &Target,
+    instance: &Instance,
+    volumes: &[NewVolume],
+) {
+    if target.launch {
+        b.launch_restored(role, target.region, instance, volumes);
+    }
+}
+
+/// What is restored, in words: the instance, or some of its volumes.
+fn what_is_restored(instance: &Instance, target: &Target) -> String {
+    if target.launch {
+        return format!(
+            "restore of {} ({}/{})",
+            instance.id, instance.account, instance.region
+        );
+    }
+    let ids: Vec<&str> = instance.volumes.iter().map(|v| v.id.as_str()).collect();
+    format!(
+        "restore of volume{} {} of {} ({}/{})",
+        if ids.len() == 1 { "" } else { "s" },
+        ids.join(", "),
+        instance.id,
+        instance.account,
+        instance.region
+    )
+}
+
+fn from_snapshot(b: &mut Builder, instance: &Instance, target: &Target) -> Result<String, Refusal> {
     let source_role = b.backup_role(&instance.account)?;
     let restore_role = b.restore_role(target.account)?;
     // The restore points: the instance's latest cloud-native snapshots.
@@ -121,14 +202,16 @@ pub(crate) fn from_snapshot(
         .iter()
         .map(|s| b.volume_from_snapshot(&restore_role, s, target.key, VolumeOrigin::Restored, true))
         .collect();
-    b.launch_restored(&restore_role, target.region, instance, &volumes);
+    deliver(b, &restore_role, target, instance, &volumes);
     Ok(format!(
-        "restore of {} ({}/{}) from its cloud-native snapshots into {}/{}",
-        instance.id, instance.account, instance.region, target.account, target.region
+        "{} from its cloud-native snapshots into {}/{}",
+        what_is_restored(instance, target),
+        target.account,
+        target.region
     ))
 }
 
-pub(crate) fn from_backup(
+fn from_backup(
     b: &mut Builder,
     instance: &Instance,
     target: &Target,
@@ -203,18 +286,16 @@ pub(crate) fn from_backup(
             .map(|s| b.volume_from_snapshot(&restore_role, s, target.key, VolumeOrigin::Restored, true))
             .collect()
     };
-    b.launch_restored(&restore_role, target.region, instance, &restored);
+    deliver(b, &restore_role, target, instance, &restored);
     Ok(format!(
-        "restore of {} ({}/{}) from its latest image-level backup into {}/{}, worker in account {worker_account}",
-        instance.id, instance.account, instance.region, target.account, target.region
+        "{} from its latest image-level backup into {}/{}, worker in account {worker_account}",
+        what_is_restored(instance, target),
+        target.account,
+        target.region
     ))
 }
 
-pub(crate) fn from_backup_direct(
-    b: &mut Builder,
-    instance: &Instance,
-    target: &Target,
-) -> Result<String, Refusal> {
+fn from_backup_direct(b: &mut Builder, instance: &Instance, target: &Target) -> Result<String, Refusal> {
     let repository = b.repository()?;
     let restore_role = b.restore_role(target.account)?;
     let keys: Vec<Option<KeyRef>> = instance
@@ -242,10 +323,12 @@ pub(crate) fn from_backup_direct(
         .iter()
         .map(|s| b.volume_from_snapshot(&restore_role, s, target.key, VolumeOrigin::Restored, true))
         .collect();
-    b.launch_restored(&restore_role, target.region, instance, &volumes);
+    deliver(b, &restore_role, target, instance, &volumes);
     Ok(format!(
-        "restore of {} ({}/{}) from its latest image-level backup into {}/{} through the EBS direct APIs, no worker",
-        instance.id, instance.account, instance.region, target.account, target.region
+        "{} from its latest image-level backup into {}/{} through the EBS direct APIs, no worker",
+        what_is_restored(instance, target),
+        target.account,
+        target.region
     ))
 }
 

@@ -1,0 +1,161 @@
+//! Volume restores: some volumes of a restore point, left as volumes in the zone asked for,
+//! from snapshots and from backups (with a worker and without), into the instance's account
+//! and into another; and the volumes the planner refuses.
+
+use bulwark_engine::journal::Target;
+use bulwark_plan::{Operation, Placement, RefusalCode, RestoreSource};
+
+use crate::common::*;
+
+const ROOT: &str = "vol-0aaaaaaaaaaaaaaaa";
+const DATA: &str = "vol-0cccccccccccccccc";
+
+fn restore_volumes(
+    volumes: &[&str],
+    from: RestoreSource,
+    account: &str,
+    region: &str,
+    workers: Option<Placement>,
+    zone: Option<&str>,
+) -> Operation {
+    let (to_account, to_region) = ids(account, region);
+    Operation::RestoreVolumes {
+        instance: WEB.parse().expect("instance"),
+        volumes: volumes.iter().map(|v| v.parse().expect("volume")).collect(),
+        from,
+        to_account,
+        to_region,
+        target_key: None,
+        workers,
+        zone: zone.map(str::to_owned),
+    }
+}
+
+/// The restore kept exactly the volumes asked for, no instance, each with its source's bytes,
+/// in `zone`; nothing else is left.
+fn check(
+    world: &World,
+    before: &bulwark_sim::Inventory,
+    op: &Operation,
+    account: &str,
+    zone: &str,
+    wanted: &[&str],
+) {
+    let report = world.embedded.engine().run_operation(op).expect("volume restore");
+    assert!(
+        report.kept.iter().all(|(_, t)| matches!(t, Target::Volume(..))),
+        "only volumes are kept: {:#?}",
+        report.kept
+    );
+    let restored = world.restored(&report, account);
+    let mut of: Vec<&str> = restored.iter().map(|(v, _, _)| v.as_str()).collect();
+    of.sort_unstable();
+    assert_eq!(of, wanted, "{:#?}", report.kept);
+    for (v, digest, _) in &restored {
+        assert_eq!(digest, &world.source(PROD, US, &v.parse().expect("id")), "{v}");
+    }
+    let (acct, _) = ids(account, US);
+    for (_, t) in &report.kept {
+        if let Target::Volume(region, id) = t {
+            assert_eq!(
+                world.embedded.sim.volume_zone(&acct, region, id).as_deref(),
+                Some(zone),
+                "{id}"
+            );
+        }
+    }
+    assert_nothing_left(before, &world.inventory(), &["volume vol-", "grant "]);
+}
+
+#[test]
+fn volumes_are_restored_from_snapshots_as_volumes_in_the_zone_asked_for() {
+    let world = World::new();
+    let engine = world.embedded.engine();
+    engine.run_operation(&snapshot(WEB)).expect("snapshot session");
+    let before = world.inventory();
+    let op = restore_volumes(
+        &[ROOT],
+        RestoreSource::Snapshot,
+        PROD,
+        US,
+        None,
+        Some("us-east-1c"),
+    );
+    check(&world, &before, &op, PROD, "us-east-1c", &[ROOT]);
+    let before = world.inventory();
+    let op = restore_volumes(&[ROOT, DATA], RestoreSource::Snapshot, DR, EU, None, None);
+    check(&world, &before, &op, DR, "eu-west-1a", &[ROOT, DATA]);
+}
+
+#[test]
+fn volumes_are_restored_from_backups_with_and_without_workers() {
+    let world = World::new();
+    let engine = world.embedded.engine();
+    engine
+        .run_operation(&backup(WEB, Placement::ProductionAccount))
+        .expect("backup session");
+    let before = world.inventory();
+    let op = restore_volumes(
+        &[DATA],
+        RestoreSource::Backup,
+        DR,
+        EU,
+        Some(Placement::BackupAccount),
+        Some("eu-west-1b"),
+    );
+    check(&world, &before, &op, DR, "eu-west-1b", &[DATA]);
+    let before = world.inventory();
+    let op = restore_volumes(
+        &[ROOT],
+        RestoreSource::Backup,
+        PROD,
+        US,
+        Some(Placement::NoWorker),
+        Some("us-east-1d"),
+    );
+    check(&world, &before, &op, PROD, "us-east-1d", &[ROOT]);
+}
+
+#[test]
+fn a_volume_the_instance_lacks_or_a_zone_of_another_region_is_refused() {
+    let estate = estate();
+    for (op, code, words) in [
+        (
+            restore_volumes(
+                &["vol-0ffffffffffffffff"],
+                RestoreSource::Snapshot,
+                PROD,
+                US,
+                None,
+                None,
+            ),
+            RefusalCode::UnknownVolume,
+            "has no volume vol-0ffffffffffffffff",
+        ),
+        (
+            restore_volumes(&[], RestoreSource::Snapshot, PROD, US, None, None),
+            RefusalCode::UnknownVolume,
+            "names no volume",
+        ),
+        (
+            restore_volumes(
+                &[ROOT],
+                RestoreSource::Snapshot,
+                PROD,
+                US,
+                None,
+                Some("eu-west-1a"),
+            ),
+            RefusalCode::ZoneNotInTargetRegion,
+            "not a zone of the target region us-east-1",
+        ),
+    ] {
+        let refusal = bulwark_plan::plan(&estate, &op).expect_err("refused");
+        assert_eq!(refusal.code, code, "{refusal}");
+        assert!(refusal.message.contains(words), "{refusal}");
+        assert!(
+            refusal.remedy.contains(ROOT) || code == RefusalCode::ZoneNotInTargetRegion,
+            "{refusal}"
+        );
+    }
+}
