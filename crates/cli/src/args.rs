@@ -298,8 +298,16 @@ pub enum PlanArgs {
         volumes: Vec<bulwark_model::VolumeId>,
         /// With --volume: the availability zone of the new volumes (default: the region's
         /// first, or the worker's).
-        #[arg(long, value_name = "ZONE", requires = "volumes")]
+        #[arg(long, value_name = "ZONE", requires = "volumes", conflicts_with = "attach_to")]
         zone: Option<String>,
+        /// With --volume: attach the restored volumes to this instance of the target account
+        /// and region (they are made in its zone).
+        #[arg(long, value_name = "INSTANCE-ID", requires = "volumes", requires = "devices")]
+        attach_to: Option<bulwark_model::InstanceId>,
+        /// With --attach-to: the device of each volume, in the order of --volume (like
+        /// /dev/sdf); repeat per volume.
+        #[arg(long = "device", value_name = "DEVICE", requires = "attach_to")]
+        devices: Vec<String>,
     },
 }
 
@@ -411,6 +419,8 @@ impl PlanArgs {
                 workers,
                 volumes,
                 zone,
+                attach_to,
+                devices,
                 ..
             } => {
                 let from = match from {
@@ -440,6 +450,8 @@ impl PlanArgs {
                         target_key,
                         workers: workers.map(placement),
                         zone: zone.clone(),
+                        attach_to: attach_to.clone(),
+                        devices: devices.clone(),
                     }
                 }
             }

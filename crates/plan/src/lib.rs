@@ -86,6 +86,7 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
                 region: to_region,
                 key: target_key.as_ref(),
                 launch: true,
+                attach: None,
             };
             ops::restore::plan(&mut b, instance, &target, *from, *workers)?
         }
@@ -97,16 +98,27 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
             target_key,
             workers,
             zone,
+            attach_to,
+            devices,
             ..
         } => {
             let instance = ops::restore::some_volumes(instance()?, volumes)?;
             check_target(estate, to_account, to_region, target_key.as_ref())?;
             check_zone(zone.as_deref(), to_region)?;
+            ops::restore::check_attach(volumes, attach_to.as_ref(), devices, zone.as_deref())?;
+            // Devices in the order of the instance's volumes, as the restore makes them.
+            let ordered: Vec<String> = instance
+                .volumes
+                .iter()
+                .filter_map(|v| volumes.iter().position(|w| w == &v.id))
+                .filter_map(|at| devices.get(at).cloned())
+                .collect();
             let target = ops::restore::Target {
                 account: to_account,
                 region: to_region,
                 key: target_key.as_ref(),
                 launch: false,
+                attach: attach_to.as_ref().map(|to| (to, ordered.as_slice())),
             };
             ops::restore::plan(&mut b, &instance, &target, *from, *workers)?
         }

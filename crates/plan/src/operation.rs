@@ -140,9 +140,17 @@ pub enum Operation {
         #[serde(default)]
         workers: Option<Placement>,
         /// The availability zone of the new volumes (where the instance that will use them
-        /// runs); `None` for the region's first (or, with a worker, the worker's).
+        /// runs); `None` for the region's first (or, with a worker, the worker's; or, with
+        /// `attach_to`, that instance's).
         #[serde(default)]
         zone: Option<String>,
+        /// Attach the restored volumes to this instance of the target account and region.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attach_to: Option<InstanceId>,
+        /// With `attach_to`: the device name of each volume, in the order of `volumes`, like
+        /// `/dev/sdf`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        devices: Vec<String>,
     },
     /// Retention: deletes snapshot restore points (and replicas) of an instance that its
     /// policy no longer keeps. The instance itself may be gone.

@@ -33,6 +33,9 @@ pub enum RefusalCode {
     UnknownVolume,
     /// A volume restore's availability zone is not in the target region.
     ZoneNotInTargetRegion,
+    /// A volume restore's attachment cannot be made: a device name EC2 refuses, one device
+    /// per volume missing, or a zone other than the instance's.
+    BadAttachment,
 }
 
 impl RefusalCode {
@@ -50,6 +53,7 @@ impl RefusalCode {
             RefusalCode::NothingToExpire => "nothing-to-expire",
             RefusalCode::UnknownVolume => "unknown-volume",
             RefusalCode::ZoneNotInTargetRegion => "zone-not-in-target-region",
+            RefusalCode::BadAttachment => "bad-attachment",
         }
     }
 }

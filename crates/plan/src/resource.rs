@@ -123,6 +123,8 @@ pub enum Machine {
     Worker(WorkerRef),
     /// The instance a restore launches.
     Restored(RestoredRef),
+    /// An instance that exists already: a volume restore attaches its volumes to it.
+    Existing(InstanceRef),
 }
 
 /// A volume attached to an instance.
@@ -132,6 +134,9 @@ pub struct Attachment {
     pub volume: NewVolume,
     /// The instance.
     pub instance: Machine,
+    /// The device name asked for; `None`: the next free one from `/dev/sdf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// The temporary IAM identity of one worker in the backup account: a role, its inline policy,
@@ -203,6 +208,7 @@ impl From<Machine> for Resource {
         match m {
             Machine::Worker(w) => Resource::Worker(w),
             Machine::Restored(r) => Resource::RestoredInstance(r),
+            Machine::Existing(i) => Resource::Instance(i),
         }
     }
 }

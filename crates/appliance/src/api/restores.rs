@@ -44,6 +44,13 @@ pub struct RestoreRequest {
     /// With `volumes`: their availability zone (default: the region's first, or the worker's).
     #[serde(default)]
     zone: Option<String>,
+    /// With `volumes`: attach them to this instance of the target account and region.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    attach_to: Option<InstanceId>,
+    /// With `attach_to`: each volume's device, in the order of `volumes` (like `/dev/sdf`).
+    #[serde(default)]
+    devices: Vec<String>,
 }
 
 impl RestoreRequest {
@@ -60,10 +67,10 @@ impl RestoreRequest {
             None => None,
         };
         if self.volumes.is_empty() {
-            if self.zone.is_some() {
+            if self.zone.is_some() || self.attach_to.is_some() || !self.devices.is_empty() {
                 return Err(ApiError::bad_request(
-                    "field zone: only a volume restore takes a zone",
-                    "name the volumes to restore in volumes, or leave zone out",
+                    "fields zone, attach_to and devices: only a volume restore takes them",
+                    "name the volumes to restore in volumes, or leave them out",
                 ));
             }
             return Ok(Operation::Restore {
@@ -84,6 +91,8 @@ impl RestoreRequest {
             target_key,
             workers: self.workers,
             zone: self.zone.clone(),
+            attach_to: self.attach_to.clone(),
+            devices: self.devices.clone(),
         })
     }
 }

@@ -155,6 +155,39 @@ fn plan_restore_of_one_volume_launches_nothing_and_checks_its_zone() {
         !actions.contains(&"ec2:RunInstances"),
         "a volume restore launches no instance: {actions:?}"
     );
+    // Attached to an instance of the target: its AttachVolume at the device asked for.
+    let args = with_estate(
+        &["plan", "restore"],
+        &[
+            "--instance",
+            WEB,
+            "--from",
+            "snapshot",
+            "--to-account",
+            PROD,
+            "--to-region",
+            "us-east-1",
+            "--volume",
+            "vol-0aaaaaaaaaaaaaaaa",
+            "--attach-to",
+            DB,
+            "--device",
+            "/dev/sdk",
+            "--json",
+        ],
+    );
+    let plan = bulwark_json(&args, EXIT_OK);
+    let attach = array(&plan, "steps", "plan")
+        .iter()
+        .find(|s| s["action"] == "ec2:AttachVolume")
+        .unwrap_or_else(|| panic!("no AttachVolume: {plan}"));
+    assert!(
+        attach["why"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("to {DB} as /dev/sdk")),
+        "{attach}"
+    );
     // A zone of another region is refused; a zone without --volume is wrong input.
     let args = with_estate(
         &["plan", "restore"],

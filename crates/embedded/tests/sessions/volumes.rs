@@ -28,6 +28,8 @@ fn restore_volumes(
         target_key: None,
         workers,
         zone: zone.map(str::to_owned),
+        attach_to: None,
+        devices: Vec::new(),
     }
 }
 
@@ -157,5 +159,76 @@ fn a_volume_the_instance_lacks_or_a_zone_of_another_region_is_refused() {
             refusal.remedy.contains(ROOT) || code == RefusalCode::ZoneNotInTargetRegion,
             "{refusal}"
         );
+    }
+}
+
+#[test]
+fn restored_volumes_are_attached_to_an_existing_instance_in_its_zone() {
+    let world = World::new();
+    let engine = world.embedded.engine();
+    engine.run_operation(&snapshot(WEB)).expect("snapshot session");
+    let attach = |to: &str, devices: &[&str]| {
+        let mut op = restore_volumes(&[DATA, ROOT], RestoreSource::Snapshot, PROD, US, None, None);
+        if let Operation::RestoreVolumes {
+            attach_to,
+            devices: d,
+            ..
+        } = &mut op
+        {
+            *attach_to = Some(to.parse().expect("instance"));
+            *d = devices.iter().map(|d| (*d).to_owned()).collect();
+        }
+        op
+    };
+    // An instance that is not there: nothing is made.
+    let before = world.inventory();
+    let err = engine
+        .run_operation(&attach("i-0000000000000000f", &["/dev/sdk", "/dev/sdl"]))
+        .expect_err("no such instance");
+    assert!(err.to_string().contains("i-0000000000000000f"), "{err}");
+    assert_nothing_left(&before, &world.inventory(), &["grant "]);
+    // The database instance takes web's volumes: data at /dev/sdk, root at /dev/sdl.
+    let report = engine
+        .run_operation(&attach(DB, &["/dev/sdk", "/dev/sdl"]))
+        .expect("volume restore");
+    let restored = world.restored(&report, PROD);
+    assert_eq!(restored.len(), 2, "{:#?}", report.kept);
+    let inventory = world.inventory();
+    let attachments = report
+        .kept
+        .iter()
+        .filter(|(_, t)| matches!(t, Target::Attachment(..)))
+        .count();
+    assert_eq!(attachments, 2, "the attachments are kept too: {:#?}", report.kept);
+    for (_, target) in &report.kept {
+        let Target::Volume(_, id) = target else {
+            continue;
+        };
+        let line = inventory
+            .resources
+            .iter()
+            .find(|r| r.starts_with(&format!("volume {id} ")))
+            .unwrap_or_else(|| panic!("{id} is gone"));
+        let of = report
+            .kept
+            .iter()
+            .find(|(_, t)| t == target)
+            .map(|(what, _)| what.clone())
+            .unwrap_or_default();
+        let device = if of.contains(DATA) { "/dev/sdk" } else { "/dev/sdl" };
+        assert!(
+            line.contains(&format!("attached to {DB} as {device}")),
+            "{line} ({of})"
+        );
+    }
+    // Devices EC2 would refuse are refused before anything runs.
+    for devices in [
+        &["/dev/sdk"][..],
+        &["/dev/sda", "/dev/sdb"],
+        &["/dev/sdk", "/dev/sdk"],
+        &["sdk", "/dev/sdl"],
+    ] {
+        let refusal = bulwark_plan::plan(&estate(), &attach(DB, devices)).expect_err("bad devices");
+        assert_eq!(refusal.code, RefusalCode::BadAttachment, "{devices:?}: {refusal}");
     }
 }

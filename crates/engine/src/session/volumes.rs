@@ -26,6 +26,9 @@ impl Session<'_> {
             _ => None,
         };
         let tags = self.step_tags(step);
+        if self.zone.is_none() {
+            self.zone = self.attachment_zone(step, &volume.region)?;
+        }
         let request = CreateVolume {
             snapshot,
             size_gib,
@@ -89,17 +92,26 @@ impl Session<'_> {
     pub(super) fn attach(&mut self, step: &Step, attachment: &Attachment) -> StepResult {
         let (region, volume_id) = self.volume_id(&Resource::Volume(attachment.volume.clone()))?;
         let instance = Resource::from(attachment.instance.clone());
-        let instance_id = match self.target(&instance)? {
-            Target::Instance(_, id) => id.clone(),
-            other => {
+        let instance_id = match (&attachment.instance, self.target(&instance)) {
+            // An instance the session did not make: a volume restore attaches to it.
+            (bulwark_plan::Machine::Existing(i), _) => i.id.clone(),
+            (_, Ok(Target::Instance(_, id))) => id.clone(),
+            (_, Ok(other)) => {
                 return Err(Failure::Engine(EngineError::Internal(format!(
                     "{instance} is {other:?}, not an instance"
                 ))))
             }
+            (_, Err(e)) => return Err(e),
         };
-        let letter = self.devices.entry(instance_id.clone()).or_insert(b'f');
-        let device = format!("/dev/sd{}", *letter as char);
-        *letter += 1;
+        let device = match &attachment.device {
+            Some(device) => device.clone(),
+            None => {
+                let letter = self.devices.entry(instance_id.clone()).or_insert(b'f');
+                let device = format!("/dev/sd{}", *letter as char);
+                *letter += 1;
+                device
+            }
+        };
         let target = Target::Attachment(region.clone(), volume_id.clone(), instance_id.clone());
         let resource = Resource::Attachment(attachment.clone());
         self.attached_as
@@ -127,6 +139,34 @@ impl Session<'_> {
             let v = ec2.describe_volumes(&who, &region, std::slice::from_ref(&volume_id))?;
             Ok(v.first().and_then(|v| v.attachment_state.as_deref()) == Some("attached"))
         })
+    }
+
+    /// For a volume restore that attaches its volumes to an instance, that instance's zone
+    /// (the volumes must be made there); `None` for other sessions.
+    fn attachment_zone(&self, step: &Step, region: &Region) -> Result<Option<String>, Failure> {
+        let bulwark_plan::Operation::RestoreVolumes {
+            attach_to: Some(instance),
+            ..
+        } = &self.plan.operation
+        else {
+            return Ok(None);
+        };
+        let who = self.who(step)?;
+        let found = self.retried(Action::Ec2DescribeInstances, || {
+            self.engine
+                .cloud
+                .ec2
+                .describe_instances(&who, region, std::slice::from_ref(instance))
+        })?;
+        match found.into_iter().next() {
+            Some(info) => Ok(info.availability_zone),
+            None => Err(CloudError::not_found(
+                Action::Ec2DescribeInstances,
+                "InvalidInstanceID.NotFound",
+                instance.as_str(),
+            )
+            .into()),
+        }
     }
 
     /// Waits for a new volume to be available.

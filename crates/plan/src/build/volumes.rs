@@ -162,9 +162,27 @@ impl Builder<'_> {
         instance: Machine,
         kept: bool,
     ) -> Attachment {
+        self.attach_at(role, volume, instance, None, kept)
+    }
+
+    /// Attaches `volume` to `instance` at `device` (the next free one from `/dev/sdf` if
+    /// `None`).
+    pub fn attach_at(
+        &mut self,
+        role: &RoleArn,
+        volume: &NewVolume,
+        instance: Machine,
+        device: Option<&str>,
+        kept: bool,
+    ) -> Attachment {
+        let why = match (&instance, device) {
+            (Machine::Existing(i), Some(d)) => format!("attach the volume to {} as {d}", i.id),
+            _ => "attach the volume".to_owned(),
+        };
         let attachment = Attachment {
             volume: volume.clone(),
             instance,
+            device: device.map(str::to_owned),
         };
         let actor = Actor::Role(role.clone());
         let region = Some(&volume.region);
@@ -175,7 +193,7 @@ impl Builder<'_> {
                 Call::AttachVolume {
                     attachment: attachment.clone(),
                 },
-                "attach the volume",
+                why,
             )
             .kept(kept)
             .using_key(
@@ -183,6 +201,11 @@ impl Builder<'_> {
                 KeyUse::Ebs,
                 "AttachVolume has EBS use the volume's key for the instance, through a grant the caller creates.",
             );
+        // An instance the session did not make is looked up first: its zone is the volumes'.
+        let step = match &attachment.instance {
+            Machine::Existing(_) => step.also(Action::Ec2DescribeInstances, vec!["*".into()]),
+            _ => step,
+        };
         let undo = vec![self
             .step(
                 &actor,

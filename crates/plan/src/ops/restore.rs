@@ -27,12 +27,12 @@
 //! target key, then creates the volumes from it. It needs the target key for the EBS direct
 //! APIs and for the volumes; nothing is shared.
 
-use bulwark_model::{AccountId, Instance, KeyRef, Region, VolumeId};
+use bulwark_model::{AccountId, Instance, InstanceId, KeyRef, Region, VolumeId};
 
 use crate::build::Builder;
 use crate::operation::{Placement, RestoreSource, WorkerAccount};
 use crate::refusal::{Refusal, RefusalCode};
-use crate::resource::{Machine, NewVolume, Resource, Snapshot, SnapshotOrigin, VolumeOrigin};
+use crate::resource::{InstanceRef, Machine, NewVolume, Resource, Snapshot, SnapshotOrigin, VolumeOrigin};
 use crate::rules;
 
 /// Where a restore goes.
@@ -43,6 +43,9 @@ pub(crate) struct Target<'a> {
     /// Launch an instance with the restored volumes (a whole-instance restore), or leave them
     /// as volumes (a volume restore).
     pub launch: bool,
+    /// A volume restore's instance to attach the volumes to, with their devices (in the
+    /// order of the instance's volumes).
+    pub attach: Option<(&'a InstanceId, &'a [String])>,
 }
 
 /// Plans a restore from `from`, with workers as `workers` says for backups.
@@ -105,7 +108,79 @@ fn deliver(
 ) {
     if target.launch {
         b.launch_restored(role, target.region, instance, volumes);
+        return;
     }
+    if let Some((to, devices)) = target.attach {
+        let machine = Machine::Existing(InstanceRef {
+            account: target.account.clone(),
+            region: target.region.clone(),
+            id: to.clone(),
+        });
+        for (volume, device) in volumes.iter().zip(devices) {
+            b.attach_at(role, volume, machine.clone(), Some(device), true);
+        }
+    }
+}
+
+/// Checks what a volume restore attaches: a device for each volume, each a name EC2 takes
+/// for an EBS volume (`/dev/sd[f-p]`, `/dev/xvd[f-p]`, or those with a digit), none twice.
+pub(crate) fn check_attach(
+    volumes: &[VolumeId],
+    attach_to: Option<&InstanceId>,
+    devices: &[String],
+    zone: Option<&str>,
+) -> Result<(), Refusal> {
+    let refuse =
+        |message: String, remedy: &str| Err(Refusal::new(RefusalCode::BadAttachment, message, remedy));
+    let Some(to) = attach_to else {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        return refuse(
+            "devices are given but no instance to attach to".into(),
+            "give the instance (attach_to) or leave the devices out",
+        );
+    };
+    if zone.is_some() {
+        return refuse(
+            format!("a zone is given for volumes attached to {to}, which must be in its zone"),
+            "leave the zone out: the volumes are made in the zone of the instance they are attached to",
+        );
+    }
+    if devices.len() != volumes.len() {
+        return refuse(
+            format!(
+                "{} volume(s) to attach to {to}, {} device(s)",
+                volumes.len(),
+                devices.len()
+            ),
+            "give one device per volume, in the same order, like /dev/sdf",
+        );
+    }
+    for (i, d) in devices.iter().enumerate() {
+        let name = d
+            .strip_prefix("/dev/sd")
+            .or_else(|| d.strip_prefix("/dev/xvd"))
+            .unwrap_or("");
+        let mut chars = name.chars();
+        let letter_ok = chars.next().is_some_and(|c| ('f'..='p').contains(&c));
+        let rest: String = chars.collect();
+        if !letter_ok
+            || !(rest.is_empty() || (rest.len() == 1 && rest.chars().all(|c| c.is_ascii_digit() && c != '0')))
+        {
+            return refuse(
+                format!("device {d:?} is not a device name EC2 attaches EBS volumes at"),
+                "give a name from /dev/sdf to /dev/sdp (or /dev/xvdf to /dev/xvdp)",
+            );
+        }
+        if devices[..i].contains(d) {
+            return refuse(
+                format!("device {d} is given twice"),
+                "give each volume its own device",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// What is restored, in words: the instance, or some of its volumes.
