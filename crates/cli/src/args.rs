@@ -308,6 +308,16 @@ pub enum PlanArgs {
         /// /dev/sdf); repeat per volume.
         #[arg(long = "device", value_name = "DEVICE", requires = "attach_to")]
         devices: Vec<String>,
+        /// With --volume: the type of the new volumes (gp2, gp3, io1, io2, st1, sc1,
+        /// standard; default gp3).
+        #[arg(long, value_name = "TYPE", requires = "volumes")]
+        volume_type: Option<bulwark_model::VolumeType>,
+        /// With --volume: their provisioned IOPS (gp3, io1, io2).
+        #[arg(long, value_name = "N", requires = "volumes")]
+        iops: Option<u32>,
+        /// With --volume: their throughput in MiB/s (gp3).
+        #[arg(long, value_name = "MIB/S", requires = "volumes")]
+        throughput: Option<u32>,
     },
 }
 
@@ -421,6 +431,9 @@ impl PlanArgs {
                 zone,
                 attach_to,
                 devices,
+                volume_type,
+                iops,
+                throughput,
                 ..
             } => {
                 let from = match from {
@@ -452,6 +465,9 @@ impl PlanArgs {
                         zone: zone.clone(),
                         attach_to: attach_to.clone(),
                         devices: devices.clone(),
+                        volume_type: *volume_type,
+                        iops: *iops,
+                        throughput: *throughput,
                     }
                 }
             }

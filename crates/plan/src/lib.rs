@@ -100,9 +100,13 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
             zone,
             attach_to,
             devices,
+            volume_type,
+            iops,
+            throughput,
             ..
         } => {
             let instance = ops::restore::some_volumes(instance()?, volumes)?;
+            ops::restore::check_performance(&instance, *volume_type, *iops, *throughput)?;
             check_target(estate, to_account, to_region, target_key.as_ref())?;
             check_zone(zone.as_deref(), to_region)?;
             ops::restore::check_attach(volumes, attach_to.as_ref(), devices, zone.as_deref())?;

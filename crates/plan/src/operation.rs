@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use bulwark_model::{AccountId, InstanceId, KeyRef, Region, SnapshotId, VolumeId};
+use bulwark_model::{AccountId, InstanceId, KeyRef, Region, SnapshotId, VolumeId, VolumeType};
 use serde::{Deserialize, Serialize};
 
 /// Where worker instances run (`reference/seeds`, "worker deployment options").
@@ -151,6 +151,15 @@ pub enum Operation {
         /// `/dev/sdf`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         devices: Vec<String>,
+        /// The type of the new volumes; `None`: gp3.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        volume_type: Option<VolumeType>,
+        /// Their provisioned IOPS (gp3, io1, io2); `None`: the type's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        iops: Option<u32>,
+        /// Their throughput in MiB/s (gp3); `None`: the type's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        throughput: Option<u32>,
     },
     /// Retention: deletes snapshot restore points (and replicas) of an instance that its
     /// policy no longer keeps. The instance itself may be gone.

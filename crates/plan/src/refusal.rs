@@ -36,6 +36,9 @@ pub enum RefusalCode {
     /// A volume restore's attachment cannot be made: a device name EC2 refuses, one device
     /// per volume missing, or a zone other than the instance's.
     BadAttachment,
+    /// A volume restore's type, IOPS or throughput is one CreateVolume refuses for a volume
+    /// of that size.
+    BadVolumeType,
 }
 
 impl RefusalCode {
@@ -54,6 +57,7 @@ impl RefusalCode {
             RefusalCode::UnknownVolume => "unknown-volume",
             RefusalCode::ZoneNotInTargetRegion => "zone-not-in-target-region",
             RefusalCode::BadAttachment => "bad-attachment",
+            RefusalCode::BadVolumeType => "bad-volume-type",
         }
     }
 }

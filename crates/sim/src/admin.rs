@@ -447,8 +447,13 @@ impl Sim {
         Some((s.size_gib, digest(&s.blocks), s.key.clone()))
     }
 
-    /// The availability zone of a volume.
-    pub fn volume_zone(&self, account: &AccountId, region: &Region, volume: &VolumeId) -> Option<String> {
+    /// The availability zone of a volume, and its type, IOPS and throughput.
+    pub fn volume_placement(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        volume: &VolumeId,
+    ) -> Option<(String, Option<bulwark_model::Performance>)> {
         let w = self.inner.read().ok()?;
         let v = w
             .accounts
@@ -457,7 +462,7 @@ impl Sim {
             .get(region)?
             .volumes
             .get(volume)?;
-        Some(v.zone.clone())
+        Some((v.zone.clone(), v.performance))
     }
 
     /// The key ARN of a volume, if encrypted.

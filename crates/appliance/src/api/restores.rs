@@ -51,6 +51,16 @@ pub struct RestoreRequest {
     /// With `attach_to`: each volume's device, in the order of `volumes` (like `/dev/sdf`).
     #[serde(default)]
     devices: Vec<String>,
+    /// With `volumes`: their type (default gp3), IOPS and throughput (MiB/s).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "io2")]
+    volume_type: Option<bulwark_model::VolumeType>,
+    /// With `volumes`: their provisioned IOPS.
+    #[serde(default)]
+    iops: Option<u32>,
+    /// With `volumes`: their throughput in MiB/s.
+    #[serde(default)]
+    throughput: Option<u32>,
 }
 
 impl RestoreRequest {
@@ -67,9 +77,15 @@ impl RestoreRequest {
             None => None,
         };
         if self.volumes.is_empty() {
-            if self.zone.is_some() || self.attach_to.is_some() || !self.devices.is_empty() {
+            if self.zone.is_some()
+                || self.attach_to.is_some()
+                || !self.devices.is_empty()
+                || self.volume_type.is_some()
+                || self.iops.is_some()
+                || self.throughput.is_some()
+            {
                 return Err(ApiError::bad_request(
-                    "fields zone, attach_to and devices: only a volume restore takes them",
+                    "fields zone, attach_to, devices, volume_type, iops and throughput: only a volume restore takes them",
                     "name the volumes to restore in volumes, or leave them out",
                 ));
             }
@@ -93,6 +109,9 @@ impl RestoreRequest {
             zone: self.zone.clone(),
             attach_to: self.attach_to.clone(),
             devices: self.devices.clone(),
+            volume_type: self.volume_type,
+            iops: self.iops,
+            throughput: self.throughput,
         })
     }
 }

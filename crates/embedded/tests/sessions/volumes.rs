@@ -30,6 +30,9 @@ fn restore_volumes(
         zone: zone.map(str::to_owned),
         attach_to: None,
         devices: Vec::new(),
+        volume_type: None,
+        iops: None,
+        throughput: None,
     }
 }
 
@@ -59,11 +62,8 @@ fn check(
     let (acct, _) = ids(account, US);
     for (_, t) in &report.kept {
         if let Target::Volume(region, id) = t {
-            assert_eq!(
-                world.embedded.sim.volume_zone(&acct, region, id).as_deref(),
-                Some(zone),
-                "{id}"
-            );
+            let placement = world.embedded.sim.volume_placement(&acct, region, id);
+            assert_eq!(placement.map(|p| p.0).as_deref(), Some(zone), "{id}");
         }
     }
     assert_nothing_left(before, &world.inventory(), &["volume vol-", "grant "]);
@@ -230,5 +230,58 @@ fn restored_volumes_are_attached_to_an_existing_instance_in_its_zone() {
     ] {
         let refusal = bulwark_plan::plan(&estate(), &attach(DB, devices)).expect_err("bad devices");
         assert_eq!(refusal.code, RefusalCode::BadAttachment, "{devices:?}: {refusal}");
+    }
+}
+
+#[test]
+fn restored_volumes_take_the_type_iops_and_throughput_asked_for() {
+    let world = World::new();
+    let engine = world.embedded.engine();
+    engine.run_operation(&snapshot(WEB)).expect("snapshot session");
+    let with = |volume_type: &str, iops: Option<u32>, throughput: Option<u32>| {
+        let mut op = restore_volumes(&[ROOT], RestoreSource::Snapshot, PROD, US, None, None);
+        if let Operation::RestoreVolumes {
+            volume_type: t,
+            iops: i,
+            throughput: th,
+            ..
+        } = &mut op
+        {
+            *t = Some(volume_type.parse().expect("type"));
+            *i = iops;
+            *th = throughput;
+        }
+        op
+    };
+    let report = engine
+        .run_operation(&with("io2", Some(4000), None))
+        .expect("io2 restore");
+    let (account, _) = ids(PROD, US);
+    let (region, id) = report
+        .kept
+        .iter()
+        .find_map(|(_, t)| match t {
+            Target::Volume(r, v) => Some((r.clone(), v.clone())),
+            _ => None,
+        })
+        .expect("a volume");
+    let (_, performance) = world
+        .embedded
+        .sim
+        .volume_placement(&account, &region, &id)
+        .expect("volume");
+    let performance = performance.expect("a volume type");
+    assert_eq!(performance.volume_type.as_str(), "io2");
+    assert_eq!(performance.iops, Some(4000));
+    // What CreateVolume would refuse is refused first, with AWS's reason.
+    for (t, iops, throughput, words) in [
+        ("io1", None, None, "MissingParameter"),
+        ("gp3", Some(100), None, "InvalidParameterValue"),
+        ("st1", None, None, "InvalidParameterValue"),
+        ("gp2", None, Some(500), "InvalidParameterCombination"),
+    ] {
+        let refusal = bulwark_plan::plan(&estate(), &with(t, iops, throughput)).expect_err(t);
+        assert_eq!(refusal.code, RefusalCode::BadVolumeType, "{t}: {refusal}");
+        assert!(refusal.message.contains(words), "{t}: {refusal}");
     }
 }

@@ -26,6 +26,7 @@ impl Session<'_> {
             _ => None,
         };
         let tags = self.step_tags(step);
+        let (volume_type, iops, throughput) = self.performance(volume.origin);
         if self.zone.is_none() {
             self.zone = self.attachment_zone(step, &volume.region)?;
         }
@@ -37,11 +38,9 @@ impl Session<'_> {
             tags: tags.clone(),
             availability_zone: self.zone.clone(),
             client_token: Some(self.client_token(step)),
-            // gp3 rather than the API's gp2: cheaper, with 3,000 IOPS and 125 MiB/s whatever
-            // the size.
-            volume_type: Some(bulwark_model::VolumeType::Gp3),
-            iops: None,
-            throughput: None,
+            volume_type: Some(volume_type),
+            iops,
+            throughput,
         };
         let who = self.who(step)?;
         let region = &volume.region;
@@ -139,6 +138,25 @@ impl Session<'_> {
             let v = ec2.describe_volumes(&who, &region, std::slice::from_ref(&volume_id))?;
             Ok(v.first().and_then(|v| v.attachment_state.as_deref()) == Some("attached"))
         })
+    }
+
+    /// The type, IOPS and throughput of a new volume: what a volume restore asks for its
+    /// restored volumes; otherwise gp3 rather than the API's gp2 (cheaper, with 3,000 IOPS and
+    /// 125 MiB/s whatever the size), with its defaults.
+    fn performance(&self, origin: VolumeOrigin) -> (bulwark_model::VolumeType, Option<u32>, Option<u32>) {
+        match &self.plan.operation {
+            bulwark_plan::Operation::RestoreVolumes {
+                volume_type,
+                iops,
+                throughput,
+                ..
+            } if origin == VolumeOrigin::Restored => (
+                volume_type.unwrap_or(bulwark_model::VolumeType::Gp3),
+                *iops,
+                *throughput,
+            ),
+            _ => (bulwark_model::VolumeType::Gp3, None, None),
+        }
     }
 
     /// For a volume restore that attaches its volumes to an instance, that instance's zone

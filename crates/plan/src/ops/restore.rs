@@ -27,7 +27,7 @@
 //! target key, then creates the volumes from it. It needs the target key for the EBS direct
 //! APIs and for the volumes; nothing is shared.
 
-use bulwark_model::{AccountId, Instance, InstanceId, KeyRef, Region, VolumeId};
+use bulwark_model::{AccountId, Instance, InstanceId, KeyRef, Region, VolumeId, VolumeType};
 
 use crate::build::Builder;
 use crate::operation::{Placement, RestoreSource, WorkerAccount};
@@ -120,6 +120,34 @@ fn deliver(
             b.attach_at(role, volume, machine.clone(), Some(device), true);
         }
     }
+}
+
+/// Checks a volume restore's type, IOPS and throughput against each volume's size, as
+/// CreateVolume would (`VolumeType::performance`).
+pub(crate) fn check_performance(
+    instance: &Instance,
+    volume_type: Option<VolumeType>,
+    iops: Option<u32>,
+    throughput: Option<u32>,
+) -> Result<(), Refusal> {
+    let Some(volume_type) =
+        volume_type.or((iops.is_some() || throughput.is_some()).then_some(VolumeType::Gp3))
+    else {
+        return Ok(());
+    };
+    for v in &instance.volumes {
+        if let Err(refused) = volume_type.performance(v.size_gib, iops, throughput) {
+            return Err(Refusal::new(
+                RefusalCode::BadVolumeType,
+                format!(
+                    "{} ({} GiB) cannot be restored as {volume_type}: {} ({})",
+                    v.id, v.size_gib, refused.message, refused.code
+                ),
+                "give a type, IOPS and throughput CreateVolume accepts for a volume of that size (the message says which limit)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks what a volume restore attaches: a device for each volume, each a name EC2 takes
