@@ -64,35 +64,61 @@ impl bulwark_fs::Device for SnapshotDevice {
             .checked_add(buf.len() as u64)
             .filter(|end| *end <= self.size)
             .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "a read past the snapshot's end"))?;
-        let mut at = offset;
-        let mut done = 0;
+        // The pieces of `buf`, one per EBS block it spans.
+        let mut pieces: Vec<(u64, usize, &mut [u8])> = Vec::new();
+        let (mut at, mut rest) = (offset, buf);
         while at < end {
-            let index = at / EBS_BLOCK_SIZE;
             let within = usize::try_from(at % EBS_BLOCK_SIZE).unwrap_or(0);
             let n = usize::try_from(EBS_BLOCK_SIZE - at % EBS_BLOCK_SIZE)
                 .unwrap_or(usize::MAX)
-                .min(buf.len() - done);
-            let out = &mut buf[done..done + n];
-            match self.tokens.get(&index).filter(|t| !t.is_empty()) {
-                Some(token) => {
-                    let data = fetch_block(
-                        &self.cloud,
-                        &self.who,
-                        &self.region,
-                        &self.snapshot,
-                        &self.limiter,
-                        index,
-                        token,
-                    )
-                    .map_err(io::Error::other)?;
-                    self.bytes_fetched.fetch_add(EBS_BLOCK_SIZE, Ordering::Relaxed);
-                    out.copy_from_slice(&data[within..within + n]);
-                }
-                // Never written: zeros.
-                None => out.fill(0),
-            }
+                .min(rest.len());
+            let (piece, tail) = rest.split_at_mut(n);
+            pieces.push((at / EBS_BLOCK_SIZE, within, piece));
+            rest = tail;
             at += n as u64;
-            done += n;
+        }
+        // A block call mostly waits on EBS: the blocks of one read (the cache's read-ahead
+        // asks for several) are fetched side by side, at most IN_FLIGHT at once.
+        let per_thread = pieces.len().div_ceil(super::IN_FLIGHT).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = pieces
+                .chunks_mut(per_thread)
+                .map(|group| {
+                    scope.spawn(move || {
+                        group
+                            .iter_mut()
+                            .try_for_each(|(i, w, out)| self.fill(*i, *w, out))
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a block fetch panicked")))
+            })
+        })
+    }
+}
+
+impl SnapshotDevice {
+    /// Fills `out` from EBS block `index`, from byte `within` of it.
+    fn fill(&self, index: u64, within: usize, out: &mut [u8]) -> io::Result<()> {
+        match self.tokens.get(&index).filter(|t| !t.is_empty()) {
+            Some(token) => {
+                let data = fetch_block(
+                    &self.cloud,
+                    &self.who,
+                    &self.region,
+                    &self.snapshot,
+                    &self.limiter,
+                    index,
+                    token,
+                )
+                .map_err(io::Error::other)?;
+                self.bytes_fetched.fetch_add(EBS_BLOCK_SIZE, Ordering::Relaxed);
+                out.copy_from_slice(&data[within..within + out.len()]);
+            }
+            // Never written: zeros.
+            None => out.fill(0),
         }
         Ok(())
     }
