@@ -215,6 +215,54 @@ volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
     for v in described {
         assert_eq!(v.attachment.as_ref().map(|(i, _)| i), Some(new_instance), "{v:?}");
     }
+
+    // One volume restored as a volume, a gp3 of 4,000 IOPS and 250 MiB/s attached to the original instance
+    // at /dev/sdh: no instance launched.
+    let report = engine
+        .run_operation(&Operation::RestoreVolumes {
+            instance: instance.id.clone(),
+            volumes: vec![volumes[1].0.clone()],
+            from: RestoreSource::Snapshot,
+            to_account: account.clone(),
+            to_region: us.clone(),
+            target_key: None,
+            workers: None,
+            zone: None,
+            attach_to: Some(instance.id.clone()),
+            devices: vec!["/dev/sdh".into()],
+            volume_type: Some(bulwark_model::VolumeType::Gp3),
+            iops: Some(4000),
+            throughput: Some(250),
+        })
+        .unwrap();
+    assert!(
+        !report.kept.iter().any(|(_, t)| matches!(t, Target::Instance(..))),
+        "{:#?}",
+        report.kept
+    );
+    let restored: Vec<_> = report
+        .kept
+        .iter()
+        .filter_map(|(_, t)| match t {
+            Target::Volume(_, id) => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restored.len(), 1, "{:#?}", report.kept);
+    let v = cloud.describe_volumes(&who, &us, &restored).unwrap().remove(0);
+    assert_eq!(
+        v.attachment,
+        Some((instance.id.clone(), "/dev/sdh".to_owned())),
+        "{v:?}"
+    );
+    assert_eq!(v.size_gib, volumes[1].1, "{v:?}");
+    let performance = v.performance.expect("moto describes the volume type");
+    assert_eq!(performance.volume_type, bulwark_model::VolumeType::Gp3, "{v:?}");
+    assert_eq!(
+        (performance.iops, performance.throughput),
+        (Some(4000), Some(250)),
+        "{v:?}"
+    );
     assert!(engine.recover().unwrap().is_empty(), "every journal is closed");
 }
 
