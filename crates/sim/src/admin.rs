@@ -418,13 +418,7 @@ impl Sim {
         volume: &VolumeId,
     ) -> Option<(u32, String)> {
         let w = self.inner.world().ok()?;
-        let v = w
-            .accounts
-            .get(account)?
-            .regions
-            .get(region)?
-            .volumes
-            .get(volume)?;
+        let v = volume_in(&w, account, region, volume)?;
         let mut h = blake3::Hasher::new();
         for (index, hash) in &v.blocks {
             h.update(&index.to_le_bytes());
@@ -455,26 +449,14 @@ impl Sim {
         volume: &VolumeId,
     ) -> Option<(String, Option<bulwark_model::Performance>)> {
         let w = self.inner.read().ok()?;
-        let v = w
-            .accounts
-            .get(account)?
-            .regions
-            .get(region)?
-            .volumes
-            .get(volume)?;
+        let v = volume_in(&w, account, region, volume)?;
         Some((v.zone.clone(), v.performance))
     }
 
     /// The key ARN of a volume, if encrypted.
     pub fn volume_key(&self, account: &AccountId, region: &Region, volume: &VolumeId) -> Option<String> {
         let w = self.inner.read().ok()?;
-        let v = w
-            .accounts
-            .get(account)?
-            .regions
-            .get(region)?
-            .volumes
-            .get(volume)?;
+        let v = volume_in(&w, account, region, volume)?;
         v.key.clone()
     }
 
@@ -641,4 +623,14 @@ fn region_number(region: &Region) -> u16 {
         .as_str()
         .bytes()
         .fold(0u16, |n, b| n.wrapping_mul(31).wrapping_add(u16::from(b)))
+}
+
+/// A volume of the world, by account, region and id.
+fn volume_in<'w>(
+    w: &'w World,
+    account: &AccountId,
+    region: &Region,
+    volume: &VolumeId,
+) -> Option<&'w Volume> {
+    w.accounts.get(account)?.regions.get(region)?.volumes.get(volume)
 }
