@@ -1,5 +1,6 @@
 //! The block device every reader reads from: a disk image, a block device, a window onto a
-//! partition; the lead's adapters make repository restore points and EBS snapshots one.
+//! partition; adapters elsewhere make repository restore points (`bulwark_mover::PointDevice`)
+//! and EBS snapshots (`bulwark_engine::direct::SnapshotDevice`) one.
 
 use std::fs::File;
 use std::io;
