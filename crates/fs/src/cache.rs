@@ -13,8 +13,8 @@ use crate::device::Device;
 pub const CHUNK_SIZE: u64 = 512 * 1024;
 /// Default cache size: 64 MiB.
 pub const DEFAULT_CAPACITY: u64 = 64 * 1024 * 1024;
-/// Most chunks one read-ahead reads at once (4 MiB).
-const MAX_READ_AHEAD: u64 = 8;
+/// Most chunks one read-ahead reads at once by default (4 MiB); see [`Cached::with_read_ahead`].
+pub const MAX_READ_AHEAD: u64 = 8;
 /// How many sequential streams are tracked at once (threads reading different files).
 const STREAMS: usize = 8;
 
@@ -25,6 +25,8 @@ const STREAMS: usize = 8;
 pub struct Cached<D> {
     inner: D,
     capacity: usize,
+    /// Most chunks one read-ahead reads.
+    max_ahead: u64,
     state: Mutex<State>,
     bytes_read: AtomicU64,
     reads: AtomicU64,
@@ -54,10 +56,22 @@ impl<D: Device> Cached<D> {
         Self {
             inner,
             capacity: usize::try_from(chunks).unwrap_or(usize::MAX),
+            max_ahead: MAX_READ_AHEAD,
             state: Mutex::new(State::default()),
             bytes_read: AtomicU64::new(0),
             reads: AtomicU64::new(0),
         }
+    }
+
+    /// Reads ahead of a sequential stream up to `chunks` chunks at once (at least 1, at most
+    /// 64; the cache grows to hold two such reads): for a device whose reads wait on a network
+    /// but run side by side (a snapshot read block by block over the EBS direct APIs), a
+    /// larger read-ahead keeps more requests in flight.
+    pub fn with_read_ahead(mut self, chunks: u64) -> Self {
+        self.max_ahead = chunks.clamp(1, 64);
+        let least = usize::try_from(2 * self.max_ahead).unwrap_or(usize::MAX);
+        self.capacity = self.capacity.max(least);
+        self
     }
 
     /// Bytes read from the device below so far.
@@ -98,7 +112,7 @@ impl<D: Device> Cached<D> {
             let ahead = match st.streams.iter().position(|&(next, _)| next == index) {
                 Some(i) => {
                     let run = st.streams[i].1.saturating_add(1);
-                    let ahead = (1u64 << run.min(6)).min(MAX_READ_AHEAD);
+                    let ahead = (1u64 << run.min(6)).min(self.max_ahead);
                     st.streams.remove(i);
                     st.streams.push((index + ahead, run));
                     ahead

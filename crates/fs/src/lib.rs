@@ -88,7 +88,7 @@ mod volume;
 mod walk;
 mod xfs;
 
-pub use cache::{Cached, CHUNK_SIZE, DEFAULT_CAPACITY};
+pub use cache::{Cached, CHUNK_SIZE, DEFAULT_CAPACITY, MAX_READ_AHEAD};
 pub use detect::{detect, Content};
 pub use device::{Device, FileDevice, MemDevice, Window};
 pub use error::{FsError, Result};
