@@ -20,6 +20,10 @@ use serde::Serialize;
 
 use crate::{Engine, EngineError};
 
+/// Chunks a file read from a snapshot reads ahead: each block is a call of tens of ms, and 64
+/// at once (32 MiB) keep a read near the snapshot's quota of 1,000 calls a second.
+pub const SNAPSHOT_READ_AHEAD: u64 = 64;
+
 /// What to read files from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileSource {
@@ -279,9 +283,7 @@ impl Engine {
                     "snapshot {snapshot} of {} in {} {}",
                     point.volume, point.account, point.region
                 );
-                // Each block is a call of tens of ms: 64 at once (32 MiB) keep a file read near
-                // the snapshot's quota of 1,000 calls a second.
-                (Box::new(device), what, 64)
+                (Box::new(device), what, SNAPSHOT_READ_AHEAD)
             }
         };
         Files::open_reading_ahead(device, what.clone(), ahead).map_err(|e| EngineError::Browse {
