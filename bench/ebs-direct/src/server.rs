@@ -10,7 +10,7 @@
 //! HTTP 400 with `x-amzn-ErrorType: RequestThrottledException` (the code the SDK's retry
 //! classifier treats as throttling).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,6 +37,8 @@ pub struct Options {
     pub rate: f64,
     pub burst: f64,
     pub verify_puts: bool,
+    /// Serve the snapshot from this disk image: its non-zero 512 KiB blocks, not generated data.
+    pub image: Option<std::path::PathBuf>,
 }
 
 struct Bucket {
@@ -67,8 +69,8 @@ struct Counters {
 
 struct Server {
     opts: Options,
-    data: Bytes,
-    source_sums: Vec<String>,
+    /// The source snapshot's written blocks: index -> (data, checksum).
+    source: BTreeMap<u64, (Bytes, String)>,
     snaps: RwLock<HashMap<String, Arc<Snap>>>,
     next: AtomicU64,
     n: Counters,
@@ -77,7 +79,10 @@ struct Server {
 type S = Arc<Server>;
 
 fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// CPU seconds (user + system) of this process, from /proc/self/stat.
@@ -122,7 +127,10 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 fn throttled() -> Response {
     (
         StatusCode::BAD_REQUEST,
-        [("x-amzn-ErrorType", "RequestThrottledException"), ("content-type", "application/json")],
+        [
+            ("x-amzn-ErrorType", "RequestThrottledException"),
+            ("content-type", "application/json"),
+        ],
         r#"{"Message":"Rate exceeded for the snapshot","Reason":"RESOURCE_LEVEL_THROTTLE"}"#,
     )
         .into_response()
@@ -154,7 +162,10 @@ fn new_snap(volume_gib: i64, burst: f64) -> Snap {
         volume_gib,
         sums: Mutex::new(HashMap::new()),
         status: Mutex::new("pending".into()),
-        bucket: Mutex::new(Bucket { tokens: burst, last: Instant::now() }),
+        bucket: Mutex::new(Bucket {
+            tokens: burst,
+            last: Instant::now(),
+        }),
     }
 }
 
@@ -172,7 +183,11 @@ async fn list_blocks(State(s): State<S>, Path(id): Path<String>, Query(q): Query
     s.n.list.fetch_add(1, Ordering::Relaxed);
     tokio::time::sleep(s.opts.latency).await;
     let Some(snap) = s.snap(&id) else {
-        return error(StatusCode::NOT_FOUND, "ResourceNotFoundException", "no such snapshot");
+        return error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            "no such snapshot",
+        );
     };
     let mut indexes: Vec<u64> = snap.sums.lock().unwrap().keys().copied().collect();
     indexes.sort_unstable();
@@ -182,8 +197,16 @@ async fn list_blocks(State(s): State<S>, Path(id): Path<String>, Query(q): Query
         .or(q.starting_block_index)
         .unwrap_or(0);
     let max = q.max_results.unwrap_or(10_000).clamp(100, 10_000);
-    let page: Vec<u64> = indexes.iter().copied().filter(|i| *i as usize >= from).take(max).collect();
-    let next = page.last().map(|l| *l as usize + 1).filter(|n| indexes.iter().any(|i| *i as usize >= *n));
+    let page: Vec<u64> = indexes
+        .iter()
+        .copied()
+        .filter(|i| *i as usize >= from)
+        .take(max)
+        .collect();
+    let next = page
+        .last()
+        .map(|l| *l as usize + 1)
+        .filter(|n| indexes.iter().any(|i| *i as usize >= *n));
     let mut body = serde_json::json!({
         "Blocks": page.iter().map(|i| serde_json::json!({"BlockIndex": i, "BlockToken": format!("t{i}")})).collect::<Vec<_>>(),
         "BlockSize": BLOCK,
@@ -212,24 +235,34 @@ async fn get_block(
     let admitted = snap.as_ref().is_some_and(|sn| s.admit(sn));
     tokio::time::sleep(s.opts.latency).await;
     let Some(_snap) = snap else {
-        return error(StatusCode::NOT_FOUND, "ResourceNotFoundException", "no such snapshot");
+        return error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            "no such snapshot",
+        );
     };
     if !admitted {
         s.n.throttled_get.fetch_add(1, Ordering::Relaxed);
         return throttled();
     }
-    let i = index as usize;
-    if id != SOURCE || i >= s.opts.blocks || q.block_token != format!("t{index}") {
-        return error(StatusCode::BAD_REQUEST, "ValidationException", "bad block index or token");
-    }
-    let data = s.data.slice(i * BLOCK..(i + 1) * BLOCK);
+    let block = s
+        .source
+        .get(&index)
+        .filter(|_| id == SOURCE && q.block_token == format!("t{index}"));
+    let Some((data, checksum)) = block else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "bad block index or token",
+        );
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/octet-stream")
         .header("x-amz-Data-Length", BLOCK.to_string())
-        .header("x-amz-Checksum", s.source_sums[i].as_str())
+        .header("x-amz-Checksum", checksum.as_str())
         .header("x-amz-Checksum-Algorithm", "SHA256")
-        .body(Body::from(data))
+        .body(Body::from(data.clone()))
         .unwrap()
 }
 
@@ -244,28 +277,50 @@ async fn put_block(
     let admitted = snap.as_ref().is_some_and(|sn| s.admit(sn));
     tokio::time::sleep(s.opts.latency).await;
     let Some(snap) = snap else {
-        return error(StatusCode::NOT_FOUND, "ResourceNotFoundException", "no such snapshot");
+        return error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            "no such snapshot",
+        );
     };
     if !admitted {
         s.n.throttled_put.fetch_add(1, Ordering::Relaxed);
         return throttled();
     }
-    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
     let checksum = h("x-amz-Checksum");
     let length: usize = h("x-amz-Data-Length").parse().unwrap_or(0);
     if length != BLOCK || body.len() != BLOCK || h("x-amz-Checksum-Algorithm") != "SHA256" {
         s.n.bad_put.fetch_add(1, Ordering::Relaxed);
-        return error(StatusCode::BAD_REQUEST, "ValidationException", "bad length or algorithm");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "bad length or algorithm",
+        );
     }
     if index as i64 >= snap.volume_gib * 2048 {
         s.n.bad_put.fetch_add(1, Ordering::Relaxed);
-        return error(StatusCode::BAD_REQUEST, "ValidationException", "block index past the volume");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "block index past the volume",
+        );
     }
     // The checksum sent must be the source block's: the benchmark writes back what it read.
-    let expected = s.source_sums.get(index as usize);
+    let expected = s.source.get(&index).map(|(_, c)| c);
     if expected != Some(&checksum) || (s.opts.verify_puts && sum(&body) != checksum) {
         s.n.bad_put.fetch_add(1, Ordering::Relaxed);
-        return error(StatusCode::BAD_REQUEST, "ValidationException", "checksum does not match the data");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "checksum does not match the data",
+        );
     }
     snap.sums.lock().unwrap().insert(index, checksum.clone());
     Response::builder()
@@ -281,10 +336,17 @@ async fn start_snapshot(State(s): State<S>, body: Bytes) -> Response {
     tokio::time::sleep(s.opts.latency).await;
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let Some(volume) = req["VolumeSize"].as_i64() else {
-        return error(StatusCode::BAD_REQUEST, "ValidationException", "VolumeSize is required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "VolumeSize is required",
+        );
     };
     let id = format!("snap-{:017x}", 0x100 + s.next.fetch_add(1, Ordering::Relaxed));
-    s.snaps.write().unwrap().insert(id.clone(), Arc::new(new_snap(volume, s.opts.burst)));
+    s.snaps
+        .write()
+        .unwrap()
+        .insert(id.clone(), Arc::new(new_snap(volume, s.opts.burst)));
     let mut out = serde_json::json!({
         "SnapshotId": id, "OwnerId": "123456789012", "Status": "pending",
         "StartTime": now_secs(), "VolumeSize": volume, "BlockSize": BLOCK,
@@ -294,14 +356,23 @@ async fn start_snapshot(State(s): State<S>, body: Bytes) -> Response {
             out[field] = req[field].clone();
         }
     }
-    (StatusCode::CREATED, [("content-type", "application/json")], out.to_string()).into_response()
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        out.to_string(),
+    )
+        .into_response()
 }
 
 async fn complete_snapshot(State(s): State<S>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     s.n.complete.fetch_add(1, Ordering::Relaxed);
     tokio::time::sleep(s.opts.latency).await;
     let Some(snap) = s.snap(&id) else {
-        return error(StatusCode::NOT_FOUND, "ResourceNotFoundException", "no such snapshot");
+        return error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            "no such snapshot",
+        );
     };
     let count: usize = headers
         .get("x-amz-ChangedBlocksCount")
@@ -311,7 +382,11 @@ async fn complete_snapshot(State(s): State<S>, Path(id): Path<String>, headers: 
     let written = snap.sums.lock().unwrap().len();
     let status = if count == written { "completed" } else { "error" };
     *snap.status.lock().unwrap() = status.into();
-    (StatusCode::ACCEPTED, [("content-type", "application/json")], format!(r#"{{"Status":"{status}"}}"#))
+    (
+        StatusCode::ACCEPTED,
+        [("content-type", "application/json")],
+        format!(r#"{{"Status":"{status}"}}"#),
+    )
         .into_response()
 }
 
@@ -325,7 +400,10 @@ async fn ec2(State(s): State<S>, body: String) -> Response {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    let action = form.iter().find(|(k, _)| k == "Action").map_or("", |(_, v)| v.as_str());
+    let action = form
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map_or("", |(_, v)| v.as_str());
     let xml = |inner: String| {
         (
             [("content-type", "text/xml;charset=UTF-8")],
@@ -352,7 +430,11 @@ async fn ec2(State(s): State<S>, body: String) -> Response {
             xml(format!("<snapshotSet>{items}</snapshotSet>"))
         }
         "DeleteSnapshot" => xml("<return>true</return>".into()),
-        _ => error(StatusCode::BAD_REQUEST, "InvalidAction", "not in the fake endpoint"),
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAction",
+            "not in the fake endpoint",
+        ),
     }
 }
 
@@ -363,27 +445,96 @@ async fn stats(State(s): State<S>) -> Response {
         "list": l(&n.list), "get": l(&n.get), "put": l(&n.put), "start": l(&n.start),
         "complete": l(&n.complete), "ec2": l(&n.ec2), "throttled_get": l(&n.throttled_get),
         "throttled_put": l(&n.throttled_put), "bad_put": l(&n.bad_put), "cpu": cpu_seconds(),
+        "source_blocks": s.source.len(),
     });
     ([("content-type", "application/json")], body.to_string()).into_response()
 }
 
+/// The non-zero 512 KiB blocks of a disk image (holes skipped with SEEK_DATA/SEEK_HOLE, data
+/// regions read and all-zero blocks dropped), and the image's size in GiB (rounded up).
+fn read_image(path: &std::path::Path) -> (BTreeMap<u64, Bytes>, i64) {
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let size = file.metadata().unwrap().len();
+    let fd = file.as_raw_fd();
+    let mut blocks = BTreeMap::new();
+    let mut buf = vec![0u8; BLOCK];
+    let mut at: i64 = 0;
+    while (at as u64) < size {
+        // SAFETY: lseek on an open descriptor; -1 (ENXIO) means no data after `at`.
+        let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+        if data < 0 {
+            break;
+        }
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        let hole = if hole < 0 { size as i64 } else { hole };
+        let mut i = data as u64 / BLOCK as u64;
+        while i * (BLOCK as u64) < hole as u64 {
+            let off = i * BLOCK as u64;
+            let n = (size - off).min(BLOCK as u64) as usize;
+            buf.fill(0);
+            file.read_exact_at(&mut buf[..n], off).unwrap();
+            if buf.iter().any(|b| *b != 0) {
+                blocks.insert(i, Bytes::copy_from_slice(&buf));
+            }
+            i += 1;
+        }
+        at = (i * BLOCK as u64) as i64;
+    }
+    (blocks, size.div_ceil(1 << 30) as i64)
+}
+
 pub fn serve(opts: Options) {
-    assert!(opts.blocks > 0 && opts.blocks % 2048 == 0, "--blocks must be a multiple of 2048 (whole GiB)");
     let t = Instant::now();
-    let data = generate(opts.blocks);
-    let source_sums: Vec<String> = data.chunks(BLOCK).map(sum).collect();
-    eprintln!("server: {} blocks generated and hashed in {:.1?}", opts.blocks, t.elapsed());
-    let source = new_snap((opts.blocks / 2048) as i64, opts.burst);
+    let (blocks, volume_gib): (BTreeMap<u64, Bytes>, i64) = match &opts.image {
+        Some(path) => {
+            let (blocks, gib) = read_image(path);
+            eprintln!(
+                "server: {}: {} non-zero blocks of 512 KiB ({} MiB) of {gib} GiB, read in {:.1?}",
+                path.display(),
+                blocks.len(),
+                blocks.len() / 2,
+                t.elapsed()
+            );
+            (blocks, gib)
+        }
+        None => {
+            assert!(
+                opts.blocks > 0 && opts.blocks % 2048 == 0,
+                "--blocks must be a multiple of 2048 (whole GiB)"
+            );
+            let data = Bytes::from(generate(opts.blocks));
+            let blocks = (0..opts.blocks)
+                .map(|i| (i as u64, data.slice(i * BLOCK..(i + 1) * BLOCK)))
+                .collect();
+            eprintln!("server: {} blocks generated in {:.1?}", opts.blocks, t.elapsed());
+            (blocks, (opts.blocks / 2048) as i64)
+        }
+    };
+    let t = Instant::now();
+    let source_blocks: BTreeMap<u64, (Bytes, String)> = blocks
+        .into_iter()
+        .map(|(i, d)| {
+            let c = sum(&d);
+            (i, (d, c))
+        })
+        .collect();
+    eprintln!(
+        "server: {} blocks hashed in {:.1?}",
+        source_blocks.len(),
+        t.elapsed()
+    );
+    let source = new_snap(volume_gib, opts.burst);
     *source.status.lock().unwrap() = "completed".into();
     source
         .sums
         .lock()
         .unwrap()
-        .extend(source_sums.iter().enumerate().map(|(i, c)| (i as u64, c.clone())));
+        .extend(source_blocks.iter().map(|(i, (_, c))| (*i, c.clone())));
     let server = Arc::new(Server {
         opts: opts.clone(),
-        data: Bytes::from(data),
-        source_sums,
+        source: source_blocks,
         snaps: RwLock::new(HashMap::from([(SOURCE.to_owned(), Arc::new(source))])),
         next: AtomicU64::new(0),
         n: Counters::default(),
@@ -404,7 +555,9 @@ pub fn serve(opts: Options) {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
+            .await
+            .unwrap();
         println!("listening {}", listener.local_addr().unwrap().port());
         axum::serve(listener, app).await.unwrap();
     });
