@@ -522,11 +522,19 @@ fn sessions_of_two_processes_at_once_both_complete_and_recover_leaves_them_alone
     // Once the backup is under way, recover from a third process.
     let stderr = backup.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
-    let started = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.trim_start().starts_with("[ 5/"));
-    assert!(started, "the backup reached its fifth step");
+    let mut before = Vec::new();
+    let started = lines.by_ref().map_while(Result::ok).any(|l| {
+        let fifth = l.trim_start().starts_with("[ 5/");
+        before.push(l);
+        fifth
+    });
+    if !started {
+        let status = backup.wait().map(|s| s.to_string()).unwrap_or_default();
+        panic!(
+            "the backup did not reach its fifth step ({status}):\n{}",
+            before.join("\n")
+        );
+    }
     let (code, stdout, recovered) =
         bulwark(&["recover", "--estate", estate_path(), "--data-dir", dir.path()]);
     assert_eq!(code, EXIT_OK, "{stdout}\n{recovered}");
