@@ -89,11 +89,7 @@ impl SourceArgs {
                 key_file: self.cloud.key_file.clone(),
                 endpoint_url: self.cloud.endpoint_url.clone(),
             };
-            let r = repo.open()?;
-            let id = r.find_point(point)?;
-            let device = bulwark_mover::PointDevice::open(r, &id)?;
-            let what = format!("restore point {} of {}", id.short(), device.manifest().volume_id);
-            return Ok(Files::open(Box::new(device), what)?);
+            return Ok(bulwark_engine::files::open_point(repo.open()?, point)?);
         }
         let Some(estate) = &self.estate else {
             bail!("say where to read from: --repo URL --point ID, --estate FILE --point ID, or --estate FILE --snapshot SNAP-ID");

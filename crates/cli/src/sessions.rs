@@ -98,16 +98,20 @@ pub fn embedded(cmd: &EmbeddedCommand) -> anyhow::Result<ExitCode> {
             const PIECE: usize = 64 << 20;
             let mut input =
                 std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-            let mut buf = vec![0u8; PIECE];
+            let mut buf = Vec::with_capacity(PIECE);
             let mut at = *offset;
             sim.batch(|| -> anyhow::Result<()> {
                 loop {
-                    let n = read_full(&mut input, &mut buf)
-                        .with_context(|| format!("reading {}", file.display()))?;
+                    buf.clear();
+                    let n = std::io::Read::read_to_end(
+                        &mut std::io::Read::take(&mut input, PIECE as u64),
+                        &mut buf,
+                    )
+                    .with_context(|| format!("reading {}", file.display()))?;
                     if n == 0 {
                         return Ok(());
                     }
-                    sim.write_volume(&account, &region, volume, at, &buf[..n])?;
+                    sim.write_volume(&account, &region, volume, at, &buf)?;
                     at += n as u64;
                 }
             })?;
@@ -375,16 +379,4 @@ fn render_report(report: &SessionReport, started: Instant) -> String {
         out.push_str(&format!("  restore point of {volume}: {point}\n"));
     }
     out
-}
-
-/// Reads until `buf` is full or the input ends; answers the bytes read.
-fn read_full(input: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }

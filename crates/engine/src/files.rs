@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bulwark_fs::{Cached, Device, Entry, ExtractReport, FileKind, FsError, Volume};
 use bulwark_model::SnapshotId;
 use bulwark_mover::PointDevice;
+use bulwark_repo::Repository;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -68,15 +69,17 @@ impl Files {
     /// What `path` holds: at `/` the partitions, in a directory its entries (by name), a file
     /// or link itself.
     pub fn list(&self, path: &str) -> Result<Vec<FileEntry>, FsError> {
-        let is_dir = path.trim_end_matches('/').is_empty()
-            || path.ends_with('/')
-            || self.volume.metadata(path)?.kind == FileKind::Dir;
-        if !is_dir {
+        let whole = path.trim_end_matches('/').is_empty() || path.ends_with('/');
+        let metadata = if whole {
+            None
+        } else {
+            Some(self.volume.metadata(path)?)
+        };
+        if let Some(metadata) = metadata.filter(|m| m.kind != FileKind::Dir) {
             let name = path.rsplit('/').next().unwrap_or(path).to_owned();
-            let metadata = self.volume.metadata(path).map_err(|e| e.to_string());
             let entry = Entry {
                 name: bulwark_fs::Name(name.into_bytes()),
-                metadata,
+                metadata: Ok(metadata),
                 partition: None,
             };
             let parent = &path[..path.rfind('/').unwrap_or(0)];
@@ -219,6 +222,38 @@ fn kind_name(kind: FileKind) -> &'static str {
     }
 }
 
+/// Opens the restore point `point` (an id or a unique prefix) of `repo` for reading files.
+pub fn open_point(repo: Repository, point: &str) -> Result<Files, EngineError> {
+    let failed = |message: String, remedy: &str| EngineError::Browse {
+        message,
+        remedy: remedy.to_owned(),
+    };
+    let id = repo.find_point(point).map_err(|e| {
+        failed(
+            format!("restore point {point}: {e}"),
+            "list the restore points (`bulwark image list`, or the API's restore-points) and give one of their ids",
+        )
+    })?;
+    let device = PointDevice::open(repo, &id).map_err(|e| {
+        failed(
+            format!("restore point {id}: {e}"),
+            "run `bulwark image verify` on the repository",
+        )
+    })?;
+    let what = format!("restore point {} of {}", id.short(), device.manifest().volume_id);
+    Files::open(Box::new(device), what.clone()).map_err(|e| unreadable(&what, &e))
+}
+
+/// A volume whose partition table cannot be read.
+fn unreadable(what: &str, e: &FsError) -> EngineError {
+    EngineError::Browse {
+        message: format!("{what}: {e}"),
+        remedy:
+            "the volume's partition table cannot be read: restore the volume instead (`bulwark run restore`)"
+                .into(),
+    }
+}
+
 impl Engine {
     /// Opens `source` for reading files.
     pub fn open_files(&self, source: &FileSource) -> Result<Files, EngineError> {
@@ -227,21 +262,7 @@ impl Engine {
             remedy: remedy.to_owned(),
         };
         let (device, what, ahead): (Box<dyn Device>, String, u64) = match source {
-            FileSource::Backup(point) => {
-                let repo = self.repository("browse")?;
-                let id = repo
-                    .find_point(point)
-                    .map_err(|e| failed(format!("restore point {point}"), &e, "list the restore points (`bulwark image list`, or the API's restore-points) and give one of their ids"))?;
-                let device = PointDevice::open(repo, &id).map_err(|e| {
-                    failed(
-                        format!("restore point {id}"),
-                        &e,
-                        "run `bulwark image verify` on the repository",
-                    )
-                })?;
-                let what = format!("restore point {} of {}", id.short(), device.manifest().volume_id);
-                (Box::new(device), what, bulwark_fs::MAX_READ_AHEAD)
-            }
+            FileSource::Backup(point) => return open_point(self.repository("browse")?, point),
             FileSource::Snapshot(snapshot) => {
                 let point = self
                     .store
@@ -286,9 +307,6 @@ impl Engine {
                 (Box::new(device), what, SNAPSHOT_READ_AHEAD)
             }
         };
-        Files::open_reading_ahead(device, what.clone(), ahead).map_err(|e| EngineError::Browse {
-            message: format!("{what}: {e}"),
-            remedy: "the volume's partition table cannot be read: restore the volume instead (`bulwark run restore`)".into(),
-        })
+        Files::open_reading_ahead(device, what.clone(), ahead).map_err(|e| unreadable(&what, &e))
     }
 }
