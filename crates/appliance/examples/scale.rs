@@ -258,6 +258,7 @@ fn main() {
                             snapshot: format!("snap-{next:017x}").parse().unwrap(),
                             key: v.key.clone(),
                             session: "scale".into(),
+                            instance: None,
                         }
                     })
                     .collect();

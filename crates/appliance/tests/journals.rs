@@ -93,6 +93,7 @@ fn journals(backend: Backend) {
         snapshot: snapshot.parse().unwrap(),
         key: key(snapshot).map(|k| k.parse().unwrap()),
         session: session.to_string(),
+        instance: None,
     };
     let (s1, s2, s3) = (
         "snap-0000000000000000a",

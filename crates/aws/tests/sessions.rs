@@ -176,8 +176,12 @@ volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
         .count();
     assert_eq!(copies, 2, "{:#?}", report.kept);
 
-    // A restore from the snapshots into the other region: copies, volumes, an instance with
-    // the volumes attached; the temporary copies are removed.
+    // A restore from the snapshots into the other region: copies, volumes, their snapshots,
+    // an image of them, the instance launched from it; then the image and everything
+    // temporary are removed. moto ignores an image's block device mappings (it gives the
+    // instance a root of its own), so here the check is the instance, its image and type, and
+    // that nothing temporary is left; the embedded cloud's tests check the volumes' bytes and
+    // devices.
     let report = engine
         .run_operation(&Operation::Restore {
             instance: instance.id.clone(),
@@ -186,17 +190,9 @@ volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
             to_region: west.clone(),
             target_key: None,
             workers: None,
+            launch: Default::default(),
         })
         .unwrap();
-    let restored: Vec<_> = report
-        .kept
-        .iter()
-        .filter_map(|(n, t)| match t {
-            Target::Volume(r, id) if n.starts_with("restored volume") => Some((r.clone(), id.clone())),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(restored.len(), 2, "{:#?}", report.kept);
     let Some(Target::Instance(_, new_instance)) = report
         .kept
         .iter()
@@ -205,16 +201,34 @@ volumes = [ {{ id = "{}", size_gib = {} }}, {{ id = "{}", size_gib = {} }} ]
     else {
         panic!("a restored instance: {:#?}", report.kept)
     };
-    let described = cloud
-        .describe_volumes(
-            &who,
-            &west,
-            &restored.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
-        )
+    let restored = cloud
+        .describe_instances(&who, &west, std::slice::from_ref(new_instance))
         .unwrap();
-    for v in described {
-        assert_eq!(v.attachment.as_ref().map(|(i, _)| i), Some(new_instance), "{v:?}");
-    }
+    let image = restored[0]
+        .setup
+        .boot
+        .image
+        .clone()
+        .expect("launched from an image");
+    assert_eq!(
+        restored[0].setup.instance_type, instance.setup.instance_type,
+        "the original's type, as the snapshot session recorded it"
+    );
+    assert!(
+        restored[0]
+            .tags
+            .iter()
+            .any(|t| t.key == "bulwark:restored-from" && t.value == instance.id.as_str()),
+        "{:?}",
+        restored[0].tags
+    );
+    let images = cloud.describe_images(&who, &west, std::slice::from_ref(&image));
+    assert!(
+        images
+            .as_ref()
+            .map_or(true, |found| found.iter().all(|i| i.state == "deregistered")),
+        "the temporary image is deregistered: {images:?}"
+    );
 
     // One volume restored as a volume, a gp3 of 4,000 IOPS and 250 MiB/s attached to the original instance
     // at /dev/sdh: no instance launched.
@@ -366,24 +380,24 @@ volumes = [ {{ id = "{volume}", size_gib = 1 }} ]
             to_region: us.clone(),
             target_key: None,
             workers: Some(bulwark_plan::Placement::NoWorker),
+            launch: Default::default(),
         })
         .unwrap();
     assert_eq!(report.points, vec![(volume.to_owned(), point.to_hex())]);
-    let restored: Vec<_> = report
+    // The instance, launched from the image of the written snapshot (moto gives it a root of
+    // its own: it ignores an image's mappings).
+    let Some(Target::Instance(_, restored)) = report
         .kept
         .iter()
-        .filter_map(|(n, t)| match t {
-            Target::Volume(_, id) if n.starts_with("restored volume") => Some(id.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(restored.len(), 1, "{:#?}", report.kept);
-    let described = cloud.describe_volumes(&who, &us, &restored).unwrap();
-    assert_eq!(described[0].size_gib, 1, "{:?}", described[0]);
-    assert!(
-        described[0].attachment.is_some(),
-        "attached to the restored instance"
-    );
+        .map(|(_, t)| t)
+        .find(|t| matches!(t, Target::Instance(..)))
+    else {
+        panic!("a restored instance: {:#?}", report.kept)
+    };
+    let described = cloud
+        .describe_instances(&who, &us, std::slice::from_ref(restored))
+        .unwrap();
+    assert!(described[0].setup.boot.image.is_some(), "{:?}", described[0]);
     assert!(engine.recover().unwrap().is_empty(), "every journal is closed");
 }
 

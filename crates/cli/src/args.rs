@@ -37,7 +37,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Show what an operation will do: every API call, who makes it, which KMS permissions it
     /// needs, and the cleanup; or why AWS would refuse it.
-    Plan(PlanCommand),
+    Plan(Box<PlanCommand>),
     /// Print IAM and KMS policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -213,7 +213,7 @@ pub enum PolicyCommand {
     },
     /// The least-privilege IAM policy of each role a plan uses, with its trust policy, and
     /// the statements each customer managed key's policy needs.
-    Plan(PlanCommand),
+    Plan(Box<PlanCommand>),
     /// The read-only permissions the appliance's discovery needs on each account's backup role,
     /// beside those of its plans, as JSON.
     Discovery,
@@ -318,6 +318,17 @@ pub enum PlanArgs {
         /// With --volume: their throughput in MiB/s (gp3).
         #[arg(long, value_name = "MIB/S", requires = "volumes")]
         throughput: Option<u32>,
+        /// The restored instance's subnet (default: the original's in its own account and
+        /// region, else the target's default VPC).
+        #[arg(long, value_name = "SUBNET-ID", conflicts_with = "volumes")]
+        subnet: Option<String>,
+        /// With --subnet: a security group of the restored instance; repeat for several
+        /// (default: the VPC's default group).
+        #[arg(long = "security-group", value_name = "SG-ID", requires = "subnet")]
+        security_groups: Vec<String>,
+        /// Leave the restored instance stopped.
+        #[arg(long, conflicts_with = "volumes")]
+        stopped: bool,
     },
 }
 
@@ -434,6 +445,9 @@ impl PlanArgs {
                 volume_type,
                 iops,
                 throughput,
+                subnet,
+                security_groups,
+                stopped,
                 ..
             } => {
                 let from = match from {
@@ -452,6 +466,11 @@ impl PlanArgs {
                         to_region: target.to_region.clone(),
                         target_key,
                         workers: workers.map(placement),
+                        launch: bulwark_plan::Launch {
+                            subnet: subnet.clone(),
+                            security_groups: security_groups.clone(),
+                            stopped: *stopped,
+                        },
                     }
                 } else {
                     Operation::RestoreVolumes {

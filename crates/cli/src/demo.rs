@@ -124,6 +124,7 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             to_region: region(at)?,
             target_key: None,
             workers,
+            launch: Default::default(),
         })
     };
     Ok(vec![

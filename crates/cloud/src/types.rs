@@ -1,6 +1,6 @@
 //! The values cloud calls take and return, named as AWS names them.
 
-use bulwark_model::{AccountId, InstanceId, Performance, Region, SnapshotId, VolumeId, VolumeType};
+use bulwark_model::{AccountId, ImageId, InstanceId, Performance, Region, SnapshotId, VolumeId, VolumeType};
 use serde::{Deserialize, Serialize};
 
 /// Credentials a call is signed with: long-term keys, or the temporary ones of an assumed
@@ -160,7 +160,7 @@ pub struct InstanceInfo {
     pub setup: InstanceSetup,
 }
 
-/// An instance's type and network, as it was launched.
+/// An instance's type, network and boot, as it was launched.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceSetup {
     /// Its type (`c6i.large`).
@@ -169,6 +169,90 @@ pub struct InstanceSetup {
     pub subnet: Option<String>,
     /// Its security groups' ids.
     pub security_groups: Vec<String>,
+    /// How it boots.
+    #[serde(default)]
+    pub boot: InstanceBoot,
+    /// The devices whose volume is deleted when it terminates (`DeleteOnTermination`).
+    #[serde(default)]
+    pub deleted_on_termination: Vec<String>,
+}
+
+/// How an instance boots: what an image registered to boot it again must say.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceBoot {
+    /// The image it was launched from.
+    pub image: Option<ImageId>,
+    /// `x86_64`, `arm64`, `i386` or `x86_64_mac`.
+    pub architecture: Option<String>,
+    /// `legacy-bios`, `uefi` or `uefi-preferred`; `None`: the instance type's default.
+    pub boot_mode: Option<String>,
+    /// The root device's name (`/dev/xvda`).
+    pub root_device: Option<String>,
+    /// Whether enhanced networking with ENA is on.
+    pub ena_support: bool,
+    /// The name of its key pair.
+    pub key_name: Option<String>,
+}
+
+/// A device of an image: a volume made from a snapshot when an instance is launched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageDevice {
+    /// The device name (`/dev/xvda`).
+    pub device: String,
+    /// The snapshot its volume is made from.
+    pub snapshot: SnapshotId,
+    /// Its size in GiB; `None`: the snapshot's.
+    pub size_gib: Option<u32>,
+    /// Its type, IOPS and throughput; `None`: gp2 at its baseline.
+    pub performance: Option<Performance>,
+    /// Whether the volume is deleted with the instance.
+    pub delete_on_termination: bool,
+}
+
+/// RegisterImage's parameters: an image of EBS snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterImage {
+    /// Its name: 3 to 128 characters, unique among the caller's images of the region.
+    pub name: String,
+    /// `x86_64`, `arm64`, `i386` or `x86_64_mac`.
+    pub architecture: String,
+    /// `legacy-bios`, `uefi` or `uefi-preferred`; `None`: the instance type's default.
+    pub boot_mode: Option<String>,
+    /// The root device's name: one of `devices`.
+    pub root_device: String,
+    /// `EnaSupport`.
+    pub ena_support: bool,
+    /// Its devices.
+    pub devices: Vec<ImageDevice>,
+    /// Tags of the image.
+    pub tags: Vec<Tag>,
+}
+
+/// An image (DescribeImages).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Id.
+    pub id: ImageId,
+    /// Owner.
+    pub owner: AccountId,
+    /// Region.
+    pub region: Region,
+    /// Name.
+    pub name: String,
+    /// `pending`, `available`, `failed` or `deregistered`.
+    pub state: String,
+    /// Architecture.
+    pub architecture: String,
+    /// Boot mode.
+    pub boot_mode: Option<String>,
+    /// Root device name.
+    pub root_device: String,
+    /// `EnaSupport`.
+    pub ena_support: bool,
+    /// Its devices.
+    pub devices: Vec<ImageDevice>,
+    /// Tags.
+    pub tags: Vec<Tag>,
 }
 
 /// CreateVolume's parameters.
@@ -245,6 +329,12 @@ pub struct RunInstance {
     /// `HttpTokens=required`, hop limit 1).
     #[serde(default)]
     pub imds_v2_only: bool,
+    /// The image (`ImageId`); `None` for the machine image the cloud gives workers.
+    #[serde(default)]
+    pub image: Option<ImageId>,
+    /// The key pair (`KeyName`).
+    #[serde(default)]
+    pub key_name: Option<String>,
 }
 
 /// A KMS key.

@@ -64,8 +64,8 @@ pub struct Embedded {
 }
 
 /// Every operation the estate can plan: for each instance, snapshots, backups with workers in
-/// either place, replicas and restores (from snapshots and backups, workers in either place)
-/// into every account and region the estate knows.
+/// either place, replicas and restores (from snapshots and backups, workers in either place,
+/// the instance started or stopped) into every account and region the estate knows.
 pub fn all_operations(estate: &Estate) -> Vec<Operation> {
     let mut regions: BTreeSet<Region> = estate.instances.iter().map(|i| i.region.clone()).collect();
     regions.extend(estate.default_keys.keys().map(|(_, r)| r.clone()));
@@ -100,6 +100,11 @@ pub fn all_operations(estate: &Estate) -> Vec<Operation> {
                     to_region: region.clone(),
                     target_key: None,
                     workers: None,
+                    // Left stopped: what a restore role needs for either.
+                    launch: bulwark_plan::Launch {
+                        stopped: true,
+                        ..Default::default()
+                    },
                 });
                 for workers in [
                     Placement::BackupAccount,
@@ -113,6 +118,7 @@ pub fn all_operations(estate: &Estate) -> Vec<Operation> {
                         to_region: region.clone(),
                         target_key: None,
                         workers: Some(workers),
+                        launch: Default::default(),
                     });
                 }
             }

@@ -264,6 +264,7 @@ fn cases(seed: u64, estate: &Estate) -> Vec<Case> {
                         to_region: to_region.clone(),
                         target_key: None,
                         workers: None,
+                        launch: Default::default(),
                     },
                 ));
                 for w in [
@@ -280,6 +281,7 @@ fn cases(seed: u64, estate: &Estate) -> Vec<Case> {
                             to_region: to_region.clone(),
                             target_key: None,
                             workers: Some(w),
+                            launch: Default::default(),
                         },
                     ));
                 }

@@ -57,6 +57,7 @@ pub(crate) fn undo(engine: &Engine, undo: &Undo) -> Result<(), Failure> {
         Target::Profile(arn) => c.iam.delete_instance_profile(&who, arn),
         Target::Membership(profile, role) => c.iam.remove_role_from_instance_profile(&who, profile, role),
         Target::Queue(r, url) => c.sqs.delete_queue(&who, r, url),
+        Target::Image(r, id) => c.ec2.deregister_image(&who, r, id),
     });
     match result.map_err(crate::retry::Gave::error) {
         Ok(()) => {}
@@ -195,6 +196,11 @@ fn find(engine: &Engine, who: &Credentials, finder: &Finder) -> Result<Vec<Targe
                     .into_iter()
                     .filter(|i| i.state != "terminated")
                     .map(|i| Target::Instance(region.clone(), i.id))
+                    .collect(),
+                Ec2Kind::Image => ec2
+                    .images_tagged(who, region, tags)?
+                    .into_iter()
+                    .map(|i| Target::Image(region.clone(), i.id))
                     .collect(),
             })
         }),

@@ -7,7 +7,7 @@
 //! which version wrote it, and a reader refuses a version it does not know.
 
 use bulwark_cloud::Tag;
-use bulwark_model::{AccountId, Action, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
+use bulwark_model::{AccountId, Action, ImageId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
 
 /// A concrete resource, by its AWS ids.
@@ -33,6 +33,8 @@ pub enum Target {
     Membership(String, RoleArn),
     /// A queue, by URL.
     Queue(Region, String),
+    /// An image.
+    Image(Region, ImageId),
 }
 
 impl Target {
@@ -92,6 +94,8 @@ pub enum Ec2Kind {
     Volume,
     /// Instances.
     Instance,
+    /// Images.
+    Image,
 }
 
 /// One line of a journal.

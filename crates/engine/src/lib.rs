@@ -32,6 +32,7 @@ pub mod files;
 mod identities;
 pub mod journal;
 mod maintain;
+pub mod record;
 pub mod retry;
 mod session;
 pub mod store;

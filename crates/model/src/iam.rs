@@ -57,9 +57,11 @@ actions! {
     Ec2GetEbsDefaultKmsKeyId = "ec2:GetEbsDefaultKmsKeyId",
     Ec2GetEbsEncryptionByDefault = "ec2:GetEbsEncryptionByDefault",
     Ec2ModifyEbsDefaultKmsKeyId = "ec2:ModifyEbsDefaultKmsKeyId",
+    Ec2ModifyInstanceAttribute = "ec2:ModifyInstanceAttribute",
     Ec2ModifySnapshotAttribute = "ec2:ModifySnapshotAttribute",
     Ec2RegisterImage = "ec2:RegisterImage",
     Ec2RunInstances = "ec2:RunInstances",
+    Ec2StopInstances = "ec2:StopInstances",
     Ec2TerminateInstances = "ec2:TerminateInstances",
     // EBS direct APIs
     EbsCompleteSnapshot = "ebs:CompleteSnapshot",

@@ -211,6 +211,12 @@ ec2_id!(
     "snap",
     "snapshot id"
 );
+ec2_id!(
+    /// An Amazon Machine Image id, like `ami-0123456789abcdef0`.
+    ImageId,
+    "ami",
+    "image id"
+);
 
 /// An S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens, starting and
 /// ending with a letter or digit.
@@ -322,4 +328,4 @@ macro_rules! deserialize_from_str {
 }
 pub(crate) use deserialize_from_str;
 
-deserialize_from_str!(AccountId, Region, InstanceId, VolumeId, SnapshotId, BucketName);
+deserialize_from_str!(AccountId, Region, InstanceId, VolumeId, SnapshotId, ImageId, BucketName);

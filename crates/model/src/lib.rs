@@ -21,5 +21,5 @@ pub use estate::{
     Account, Appliance, EmbeddedSetup, Estate, Instance, Repository, Volume, WorkerSettings, MAX_VOLUME_GIB,
 };
 pub use iam::Action;
-pub use ids::{AccountId, BucketName, InstanceId, Partition, Region, SnapshotId, VolumeId};
+pub use ids::{AccountId, BucketName, ImageId, InstanceId, Partition, Region, SnapshotId, VolumeId};
 pub use volume_type::{Performance, Refused, VolumeType};

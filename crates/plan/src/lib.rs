@@ -34,7 +34,7 @@ use bulwark_model::Estate;
 pub use build::worker_instance_type;
 pub use cloudformation::cloudformation;
 pub use grants::Grants;
-pub use operation::{ExpiredSnapshot, Operation, Placement, RestoreSource};
+pub use operation::{ExpiredSnapshot, Launch, Operation, Placement, RestoreSource};
 pub use policy::{
     discovery_statement, maintenance_statements, policies, worker_role_permissions, worker_role_trust,
     KeyPolicy, Policies, RolePolicy, DISCOVERY_ACTIONS, MAINTENANCE_ACTIONS,
@@ -77,15 +77,17 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
             to_region,
             target_key,
             workers,
+            launch,
             ..
         } => {
             let instance = instance()?;
             check_target(estate, to_account, to_region, target_key.as_ref())?;
+            ops::restore::check_launch(launch)?;
             let target = ops::restore::Target {
                 account: to_account,
                 region: to_region,
                 key: target_key.as_ref(),
-                launch: true,
+                launch: Some(launch),
                 attach: None,
             };
             ops::restore::plan(&mut b, instance, &target, *from, *workers)?
@@ -121,7 +123,7 @@ pub fn plan(estate: &Estate, operation: &Operation) -> Result<Plan, Refusal> {
                 account: to_account,
                 region: to_region,
                 key: target_key.as_ref(),
-                launch: false,
+                launch: None,
                 attach: attach_to.as_ref().map(|to| (to, ordered.as_slice())),
             };
             ops::restore::plan(&mut b, &instance, &target, *from, *workers)?

@@ -5,6 +5,22 @@ use std::fmt;
 use bulwark_model::{AccountId, InstanceId, KeyRef, Region, SnapshotId, VolumeId, VolumeType};
 use serde::{Deserialize, Serialize};
 
+/// How a restored instance is launched, beside what its restore point recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Launch {
+    /// Its subnet; `None`: the original's in its own account and region, else the target's
+    /// default VPC.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    /// Its security groups; none: the original's in its own account and region, else the
+    /// VPC's default group.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Leave it stopped once its volumes are attached.
+    #[serde(default)]
+    pub stopped: bool,
+}
+
 /// Where worker instances run (`reference/seeds`, "worker deployment options").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -118,6 +134,9 @@ pub enum Operation {
         /// account). Restores from snapshots use no workers.
         #[serde(default)]
         workers: Option<Placement>,
+        /// The restored instance's network and state.
+        #[serde(default)]
+        launch: Launch,
     },
     /// A restore of some volumes of an instance into an account, region and availability
     /// zone, left as volumes (no instance is launched): the same sources, keys and plan as a

@@ -39,6 +39,8 @@ pub enum RefusalCode {
     /// A volume restore's type, IOPS or throughput is one CreateVolume refuses for a volume
     /// of that size.
     BadVolumeType,
+    /// A restored instance's subnet or security group is not an id EC2 takes.
+    BadNetwork,
 }
 
 impl RefusalCode {
@@ -58,6 +60,7 @@ impl RefusalCode {
             RefusalCode::ZoneNotInTargetRegion => "zone-not-in-target-region",
             RefusalCode::BadAttachment => "bad-attachment",
             RefusalCode::BadVolumeType => "bad-volume-type",
+            RefusalCode::BadNetwork => "bad-network",
         }
     }
 }

@@ -29,6 +29,9 @@ pub enum SnapshotOrigin {
     PreviousDirectBase,
     /// A new snapshot written from a restore point through the EBS direct APIs.
     Written,
+    /// A snapshot of a restored volume, which the image that boots the restored instance is
+    /// registered from.
+    Image,
 }
 
 /// Where a volume made by a plan comes from.
@@ -185,6 +188,8 @@ pub enum Resource {
     Worker(WorkerRef),
     /// The instance a restore creates.
     RestoredInstance(RestoredRef),
+    /// The temporary image that boots the instance a restore creates.
+    Image(RestoredRef),
     /// An existing IAM role.
     Role(RoleArn),
     /// The temporary role of a worker in the backup account.
@@ -226,6 +231,7 @@ impl Resource {
             | Resource::Volume(NewVolume { region, .. })
             | Resource::Worker(WorkerRef { region, .. })
             | Resource::RestoredInstance(RestoredRef { region, .. })
+            | Resource::Image(RestoredRef { region, .. })
             | Resource::Queue(QueueRef { region, .. }) => Some(region),
             Resource::SnapshotShare(share) => Some(&share.snapshot.region),
             Resource::Attachment(a) => Some(&a.volume.region),
@@ -278,6 +284,8 @@ impl Resource {
             | Resource::RestoredInstance(RestoredRef { account, region, .. }) => {
                 vec![format!("arn:{p}:ec2:{region}:{account}:instance/*")]
             }
+            // Image ARNs carry no account either.
+            Resource::Image(RestoredRef { region, .. }) => vec![format!("arn:{p}:ec2:{region}::image/*")],
             Resource::Role(role) => vec![role.to_string()],
             Resource::TemporaryRole(w) | Resource::TemporaryRolePolicy(w) => {
                 vec![format!("arn:{p}:iam::{}:role/{NAME_PREFIX}/*", w.account)]
@@ -338,6 +346,7 @@ impl fmt::Display for Resource {
                     SnapshotOrigin::DirectBase => "base snapshot",
                     SnapshotOrigin::PreviousDirectBase => "previous base snapshot",
                     SnapshotOrigin::Written => "snapshot written from the backup",
+                    SnapshotOrigin::Image => "image snapshot of the restored",
                 };
                 write!(f, "{what} of {volume} ({owner}, {region})")
             }
@@ -379,6 +388,16 @@ impl fmt::Display for Resource {
                 from,
             }) => {
                 write!(f, "restored instance of {from} ({account}, {region})")
+            }
+            Resource::Image(RestoredRef {
+                account,
+                region,
+                from,
+            }) => {
+                write!(
+                    f,
+                    "image of the restored instance of {from} ({account}, {region})"
+                )
             }
             Resource::Role(role) => write!(f, "role {role}"),
             Resource::TemporaryRole(WorkerIdentity { account, serves }) => {

@@ -206,8 +206,29 @@ pub enum Call {
         /// The worker.
         worker: WorkerRef,
     },
-    /// Launches the restored instance (`ec2:RunInstances`).
+    /// Launches the restored instance (`ec2:RunInstances`), from its image if the plan
+    /// registers one.
     LaunchRestoredInstance {
+        /// The instance.
+        instance: RestoredRef,
+    },
+    /// Registers the image that boots the restored instance as the original booted, from
+    /// snapshots of its restored volumes, at their original devices (`ec2:RegisterImage`).
+    RegisterImage {
+        /// The instance the image boots.
+        image: RestoredRef,
+        /// The snapshots of its restored volumes, the root first.
+        snapshots: Vec<Snapshot>,
+    },
+    /// Gives the restored instance's volumes the delete-on-termination setting the original's
+    /// had (`ec2:ModifyInstanceAttribute`); until then every one is deleted with it, so that a
+    /// failed restore leaves none behind.
+    KeepVolumesAsTheyWere {
+        /// The instance.
+        instance: RestoredRef,
+    },
+    /// Leaves the restored instance stopped, as asked (`ec2:StopInstances`).
+    StopRestoredInstance {
         /// The instance.
         instance: RestoredRef,
     },
@@ -341,6 +362,11 @@ pub enum Removal {
         /// The queue.
         queue: QueueRef,
     },
+    /// `ec2:DeregisterImage`.
+    DeregisterImage {
+        /// The instance the image boots.
+        image: RestoredRef,
+    },
 }
 
 impl Removal {
@@ -357,6 +383,7 @@ impl Removal {
             Removal::DeleteInstanceProfile { .. } => Action::IamDeleteInstanceProfile,
             Removal::RemoveRoleFromProfile { .. } => Action::IamRemoveRoleFromInstanceProfile,
             Removal::DeleteQueue { .. } => Action::SqsDeleteQueue,
+            Removal::DeregisterImage { .. } => Action::Ec2DeregisterImage,
         }
     }
 
@@ -373,6 +400,7 @@ impl Removal {
             Removal::DeleteInstanceProfile { identity } => Resource::InstanceProfile(identity.clone()),
             Removal::RemoveRoleFromProfile { identity } => Resource::ProfileMembership(identity.clone()),
             Removal::DeleteQueue { queue } => Resource::Queue(queue.clone()),
+            Removal::DeregisterImage { image } => Resource::Image(image.clone()),
         }
     }
 }
@@ -397,6 +425,9 @@ impl Call {
             Call::CreateQueue { .. } => Action::SqsCreateQueue,
             Call::SetQueuePolicy { .. } => Action::SqsSetQueueAttributes,
             Call::LaunchWorker { .. } | Call::LaunchRestoredInstance { .. } => Action::Ec2RunInstances,
+            Call::RegisterImage { .. } => Action::Ec2RegisterImage,
+            Call::StopRestoredInstance { .. } => Action::Ec2StopInstances,
+            Call::KeepVolumesAsTheyWere { .. } => Action::Ec2ModifyInstanceAttribute,
             Call::SendTask { .. } | Call::WorkerReports { .. } => Action::SqsSendMessage,
             Call::WorkerTakesTask { .. } | Call::FollowWorker { .. } => Action::SqsReceiveMessage,
             Call::ReadSnapshotBlocks { .. } => Action::EbsGetSnapshotBlock,
@@ -431,7 +462,10 @@ impl Call {
             | Call::WorkerReports { queue }
             | Call::FollowWorker { queue } => Resource::Queue(queue.clone()),
             Call::LaunchWorker { worker } => Resource::Worker(worker.clone()),
-            Call::LaunchRestoredInstance { instance } => Resource::RestoredInstance(instance.clone()),
+            Call::LaunchRestoredInstance { instance }
+            | Call::StopRestoredInstance { instance }
+            | Call::KeepVolumesAsTheyWere { instance } => Resource::RestoredInstance(instance.clone()),
+            Call::RegisterImage { image, .. } => Resource::Image(image.clone()),
             Call::ReadSnapshotBlocks { snapshot }
             | Call::WriteSnapshot { snapshot }
             | Call::ExpireSnapshot { snapshot, .. } => Resource::Snapshot(snapshot.clone()),
@@ -461,7 +495,8 @@ impl Call {
             | Call::AddWorkerRoleToProfile { .. }
             | Call::CreateQueue { .. }
             | Call::LaunchWorker { .. }
-            | Call::LaunchRestoredInstance { .. } => vec![self.resource()],
+            | Call::LaunchRestoredInstance { .. }
+            | Call::RegisterImage { .. } => vec![self.resource()],
             Call::AssumeRole { .. }
             | Call::ProveCleanup { .. }
             | Call::DescribeKey { .. }
@@ -474,6 +509,8 @@ impl Call {
             | Call::WriteBackup { .. }
             | Call::ReadBackup { .. }
             | Call::ExpireSnapshot { .. }
+            | Call::StopRestoredInstance { .. }
+            | Call::KeepVolumesAsTheyWere { .. }
             | Call::Remove { .. } => Vec::new(),
         }
     }

@@ -254,6 +254,7 @@ fn op_restore(
         to_region,
         target_key,
         workers,
+        launch: Default::default(),
     }
 }
 
@@ -708,8 +709,13 @@ fn restore_from_snapshot_in_place() {
         op_restore(CMK, Snapshot, (P, "us-east-1"), None, None),
         Expect::Plan {
             steps: "Restore@P ec2:CreateVolume P/us-east-1
+                    Restore@P ec2:CreateSnapshot P/us-east-1
+                    Restore@P ec2:RegisterImage P/us-east-1
                     Restore@P ec2:RunInstances P/us-east-1
-                    Restore@P ec2:AttachVolume P/us-east-1",
+                    Restore@P ec2:DeregisterImage P/us-east-1
+                    Restore@P ec2:DeleteSnapshot P/us-east-1
+                    Restore@P ec2:DeleteVolume P/us-east-1
+                    Restore@P ec2:ModifyInstanceAttribute P/us-east-1",
             grants: "Restore@P P_USE1 ebs",
             cleanup: "",
         },
@@ -719,8 +725,13 @@ fn restore_from_snapshot_in_place() {
         op_restore(CMK, Snapshot, (P, "us-east-1"), Some("P_USE1_OTHER"), None),
         Expect::Plan {
             steps: "Restore@P ec2:CreateVolume P/us-east-1
+                    Restore@P ec2:CreateSnapshot P/us-east-1
+                    Restore@P ec2:RegisterImage P/us-east-1
                     Restore@P ec2:RunInstances P/us-east-1
-                    Restore@P ec2:AttachVolume P/us-east-1",
+                    Restore@P ec2:DeregisterImage P/us-east-1
+                    Restore@P ec2:DeleteSnapshot P/us-east-1
+                    Restore@P ec2:DeleteVolume P/us-east-1
+                    Restore@P ec2:ModifyInstanceAttribute P/us-east-1",
             grants: "Restore@P P_USE1 ebs
                      Restore@P P_USE1_OTHER ebs",
             cleanup: "",
@@ -736,8 +747,13 @@ fn restore_from_snapshot_to_another_region_copies_with_the_snapshot_role() {
         Expect::Plan {
             steps: "Backup@P ec2:CopySnapshot P/eu-west-1
                     Restore@P ec2:CreateVolume P/eu-west-1
+                    Restore@P ec2:CreateSnapshot P/eu-west-1
+                    Restore@P ec2:RegisterImage P/eu-west-1
                     Restore@P ec2:RunInstances P/eu-west-1
-                    Restore@P ec2:AttachVolume P/eu-west-1",
+                    Restore@P ec2:DeregisterImage P/eu-west-1
+                    Restore@P ec2:DeleteSnapshot P/eu-west-1
+                    Restore@P ec2:DeleteVolume P/eu-west-1
+                    Restore@P ec2:ModifyInstanceAttribute P/eu-west-1",
             grants: "Backup@P P_USE1 ebs
                      Backup@P P_EUW1 ebs
                      Restore@P P_EUW1 ebs",
@@ -755,8 +771,13 @@ fn restore_from_snapshot_to_another_account_in_the_same_region_shares() {
             steps: "Backup@P kms:DescribeKey P/us-east-1
                     Backup@P ec2:ModifySnapshotAttribute P/us-east-1
                     Restore@T ec2:CreateVolume T/us-east-1
+                    Restore@T ec2:CreateSnapshot T/us-east-1
+                    Restore@T ec2:RegisterImage T/us-east-1
                     Restore@T ec2:RunInstances T/us-east-1
-                    Restore@T ec2:AttachVolume T/us-east-1",
+                    Restore@T ec2:DeregisterImage T/us-east-1
+                    Restore@T ec2:DeleteSnapshot T/us-east-1
+                    Restore@T ec2:DeleteVolume T/us-east-1
+                    Restore@T ec2:ModifyInstanceAttribute T/us-east-1",
             grants: "Backup@P P_USE1 describe
                      Restore@T P_USE1 ebs
                      Restore@T aws/ebs@T/us-east-1 ebs",
@@ -776,8 +797,13 @@ fn restore_from_snapshot_to_another_account_and_region_copies_under_the_source_a
                  Backup@P kms:DescribeKey P/eu-west-1
                  Backup@P ec2:ModifySnapshotAttribute P/eu-west-1
                  Restore@T ec2:CreateVolume T/eu-west-1
+                 Restore@T ec2:CreateSnapshot T/eu-west-1
+                 Restore@T ec2:RegisterImage T/eu-west-1
                  Restore@T ec2:RunInstances T/eu-west-1
-                 Restore@T ec2:AttachVolume T/eu-west-1";
+                 Restore@T ec2:DeregisterImage T/eu-west-1
+                 Restore@T ec2:DeleteSnapshot T/eu-west-1
+                 Restore@T ec2:DeleteVolume T/eu-west-1
+                 Restore@T ec2:ModifyInstanceAttribute T/eu-west-1";
     let cleanup = "Backup@P ec2:ModifySnapshotAttribute P/eu-west-1
                    Backup@P ec2:DeleteSnapshot P/eu-west-1";
     check(
@@ -832,8 +858,13 @@ fn restore_from_backup_with_the_worker_in_the_target_account_needs_the_target_ke
                     Restore@T ec2:AttachVolume T/eu-west-1
                     Repository@B s3:GetObject B/us-east-1
                     Restore@T ec2:DetachVolume T/eu-west-1
+                    Restore@T ec2:CreateSnapshot T/eu-west-1
+                    Restore@T ec2:RegisterImage T/eu-west-1
                     Restore@T ec2:RunInstances T/eu-west-1
-                    Restore@T ec2:AttachVolume T/eu-west-1",
+                    Restore@T ec2:DeregisterImage T/eu-west-1
+                    Restore@T ec2:DeleteSnapshot T/eu-west-1
+                    Restore@T ec2:DeleteVolume T/eu-west-1
+                    Restore@T ec2:ModifyInstanceAttribute T/eu-west-1",
             grants: "Restore@T T_EXTRA ebs",
             cleanup: "Restore@T ec2:TerminateInstances T/eu-west-1",
         },
@@ -848,8 +879,13 @@ fn restore_from_backup_with_the_worker_in_the_target_account_needs_the_target_ke
                     Restore@P ec2:AttachVolume P/us-east-1
                     Repository@B s3:GetObject B/us-east-1
                     Restore@P ec2:DetachVolume P/us-east-1
+                    Restore@P ec2:CreateSnapshot P/us-east-1
+                    Restore@P ec2:RegisterImage P/us-east-1
                     Restore@P ec2:RunInstances P/us-east-1
-                    Restore@P ec2:AttachVolume P/us-east-1",
+                    Restore@P ec2:DeregisterImage P/us-east-1
+                    Restore@P ec2:DeleteSnapshot P/us-east-1
+                    Restore@P ec2:DeleteVolume P/us-east-1
+                    Restore@P ec2:ModifyInstanceAttribute P/us-east-1",
             grants: "Restore@P aws/ebs@P/us-east-1 ebs",
             cleanup: "Restore@P ec2:TerminateInstances P/us-east-1",
         },
@@ -867,8 +903,13 @@ fn restore_from_backup_without_workers_writes_a_snapshot_in_the_target_account()
             steps: "Repository@B s3:GetObject B/us-east-1
                     Restore@T ebs:StartSnapshot T/eu-west-1
                     Restore@T ec2:CreateVolume T/eu-west-1
+                    Restore@T ec2:CreateSnapshot T/eu-west-1
+                    Restore@T ec2:RegisterImage T/eu-west-1
                     Restore@T ec2:RunInstances T/eu-west-1
-                    Restore@T ec2:AttachVolume T/eu-west-1",
+                    Restore@T ec2:DeregisterImage T/eu-west-1
+                    Restore@T ec2:DeleteSnapshot T/eu-west-1
+                    Restore@T ec2:DeleteVolume T/eu-west-1
+                    Restore@T ec2:ModifyInstanceAttribute T/eu-west-1",
             grants: "Restore@T T_EXTRA ebs+encrypt",
             cleanup: "Restore@T ec2:DeleteSnapshot T/eu-west-1",
         },
@@ -882,8 +923,13 @@ fn restore_from_backup_without_workers_writes_a_snapshot_in_the_target_account()
             steps: "Repository@B s3:GetObject B/us-east-1
                     Restore@P ebs:StartSnapshot P/us-east-1
                     Restore@P ec2:CreateVolume P/us-east-1
+                    Restore@P ec2:CreateSnapshot P/us-east-1
+                    Restore@P ec2:RegisterImage P/us-east-1
                     Restore@P ec2:RunInstances P/us-east-1
-                    Restore@P ec2:AttachVolume P/us-east-1",
+                    Restore@P ec2:DeregisterImage P/us-east-1
+                    Restore@P ec2:DeleteSnapshot P/us-east-1
+                    Restore@P ec2:DeleteVolume P/us-east-1
+                    Restore@P ec2:ModifyInstanceAttribute P/us-east-1",
             grants: "Restore@P aws/ebs@P/us-east-1 ebs+encrypt",
             cleanup: "Restore@P ec2:DeleteSnapshot P/us-east-1",
         },
@@ -912,8 +958,13 @@ fn restore_without_workers_under_aws_ebs_needs_it_to_be_the_default_key() {
             steps: "Repository@B s3:GetObject B/us-east-1
                     Restore@P ebs:StartSnapshot P/eu-west-1
                     Restore@P ec2:CreateVolume P/eu-west-1
+                    Restore@P ec2:CreateSnapshot P/eu-west-1
+                    Restore@P ec2:RegisterImage P/eu-west-1
                     Restore@P ec2:RunInstances P/eu-west-1
-                    Restore@P ec2:AttachVolume P/eu-west-1",
+                    Restore@P ec2:DeregisterImage P/eu-west-1
+                    Restore@P ec2:DeleteSnapshot P/eu-west-1
+                    Restore@P ec2:DeleteVolume P/eu-west-1
+                    Restore@P ec2:ModifyInstanceAttribute P/eu-west-1",
             grants: "Restore@P P_EUW1 ebs+encrypt",
             cleanup: "Restore@P ec2:DeleteSnapshot P/eu-west-1",
         },
@@ -937,8 +988,13 @@ fn restore_from_backup_with_the_worker_in_another_account_goes_through_a_shared_
                  WorkerDeployment@B kms:DescribeKey B/eu-west-1
                  WorkerDeployment@B ec2:ModifySnapshotAttribute B/eu-west-1
                  Restore@T ec2:CreateVolume T/eu-west-1
+                 Restore@T ec2:CreateSnapshot T/eu-west-1
+                 Restore@T ec2:RegisterImage T/eu-west-1
                  Restore@T ec2:RunInstances T/eu-west-1
-                 Restore@T ec2:AttachVolume T/eu-west-1",
+                 Restore@T ec2:DeregisterImage T/eu-west-1
+                 Restore@T ec2:DeleteSnapshot T/eu-west-1
+                 Restore@T ec2:DeleteVolume T/eu-west-1
+                 Restore@T ec2:ModifyInstanceAttribute T/eu-west-1",
             ]),
             // The worker's role needs the default key of the target region in its own account;
             // the restore role needs that key and the target key.
@@ -1061,8 +1117,9 @@ fn a_failed_restore_removes_what_it_restored() {
     let plan = plan(&estate, &op_restore(CMK, Snapshot, (T, "us-east-1"), None, None)).unwrap();
     assert_eq!(
         compact(&plan.rollback),
+        // The instance (with the volumes its launch made), then the restored volumes its
+        // image was taken of.
         [
-            "Restore@T ec2:DetachVolume T/us-east-1",
             "Restore@T ec2:TerminateInstances T/us-east-1",
             "Restore@T ec2:DeleteVolume T/us-east-1",
         ]

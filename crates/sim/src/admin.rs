@@ -60,6 +60,13 @@ pub(crate) fn issue(world: &mut World, identity: Identity) -> Credentials {
     }
 }
 
+/// The image the instances [`Sim::create_instance`] makes were launched from (a public image
+/// the embedded cloud does not hold).
+pub const LAUNCHED_FROM: &str = "ami-0a1b2c3d4e5f60718";
+
+/// The root device of the instances [`Sim::create_instance`] makes.
+pub const ROOT_DEVICE: &str = "/dev/xvda";
+
 /// A volume of an instance to create.
 #[derive(Clone, Debug)]
 pub struct SimVolume {
@@ -249,7 +256,9 @@ impl Sim {
     }
 
     /// Creates a running instance with empty volumes, of type `m6i.large`, in the default
-    /// subnet of its region's first zone with the default security group.
+    /// subnet of its region's first zone with the default security group, booted (x86_64,
+    /// UEFI preferred, ENA) from [`LAUNCHED_FROM`] with its first volume as the root, at
+    /// [`ROOT_DEVICE`], deleted on termination.
     pub fn create_instance(
         &self,
         account: &AccountId,
@@ -267,7 +276,12 @@ impl Sim {
                     Some(k) => Some(resolve_key(w, Action::Ec2CreateVolume, account, region, k)?.1),
                 }
                 .map(|id| crate::auth::key_arn(account, region, &id));
-                let device = format!("/dev/sd{}", (b'a' + i as u8) as char);
+                // The root at Amazon Linux's device name, the others after it.
+                let device = if i == 0 {
+                    ROOT_DEVICE.to_owned()
+                } else {
+                    format!("/dev/sd{}", (b'a' + i as u8) as char)
+                };
                 w.next_id += 1;
                 let lineage = w.next_id;
                 region_mut(w, account, region).volumes.insert(
@@ -314,6 +328,15 @@ impl Sim {
                     ready_at: 0,
                     terminate_at: None,
                     imds_v2_only: true,
+                    boot: bulwark_cloud::InstanceBoot {
+                        image: LAUNCHED_FROM.parse().ok(),
+                        architecture: Some("x86_64".into()),
+                        boot_mode: Some("uefi-preferred".into()),
+                        root_device: Some(ROOT_DEVICE.into()),
+                        ena_support: true,
+                        key_name: None,
+                    },
+                    deleted_on_termination: vec![ROOT_DEVICE.into()],
                 },
             );
             Ok(())
@@ -544,6 +567,9 @@ impl Sim {
                     if i.state != "terminated" {
                         out.insert(format!("instance {id} ({account}, {region}) {}", i.state));
                     }
+                }
+                for (id, image) in &r.images {
+                    out.insert(format!("image {id} {} ({account}, {region})", image.name));
                 }
                 for name in r.queues.keys() {
                     out.insert(format!("queue {name} ({account}, {region})"));

@@ -73,11 +73,17 @@ pub(crate) fn settle(world: &mut World, now: u64) {
     for account in world.accounts.values_mut() {
         for region in account.regions.values_mut() {
             let mut freed = Vec::new();
+            let mut deleted = Vec::new();
             for (id, i) in &mut region.instances {
                 if i.state == "shutting-down" && i.terminate_at.is_some_and(|t| now >= t) {
                     i.state = "terminated".into();
                     i.terminate_at = None;
-                    freed.extend(i.volumes.drain(..).map(|(v, _)| (v, id.clone())));
+                    for (v, device) in i.volumes.drain(..) {
+                        if i.deleted_on_termination.contains(&device) {
+                            deleted.push(v.clone());
+                        }
+                        freed.push((v, id.clone()));
+                    }
                 }
             }
             for (id, v) in &mut region.volumes {
@@ -92,6 +98,10 @@ pub(crate) fn settle(world: &mut World, now: u64) {
                     v.detach_at = None;
                     retired.push(id.clone());
                 }
+            }
+            // DeleteOnTermination: the volumes an image made at launch, by default.
+            for v in &deleted {
+                region.volumes.remove(v);
             }
         }
     }

@@ -35,7 +35,7 @@ use bulwark_host::Boot;
 use bulwark_model::{Action, InstanceId};
 use serde::{Deserialize, Serialize};
 
-pub use admin::{Inventory, Launch, SimVolume};
+pub use admin::{Inventory, Launch, SimVolume, LAUNCHED_FROM, ROOT_DEVICE};
 use state::{Identity, World};
 use store::BlockStore;
 

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use bulwark_cloud::Tag;
-use bulwark_model::{AccountId, InstanceId, Performance, Region, SnapshotId, VolumeId};
+use bulwark_cloud::{ImageDevice, InstanceBoot, Tag};
+use bulwark_model::{AccountId, ImageId, InstanceId, Performance, Region, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
 
 use crate::store::BlockMap;
@@ -116,6 +116,9 @@ pub(crate) struct RegionState {
     pub volumes: BTreeMap<VolumeId, Volume>,
     pub snapshots: BTreeMap<SnapshotId, Snapshot>,
     pub instances: BTreeMap<InstanceId, Instance>,
+    /// Images registered from snapshots.
+    #[serde(default)]
+    pub images: BTreeMap<ImageId, Image>,
     /// Queues by name.
     pub queues: BTreeMap<String, Queue>,
 }
@@ -219,6 +222,26 @@ pub(crate) struct Instance {
     /// Whether its metadata service requires session tokens (IMDSv2 only).
     #[serde(default)]
     pub imds_v2_only: bool,
+    /// How it boots (the image it was launched from, its architecture, ...).
+    #[serde(default)]
+    pub boot: InstanceBoot,
+    /// The devices whose volume is deleted when it terminates.
+    #[serde(default)]
+    pub deleted_on_termination: Vec<String>,
+}
+
+/// An image of EBS snapshots (RegisterImage).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Image {
+    pub name: String,
+    pub architecture: String,
+    pub boot_mode: Option<String>,
+    pub root_device: String,
+    pub ena_support: bool,
+    pub devices: Vec<ImageDevice>,
+    pub tags: Vec<Tag>,
+    /// `pending` until then (ms since the epoch), then `available`.
+    pub ready_at: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -61,6 +61,16 @@ pub struct RestoreRequest {
     /// With `volumes`: their throughput in MiB/s.
     #[serde(default)]
     throughput: Option<u32>,
+    /// The restored instance's subnet (default: the original's in its own account and
+    /// region, else the target's default VPC).
+    #[serde(default)]
+    subnet: Option<String>,
+    /// With `subnet`: the restored instance's security groups (default: the VPC's default).
+    #[serde(default)]
+    security_groups: Vec<String>,
+    /// Leave the restored instance stopped.
+    #[serde(default)]
+    stopped: bool,
 }
 
 impl RestoreRequest {
@@ -96,7 +106,18 @@ impl RestoreRequest {
                 to_region: self.to_region.clone(),
                 target_key,
                 workers: self.workers,
+                launch: bulwark_plan::Launch {
+                    subnet: self.subnet.clone(),
+                    security_groups: self.security_groups.clone(),
+                    stopped: self.stopped,
+                },
             });
+        }
+        if self.subnet.is_some() || !self.security_groups.is_empty() || self.stopped {
+            return Err(ApiError::bad_request(
+                "fields subnet, security_groups and stopped: only a whole-instance restore takes them",
+                "leave them out of a volume restore, or leave volumes out to restore the instance",
+            ));
         }
         Ok(Operation::RestoreVolumes {
             instance: self.instance.clone(),

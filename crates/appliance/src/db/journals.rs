@@ -165,8 +165,8 @@ impl StateStore for Journals {
             let at = now_ms();
             for (position, p) in points.iter().enumerate() {
                 sqlx::query(
-                    "INSERT INTO catalog (snapshot, volume, account, region, session, added_at, position, key_arn) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO catalog (snapshot, volume, account, region, session, added_at, position, key_arn, \
+                         instance_record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(p.snapshot.to_string())
                 .bind(p.volume.to_string())
@@ -176,6 +176,7 @@ impl StateStore for Journals {
                 .bind(at)
                 .bind(position as i64)
                 .bind(p.key.as_ref().map(KeyRef::arn))
+                .bind(p.instance.as_ref().and_then(|r| serde_json::to_string(r).ok()))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -199,30 +200,32 @@ impl StateStore for Journals {
 
     fn points(&self) -> Result<Vec<SnapshotPoint>, EngineError> {
         let store = &self.0;
-        let rows: Vec<([String; 5], Option<String>)> = store.run(|| CATALOG.into(), async {
-            let rows = sqlx::query(
-                "SELECT snapshot, volume, account, region, session, key_arn FROM catalog \
+        let rows: Vec<([String; 5], Option<String>, Option<String>)> =
+            store.run(|| CATALOG.into(), async {
+                let rows = sqlx::query(
+                "SELECT snapshot, volume, account, region, session, key_arn, instance_record FROM catalog \
                  ORDER BY added_at, position",
             )
             .fetch_all(&store.db.pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok((
-                        [
-                            r.try_get("snapshot")?,
-                            r.try_get("volume")?,
-                            r.try_get("account")?,
-                            r.try_get("region")?,
-                            r.try_get("session")?,
-                        ],
-                        r.try_get("key_arn")?,
-                    ))
-                })
-                .collect()
-        })?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            [
+                                r.try_get("snapshot")?,
+                                r.try_get("volume")?,
+                                r.try_get("account")?,
+                                r.try_get("region")?,
+                                r.try_get("session")?,
+                            ],
+                            r.try_get("key_arn")?,
+                            r.try_get("instance_record")?,
+                        ))
+                    })
+                    .collect()
+            })?;
         rows.into_iter()
-            .map(|([snapshot, volume, account, region, session], key)| {
+            .map(|([snapshot, volume, account, region, session], key, instance)| {
                 let damaged = |e: String| EngineError::Journal {
                     path: CATALOG.into(),
                     message: format!("the row of snapshot {snapshot:?} is damaged: {e}"),
@@ -236,6 +239,11 @@ impl StateStore for Journals {
                         .map(|k| k.parse().map_err(|e| damaged(format!("{e}"))))
                         .transpose()?,
                     session,
+                    instance: instance
+                        .map(|r| {
+                            serde_json::from_str(&r).map_err(|e| damaged(format!("its instance record: {e}")))
+                        })
+                        .transpose()?,
                 })
             })
             .collect()

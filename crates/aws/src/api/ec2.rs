@@ -299,7 +299,10 @@ impl Ec2 for AwsCloud {
 
     fn run_instance(&self, who: &Credentials, region: &Region, run: &RunInstance) -> Result<InstanceInfo> {
         let a = Action::Ec2RunInstances;
-        let image = self.worker_image(a, region)?;
+        let image = match &run.image {
+            Some(image) => image.to_string(),
+            None => self.worker_image(a, region)?,
+        };
         let c = self.clients(who, Some(region));
         self.run(async {
             let out = c
@@ -327,6 +330,7 @@ impl Ec2 for AwsCloud {
                 .set_user_data((!run.user_data.is_empty()).then(|| base64(run.user_data.as_bytes())))
                 .set_tag_specifications(tag_spec(ResourceType::Instance, &run.tags))
                 .set_client_token(run.client_token.clone())
+                .set_key_name(run.key_name.clone())
                 .set_metadata_options(run.imds_v2_only.then(|| {
                     aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
                         .http_tokens(aws_sdk_ec2::types::HttpTokensState::Required)
@@ -367,6 +371,122 @@ impl Ec2 for AwsCloud {
             c.ec2
                 .terminate_instances()
                 .instance_ids(instance.as_str())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn stop_instance(&self, who: &Credentials, region: &Region, instance: &InstanceId) -> Result<()> {
+        let a = Action::Ec2StopInstances;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            c.ec2
+                .stop_instances()
+                .instance_ids(instance.as_str())
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn set_delete_on_termination(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        instance: &InstanceId,
+        device: &str,
+        delete: bool,
+    ) -> Result<()> {
+        let a = Action::Ec2ModifyInstanceAttribute;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let mapping = aws_sdk_ec2::types::InstanceBlockDeviceMappingSpecification::builder()
+                .device_name(device)
+                .ebs(
+                    aws_sdk_ec2::types::EbsInstanceBlockDeviceSpecification::builder()
+                        .delete_on_termination(delete)
+                        .build(),
+                )
+                .build();
+            c.ec2
+                .modify_instance_attribute()
+                .instance_id(instance.as_str())
+                .block_device_mappings(mapping)
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            Ok(())
+        })
+    }
+
+    fn register_image(&self, who: &Credentials, region: &Region, image: &RegisterImage) -> Result<ImageId> {
+        let a = Action::Ec2RegisterImage;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let devices = image
+                .devices
+                .iter()
+                .map(|d| {
+                    let p = d.performance;
+                    let ebs = aws_sdk_ec2::types::EbsBlockDevice::builder()
+                        .snapshot_id(d.snapshot.as_str())
+                        .set_volume_size(d.size_gib.and_then(|g| i32::try_from(g).ok()))
+                        .set_volume_type(
+                            p.map(|p| aws_sdk_ec2::types::VolumeType::from(p.volume_type.as_str())),
+                        )
+                        .set_iops(p.and_then(|p| p.iops).and_then(|n| i32::try_from(n).ok()))
+                        .set_throughput(p.and_then(|p| p.throughput).and_then(|n| i32::try_from(n).ok()))
+                        .delete_on_termination(d.delete_on_termination)
+                        .build();
+                    aws_sdk_ec2::types::BlockDeviceMapping::builder()
+                        .device_name(&d.device)
+                        .ebs(ebs)
+                        .build()
+                })
+                .collect();
+            let out = c
+                .ec2
+                .register_image()
+                .name(&image.name)
+                .architecture(aws_sdk_ec2::types::ArchitectureValues::from(
+                    image.architecture.as_str(),
+                ))
+                .set_boot_mode(
+                    image
+                        .boot_mode
+                        .as_deref()
+                        .map(aws_sdk_ec2::types::BootModeValues::from),
+                )
+                .root_device_name(&image.root_device)
+                .ena_support(image.ena_support)
+                .virtualization_type("hvm")
+                .set_block_device_mappings(Some(devices))
+                .set_tag_specifications(tag_spec(ResourceType::Image, &image.tags))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            parse(a, "image id", out.image_id())
+        })
+    }
+
+    fn describe_images(&self, who: &Credentials, region: &Region, ids: &[ImageId]) -> Result<Vec<ImageInfo>> {
+        self.find_images(who, region, Select::Ids(ids))
+    }
+
+    fn images_tagged(&self, who: &Credentials, region: &Region, tags: &[Tag]) -> Result<Vec<ImageInfo>> {
+        self.find_images(who, region, Select::Tags(tags))
+    }
+
+    fn deregister_image(&self, who: &Credentials, region: &Region, image: &ImageId) -> Result<()> {
+        let a = Action::Ec2DeregisterImage;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            c.ec2
+                .deregister_image()
+                .image_id(image.as_str())
                 .send()
                 .await
                 .map_err(|e| map(a, e))?;
@@ -435,6 +555,60 @@ impl<T: std::fmt::Display> Select<'_, T> {
 }
 
 impl AwsCloud {
+    fn find_images(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        select: Select<'_, ImageId>,
+    ) -> Result<Vec<ImageInfo>> {
+        let a = Action::Ec2DescribeImages;
+        let c = self.clients(who, Some(region));
+        self.run(async {
+            let out = c
+                .ec2
+                .describe_images()
+                .set_image_ids(select.ids())
+                .set_filters(select.filters())
+                // Tags select among the caller's own images, not every public one.
+                .set_owners(matches!(select, Select::Tags(_)).then(|| vec!["self".to_owned()]))
+                .send()
+                .await
+                .map_err(|e| map(a, e))?;
+            out.images()
+                .iter()
+                .map(|i| {
+                    let devices = i
+                        .block_device_mappings()
+                        .iter()
+                        .filter_map(|m| {
+                            let ebs = m.ebs()?;
+                            Some(bulwark_cloud::ImageDevice {
+                                device: m.device_name()?.to_owned(),
+                                snapshot: ebs.snapshot_id()?.parse().ok()?,
+                                size_gib: ebs.volume_size().and_then(|g| u32::try_from(g).ok()),
+                                performance: performance(ebs.volume_type(), ebs.iops(), ebs.throughput()),
+                                delete_on_termination: ebs.delete_on_termination().unwrap_or(true),
+                            })
+                        })
+                        .collect();
+                    Ok(ImageInfo {
+                        id: parse(a, "image id", i.image_id())?,
+                        owner: parse(a, "owner", i.owner_id())?,
+                        region: region.clone(),
+                        name: i.name().unwrap_or_default().to_owned(),
+                        state: i.state().map_or("pending", |s| s.as_str()).to_owned(),
+                        architecture: i.architecture().map_or("x86_64", |s| s.as_str()).to_owned(),
+                        boot_mode: i.boot_mode().map(|m| m.as_str().to_owned()),
+                        root_device: i.root_device_name().unwrap_or_default().to_owned(),
+                        ena_support: i.ena_support().unwrap_or(false),
+                        devices,
+                        tags: from_ec2_tags(i.tags()),
+                    })
+                })
+                .collect()
+        })
+    }
+
     fn find_instances(
         &self,
         who: &Credentials,
@@ -584,6 +758,24 @@ fn setup_of(i: &aws_sdk_ec2::types::Instance) -> bulwark_cloud::InstanceSetup {
             .security_groups()
             .iter()
             .filter_map(|g| g.group_id().map(str::to_owned))
+            .collect(),
+        boot: bulwark_cloud::InstanceBoot {
+            image: i.image_id().and_then(|id| id.parse().ok()),
+            architecture: i.architecture().map(|a| a.as_str().to_owned()),
+            // As launched (`uefi-preferred`), else as it runs.
+            boot_mode: i
+                .boot_mode()
+                .map(|m| m.as_str().to_owned())
+                .or_else(|| i.current_instance_boot_mode().map(|m| m.as_str().to_owned())),
+            root_device: i.root_device_name().map(str::to_owned),
+            ena_support: i.ena_support().unwrap_or(false),
+            key_name: i.key_name().map(str::to_owned),
+        },
+        deleted_on_termination: i
+            .block_device_mappings()
+            .iter()
+            .filter(|m| m.ebs().and_then(|e| e.delete_on_termination()).unwrap_or(false))
+            .filter_map(|m| m.device_name().map(str::to_owned))
             .collect(),
     }
 }

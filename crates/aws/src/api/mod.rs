@@ -12,10 +12,11 @@ use aws_sdk_ec2::types::{
 use aws_sdk_kms::primitives::Blob;
 use bulwark_cloud::{
     BlockPage, BlockRef, CallerIdentity, CloudError, CopySnapshot, CreateVolume, Credentials, Ebs, Ec2,
-    Encryption, Grant, Iam, InstanceInfo, KeyInfo, KeyManager, Kms, Message, ObjectStore, Result, RoleInfo,
-    RunInstance, SharedCredentials, SnapshotInfo, Sqs, StartSnapshot, Sts, Tag, VolumeInfo,
+    Encryption, Grant, Iam, ImageInfo, InstanceInfo, KeyInfo, KeyManager, Kms, Message, ObjectStore,
+    RegisterImage, Result, RoleInfo, RunInstance, SharedCredentials, SnapshotInfo, Sqs, StartSnapshot, Sts,
+    Tag, VolumeInfo,
 };
-use bulwark_model::{AccountId, Action, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
+use bulwark_model::{AccountId, Action, ImageId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use bulwark_storage::Backend;
 
 use crate::errors::{map, missing, url_decode};

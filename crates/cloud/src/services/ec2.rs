@@ -1,7 +1,8 @@
-use bulwark_model::{AccountId, InstanceId, Region, SnapshotId, VolumeId};
+use bulwark_model::{AccountId, ImageId, InstanceId, Region, SnapshotId, VolumeId};
 
 use crate::{
-    CopySnapshot, CreateVolume, Credentials, InstanceInfo, Result, RunInstance, SnapshotInfo, Tag, VolumeInfo,
+    CopySnapshot, CreateVolume, Credentials, ImageInfo, InstanceInfo, RegisterImage, Result, RunInstance,
+    SnapshotInfo, Tag, VolumeInfo,
 };
 
 /// EC2: instances, EBS volumes and snapshots, and the region's EBS encryption defaults.
@@ -86,6 +87,27 @@ pub trait Ec2: Send + Sync {
     fn run_instance(&self, who: &Credentials, region: &Region, run: &RunInstance) -> Result<InstanceInfo>;
     /// `ec2:TerminateInstances` of one instance.
     fn terminate_instance(&self, who: &Credentials, region: &Region, instance: &InstanceId) -> Result<()>;
+    /// `ec2:StopInstances` of one instance.
+    fn stop_instance(&self, who: &Credentials, region: &Region, instance: &InstanceId) -> Result<()>;
+    /// `ec2:ModifyInstanceAttribute` of `blockDeviceMapping`: whether the volume at `device`
+    /// is deleted when the instance terminates.
+    fn set_delete_on_termination(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        instance: &InstanceId,
+        device: &str,
+        delete: bool,
+    ) -> Result<()>;
+    /// `ec2:RegisterImage` of EBS snapshots the caller may use.
+    fn register_image(&self, who: &Credentials, region: &Region, image: &RegisterImage) -> Result<ImageId>;
+    /// `ec2:DescribeImages` of the given images.
+    fn describe_images(&self, who: &Credentials, region: &Region, ids: &[ImageId]) -> Result<Vec<ImageInfo>>;
+    /// `ec2:DescribeImages` of the caller's images that carry every one of `tags`: how an image
+    /// is found whose registration's answer was lost.
+    fn images_tagged(&self, who: &Credentials, region: &Region, tags: &[Tag]) -> Result<Vec<ImageInfo>>;
+    /// `ec2:DeregisterImage`; its snapshots stay.
+    fn deregister_image(&self, who: &Credentials, region: &Region, image: &ImageId) -> Result<()>;
     /// `ec2:GetEbsDefaultKmsKeyId`: the key ARN new encrypted volumes get by default.
     fn ebs_default_key(&self, who: &Credentials, region: &Region) -> Result<String>;
     /// `ec2:GetEbsEncryptionByDefault`.

@@ -193,6 +193,7 @@ pub fn restore(
         to_region,
         target_key: None,
         workers,
+        launch: Default::default(),
     }
 }
 

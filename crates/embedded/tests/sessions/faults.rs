@@ -279,8 +279,11 @@ fn a_refusal_at_any_step_of_a_restore_from_snapshots_leaves_nothing() {
         &[
             "ec2:CopySnapshot",
             "ec2:CreateVolume",
+            "ec2:CreateSnapshot",
+            "ec2:RegisterImage",
             "ec2:RunInstances",
-            "ec2:AttachVolume",
+            "ec2:DeregisterImage",
+            "ec2:ModifyInstanceAttribute",
         ],
     );
 }
@@ -379,8 +382,11 @@ fn a_refusal_at_any_step_of_a_restore_without_workers_leaves_nothing() {
         &[
             "ebs:StartSnapshot",
             "ec2:CreateVolume",
+            "ec2:CreateSnapshot",
+            "ec2:RegisterImage",
             "ec2:RunInstances",
-            "ec2:AttachVolume",
+            "ec2:DeregisterImage",
+            "ec2:ModifyInstanceAttribute",
         ],
     );
     for action in ["ebs:PutSnapshotBlock", "ebs:CompleteSnapshot"] {

@@ -173,8 +173,11 @@ fn a_lost_answer_at_any_step_of_a_restore_makes_one_of_each() {
         &[
             "ec2:CopySnapshot",
             "ec2:CreateVolume",
+            "ec2:CreateSnapshot",
+            "ec2:RegisterImage",
             "ec2:RunInstances",
-            "ec2:AttachVolume",
+            "ec2:DeregisterImage",
+            "ec2:ModifyInstanceAttribute",
         ],
     );
     engine(&world)

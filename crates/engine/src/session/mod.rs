@@ -3,9 +3,10 @@
 //!
 //! [`Session::run_step`] is the one dispatch of a step's [`Call`]; each kind of step is run by
 //! a method of its own, in the module of its concern: `snapshots`, `volumes`, `workers`,
-//! `direct` (the data path without workers).
+//! `instances` (the restored instance), `direct` (the data path without workers).
 
 mod direct;
+mod instances;
 mod proof;
 mod snapshots;
 mod volumes;
@@ -20,6 +21,7 @@ use bulwark_repo::Repository;
 
 use crate::events::SessionControl;
 use crate::journal::{Entry, Finder, Target, Undo};
+use crate::record::InstanceRecord;
 use crate::store::JournalHandle;
 use crate::{
     cleanup, error, Engine, EngineError, Event, SessionId, SessionReport, SnapshotPoint, StepFailure,
@@ -126,7 +128,7 @@ pub(crate) fn run(
     if let Some(failure) = failure {
         return Err(failure);
     }
-    let snapshots = snapshot_points(plan, &id, &session.kept);
+    let snapshots = snapshot_points(plan, &id, &session.kept, session.record.as_ref());
     engine.store.add_points(&snapshots)?;
     Ok(SessionReport {
         session: id,
@@ -161,7 +163,12 @@ fn step_failure(plan: &Plan, number: usize, step: &Step, failure: Failure) -> En
 
 /// The snapshot restore points among what a session kept: not the snapshots that serve a
 /// restore, nor the base snapshots of direct backups (their restore points are backups).
-fn snapshot_points(plan: &Plan, session: &SessionId, kept: &[(String, Target)]) -> Vec<SnapshotPoint> {
+fn snapshot_points(
+    plan: &Plan,
+    session: &SessionId,
+    kept: &[(String, Target)],
+    record: Option<&InstanceRecord>,
+) -> Vec<SnapshotPoint> {
     let by_name: BTreeMap<String, Resource> = plan
         .steps
         .iter()
@@ -180,6 +187,7 @@ fn snapshot_points(plan: &Plan, session: &SessionId, kept: &[(String, Target)]) 
                     snapshot: snapshot.clone(),
                     key: s.key.clone(),
                     session: session.to_string(),
+                    instance: record.cloned(),
                 })
             }
             _ => None,
@@ -210,6 +218,11 @@ pub(crate) struct Session<'e> {
     repository: Option<(Repository, SharedCredentials)>,
     /// Without workers: the snapshots to read into the repository, all at once.
     direct_reads: Vec<direct::DirectRead>,
+    /// The instance's record: as a session that snapshots it found it, for its restore
+    /// points; as a restore launches it.
+    record: Option<InstanceRecord>,
+    /// The devices of the restored instance's image, and the production volume each holds.
+    image_devices: BTreeMap<String, VolumeId>,
 }
 
 impl<'e> Session<'e> {
@@ -237,6 +250,8 @@ impl<'e> Session<'e> {
             },
             repository: None,
             direct_reads: Vec::new(),
+            record: None,
+            image_devices: BTreeMap::new(),
         }
     }
 
@@ -269,6 +284,9 @@ impl<'e> Session<'e> {
             Call::SetQueuePolicy { queue } => self.set_queue_policy(step, queue)?,
             Call::LaunchWorker { worker } => self.launch_worker(step, worker)?,
             Call::LaunchRestoredInstance { instance } => self.launch_restored(step, instance)?,
+            Call::RegisterImage { image, snapshots } => self.register_image(step, image, snapshots)?,
+            Call::KeepVolumesAsTheyWere { instance } => self.keep_volumes_as_they_were(step, instance)?,
+            Call::StopRestoredInstance { instance } => self.stop_restored(step, instance)?,
             Call::SendTask { queue } => self.send_task(step, queue)?,
             Call::FollowWorker { queue } => self.follow_worker(step, queue)?,
             // The worker's own calls and its use of the repository, with the credentials it
@@ -434,7 +452,11 @@ impl<'e> Session<'e> {
         self.journal.record(&Entry::Removed {
             name: resource.to_string(),
         })?;
-        self.ids.remove(resource);
+        // A kept resource the session removed itself (a restored volume, once the instance
+        // launched from its image has its own) is not kept.
+        if let Some(target) = self.ids.remove(resource) {
+            self.kept.retain(|(_, kept)| kept != &target);
+        }
         Ok(())
     }
 

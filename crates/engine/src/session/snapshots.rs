@@ -2,10 +2,11 @@
 
 use bulwark_cloud::{CloudError, CopySnapshot, ErrorKind, KeyManager, Tag};
 use bulwark_model::{Action, KeyRef, Region, SnapshotId};
-use bulwark_plan::{InstanceRef, NewVolume, Resource, Share, Snapshot, Step};
+use bulwark_plan::{InstanceRef, NewVolume, Resource, Share, Snapshot, SnapshotOrigin, Step};
 
 use super::{Session, StepResult};
 use crate::journal::{Ec2Kind, Entry, Finder, Target, Undo};
+use crate::record::InstanceRecord;
 use crate::retry::Gave;
 
 impl Session<'_> {
@@ -27,6 +28,10 @@ impl Session<'_> {
         let Some(first) = snapshots.first() else {
             return Ok(());
         };
+        // Restore points record the instance as it is now.
+        if step.kept && snapshots.iter().all(|s| s.origin == SnapshotOrigin::Volume) {
+            self.record_instance(&who, instance)?;
+        }
         let made = self.creating(
             step,
             finder,
@@ -73,6 +78,28 @@ impl Session<'_> {
         for info in &made {
             self.wait_snapshot(&who, region, &info.id)?;
         }
+        Ok(())
+    }
+
+    /// Records the instance as it is now, for its restore points (DescribeInstances and
+    /// DescribeVolumes, by the role that takes the snapshots).
+    fn record_instance(&mut self, who: &bulwark_cloud::Credentials, instance: &InstanceRef) -> StepResult {
+        let ec2 = &self.engine.cloud.ec2;
+        let found = self.retried(Action::Ec2DescribeInstances, || {
+            ec2.describe_instances(who, &instance.region, std::slice::from_ref(&instance.id))
+        })?;
+        let Some(info) = found.into_iter().next() else {
+            return Ok(());
+        };
+        let ids: Vec<_> = info.volumes.iter().map(|(v, _)| v.clone()).collect();
+        let volumes = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.retried(Action::Ec2DescribeVolumes, || {
+                ec2.describe_volumes(who, &instance.region, &ids)
+            })?
+        };
+        self.record = Some(InstanceRecord::of(&info, &volumes));
         Ok(())
     }
 

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use bulwark_cloud::{CloudError, Credentials, ErrorKind, InstanceInfo, RunInstance, Tag};
 use bulwark_model::{Action, InstanceId, Region, RoleArn};
 use bulwark_plan::{
-    Actor, Call, DataPath, QueueRef, Resource, RestoredRef, Step, VolumeOrigin, WorkerIdentity, WorkerRef,
-    NAME_PREFIX,
+    Actor, Call, DataPath, QueueRef, Resource, Step, VolumeOrigin, WorkerIdentity, WorkerRef, NAME_PREFIX,
 };
 
 use super::{Failure, Session, StepResult};
@@ -231,40 +230,18 @@ impl Session<'_> {
             availability_zone: self.zone.clone(),
             client_token: Some(self.client_token(step)),
             imds_v2_only: true,
+            image: None,
+            key_name: None,
         };
         let info = self.launch(step, &worker.region, &run, &Resource::Worker(worker.clone()))?;
         self.zone = info.availability_zone.clone();
         Ok(())
     }
 
-    pub(super) fn launch_restored(&mut self, step: &Step, instance: &RestoredRef) -> StepResult {
-        let mut tags = self.step_tags(step);
-        tags.push(Tag::new("bulwark:restored-from", instance.from.to_string()));
-        let run = RunInstance {
-            instance_profile: None,
-            instance_type: "c6i.large".into(),
-            user_data: String::new(),
-            tags,
-            subnet: None,
-            security_groups: Vec::new(),
-            // Where its volumes are.
-            availability_zone: self.zone.clone(),
-            client_token: Some(self.client_token(step)),
-            imds_v2_only: true,
-        };
-        self.launch(
-            step,
-            &instance.region,
-            &run,
-            &Resource::RestoredInstance(instance.clone()),
-        )?;
-        Ok(())
-    }
-
     /// RunInstances of `launched`, retried (by the engine's policy) while throttled and while a
     /// fresh instance profile is not yet visible to EC2; its client token makes a repeated
     /// launch answer the instance the first one started. Waits until it runs.
-    fn launch(
+    pub(super) fn launch(
         &mut self,
         step: &Step,
         region: &Region,

@@ -328,6 +328,7 @@ mod tests {
                     .unwrap(),
             ),
             session: "s".into(),
+            instance: None,
         };
         store.add_points(std::slice::from_ref(&point)).unwrap();
         assert_eq!(FileStore::new(dir.path()).points().unwrap(), vec![point]);

@@ -34,6 +34,10 @@ pub struct SnapshotPoint {
     pub key: Option<KeyRef>,
     /// The session that made it.
     pub session: String,
+    /// Its instance as it was (`None` in points made before instances were recorded, and
+    /// when the instance could not be described).
+    #[serde(default)]
+    pub instance: Option<crate::record::InstanceRecord>,
 }
 
 /// The engine's durable state.

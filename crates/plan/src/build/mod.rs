@@ -120,12 +120,17 @@ impl<'e> Builder<'e> {
         }
     }
 
-    /// Moves the undo of `resource` into the main steps: the operation itself removes it
-    /// (a restored volume detached from the worker before it joins the restored instance).
+    /// Moves the removal of `resource` into the main steps: the operation itself removes it
+    /// (a restored volume detached from the worker before it joins the restored instance; a
+    /// restored root volume once the instance booted from its image has its own).
+    /// A kept resource's removal stays in the rollback too: a session that fails before the
+    /// release removes it there.
     pub fn release(&mut self, resource: &Resource) {
         if let Some(i) = self.undo.iter().rposition(|s| &s.resource() == resource) {
             let step = self.undo.remove(i);
             self.steps.push(step);
+        } else if let Some(step) = self.rollback.iter().rev().find(|s| &s.resource() == resource) {
+            self.steps.push(step.clone());
         }
     }
 

@@ -94,6 +94,13 @@ impl Builder<'_> {
             .also(Action::Ec2CreateSnapshots, any_snapshot.clone())
             .also(Action::Ec2CreateTags, any_snapshot)
             .also(Action::Ec2DescribeSnapshots, vec!["*".into()]);
+        // A restore point records the instance as it is, to restore it as it was.
+        let step = if origin == SnapshotOrigin::Volume && kept {
+            step.also(Action::Ec2DescribeInstances, vec!["*".into()])
+                .also(Action::Ec2DescribeVolumes, vec!["*".into()])
+        } else {
+            step
+        };
         let undo = snapshots.iter().map(|s| self.delete_snapshot(role, s)).collect();
         self.push(step, undo);
         snapshots
@@ -112,21 +119,41 @@ impl Builder<'_> {
         )
     }
 
-    /// A snapshot of a volume the plan created (ec2:CreateSnapshot; no key needed, as for
-    /// CreateSnapshots).
+    /// A snapshot of a volume the plan created, so that it can be shared (ec2:CreateSnapshot;
+    /// no key needed, as for CreateSnapshots).
     pub fn snapshot_volume(&mut self, role: &RoleArn, volume: &NewVolume) -> Snapshot {
-        let snapshot = Snapshot {
-            owner: role.account().clone(),
-            region: volume.region.clone(),
-            volume: volume.of.clone(),
-            origin: SnapshotOrigin::Restored,
-            key: volume.key.clone(),
-        };
-        let arns = Resource::Snapshot(snapshot.clone()).iam_resources(self.estate.partition());
         let why = format!(
             "snapshot the {} so that it can be shared; it keeps the volume's key and the call takes no key",
             Resource::Volume(volume.clone())
         );
+        self.snapshot_made(role, volume, SnapshotOrigin::Restored, why)
+    }
+
+    /// A snapshot of a restored volume, for the image that boots the restored instance.
+    pub fn snapshot_for_image(&mut self, role: &RoleArn, volume: &NewVolume) -> Snapshot {
+        let why = format!(
+            "snapshot the {} for the image the restored instance boots from; it keeps the volume's \
+             key and the call takes no key",
+            Resource::Volume(volume.clone())
+        );
+        self.snapshot_made(role, volume, SnapshotOrigin::Image, why)
+    }
+
+    fn snapshot_made(
+        &mut self,
+        role: &RoleArn,
+        volume: &NewVolume,
+        origin: SnapshotOrigin,
+        why: String,
+    ) -> Snapshot {
+        let snapshot = Snapshot {
+            owner: role.account().clone(),
+            region: volume.region.clone(),
+            volume: volume.of.clone(),
+            origin,
+            key: volume.key.clone(),
+        };
+        let arns = Resource::Snapshot(snapshot.clone()).iam_resources(self.estate.partition());
         let step = self
             .step(
                 &Actor::Role(role.clone()),

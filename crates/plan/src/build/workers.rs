@@ -4,13 +4,13 @@
 use bulwark_model::{AccountId, Action, Estate, Instance, Region, Repository, RoleArn};
 
 use super::{Builder, Worker};
-use crate::operation::WorkerAccount;
+use crate::operation::{Launch, WorkerAccount};
 use crate::refusal::{Refusal, RefusalCode};
 use crate::resource::{
-    Machine, NewVolume, QueueRef, RepositoryRef, Resource, RestoredRef, WorkerIdentity, WorkerRef,
+    Machine, NewVolume, QueueRef, RepositoryRef, Resource, RestoredRef, Snapshot, WorkerIdentity, WorkerRef,
     NAME_PREFIX,
 };
-use crate::step::{Actor, Call, DataPath, Removal};
+use crate::step::{Actor, Call, DataPath, KeyUse, Removal};
 
 const QUEUE_WHY: &str =
     "the session's queue, over which the appliance sends tasks to the worker and receives its progress";
@@ -308,13 +308,19 @@ impl Builder<'_> {
         self.push(data, Vec::new());
     }
 
-    /// Launches the restored instance and attaches its restored volumes, which it keeps.
+    /// Launches the restored instance so that it boots as the original did: snapshots its
+    /// restored volumes, registers an image of them (with the architecture, boot mode, root
+    /// device and block device mappings the restore point recorded, which the engine reads;
+    /// the root is the first volume), launches the instance from it (EC2 makes its volumes
+    /// from the image, in the instance's zone, at their original devices), then removes the
+    /// image, its snapshots and the restored volumes they were taken of. Stops it if asked.
     pub fn launch_restored(
         &mut self,
         role: &RoleArn,
         region: &Region,
         from: &Instance,
         volumes: &[NewVolume],
+        launch: &Launch,
     ) {
         let p = self.estate.partition();
         let account = role.account();
@@ -323,13 +329,67 @@ impl Builder<'_> {
             region: region.clone(),
             from: from.id.clone(),
         };
-        let resource = Resource::RestoredInstance(instance.clone());
         let actor = Actor::Role(role.clone());
+
+        let snapshots: Vec<Snapshot> = volumes.iter().map(|v| self.snapshot_for_image(role, v)).collect();
+        let image = Resource::Image(instance.clone());
+        let snapshot_arns = format!("arn:{}:ec2:{region}::snapshot/*", p.as_str());
+        let register = self
+            .step(
+                &actor,
+                Some(region),
+                Call::RegisterImage {
+                    image: instance.clone(),
+                    snapshots: snapshots.clone(),
+                },
+                format!(
+                    "register a temporary image of the snapshots, with the architecture, boot mode, root \
+                     device and block device mappings {} had when its restore point was made",
+                    from.id
+                ),
+            )
+            .also(
+                Action::Ec2RegisterImage,
+                image
+                    .iam_resources(p)
+                    .into_iter()
+                    .chain([snapshot_arns.clone()])
+                    .collect(),
+            )
+            .also(Action::Ec2CreateTags, image.iam_resources(p))
+            .also(Action::Ec2DescribeImages, vec!["*".into()]);
+        let deregister = self.step(
+            &actor,
+            Some(region),
+            Call::Remove {
+                removal: Removal::DeregisterImage {
+                    image: instance.clone(),
+                },
+            },
+            "remove the temporary image: the instance was launched from it, or the session failed",
+        );
+        self.push(register, vec![deregister]);
+
+        let same_place = account == &from.account && region == &from.region;
+        let network = match (&launch.subnet, same_place) {
+            (Some(subnet), _) if launch.security_groups.is_empty() => {
+                format!("in subnet {subnet} with its VPC's default security group")
+            }
+            (Some(subnet), _) => format!("in subnet {subnet} with {}", launch.security_groups.join(", ")),
+            (None, true) => "in the original's subnet and security groups".to_owned(),
+            (None, false) => format!(
+                "in the default VPC of {account}/{region} with its default security group (the original's \
+                 network does not exist there; give a subnet and security groups to choose)"
+            ),
+        };
         let why = format!(
-            "launch the restored instance of {} in {account}/{region}, then attach its restored volumes",
+            "launch the restored instance of {} from the image, with its original type, tags and key pair \
+             (the key pair only in its own account and region), {network}; EC2 makes its volumes from \
+             the image's snapshots",
             from.id
         );
-        let run = self
+        let resource = Resource::RestoredInstance(instance.clone());
+        let mut run = self
             .step(
                 &actor,
                 Some(region),
@@ -338,22 +398,65 @@ impl Builder<'_> {
                 },
                 why,
             )
-            .kept(true)
+            .kept(true);
+        for s in &snapshots {
+            run = run.using_key(
+                s.key.as_ref(),
+                KeyUse::Ebs,
+                "RunInstances makes the instance's volumes from the image's snapshots under their key, which \
+                 EBS uses for the instance through a grant the caller creates.",
+            );
+        }
+        let run = run
             .also(
                 Action::Ec2RunInstances,
-                run_instances_resources(p.as_str(), account, region),
+                run_instances_resources(p.as_str(), account, region)
+                    .into_iter()
+                    .chain([
+                        snapshot_arns,
+                        format!("arn:{}:ec2:{region}:{account}:key-pair/*", p.as_str()),
+                    ])
+                    .collect(),
             )
             .also(Action::Ec2CreateTags, resource.iam_resources(p))
-            .also(Action::Ec2DescribeInstances, vec!["*".into()]);
+            .also(Action::Ec2DescribeInstances, vec!["*".into()])
+            .also(Action::Ec2DescribeVolumes, vec!["*".into()]);
         let terminate = self.terminate(
             &actor,
             region,
             Machine::Restored(instance.clone()),
-            "the restore failed: remove the half-restored instance, and wait until it is terminated",
+            "the restore failed: remove the half-restored instance and wait until it is terminated (with \
+             the volumes its launch made)",
         );
         self.push(run, vec![terminate]);
-        for volume in volumes {
-            self.attach(role, volume, Machine::Restored(instance.clone()), true);
+        // What only served the launch.
+        self.release(&image);
+        for (snapshot, volume) in snapshots.into_iter().zip(volumes) {
+            self.release(&Resource::Snapshot(snapshot));
+            self.release(&Resource::Volume(volume.clone()));
+        }
+        let keep = self
+            .step(
+                &actor,
+                Some(region),
+                Call::KeepVolumesAsTheyWere {
+                    instance: instance.clone(),
+                },
+                "give each volume of the restored instance the delete-on-termination setting the original's \
+                 had (until now all are deleted with it, so that a failed restore leaves none behind)",
+            )
+            .also(Action::Ec2ModifyInstanceAttribute, resource.iam_resources(p));
+        self.push(keep, Vec::new());
+        if launch.stopped {
+            let stop = self
+                .step(
+                    &actor,
+                    Some(region),
+                    Call::StopRestoredInstance { instance },
+                    "leave the restored instance stopped, as asked",
+                )
+                .also(Action::Ec2StopInstances, resource.iam_resources(p));
+            self.push(stop, Vec::new());
         }
     }
 }

@@ -30,7 +30,7 @@
 use bulwark_model::{AccountId, Instance, InstanceId, KeyRef, Region, VolumeId, VolumeType};
 
 use crate::build::Builder;
-use crate::operation::{Placement, RestoreSource, WorkerAccount};
+use crate::operation::{Launch, Placement, RestoreSource, WorkerAccount};
 use crate::refusal::{Refusal, RefusalCode};
 use crate::resource::{InstanceRef, Machine, NewVolume, Resource, Snapshot, SnapshotOrigin, VolumeOrigin};
 use crate::rules;
@@ -40,9 +40,9 @@ pub(crate) struct Target<'a> {
     pub account: &'a AccountId,
     pub region: &'a Region,
     pub key: Option<&'a KeyRef>,
-    /// Launch an instance with the restored volumes (a whole-instance restore), or leave them
-    /// as volumes (a volume restore).
-    pub launch: bool,
+    /// Launch an instance with the restored volumes, so (a whole-instance restore), or leave
+    /// them as volumes (`None`: a volume restore).
+    pub launch: Option<&'a Launch>,
     /// A volume restore's instance to attach the volumes to, with their devices (in the
     /// order of the instance's volumes).
     pub attach: Option<(&'a InstanceId, &'a [String])>,
@@ -106,8 +106,8 @@ fn deliver(
     instance: &Instance,
     volumes: &[NewVolume],
 ) {
-    if target.launch {
-        b.launch_restored(role, target.region, instance, volumes);
+    if let Some(launch) = target.launch {
+        b.launch_restored(role, target.region, instance, volumes, launch);
         return;
     }
     if let Some((to, devices)) = target.attach {
@@ -120,6 +120,36 @@ fn deliver(
             b.attach_at(role, volume, machine.clone(), Some(device), true);
         }
     }
+}
+
+/// Checks a restored instance's network: ids EC2 takes (`subnet-` and `sg-`, then 8 or 17
+/// lowercase hex digits), groups only with a subnet (they belong to its VPC).
+pub(crate) fn check_launch(launch: &Launch) -> Result<(), Refusal> {
+    let id_ok = |id: &str, prefix: &str| {
+        id.strip_prefix(prefix).is_some_and(|hex| {
+            matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+    };
+    let refuse = |message: String, remedy: &str| Err(Refusal::new(RefusalCode::BadNetwork, message, remedy));
+    if let Some(subnet) = launch.subnet.as_deref().filter(|s| !id_ok(s, "subnet-")) {
+        return refuse(
+            format!("{subnet:?} is not a subnet id"),
+            "give a subnet id of the target account and region, like subnet-0123456789abcdef0",
+        );
+    }
+    if let Some(group) = launch.security_groups.iter().find(|g| !id_ok(g, "sg-")) {
+        return refuse(
+            format!("{group:?} is not a security group id"),
+            "give security group ids of the subnet's VPC, like sg-0123456789abcdef0",
+        );
+    }
+    if launch.subnet.is_none() && !launch.security_groups.is_empty() {
+        return refuse(
+            "security groups are given without a subnet".into(),
+            "give the subnet they belong with (security groups belong to a VPC), or leave them out",
+        );
+    }
+    Ok(())
 }
 
 /// Checks a volume restore's type, IOPS and throughput against each volume's size, as
@@ -213,7 +243,7 @@ pub(crate) fn check_attach(
 
 /// What is restored, in words: the instance, or some of its volumes.
 fn what_is_restored(instance: &Instance, target: &Target) -> String {
-    if target.launch {
+    if target.launch.is_some() {
         return format!(
             "restore of {} ({}/{})",
             instance.id, instance.account, instance.region

@@ -291,6 +291,14 @@ impl Ec2 for Sim {
         self.call(Action::Ec2DeleteSnapshot, who, |c, w| {
             c.check(w, c.action, &snapshot_arn(region, snapshot), &[], None)?;
             own_snapshot(w, c, region, snapshot)?;
+            if let Some(image) = images::image_using(w, c, region, snapshot) {
+                return Err(CloudError::new(
+                    c.action,
+                    ErrorKind::Conflict,
+                    "InvalidSnapshot.InUse",
+                    format!("The snapshot {snapshot} is currently in use by {image}"),
+                ));
+            }
             region_mut(w, c.account(), region).snapshots.remove(snapshot);
             Ok(())
         })
@@ -498,21 +506,9 @@ impl Ec2 for Sim {
             }
             // EBS creates a grant on the volume's key for the instance: the caller needs
             // kms:CreateGrant (and the other EBS key permissions) on it.
-            let mut grant = None;
             if let Some(k) = &v.key {
                 ebs_may_use_arn(w, c, k)?;
-                grant = key_parts(k);
-            }
-            let grant_id = new_id(w, "grant");
-            if let Some((owner, r, id)) = grant {
-                if let Some(key) = region_mut(w, &owner, &r).keys.get_mut(&id) {
-                    key.grants.push(GrantState {
-                        id: grant_id,
-                        grantee: format!("ec2.{region}.amazonaws.com/{instance}"),
-                        operations: vec!["Decrypt".into()],
-                        for_volume: Some(volume.clone()),
-                    });
-                }
+                grant_for_instance(w, k, region, instance, volume);
             }
             let attached_at = crate::clock::done_at(w);
             let v = own_volume(w, c, region, volume)?;
@@ -627,8 +623,12 @@ impl Ec2 for Sim {
                 Some(_) => zone_of(region, ""),
                 None => zone_in(c.action, region, run.availability_zone.as_deref())?,
             };
+            let image = match &run.image {
+                Some(image) => Some((image, images::launch_volumes(w, c, region, image, &run.instance_type)?)),
+                None => None,
+            };
             let id: InstanceId = parse_id(c.action, "InternalError", &new_id(w, "i"))?;
-            let instance = Instance {
+            let mut instance = Instance {
                 state: "running".into(),
                 state_reason: None,
                 profile: run.instance_profile.clone(),
@@ -642,11 +642,41 @@ impl Ec2 for Sim {
                 ready_at: crate::clock::done_at(w),
                 terminate_at: None,
                 imds_v2_only: run.imds_v2_only,
+                boot: bulwark_cloud::InstanceBoot {
+                    key_name: run.key_name.clone(),
+                    ..Default::default()
+                },
+                deleted_on_termination: Vec::new(),
             };
+            let mut boots_machine = true;
+            if let Some((image_id, images::ImageLaunch { image, volumes, fails })) = image {
+                instance.boot = bulwark_cloud::InstanceBoot {
+                    image: Some(image_id.clone()),
+                    architecture: Some(image.architecture.clone()),
+                    boot_mode: image.boot_mode.clone(),
+                    root_device: Some(image.root_device.clone()),
+                    ena_support: image.ena_support,
+                    key_name: run.key_name.clone(),
+                };
+                if let Some(reason) = fails {
+                    // Accepted, then ended at boot: its volumes are never made.
+                    instance.state = "terminated".into();
+                    instance.state_reason = Some(reason);
+                    boots_machine = false;
+                } else {
+                    for (device, snapshot) in volumes {
+                        let volume = launch_volume(w, &account, region, &id, &instance.zone, &device, snapshot)?;
+                        instance.volumes.push((volume, device.device.clone()));
+                        if device.delete_on_termination {
+                            instance.deleted_on_termination.push(device.device);
+                        }
+                    }
+                }
+            }
             let info = instance_info(&account, region, &id, &instance);
             remember_token(w, &account, region, run.client_token.as_deref(), id.as_str());
             region_mut(w, &account, region).instances.insert(id, instance);
-            Ok((info, Some((dies, pace))))
+            Ok((info, boots_machine.then_some((dies, pace))))
         })?;
         let answer = match lost {
             Some(e) => Err(e),
@@ -691,6 +721,124 @@ impl Ec2 for Sim {
         })
     }
 
+    fn stop_instance(&self, who: &Credentials, region: &Region, instance: &InstanceId) -> Result<()> {
+        self.call(Action::Ec2StopInstances, who, |c, w| {
+            c.check(
+                w,
+                c.action,
+                &instance_arn(c.account(), region, instance.as_str()),
+                &[],
+                None,
+            )?;
+            let i = own_instance(w, c, region, instance)?;
+            match crate::clock::instance_state(i, crate::clock::now()).as_str() {
+                "running" | "stopped" => {
+                    i.state = "stopped".into();
+                    Ok(())
+                }
+                state => Err(CloudError::new(
+                    c.action,
+                    ErrorKind::NotPermitted,
+                    "IncorrectInstanceState",
+                    format!(
+                        "This instance '{instance}' is not in a state from which it can be stopped: {state}"
+                    ),
+                )),
+            }
+        })
+    }
+
+    fn set_delete_on_termination(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        instance: &InstanceId,
+        device: &str,
+        delete: bool,
+    ) -> Result<()> {
+        self.call(Action::Ec2ModifyInstanceAttribute, who, |c, w| {
+            c.check(
+                w,
+                c.action,
+                &instance_arn(c.account(), region, instance.as_str()),
+                &[],
+                None,
+            )?;
+            let i = own_instance(w, c, region, instance)?;
+            if !i.volumes.iter().any(|(_, d)| d == device) {
+                return Err(CloudError::invalid(
+                    c.action,
+                    "InvalidInstanceAttributeValue",
+                    format!("No device is currently mapped at {device}"),
+                ));
+            }
+            i.deleted_on_termination.retain(|d| d != device);
+            if delete {
+                i.deleted_on_termination.push(device.to_owned());
+            }
+            Ok(())
+        })
+    }
+
+    fn register_image(&self, who: &Credentials, region: &Region, image: &RegisterImage) -> Result<ImageId> {
+        self.call(Action::Ec2RegisterImage, who, |c, w| {
+            let any_image = images::image_arn(region, "*");
+            c.check(w, c.action, &any_image, &[], None)?;
+            for d in &image.devices {
+                c.check(w, c.action, &snapshot_arn(region, &d.snapshot), &[], None)?;
+            }
+            check_tags(w, c, &image.tags, &any_image)?;
+            images::check_register(w, c, region, image)?;
+            let id: ImageId = parse_id(c.action, "InternalError", &new_id(w, "ami"))?;
+            let ready_at = crate::clock::done_at(w);
+            region_mut(w, &c.account().clone(), region).images.insert(
+                id.clone(),
+                crate::state::Image {
+                    name: image.name.clone(),
+                    architecture: image.architecture.clone(),
+                    boot_mode: image.boot_mode.clone(),
+                    root_device: image.root_device.clone(),
+                    ena_support: image.ena_support,
+                    devices: image.devices.clone(),
+                    tags: image.tags.clone(),
+                    ready_at,
+                },
+            );
+            Ok(id)
+        })
+    }
+
+    fn describe_images(&self, who: &Credentials, region: &Region, ids: &[ImageId]) -> Result<Vec<ImageInfo>> {
+        self.call(Action::Ec2DescribeImages, who, |c, w| {
+            c.check(w, c.action, "*", &[], None)?;
+            ids.iter()
+                .map(|id| {
+                    Ok(images::image_info(
+                        c.account(),
+                        region,
+                        id,
+                        images::own_image(w, c, region, id)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn images_tagged(&self, who: &Credentials, region: &Region, tags: &[Tag]) -> Result<Vec<ImageInfo>> {
+        self.call(Action::Ec2DescribeImages, who, |c, w| {
+            own_tagged(w, c, region, tags, |r| &r.images, |x| &x.tags, images::image_info)
+        })
+    }
+
+    fn deregister_image(&self, who: &Credentials, region: &Region, image: &ImageId) -> Result<()> {
+        self.call(Action::Ec2DeregisterImage, who, |c, w| {
+            c.check(w, c.action, &images::image_arn(region, image.as_str()), &[], None)?;
+            images::own_image(w, c, region, image)?;
+            region_mut(w, &c.account().clone(), region).images.remove(image);
+            Ok(())
+        })
+    }
+
     fn ebs_default_key(&self, who: &Credentials, region: &Region) -> Result<String> {
         self.call(Action::Ec2GetEbsDefaultKmsKeyId, who, |c, w| {
             c.check(w, c.action, "*", &[], None)?;
@@ -705,4 +853,42 @@ impl Ec2 for Sim {
             Ok(region_mut(w, &c.account().clone(), region).encryption_by_default)
         })
     }
+}
+
+/// A volume RunInstances makes from an image's snapshot, attached to the new instance at its
+/// device (with the grant EBS makes on its key for the instance).
+fn launch_volume(
+    w: &mut World,
+    account: &AccountId,
+    region: &Region,
+    instance: &InstanceId,
+    zone: &str,
+    device: &bulwark_cloud::ImageDevice,
+    snapshot: Snapshot,
+) -> Result<VolumeId> {
+    let size = device.size_gib.unwrap_or(snapshot.size_gib);
+    let performance = device
+        .performance
+        .or_else(|| bulwark_model::VolumeType::Gp2.performance(size, None, None).ok());
+    let id: VolumeId = parse_id(Action::Ec2RunInstances, "InternalError", &new_id(w, "vol"))?;
+    if let Some(k) = &snapshot.key {
+        grant_for_instance(w, k, region, instance, &id);
+    }
+    let ready_at = crate::clock::done_at(w);
+    let volume = Volume {
+        size_gib: size,
+        snapshot: Some(device.snapshot.clone()),
+        key: snapshot.key,
+        attachment: Some((instance.clone(), device.device.clone())),
+        tags: Vec::new(),
+        lineage: snapshot.lineage,
+        blocks: snapshot.blocks,
+        zone: zone.to_owned(),
+        ready_at,
+        attach_at: ready_at,
+        detach_at: None,
+        performance,
+    };
+    region_mut(w, account, region).volumes.insert(id.clone(), volume);
+    Ok(id)
 }

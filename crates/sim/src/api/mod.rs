@@ -10,10 +10,11 @@ use base64::Engine;
 use bulwark_cloud::policy::ResourcePolicyKind;
 use bulwark_cloud::{
     BlockPage, BlockRef, CallerIdentity, CloudError, CopySnapshot, CreateVolume, Credentials, Ebs, Ec2,
-    ErrorKind, Grant, Iam, InstanceInfo, KeyInfo, KeyManager, Kms, Message, ObjectStore, Result, RoleInfo,
-    RunInstance, SharedCredentials, SnapshotInfo, Sqs, StartSnapshot, Sts, Tag, VolumeInfo, EBS_BLOCK_SIZE,
+    ErrorKind, Grant, Iam, ImageInfo, InstanceInfo, KeyInfo, KeyManager, Kms, Message, ObjectStore,
+    RegisterImage, Result, RoleInfo, RunInstance, SharedCredentials, SnapshotInfo, Sqs, StartSnapshot, Sts,
+    Tag, VolumeInfo, EBS_BLOCK_SIZE,
 };
-use bulwark_model::{AccountId, Action, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
+use bulwark_model::{AccountId, Action, ImageId, InstanceId, Region, RoleArn, SnapshotId, VolumeId};
 use bulwark_storage::Backend;
 use ring::aead;
 
@@ -28,6 +29,7 @@ use crate::{lock, Fault, Inner, Sim};
 mod ebs;
 mod ec2;
 mod iam;
+mod images;
 mod kms;
 mod s3;
 mod sqs;
@@ -204,6 +206,29 @@ fn own_instance<'w>(
         })
 }
 
+/// The grant EBS creates on a volume's key for the instance it is attached to (retired when
+/// the volume leaves the instance).
+fn grant_for_instance(
+    world: &mut World,
+    key: &str,
+    region: &Region,
+    instance: &InstanceId,
+    volume: &VolumeId,
+) {
+    let Some((owner, r, id)) = key_parts(key) else {
+        return;
+    };
+    let grant_id = new_id(world, "grant");
+    if let Some(key) = region_mut(world, &owner, &r).keys.get_mut(&id) {
+        key.grants.push(GrantState {
+            id: grant_id,
+            grantee: format!("ec2.{region}.amazonaws.com/{instance}"),
+            operations: vec!["Decrypt".into()],
+            for_volume: Some(volume.clone()),
+        });
+    }
+}
+
 /// Tagging on create needs `ec2:CreateTags` on what is created.
 fn check_tags(world: &World, caller: &Caller, tags: &[Tag], arn: &str) -> Result<()> {
     if tags.is_empty() {
@@ -340,6 +365,8 @@ fn instance_info(owner: &AccountId, region: &Region, id: &InstanceId, i: &Instan
             instance_type: Some(i.instance_type.clone()).filter(|t| !t.is_empty()),
             subnet: i.subnet.clone(),
             security_groups: i.security_groups.clone(),
+            boot: i.boot.clone(),
+            deleted_on_termination: i.deleted_on_termination.clone(),
         },
     }
 }
