@@ -586,6 +586,23 @@ fn a_restore_is_validated_then_run_and_metrics_count_it(h: &Harness) {
     .to_string();
     let (status, body) = h.call("POST", "/api/v1/restores", Some(&h.admin), Some(&zone_only));
     assert_eq!(status, 400, "{body}");
+    // The whole instance, left stopped in the subnet asked for; a subnet EC2 refuses, or a
+    // network for a volume restore, is a bad body.
+    let stopped = json!({"instance": TAGGED, "from": "snapshot", "to_account": "222222222222", "to_region": "us-east-1",
+                         "subnet": "subnet-0123456789abcdef0", "security_groups": ["sg-0123456789abcdef0"], "stopped": true})
+    .to_string();
+    let s = h.admin("POST", "/api/v1/restores", Some(&stopped), 202);
+    let done = h.wait(s["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    for bad in [
+        json!({"instance": TAGGED, "from": "snapshot", "to_account": "222222222222", "to_region": "us-east-1",
+               "subnet": "subnet-1"}),
+        json!({"instance": TAGGED, "from": "snapshot", "to_account": "222222222222", "to_region": "us-east-1",
+               "volumes": ["vol-0aaaaaaaaaaaaaaaa"], "stopped": true}),
+    ] {
+        let (status, body) = h.call("POST", "/api/v1/restores", Some(&h.admin), Some(&bad.to_string()));
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
     assert!(text.contains("bulwark_unprotected_instances 1"), "{text}");
     assert!(
         text.contains("bulwark_policy_seconds_since_success{policy=\"nightly\"}"),

@@ -87,6 +87,20 @@ impl InstanceRecord {
         }
     }
 
+    /// The record as a restore point keeps it (JSON).
+    pub fn to_json(&self) -> String {
+        // A struct of strings, numbers and lists: it always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// A record read back from a restore point or a worker: `None` if it is not a record, or
+    /// one of a later version than this Bulwark reads (the restore then says so and uses
+    /// defaults).
+    pub fn parse(text: &str) -> Option<Self> {
+        let record: Self = serde_json::from_str(text).ok()?;
+        (record.version <= RECORD_VERSION).then_some(record)
+    }
+
     /// The recorded volume `id`.
     pub fn volume(&self, id: &VolumeId) -> Option<&RecordedVolume> {
         self.volumes.iter().find(|v| &v.id == id)

@@ -95,6 +95,9 @@ pub enum WorkerMessage {
     Done {
         /// (production volume id, restore point id).
         points: Vec<(String, String)>,
+        /// A restore's: the instance record its restore points kept (`InstanceRecord`'s JSON).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
     },
     /// Worker to appliance: the task failed.
     Failed {
@@ -202,6 +205,10 @@ pub struct Task {
     pub volumes: Vec<TaskVolume>,
     /// The repository.
     pub repository: RepositoryAccess,
+    /// A backup's: the instance record to keep with its restore points (`InstanceRecord`'s
+    /// JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// The user data that starts a worker on the session queue: a shell script, which cloud-init
@@ -321,8 +328,9 @@ pub fn serve(host: Arc<dyn InstanceHost>, queue: &str) -> Result<Vec<(String, St
     let result = run(&*host, &link, &task);
     if host.running() {
         let message = match &result {
-            Ok(points) => WorkerMessage::Done {
-                points: points.clone(),
+            Ok(done) => WorkerMessage::Done {
+                points: done.points.clone(),
+                instance: done.instance.clone(),
             },
             Err(error) => WorkerMessage::Failed { error: error.clone() },
         };
@@ -336,7 +344,14 @@ pub fn serve(host: Arc<dyn InstanceHost>, queue: &str) -> Result<Vec<(String, St
             ));
         }
     }
-    result
+    result.map(|done| done.points)
+}
+
+/// What a task did: the restore points written or restored per volume (production volume
+/// id, restore point id), and a restore's instance record, as its restore points kept it.
+struct Transferred {
+    points: Vec<(String, String)>,
+    instance: Option<String>,
 }
 
 /// How long the worker uses its instance profile's credentials before it asks the instance
@@ -447,8 +462,8 @@ impl Link {
     }
 }
 
-/// Runs a task; answers the restore points per volume, or why it failed.
-fn run(host: &dyn InstanceHost, link: &Link, task: &Task) -> Result<Vec<(String, String)>, String> {
+/// Runs a task; answers what it did, or why it failed.
+fn run(host: &dyn InstanceHost, link: &Link, task: &Task) -> Result<Transferred, String> {
     let shared = SharedCredentials::new(task.repository.credentials.clone());
     let repo = task.repository.open(&link.cloud, &shared)?;
     let renewal = task.repository.renewal_seconds.map(Duration::from_secs);
@@ -478,17 +493,17 @@ fn run(host: &dyn InstanceHost, link: &Link, task: &Task) -> Result<Vec<(String,
                 }
             }
         },
-        || transfer(&repo, task.kind, &devices, &progress),
+        || transfer(&repo, task, &devices, &progress),
     )
     .map_err(|e| e.to_string())
 }
 
 fn transfer(
     repo: &Repository,
-    kind: TaskKind,
+    task: &Task,
     devices: &[(TaskVolume, Arc<dyn Device>)],
     progress: &Progress,
-) -> Result<Vec<(String, String)>, MoverError> {
+) -> Result<Transferred, MoverError> {
     let threads = bulwark_mover::default_threads();
     let volumes: Vec<(&TaskVolume, DeviceVolume)> = devices
         .iter()
@@ -500,7 +515,7 @@ fn transfer(
             (v, volume)
         })
         .collect();
-    match kind {
+    match task.kind {
         // All volumes of the instance or none: a backup that fails on any volume writes no
         // restore point.
         TaskKind::Backup => {
@@ -510,28 +525,38 @@ fn transfer(
                     source: volume as &dyn BlockSource,
                     volume_id: v.volume.as_str(),
                     changed: None,
+                    instance: task.instance.as_deref(),
                 })
                 .collect();
             let outcomes = bulwark_mover::backup_all(repo, &sources, progress, threads)?;
-            Ok(volumes
+            let points = volumes
                 .iter()
                 .zip(outcomes)
                 .map(|((v, _), outcome)| (v.volume.clone(), outcome.id.to_hex()))
-                .collect())
+                .collect();
+            Ok(Transferred {
+                points,
+                instance: None,
+            })
         }
         TaskKind::Restore => {
             let mut points = Vec::new();
+            let mut instance = None;
             for (v, volume) in &volumes {
-                let point = match &v.point {
-                    Some(p) => repo.find_point(p)?,
-                    None => repo.latest_point(&v.volume)?.map(|(id, _)| id).ok_or_else(|| {
+                let (point, manifest) = match &v.point {
+                    Some(p) => {
+                        let id = repo.find_point(p)?;
+                        (id, repo.read_point(&id)?)
+                    }
+                    None => repo.latest_point(&v.volume)?.ok_or_else(|| {
                         MoverError::ChangedBlocks(format!("volume {} has no restore point", v.volume))
                     })?,
                 };
                 bulwark_mover::restore(repo, &point, volume, progress, threads)?;
                 points.push((v.volume.clone(), point.to_hex()));
+                instance = instance.or(manifest.instance);
             }
-            Ok(points)
+            Ok(Transferred { points, instance })
         }
     }
 }

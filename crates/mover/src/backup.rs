@@ -74,6 +74,7 @@ pub fn backup(
             source,
             volume_id,
             base,
+            instance: None,
         }],
         progress,
         threads,
@@ -93,6 +94,9 @@ pub struct VolumeSource<'a> {
     /// The blocks changed since the volume's latest restore point, as for [`backup`]; `None`
     /// reads every block.
     pub changed: Option<&'a [u64]>,
+    /// What the caller recorded of the instance the volume belongs to, kept with the restore
+    /// point (the manifest's `instance`).
+    pub instance: Option<&'a str>,
 }
 
 /// What a backup of a volume builds on.
@@ -124,6 +128,8 @@ pub struct Volume<'a> {
     pub volume_id: &'a str,
     /// What it builds on.
     pub base: Base<'a>,
+    /// What the caller recorded of the instance, as for [`VolumeSource`].
+    pub instance: Option<&'a str>,
 }
 
 /// Backs up several volumes as one: every volume's blocks are stored first, and only when all
@@ -142,6 +148,7 @@ pub fn backup_all(
             source: v.source,
             volume_id: v.volume_id,
             base: v.changed.map_or(Base::Full, Base::ChangedSinceLatest),
+            instance: v.instance,
         })
         .collect();
     backup_volumes(repo, &volumes, progress, threads)
@@ -172,15 +179,9 @@ pub fn backup_volumes(
                 Some((latest, blocks))
             }
         };
-        manifests.push(store(
-            repo,
-            &lock,
-            v.source,
-            v.volume_id,
-            parent,
-            progress,
-            threads,
-        )?);
+        let (mut manifest, retention) = store(repo, &lock, v.source, v.volume_id, parent, progress, threads)?;
+        manifest.instance = v.instance.map(str::to_owned);
+        manifests.push((manifest, retention));
     }
     // The commit: only while the lock is certainly held (a prune may run otherwise, and remove
     // the packs this backup just wrote, which no index listed until now).
@@ -342,6 +343,7 @@ fn store(
             blocks_new: written.blocks_new,
             bytes_stored: written.bytes_stored,
         },
+        instance: None,
     };
     Ok((manifest, retention))
 }

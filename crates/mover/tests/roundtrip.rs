@@ -432,6 +432,7 @@ fn volume<'a>(
         source,
         volume_id,
         changed: None,
+        instance: None,
     }
 }
 

@@ -234,6 +234,15 @@ pub fn check_manifest(m: &Manifest, config: &Config) -> Result<(), String> {
             m.size
         ));
     }
+    if m.instance
+        .as_ref()
+        .is_some_and(|r| r.len() > crate::format::MAX_INSTANCE_RECORD)
+    {
+        return Err(format!(
+            "an instance record of more than the format's {} bytes",
+            crate::format::MAX_INSTANCE_RECORD
+        ));
+    }
     check_runs(&m.blocks, m.block_count())?;
     crate::map::check_chunks(&m.map, m.block_count())
 }

@@ -116,6 +116,17 @@ fn manifests_stay_inside_their_volume() {
         ..manifest(bs, vec![])
     };
     assert!(check_manifest(&m, &c).unwrap_err().contains("block size 4096"));
+    // An instance record within the format's limit is kept; a larger one is refused.
+    let m = Manifest {
+        instance: Some("{}".repeat(crate::format::MAX_INSTANCE_RECORD / 2)),
+        ..manifest(bs, vec![])
+    };
+    assert!(check_manifest(&m, &c).is_ok());
+    let m = Manifest {
+        instance: Some("x".repeat(crate::format::MAX_INSTANCE_RECORD + 1)),
+        ..manifest(bs, vec![])
+    };
+    assert!(check_manifest(&m, &c).unwrap_err().contains("instance record"));
 }
 
 #[test]

@@ -191,7 +191,16 @@ pub struct Manifest {
     pub map: Vec<MapChunk>,
     /// What the backup did.
     pub stats: Stats,
+    /// The instance the volume belonged to when it was read, as the appliance recorded it
+    /// (its type, boot, network, tags and volumes): a versioned JSON document the repository
+    /// keeps, encrypted with the manifest, and does not interpret. At most
+    /// [`MAX_INSTANCE_RECORD`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
+
+/// The largest instance record a manifest holds, in bytes.
+pub const MAX_INSTANCE_RECORD: usize = 64 * 1024;
 
 impl Manifest {
     /// Number of blocks of the volume.
@@ -273,6 +282,7 @@ impl Manifest {
             blocks,
             map,
             stats: Stats::default(),
+            instance: None,
         }
     }
 }

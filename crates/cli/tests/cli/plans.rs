@@ -226,3 +226,75 @@ fn plan_restore_of_one_volume_launches_nothing_and_checks_its_zone() {
     ));
     assert_eq!(code, EXIT_INPUT, "{stderr}");
 }
+
+#[test]
+fn plan_restore_of_an_instance_launches_it_from_an_image_in_the_network_asked_for() {
+    fn restore<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut flags = vec![
+            "--instance",
+            DB,
+            "--from",
+            "snapshot",
+            "--to-account",
+            DR,
+            "--to-region",
+            "eu-west-1",
+            "--json",
+        ];
+        flags.extend_from_slice(extra);
+        with_estate(&["plan", "restore"], &flags)
+    }
+    let plan = bulwark_json(
+        &restore(&[
+            "--subnet",
+            "subnet-0123456789abcdef0",
+            "--security-group",
+            "sg-0123456789abcdef0",
+            "--stopped",
+        ]),
+        EXIT_OK,
+    );
+    assert_eq!(plan["operation"]["launch"]["subnet"], "subnet-0123456789abcdef0");
+    let steps = array(&plan, "steps", "plan");
+    let actions: Vec<&str> = steps.iter().filter_map(|s| s["action"].as_str()).collect();
+    for action in [
+        "ec2:CreateSnapshot",
+        "ec2:RegisterImage",
+        "ec2:RunInstances",
+        "ec2:DeregisterImage",
+        "ec2:ModifyInstanceAttribute",
+        "ec2:StopInstances",
+    ] {
+        assert!(actions.contains(&action), "{action}: {actions:?}");
+    }
+    let run = steps
+        .iter()
+        .find(|s| s["action"] == "ec2:RunInstances")
+        .unwrap_or_else(|| panic!("no RunInstances: {plan}"));
+    assert!(
+        run["why"]
+            .as_str()
+            .unwrap()
+            .contains("in subnet subnet-0123456789abcdef0 with sg-0123456789abcdef0"),
+        "{run}"
+    );
+    // Without a subnet, into another account: the target's default VPC, and the plan says so.
+    let plan = bulwark_json(&restore(&[]), EXIT_OK);
+    let run = array(&plan, "steps", "plan")
+        .iter()
+        .find(|s| s["action"] == "ec2:RunInstances")
+        .cloned()
+        .unwrap_or_default();
+    assert!(run["why"].as_str().unwrap_or("").contains("default VPC"), "{run}");
+    // A subnet EC2 would refuse is refused; groups without a subnet, or --stopped with
+    // --volume, are wrong input.
+    let refusal = bulwark_json(&restore(&["--subnet", "subnet-x"]), EXIT_REFUSED);
+    assert_eq!(refusal["error"]["code"], "bad-network", "{refusal}");
+    for wrong in [
+        &["--security-group", "sg-0123456789abcdef0"][..],
+        &["--stopped", "--volume", "vol-0dddddddddddddddd"],
+    ] {
+        let (code, _, stderr) = bulwark(&restore(wrong));
+        assert_eq!(code, EXIT_INPUT, "{wrong:?}: {stderr}");
+    }
+}

@@ -151,8 +151,6 @@ fn an_instance_restored_from_its_snapshots_at_home_is_the_instance_as_it_was() {
 fn an_instance_restored_from_a_backup_into_another_account_and_region_boots_as_it_did_in_the_default_vpc() {
     let world = World::new();
     let engine = world.embedded.engine();
-    // The snapshot session records the instance; the backup restores its data.
-    engine.run_operation(&snapshot(DB)).expect("snapshot session");
     engine
         .run_operation(&backup(DB, Placement::BackupAccount))
         .expect("backup session");
@@ -243,18 +241,72 @@ fn a_restored_instance_takes_the_subnet_and_groups_asked_for_and_stays_stopped_i
 }
 
 #[test]
-fn a_restore_of_a_point_that_recorded_no_instance_boots_with_defaults_and_says_so() {
+fn an_instance_restored_from_its_backups_alone_is_as_it_was_the_repository_keeps_its_record() {
     let world = World::new();
     let engine = world.embedded.engine();
-    // A backup records no instance: with no snapshot point, the restore uses defaults.
-    engine
-        .run_operation(&backup(DB, Placement::BackupAccount))
-        .expect("backup session");
+    // No snapshot session: each backup's restore points keep the instance's record.
+    for (backup_with, restore_with) in [
+        (Placement::BackupAccount, Placement::ProductionAccount),
+        (Placement::NoWorker, Placement::NoWorker),
+    ] {
+        engine
+            .run_operation(&backup(DB, backup_with))
+            .expect("backup session");
+        let repo = open_repository(&world);
+        let (_, latest) = repo
+            .latest_point("vol-0dddddddddddddddd")
+            .expect("points")
+            .expect("a point");
+        let kept = latest
+            .instance
+            .as_deref()
+            .expect("the restore point keeps the instance");
+        let record = bulwark_engine::record::InstanceRecord::parse(kept).expect("a record");
+        assert_eq!(record.instance.as_str(), DB);
+        assert_eq!(record.instance_type.as_deref(), Some("m6i.large"));
+
+        let before = world.inventory();
+        let report = engine
+            .run_operation(&restore(DB, RestoreSource::Backup, PROD, US, Some(restore_with)))
+            .expect("restore session");
+        let restored = restored_instance(&world, &report, PROD);
+        assert_as_it_was(&world, &report, &restored, &original(&world));
+        assert_nothing_left(
+            &before,
+            &world.inventory(),
+            &["volume vol-", "instance i-", "grant "],
+        );
+    }
+}
+
+#[test]
+fn a_restore_of_a_point_that_recorded_no_instance_boots_with_defaults() {
+    let world = World::new();
+    let engine = world.embedded.engine();
+    engine.run_operation(&snapshot(DB)).expect("snapshot session");
+    // A catalog written before instances were recorded.
+    let catalog = world._dir.path().join("appliance/catalog.json");
+    let mut points: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&catalog).expect("catalog")).expect("json");
+    for p in &mut points {
+        p.as_object_mut().expect("a point").remove("instance");
+    }
+    std::fs::write(&catalog, serde_json::to_string(&points).expect("json")).expect("written");
+    assert!(engine
+        .snapshot_points()
+        .expect("catalog")
+        .iter()
+        .all(|p| p.instance.is_none()));
+
     let report = engine
-        .run_operation(&restore(DB, RestoreSource::Backup, PROD, US, None))
+        .run_operation(&restore(DB, RestoreSource::Snapshot, PROD, US, None))
         .expect("restore session");
     let restored = restored_instance(&world, &report, PROD);
     assert_eq!(restored.setup.instance_type.as_deref(), Some("c6i.large"));
     assert_eq!(restored.setup.boot.root_device.as_deref(), Some(ROOT_DEVICE));
     assert_eq!(restored.volumes.len(), 2);
+    assert_eq!(
+        restored.volumes[1].1, "/dev/sdf",
+        "the next device after the root"
+    );
 }

@@ -249,6 +249,8 @@ pub struct SnapshotVolume<'a> {
     pub parent: Option<&'a SnapshotId>,
     /// The volume the restore point is of.
     pub volume_id: &'a str,
+    /// The instance's record, kept with the restore point (`InstanceRecord`'s JSON).
+    pub instance: Option<&'a str>,
 }
 
 /// Backs up the completed snapshots of several volumes as one (all restore points or none,
@@ -280,6 +282,7 @@ pub fn backup_snapshots(
             source,
             volume_id: v.volume_id,
             changed: changed.as_deref(),
+            instance: v.instance,
         })
         .collect();
     with_helpers(
@@ -321,6 +324,7 @@ pub fn backup_snapshot(
         snapshot,
         parent,
         volume_id,
+        instance: None,
     };
     let mut outcomes = backup_snapshots(cloud, who, region, &[volume], repo, progress)?;
     outcomes

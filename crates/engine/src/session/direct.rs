@@ -93,12 +93,14 @@ impl<'e> Session<'e> {
             return Ok(());
         };
         let (who, region) = (first.who.clone(), first.region.clone());
+        let record = self.record.as_ref().map(crate::record::InstanceRecord::to_json);
         let volumes: Vec<direct::SnapshotVolume> = reads
             .iter()
             .map(|r| direct::SnapshotVolume {
                 snapshot: &r.snapshot,
                 parent: r.parent.as_ref(),
                 volume_id: &r.volume,
+                instance: record.as_deref(),
             })
             .collect();
         let engine = self.engine;
@@ -130,15 +132,16 @@ impl<'e> Session<'e> {
             _ => None,
         };
         let repo = self.repository()?;
-        let point = repo
+        let (point, manifest) = repo
             .latest_point(&volume)
             .map_err(|e| EngineError::from(DirectError::from(e)))?
-            .map(|(id, _)| id)
             .ok_or_else(|| {
                 Failure::Engine(EngineError::NotReady(format!(
                     "volume {volume} has no restore point in the repository: run `bulwark run backup` for the instance first"
                 )))
             })?;
+        self.adopt_record(manifest.instance.as_deref());
+        let repo = self.repository()?;
         let size_gib = direct::snapshot_size_gib(repo, &point).map_err(|e| direct_failure(step, e))?;
         let mut tags = self.step_tags(step);
         let finder = Finder::Tagged {

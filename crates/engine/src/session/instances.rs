@@ -251,8 +251,22 @@ impl Session<'_> {
         }
     }
 
-    /// The record the restore launches `from` as: that of its latest snapshot restore point
-    /// that holds one, else defaults (logged: points made before instances were recorded).
+    /// Takes the instance record a restore point kept (read by the appliance or reported by
+    /// the worker that restored it): the restore launches the instance as it says.
+    pub(super) fn adopt_record(&mut self, text: Option<&str>) {
+        match text.map(|t| (t, InstanceRecord::parse(t))) {
+            Some((_, Some(record))) => self.record = Some(record),
+            Some((text, None)) => tracing::warn!(
+                bytes = text.len(),
+                "the restore point's instance record cannot be read (damaged, or of a later Bulwark): it is not used"
+            ),
+            None => {}
+        }
+    }
+
+    /// The record the restore launches `from` as: the one its restore point kept, else that
+    /// of its latest snapshot restore point that holds one, else defaults (logged: points made
+    /// before instances were recorded).
     fn restore_record(&mut self, from: &InstanceId) -> Result<InstanceRecord, Failure> {
         if let Some(record) = self.record.as_ref().filter(|r| &r.instance == from) {
             return Ok(record.clone());

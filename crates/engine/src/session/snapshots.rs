@@ -2,7 +2,7 @@
 
 use bulwark_cloud::{CloudError, CopySnapshot, ErrorKind, KeyManager, Tag};
 use bulwark_model::{Action, KeyRef, Region, SnapshotId};
-use bulwark_plan::{InstanceRef, NewVolume, Resource, Share, Snapshot, SnapshotOrigin, Step};
+use bulwark_plan::{InstanceRef, NewVolume, Resource, Share, Snapshot, Step};
 
 use super::{Session, StepResult};
 use crate::journal::{Ec2Kind, Entry, Finder, Target, Undo};
@@ -28,10 +28,9 @@ impl Session<'_> {
         let Some(first) = snapshots.first() else {
             return Ok(());
         };
-        // Restore points record the instance as it is now.
-        if step.kept && snapshots.iter().all(|s| s.origin == SnapshotOrigin::Volume) {
-            self.record_instance(&who, instance)?;
-        }
+        // The restore points (these snapshots, or the backups read from them) record the
+        // instance as it is now.
+        self.record_instance(&who, instance)?;
         let made = self.creating(
             step,
             finder,

@@ -369,6 +369,11 @@ impl Session<'_> {
             kind,
             volumes,
             repository: self.repository_access()?,
+            // A backup keeps the instance as its snapshots found it.
+            instance: match kind {
+                TaskKind::Backup => self.record.as_ref().map(crate::record::InstanceRecord::to_json),
+                TaskKind::Restore => None,
+            },
         })
     }
 
@@ -455,8 +460,9 @@ impl Session<'_> {
                         last_heard = Instant::now();
                         self.engine.emit(self.id(), &Event::Transfer { done, total });
                     }
-                    Ok(WorkerMessage::Done { points }) => {
+                    Ok(WorkerMessage::Done { points, instance }) => {
                         self.points = points;
+                        self.adopt_record(instance.as_deref());
                         return Ok(());
                     }
                     Ok(WorkerMessage::Failed { error }) => {

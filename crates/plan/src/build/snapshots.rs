@@ -94,13 +94,11 @@ impl Builder<'_> {
             .also(Action::Ec2CreateSnapshots, any_snapshot.clone())
             .also(Action::Ec2CreateTags, any_snapshot)
             .also(Action::Ec2DescribeSnapshots, vec!["*".into()]);
-        // A restore point records the instance as it is, to restore it as it was.
-        let step = if origin == SnapshotOrigin::Volume && kept {
-            step.also(Action::Ec2DescribeInstances, vec!["*".into()])
-                .also(Action::Ec2DescribeVolumes, vec!["*".into()])
-        } else {
-            step
-        };
+        // The restore points (the snapshots, or the backups read from them) record the
+        // instance as it is, to restore it as it was.
+        let step = step
+            .also(Action::Ec2DescribeInstances, vec!["*".into()])
+            .also(Action::Ec2DescribeVolumes, vec!["*".into()]);
         let undo = snapshots.iter().map(|s| self.delete_snapshot(role, s)).collect();
         self.push(step, undo);
         snapshots
