@@ -423,9 +423,9 @@ fn ec2_images_of_snapshots_launch_stop_and_deregister() {
         .describe_images(&m.who, &region, std::slice::from_ref(&image))
         .unwrap();
     assert_eq!(described[0].id, image);
-    assert_eq!(described[0].name, request.name);
+    assert_eq!(described[0].image.name, request.name);
     assert_eq!(described[0].state, "available");
-    assert_eq!(described[0].architecture, "x86_64");
+    assert_eq!(described[0].image.architecture, "x86_64");
     // moto keeps neither the image's block device mappings (it answers a root of its own,
     // /dev/sda1 from a snapshot it makes) nor its tags, so a registration whose answer was
     // lost is not found by its tags here; the embedded cloud's tests check both.

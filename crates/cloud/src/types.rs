@@ -209,7 +209,8 @@ pub struct ImageDevice {
     pub delete_on_termination: bool,
 }
 
-/// RegisterImage's parameters: an image of EBS snapshots.
+/// What an image of EBS snapshots is: RegisterImage's parameters, and what DescribeImages
+/// answers of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterImage {
     /// Its name: 3 to 128 characters, unique among the caller's images of the region.
@@ -237,22 +238,10 @@ pub struct ImageInfo {
     pub owner: AccountId,
     /// Region.
     pub region: Region,
-    /// Name.
-    pub name: String,
     /// `pending`, `available`, `failed` or `deregistered`.
     pub state: String,
-    /// Architecture.
-    pub architecture: String,
-    /// Boot mode.
-    pub boot_mode: Option<String>,
-    /// Root device name.
-    pub root_device: String,
-    /// `EnaSupport`.
-    pub ena_support: bool,
-    /// Its devices.
-    pub devices: Vec<ImageDevice>,
-    /// Tags.
-    pub tags: Vec<Tag>,
+    /// What it is.
+    pub image: RegisterImage,
 }
 
 /// CreateVolume's parameters.

@@ -718,8 +718,9 @@ fn the_cache_reads_only_what_is_needed_and_ahead() {
     );
     let reads = dev.reads() - reads_before;
     assert!(reads <= 16, "{reads} reads for 24 MiB");
-    // Read again: all cached (64 MiB cache).
+    // Read again: all cached (64 MiB cache), but for at most one window the background
+    // read-ahead takes past where the reader stops (4 MiB).
     let before = dev.bytes_read();
     std::io::copy(&mut v.open_file("/0/large.bin").unwrap(), &mut std::io::sink()).unwrap();
-    assert_eq!(dev.bytes_read(), before);
+    assert!(dev.bytes_read() - before <= 4 * MIB, "read {} bytes again", dev.bytes_read() - before);
 }

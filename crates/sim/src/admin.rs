@@ -569,7 +569,7 @@ impl Sim {
                     }
                 }
                 for (id, image) in &r.images {
-                    out.insert(format!("image {id} {} ({account}, {region})", image.name));
+                    out.insert(format!("image {id} {} ({account}, {region})", image.spec.name));
                 }
                 for name in r.queues.keys() {
                     out.insert(format!("queue {name} ({account}, {region})"));

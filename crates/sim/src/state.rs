@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use bulwark_cloud::{ImageDevice, InstanceBoot, Tag};
+use bulwark_cloud::{InstanceBoot, RegisterImage, Tag};
 use bulwark_model::{AccountId, ImageId, InstanceId, Performance, Region, SnapshotId, VolumeId};
 use serde::{Deserialize, Serialize};
 
@@ -233,13 +233,7 @@ pub(crate) struct Instance {
 /// An image of EBS snapshots (RegisterImage).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Image {
-    pub name: String,
-    pub architecture: String,
-    pub boot_mode: Option<String>,
-    pub root_device: String,
-    pub ena_support: bool,
-    pub devices: Vec<ImageDevice>,
-    pub tags: Vec<Tag>,
+    pub spec: RegisterImage,
     /// `pending` until then (ms since the epoch), then `available`.
     pub ready_at: u64,
 }

@@ -69,7 +69,7 @@ fn an_instance_launched_from_an_image_gets_its_volumes_bytes_and_boot() {
         .describe_images(&me, &w.east, std::slice::from_ref(&image))
         .unwrap();
     assert_eq!(info[0].state, "available");
-    assert_eq!(info[0].root_device, "/dev/xvda");
+    assert_eq!(info[0].image.root_device, "/dev/xvda");
 
     let launched = w
         .sim

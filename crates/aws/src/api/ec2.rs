@@ -595,14 +595,16 @@ impl AwsCloud {
                         id: parse(a, "image id", i.image_id())?,
                         owner: parse(a, "owner", i.owner_id())?,
                         region: region.clone(),
-                        name: i.name().unwrap_or_default().to_owned(),
                         state: i.state().map_or("pending", |s| s.as_str()).to_owned(),
-                        architecture: i.architecture().map_or("x86_64", |s| s.as_str()).to_owned(),
-                        boot_mode: i.boot_mode().map(|m| m.as_str().to_owned()),
-                        root_device: i.root_device_name().unwrap_or_default().to_owned(),
-                        ena_support: i.ena_support().unwrap_or(false),
-                        devices,
-                        tags: from_ec2_tags(i.tags()),
+                        image: RegisterImage {
+                            name: i.name().unwrap_or_default().to_owned(),
+                            architecture: i.architecture().map_or("x86_64", |s| s.as_str()).to_owned(),
+                            boot_mode: i.boot_mode().map(|m| m.as_str().to_owned()),
+                            root_device: i.root_device_name().unwrap_or_default().to_owned(),
+                            ena_support: i.ena_support().unwrap_or(false),
+                            devices,
+                            tags: from_ec2_tags(i.tags()),
+                        },
                     })
                 })
                 .collect()

@@ -12,6 +12,9 @@ use bulwark_sim::{LAUNCHED_FROM, ROOT_DEVICE};
 
 use crate::common::*;
 
+/// What a whole-instance restore leaves: the instance, its volumes, and their grants.
+const KEPT_BY_A_RESTORE: &[&str] = &["volume vol-", "instance i-", "grant "];
+
 /// The restored instance of a report, as EC2 describes it in its account.
 fn restored_instance(world: &World, report: &SessionReport, account: &str) -> InstanceInfo {
     let (region, id) = report
@@ -133,11 +136,7 @@ fn an_instance_restored_from_its_snapshots_at_home_is_the_instance_as_it_was() {
         "the tag names the root's snapshot"
     );
     // No image, no image snapshot, no intermediate volume is left.
-    assert_nothing_left(
-        &before,
-        &world.inventory(),
-        &["volume vol-", "instance i-", "grant "],
-    );
+    assert_nothing_left(&before, &world.inventory(), KEPT_BY_A_RESTORE);
     let volumes_now = world
         .inventory()
         .added_since(&before)
@@ -163,11 +162,7 @@ fn an_instance_restored_from_a_backup_into_another_account_and_region_boots_as_i
     assert_as_it_was(&world, &report, &restored, &original(&world));
     assert_eq!(restored.setup.subnet, None, "the target's default VPC");
     assert!(restored.setup.security_groups.is_empty());
-    assert_nothing_left(
-        &before,
-        &world.inventory(),
-        &["volume vol-", "instance i-", "grant "],
-    );
+    assert_nothing_left(&before, &world.inventory(), KEPT_BY_A_RESTORE);
 }
 
 #[test]
@@ -271,11 +266,7 @@ fn an_instance_restored_from_its_backups_alone_is_as_it_was_the_repository_keeps
             .expect("restore session");
         let restored = restored_instance(&world, &report, PROD);
         assert_as_it_was(&world, &report, &restored, &original(&world));
-        assert_nothing_left(
-            &before,
-            &world.inventory(),
-            &["volume vol-", "instance i-", "grant "],
-        );
+        assert_nothing_left(&before, &world.inventory(), KEPT_BY_A_RESTORE);
     }
 }
 

@@ -650,12 +650,13 @@ impl Ec2 for Sim {
             };
             let mut boots_machine = true;
             if let Some((image_id, images::ImageLaunch { image, volumes, fails })) = image {
+                let spec = &image.spec;
                 instance.boot = bulwark_cloud::InstanceBoot {
                     image: Some(image_id.clone()),
-                    architecture: Some(image.architecture.clone()),
-                    boot_mode: image.boot_mode.clone(),
-                    root_device: Some(image.root_device.clone()),
-                    ena_support: image.ena_support,
+                    architecture: Some(spec.architecture.clone()),
+                    boot_mode: spec.boot_mode.clone(),
+                    root_device: Some(spec.root_device.clone()),
+                    ena_support: spec.ena_support,
                     key_name: run.key_name.clone(),
                 };
                 if let Some(reason) = fails {
@@ -698,15 +699,8 @@ impl Ec2 for Sim {
 
     fn terminate_instance(&self, who: &Credentials, region: &Region, instance: &InstanceId) -> Result<()> {
         self.call(Action::Ec2TerminateInstances, who, |c, w| {
-            c.check(
-                w,
-                c.action,
-                &instance_arn(c.account(), region, instance.as_str()),
-                &[],
-                None,
-            )?;
             let ends = crate::clock::done_at(w);
-            let i = own_instance(w, c, region, instance)?;
+            let i = instance_acted_on(w, c, region, instance)?;
             // Shutting down, its volumes still attached, until it is terminated
             // (`clock::settle`); volumes attached after launch survive it (DeleteOnTermination
             // is off). Terminating again changes nothing.
@@ -723,14 +717,7 @@ impl Ec2 for Sim {
 
     fn stop_instance(&self, who: &Credentials, region: &Region, instance: &InstanceId) -> Result<()> {
         self.call(Action::Ec2StopInstances, who, |c, w| {
-            c.check(
-                w,
-                c.action,
-                &instance_arn(c.account(), region, instance.as_str()),
-                &[],
-                None,
-            )?;
-            let i = own_instance(w, c, region, instance)?;
+            let i = instance_acted_on(w, c, region, instance)?;
             match crate::clock::instance_state(i, crate::clock::now()).as_str() {
                 "running" | "stopped" => {
                     i.state = "stopped".into();
@@ -757,14 +744,7 @@ impl Ec2 for Sim {
         delete: bool,
     ) -> Result<()> {
         self.call(Action::Ec2ModifyInstanceAttribute, who, |c, w| {
-            c.check(
-                w,
-                c.action,
-                &instance_arn(c.account(), region, instance.as_str()),
-                &[],
-                None,
-            )?;
-            let i = own_instance(w, c, region, instance)?;
+            let i = instance_acted_on(w, c, region, instance)?;
             if !i.volumes.iter().any(|(_, d)| d == device) {
                 return Err(CloudError::invalid(
                     c.action,
@@ -794,13 +774,7 @@ impl Ec2 for Sim {
             region_mut(w, &c.account().clone(), region).images.insert(
                 id.clone(),
                 crate::state::Image {
-                    name: image.name.clone(),
-                    architecture: image.architecture.clone(),
-                    boot_mode: image.boot_mode.clone(),
-                    root_device: image.root_device.clone(),
-                    ena_support: image.ena_support,
-                    devices: image.devices.clone(),
-                    tags: image.tags.clone(),
+                    spec: image.clone(),
                     ready_at,
                 },
             );
@@ -826,7 +800,15 @@ impl Ec2 for Sim {
 
     fn images_tagged(&self, who: &Credentials, region: &Region, tags: &[Tag]) -> Result<Vec<ImageInfo>> {
         self.call(Action::Ec2DescribeImages, who, |c, w| {
-            own_tagged(w, c, region, tags, |r| &r.images, |x| &x.tags, images::image_info)
+            own_tagged(
+                w,
+                c,
+                region,
+                tags,
+                |r| &r.images,
+                |x| &x.spec.tags,
+                images::image_info,
+            )
         })
     }
 

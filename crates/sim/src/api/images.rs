@@ -21,14 +21,8 @@ pub(super) fn image_info(owner: &AccountId, region: &Region, id: &ImageId, i: &I
         id: id.clone(),
         owner: owner.clone(),
         region: region.clone(),
-        name: i.name.clone(),
         state: image_state(i),
-        architecture: i.architecture.clone(),
-        boot_mode: i.boot_mode.clone(),
-        root_device: i.root_device.clone(),
-        ena_support: i.ena_support,
-        devices: i.devices.clone(),
-        tags: i.tags.clone(),
+        image: i.spec.clone(),
     }
 }
 
@@ -87,7 +81,7 @@ pub(super) fn check_register(
         );
     }
     let taken = region_of(world, caller.account(), region)
-        .is_some_and(|r| r.images.values().any(|i| i.name == image.name));
+        .is_some_and(|r| r.images.values().any(|i| i.spec.name == image.name));
     if taken {
         return invalid(
             "InvalidAMIName.Duplicate",
@@ -201,7 +195,7 @@ pub(super) fn image_using(
     region_of(world, caller.account(), region)?
         .images
         .iter()
-        .find(|(_, i)| i.devices.iter().any(|d| &d.snapshot == snapshot))
+        .find(|(_, i)| i.spec.devices.iter().any(|d| &d.snapshot == snapshot))
         .map(|(id, _)| id.clone())
 }
 
@@ -237,19 +231,19 @@ pub(super) fn launch_volumes(
         ));
     }
     let arch = type_architecture(instance_type);
-    if arch != image.architecture {
+    if arch != image.spec.architecture {
         return Err(CloudError::invalid(
             action,
             "InvalidParameterValue",
             format!(
                 "The architecture '{arch}' of the specified instance type does not match the architecture '{}' of the specified AMI.",
-                image.architecture
+                image.spec.architecture
             ),
         ));
     }
     let mut volumes = Vec::new();
     let mut fails = None;
-    for d in &image.devices {
+    for d in &image.spec.devices {
         let (_, s) = visible_snapshot(world, caller, region, &d.snapshot).map_err(|_| {
             CloudError::invalid(
                 action,

@@ -206,6 +206,23 @@ fn own_instance<'w>(
         })
 }
 
+/// The caller's instance `id`, once its policies allow the call's action on it.
+fn instance_acted_on<'w>(
+    world: &'w mut World,
+    caller: &Caller,
+    region: &Region,
+    id: &InstanceId,
+) -> Result<&'w mut Instance> {
+    caller.check(
+        world,
+        caller.action,
+        &instance_arn(caller.account(), region, id.as_str()),
+        &[],
+        None,
+    )?;
+    own_instance(world, caller, region, id)
+}
+
 /// The grant EBS creates on a volume's key for the instance it is attached to (retired when
 /// the volume leaves the instance).
 fn grant_for_instance(
