@@ -1,7 +1,7 @@
 //! An LRU cache of aligned chunks in front of a slow device (a snapshot read block by block
 //! over the network): filesystem metadata is read in small pieces, often the same ones again,
 //! and file data sequentially, which the cache detects and reads ahead of: in one larger read
-//! at first, then, once a stream reads whole windows, one window ahead in the background, so
+//! at first, then, once a stream reads whole windows, two windows ahead in the background, so
 //! that the device below is never idle while the reader copies what came.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,9 +19,12 @@ pub const DEFAULT_CAPACITY: u64 = 64 * 1024 * 1024;
 pub const MAX_READ_AHEAD: u64 = 8;
 /// How many sequential streams are tracked at once (threads reading different files).
 const STREAMS: usize = 8;
-/// The cache holds at least this many read-aheads: the one being read, the one coming in the
+/// Read-aheads a stream has coming in the background at once, in steady state: two, so that
+/// while one lands (a window lands whole) the next is already being read.
+const BEHIND: u64 = 2;
+/// The cache holds at least this many read-aheads: the one being read, those coming in the
 /// background, and one more.
-const WINDOWS: u64 = 3;
+const WINDOWS: u64 = BEHIND + 2;
 
 /// A [`Device`] that caches another in [`CHUNK_SIZE`] chunks, reads ahead of sequential
 /// reads, and counts what it read from the device below. Safe to share between threads: a
@@ -73,7 +76,7 @@ impl<D: Device + 'static> Cached<D> {
         Self::with_capacity(inner, DEFAULT_CAPACITY)
     }
 
-    /// A cache of `capacity` bytes (at least three read-aheads' worth) over `inner`.
+    /// A cache of `capacity` bytes (at least four read-aheads' worth) over `inner`.
     pub fn with_capacity(inner: D, capacity: u64) -> Self {
         let chunks = (capacity / CHUNK_SIZE).max(WINDOWS * MAX_READ_AHEAD);
         Self {
@@ -90,7 +93,7 @@ impl<D: Device + 'static> Cached<D> {
     }
 
     /// Reads ahead of a sequential stream up to `chunks` chunks at once (at least 1, at most
-    /// 64; the cache grows to hold three such reads): for a device whose reads wait on a
+    /// 64; the cache grows to hold four such reads): for a device whose reads wait on a
     /// network but run side by side (a snapshot read block by block over the EBS direct
     /// APIs), a larger read-ahead keeps more requests in flight.
     pub fn with_read_ahead(mut self, chunks: u64) -> Self {
@@ -144,10 +147,10 @@ impl<D: Device + 'static> Shared<D> {
                 let old = std::mem::replace(used, tick);
                 st.order.remove(&old);
                 st.order.insert(tick, index);
-                // The reader reached the window coming in the background: start the next.
+                // The reader reached a window that came in the background: start the next.
                 if let Some(i) = st.streams.iter().position(|s| s.trigger == Some(index)) {
                     let next = st.streams[i].next;
-                    st.streams[i].trigger = Some(next);
+                    st.streams[i].trigger = Some(index + self.max_ahead);
                     st.streams[i].next = next + self.max_ahead;
                     self.read_behind(&mut st, next, chunks_total);
                 }
@@ -163,13 +166,15 @@ impl<D: Device + 'static> Shared<D> {
         for i in index..index + count {
             st.reading.insert(i);
         }
-        // In steady state, the window after this one comes in the background meanwhile.
+        // In steady state, the windows after this one come in the background meanwhile.
         if ahead == self.max_ahead && ahead > 1 {
             if let Some(s) = st.streams.iter_mut().find(|s| s.next == index + ahead) {
                 s.trigger = Some(index + ahead);
-                s.next = index + 2 * ahead;
+                s.next = index + (1 + BEHIND) * ahead;
             }
-            self.read_behind(&mut st, index + ahead, chunks_total);
+            for w in 1..=BEHIND {
+                self.read_behind(&mut st, index + w * ahead, chunks_total);
+            }
         }
         drop(st);
         let read = self.read_chunks(index, count);
@@ -450,14 +455,14 @@ mod tests {
     #[test]
     fn evicts_least_recently_used() {
         let data = vec![7u8; (80 * CHUNK_SIZE) as usize];
-        // At least three read-aheads are held: 24 chunks.
+        // At least four read-aheads are held: 32 chunks.
         let c = Cached::with_capacity(MemDevice(data), 16 * CHUNK_SIZE);
-        assert_eq!(c.shared.capacity, 24);
+        assert_eq!(c.shared.capacity, 32);
         let mut b = [0u8; 1];
         for i in (0..80).step_by(2) {
             c.read_at(i * CHUNK_SIZE, &mut b).unwrap();
         }
-        assert!(c.lock().chunks.len() <= 24);
+        assert!(c.lock().chunks.len() <= 32);
         let before = c.bytes_read();
         c.read_at(0, &mut b).unwrap();
         assert_eq!(c.bytes_read(), before + CHUNK_SIZE);

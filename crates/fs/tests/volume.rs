@@ -722,5 +722,9 @@ fn the_cache_reads_only_what_is_needed_and_ahead() {
     // read-ahead takes past where the reader stops (4 MiB).
     let before = dev.bytes_read();
     std::io::copy(&mut v.open_file("/0/large.bin").unwrap(), &mut std::io::sink()).unwrap();
-    assert!(dev.bytes_read() - before <= 4 * MIB, "read {} bytes again", dev.bytes_read() - before);
+    assert!(
+        dev.bytes_read() - before <= 4 * MIB,
+        "read {} bytes again",
+        dev.bytes_read() - before
+    );
 }
