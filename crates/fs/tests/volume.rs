@@ -712,18 +712,19 @@ fn the_cache_reads_only_what_is_needed_and_ahead() {
     }
     assert_eq!(n, 24 << 20);
     let file_bytes = dev.bytes_read() - after_ls;
+    // (At most two read-ahead windows of 4 MiB past the file's end come in the background.)
     assert!(
-        (24 * MIB..28 * MIB).contains(&file_bytes),
+        (24 * MIB..33 * MIB).contains(&file_bytes),
         "read {file_bytes} bytes for 24 MiB"
     );
     let reads = dev.reads() - reads_before;
     assert!(reads <= 16, "{reads} reads for 24 MiB");
-    // Read again: all cached (64 MiB cache), but for at most one window the background
-    // read-ahead takes past where the reader stops (4 MiB).
+    // Read again: all cached (64 MiB cache), but for at most the two windows the background
+    // read-ahead takes past where the reader stops (8 MiB).
     let before = dev.bytes_read();
     std::io::copy(&mut v.open_file("/0/large.bin").unwrap(), &mut std::io::sink()).unwrap();
     assert!(
-        dev.bytes_read() - before <= 4 * MIB,
+        dev.bytes_read() - before <= 8 * MIB,
         "read {} bytes again",
         dev.bytes_read() - before
     );

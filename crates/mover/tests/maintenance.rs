@@ -124,7 +124,20 @@ fn verify_names_the_points_a_missing_pack_breaks_and_only_those() {
 fn reading_the_data_finds_bit_rot_that_the_structure_check_cannot() {
     let f = Fixture::new("rot");
     let a = f.backup("vol-a", &noise(1, 3 * BS));
-    let (pack, _) = f.backend.list(FileKind::Pack).unwrap().remove(0);
+    // The pack of the data blocks: the largest (another holds the small block map chunk, and
+    // pack names, random, sort either way).
+    let pack = f
+        .backend
+        .list(FileKind::Pack)
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| {
+            let len = f.backend.get(FileKind::Pack, &name).unwrap().len();
+            (len, name)
+        })
+        .max()
+        .unwrap()
+        .1;
     let mut bytes = f.backend.get(FileKind::Pack, &pack).unwrap();
     bytes[BS] ^= 0x80; // inside the second or third sealed block
     f.backend.overwrite(FileKind::Pack, &pack, bytes);
