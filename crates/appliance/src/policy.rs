@@ -129,6 +129,11 @@ pub struct Backups {
     /// The newest of each of this many most recent years.
     #[serde(default)]
     pub keep_yearly: u32,
+    /// Index the files of each restore point (paths, sizes and times) so that `bulwark files
+    /// find` and the API's file search answer which restore points hold a file, without
+    /// reading any volume.
+    #[serde(default)]
+    pub file_index: bool,
 }
 
 fn backup_account() -> Placement {
@@ -225,6 +230,7 @@ impl Policy {
             ops.push(Operation::Backup {
                 instance: instance.clone(),
                 workers: Some(b.workers),
+                file_index: b.file_index,
             });
         }
         Ok(ops)

@@ -322,6 +322,7 @@ mod tests {
             keep_weekly: 0,
             keep_monthly: 0,
             keep_yearly: 0,
+            file_index: false,
         });
         // Two a day on days 10, 11 and 12: the newest of days 12 and 11 stay.
         let mut points = Vec::new();

@@ -62,7 +62,7 @@ fn files_of_snapshots_and_backups_are_listed_and_downloaded(h: &Harness) {
     let policy = json!({
         "name": "web", "selection": {"instances": [WEB]},
         "snapshots": {"keep": 2},
-        "backups": {"workers": "none", "keep_last": 2}
+        "backups": {"workers": "none", "keep_last": 2, "file_index": true}
     });
     let created = h.admin("POST", "/api/v1/policies", Some(&policy.to_string()), 201);
     let run = h.admin(
@@ -175,6 +175,7 @@ fn files_of_snapshots_and_backups_are_listed_and_downloaded(h: &Harness) {
         );
         assert_eq!(status, 400, "{body}");
     }
+    find_files(h, points, &viewer);
     let (status, body) = h.call("GET", "/api/v1/restore-points/nope/files", Some(&viewer), None);
     assert_eq!(status, 404, "{body}");
     let (status, _) = h.call(
@@ -183,6 +184,70 @@ fn files_of_snapshots_and_backups_are_listed_and_downloaded(h: &Harness) {
             "/api/v1/restore-points/{}/files",
             points[0]["id"].as_str().unwrap()
         ),
+        None,
+        None,
+    );
+    assert_eq!(status, 401);
+}
+
+/// The instance's file search: which of its restore points hold a file, in what version,
+/// with the appliance's restore point of each; and what is not a search.
+fn find_files(h: &Harness, points: &[serde_json::Value], viewer: &str) {
+    let backup = points.iter().find(|p| p["kind"] == "backup").unwrap();
+    let (status, body) = h.call(
+        "GET",
+        &format!("/api/v1/instances/{WEB}/files?pattern=hosts"),
+        Some(viewer),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let found = body["report"]["found"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{body}");
+    assert_eq!(found[0]["path"], "/0/etc/hosts");
+    let version = &found[0]["versions"][0];
+    assert_eq!(version["size"], HOSTS.len());
+    let repo_point = version["points"][0]["id"].as_str().unwrap();
+    assert_eq!(version["points"][0]["volume"], ROOT);
+    assert_eq!(body["restore_points"][repo_point], backup["id"], "{body}");
+    // The instance's three volumes were indexed; the two empty ones hold nothing.
+    assert_eq!(body["report"]["searched"].as_array().unwrap().len(), 3, "{body}");
+    assert!(
+        body["report"]["unindexed"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+
+    let (status, body) = h.call(
+        "GET",
+        &format!("/api/v1/instances/{WEB}/files?pattern=data/0*.txt&limit=3"),
+        Some(viewer),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["report"]["found"].as_array().unwrap().len(), 3, "{body}");
+    assert_eq!(body["report"]["truncated"], true);
+
+    for (query, what) in [
+        (
+            format!("/api/v1/instances/{WEB}/files?pattern=%5Ba"),
+            "query pattern",
+        ),
+        (format!("/api/v1/instances/{WEB}/files"), "pattern"),
+        (
+            format!("/api/v1/instances/{WEB}/files?pattern=x&color=red"),
+            "color",
+        ),
+        ("/api/v1/instances/web/files?pattern=x".to_owned(), "instance"),
+    ] {
+        let (status, body) = h.call("GET", &query, Some(viewer), None);
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(what),
+            "{query}: {body}"
+        );
+    }
+    let (status, _) = h.call(
+        "GET",
+        &format!("/api/v1/instances/{WEB}/files?pattern=x"),
         None,
         None,
     );

@@ -271,6 +271,10 @@ pub enum PlanArgs {
         /// Where workers run (default: backup-account), or none (the EBS direct APIs).
         #[arg(long, value_enum)]
         workers: Option<Workers>,
+        /// Index the files of each restore point (paths, sizes and times), for `bulwark files
+        /// find`: the new points are read back as the backup ends.
+        #[arg(long)]
+        file_index: bool,
     },
     /// A snapshot replica in another region and/or account.
     Replicate {
@@ -421,9 +425,12 @@ impl PlanArgs {
         let instance = common.instance.clone();
         let operation = match self {
             PlanArgs::Snapshot { .. } => Operation::Snapshot { instance },
-            PlanArgs::Backup { workers, .. } => Operation::Backup {
+            PlanArgs::Backup {
+                workers, file_index, ..
+            } => Operation::Backup {
                 instance,
                 workers: workers.map(placement),
+                file_index: *file_index,
             },
             PlanArgs::Replicate { target, .. } => {
                 let target_key = target.resolve(&estate, &file)?;

@@ -143,6 +143,7 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             Operation::Backup {
                 instance: id(DB)?,
                 workers: Some(Placement::BackupAccount),
+                file_index: false,
             },
             Expect::Success,
         ),
@@ -151,6 +152,7 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             Operation::Backup {
                 instance: id(WEB)?,
                 workers: Some(Placement::BackupAccount),
+                file_index: false,
             },
             Expect::Refused,
         ),
@@ -159,6 +161,7 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             Operation::Backup {
                 instance: id(WEB)?,
                 workers: Some(Placement::ProductionAccount),
+                file_index: false,
             },
             Expect::Success,
         ),
@@ -198,6 +201,7 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             Operation::Backup {
                 instance: id(WEB)?,
                 workers: Some(Placement::NoWorker),
+                file_index: false,
             },
             Expect::Success,
         ),

@@ -1,5 +1,6 @@
 //! `bulwark files ls|get`: browse and fetch files from a backup's restore point or from a
-//! snapshot, without restoring a volume and without a worker (`bulwark_engine::files`).
+//! snapshot, without restoring a volume and without a worker (`bulwark_engine::files`);
+//! `bulwark files find`: which restore points hold a file (`bulwark_engine::find`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,7 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use bulwark_engine::files::{FileEntry, FileSource, Files};
-use bulwark_model::SnapshotId;
+use bulwark_engine::find::{FindQuery, FindReport};
+use bulwark_model::{InstanceId, SnapshotId};
 use clap::{Args, Subcommand};
 
 use crate::args::{read_estate, CloudArgs};
@@ -48,6 +50,52 @@ pub enum FilesCommand {
         #[arg(long, value_name = "FILE")]
         tar: Option<PathBuf>,
     },
+    /// Which restore points hold a file, and in what version: searches the file indexes that
+    /// backups with `--file-index` (or a policy's `file_index`) keep, reading no volume.
+    Find {
+        /// A name (`hosts`, `*.conf`), or a path anywhere (`etc/*.conf`), or a whole path
+        /// (`/1/etc/hosts`); `**` crosses directories. Quote it for the shell.
+        pattern: String,
+        /// Only this instance's restore points.
+        #[arg(long, value_name = "ID")]
+        instance: Option<String>,
+        /// Only this volume's restore points.
+        #[arg(long, value_name = "ID")]
+        volume: Option<String>,
+        /// Match regardless of case (NTFS and FAT volumes).
+        #[arg(long, short = 'i')]
+        ignore_case: bool,
+        /// Most paths to answer.
+        #[arg(long, default_value_t = bulwark_engine::find::DEFAULT_LIMIT)]
+        limit: usize,
+        #[command(flatten)]
+        repository: RepositoryArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The repository to search: `--repo` or the estate's.
+#[derive(Args)]
+pub struct RepositoryArgs {
+    /// The estate file, whose repository is read as its repository role.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "repo",
+        required_unless_present = "repo"
+    )]
+    estate: Option<PathBuf>,
+    /// The repository instead of an estate: a directory, or s3://BUCKET/PREFIX (opened with
+    /// --password-file, or --key-file, or neither if unencrypted; --endpoint-url for S3).
+    #[arg(long, value_name = "URL")]
+    repo: Option<String>,
+    /// With --repo: a file whose first line is the repository passphrase.
+    #[arg(long, value_name = "FILE", requires = "repo")]
+    password_file: Option<PathBuf>,
+    #[command(flatten)]
+    cloud: CloudArgs,
 }
 
 /// What to read: a restore point (`--point`, of `--repo` or of the estate's repository) or
@@ -112,6 +160,36 @@ impl SourceArgs {
 
 pub fn run(cmd: &FilesCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        FilesCommand::Find {
+            pattern,
+            instance,
+            volume,
+            ignore_case,
+            limit,
+            repository,
+            json,
+        } => {
+            let query = FindQuery {
+                pattern: pattern.clone(),
+                instance: match instance {
+                    Some(i) => Some(
+                        i.parse::<InstanceId>()
+                            .with_context(|| format!("--instance {i}"))?,
+                    ),
+                    None => None,
+                },
+                volume: volume.clone(),
+                ignore_case: *ignore_case,
+                limit: *limit,
+            };
+            let report = repository.find(&query)?;
+            if *json {
+                println!("{}", pretty(&report));
+            } else {
+                print_found(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         FilesCommand::Ls { source, path, json } => {
             let files = source.open()?;
             let entries = files
@@ -172,6 +250,74 @@ pub fn run(cmd: &FilesCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+impl RepositoryArgs {
+    fn find(&self, query: &FindQuery) -> anyhow::Result<FindReport> {
+        if let Some(url) = &self.repo {
+            let repo = RepoArgs {
+                repo: url.clone(),
+                password_file: self.password_file.clone(),
+                key_file: self.cloud.key_file.clone(),
+                endpoint_url: self.cloud.endpoint_url.clone(),
+            };
+            return Ok(bulwark_engine::find::find_files(&repo.open()?, query)?);
+        }
+        let estate = self.estate.as_ref().context("give --estate FILE or --repo URL")?;
+        let estate = read_estate(estate)?;
+        let (engines, _world) = crate::sessions::engines(&self.cloud, &estate)?;
+        Ok(engines(estate).find_files(query)?)
+    }
+}
+
+/// A search's answer, a path then its versions, each with the restore points that hold it.
+fn print_found(report: &FindReport) {
+    for found in &report.found {
+        println!("{}", found.path);
+        for (n, v) in (1..).zip(&found.versions) {
+            let mtime = v
+                .mtime
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default();
+            let points: Vec<String> = v
+                .points
+                .iter()
+                .map(|p| format!("{} ({})", &p.id[..8], p.time.format("%Y-%m-%d %H:%M")))
+                .collect();
+            println!(
+                "  version {n}: {} {} {:>12} bytes, modified {mtime}, in {}: {}",
+                v.kind.as_str(),
+                v.mode,
+                v.size,
+                plural(v.points.len(), "restore point"),
+                points.join(", ")
+            );
+        }
+    }
+    let searched = plural(report.searched.len(), "restore point");
+    if report.found.is_empty() {
+        println!("nothing matches in {searched}");
+    }
+    if report.truncated {
+        eprintln!(
+            "more paths match than --limit {}: narrow the pattern",
+            report.found.len()
+        );
+    }
+    if !report.unindexed.is_empty() {
+        eprintln!(
+            "{} without a file index not searched (backed up without --file-index)",
+            plural(report.unindexed.len(), "restore point")
+        );
+    }
+    for problem in &report.problems {
+        eprintln!("not indexed: {problem}");
+    }
+    eprintln!("searched {searched}");
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// One entry as `ls -l` would show it.

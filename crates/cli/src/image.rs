@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bulwark_mover::{FileSource, FileTarget, Progress};
+use bulwark_mover::{FileSource, FileTarget, Progress, VolumeSource};
 use bulwark_repo::{InitOptions, Manifest, ObjectLock, ObjectState, Repository, Retention, Secret};
 use bulwark_storage::{Backend, LocalBackend};
 use clap::{Args, Subcommand};
@@ -80,6 +80,10 @@ pub enum ImageCommand {
         /// restore point.
         #[arg(long, value_name = "FILE")]
         changed_blocks: Option<PathBuf>,
+        /// Index the files of the restore point (paths, sizes and times), for `bulwark files
+        /// find`.
+        #[arg(long)]
+        file_index: bool,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -264,8 +268,16 @@ pub fn run_image(cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
             source,
             volume_id,
             changed_blocks,
+            file_index,
             run,
-        } => backup(repo, source, volume_id, changed_blocks.as_deref(), run),
+        } => backup(
+            repo,
+            source,
+            volume_id,
+            changed_blocks.as_deref(),
+            *file_index,
+            run,
+        ),
         ImageCommand::List {
             repo,
             volume_id,
@@ -306,6 +318,7 @@ fn backup(
     source: &Path,
     volume_id: &str,
     changed: Option<&Path>,
+    index_files: bool,
     run: &RunArgs,
 ) -> anyhow::Result<ExitCode> {
     let changed = match changed {
@@ -320,9 +333,18 @@ fn backup(
     let src = FileSource::open(source)?;
     let progress = Progress::default();
     let start = Instant::now();
+    let volume = VolumeSource {
+        source: &src,
+        volume_id,
+        changed: changed.as_deref(),
+        instance: None,
+        index_files,
+    };
     let out = with_progress(&progress, "backup", || {
-        bulwark_mover::backup(&r, &src, volume_id, changed.as_deref(), &progress, run.threads())
-    })?;
+        bulwark_mover::backup_all(&r, &[volume], &progress, run.threads())
+    })?
+    .pop()
+    .context("the backup wrote no restore point")?;
     let seconds = start.elapsed().as_secs_f64();
     let s = &out.manifest.stats;
     warn(&out.warnings);
@@ -344,6 +366,12 @@ fn backup(
             bytes(s.bytes_stored),
             bytes((s.blocks_read as f64 * f64::from(out.manifest.block_size) / seconds.max(1e-9)) as u64),
         );
+        if let Some(files) = &out.manifest.files {
+            println!("file index: {} entries", files.entries);
+            for problem in &files.problems {
+                eprintln!("not indexed: {problem}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -357,6 +385,9 @@ fn point_json(id: &bulwark_repo::Id, m: &Manifest) -> serde_json::Value {
         "source": m.source,
         "parent": m.parent,
         "stats": m.stats,
+        "file_index": m.files.as_ref().map(|f| json!({
+            "entries": f.entries, "problems": f.problems, "problem_count": f.problem_count,
+        })),
     })
 }
 

@@ -83,6 +83,7 @@ pub fn all_operations(estate: &Estate) -> Vec<Operation> {
             ops.push(Operation::Backup {
                 instance: instance.clone(),
                 workers: Some(workers),
+                file_index: false,
             });
         }
         for account in estate.accounts.keys() {

@@ -235,6 +235,7 @@ fn cases(seed: u64, estate: &Estate) -> Vec<Case> {
         .map(|w| Operation::Backup {
             instance: instance.clone(),
             workers: Some(w),
+            file_index: false,
         })
         .collect();
         // The backup a restore from backup reads: any placement that works.

@@ -29,6 +29,7 @@ pub mod discover;
 mod error;
 mod events;
 pub mod files;
+pub mod find;
 mod identities;
 pub mod journal;
 mod maintain;

@@ -209,6 +209,9 @@ pub struct Task {
     /// JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// A backup's: whether each restore point gets a file index.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub index_files: bool,
 }
 
 /// The user data that starts a worker on the session queue: a shell script, which cloud-init
@@ -526,6 +529,7 @@ fn transfer(
                     volume_id: v.volume.as_str(),
                     changed: None,
                     instance: task.instance.as_deref(),
+                    index_files: task.index_files,
                 })
                 .collect();
             let outcomes = bulwark_mover::backup_all(repo, &sources, progress, threads)?;

@@ -40,7 +40,8 @@
 //!   invented data: every length, offset and index read from disk is checked, allocation
 //!   sizes are bounded before allocating, btree and chain walks end on cycles and depth,
 //!   and checksums are verified where the filesystem has them. [`walk_all`] visits
-//!   everything and is what the corruption tests (and later fuzz targets) run.
+//!   everything and is what the corruption tests (and later fuzz targets) run;
+//!   [`list_volume`] visits every entry's metadata, for a file index.
 //!
 //! # What each filesystem reader reads
 //!
@@ -99,5 +100,5 @@ pub use model::{DirEntry, FileData, FileKind, Filesystem, FsType, Metadata, Name
 pub use ntfs::Ntfs;
 pub use part::{Guid, PartType, PartitionEntry, PartitionTable, TableKind};
 pub use volume::{Entry, FileReader, Partition, PartitionInfo, Volume, MAX_SYMLINK_HOPS};
-pub use walk::{walk_all, walk_volume, Summary, MAX_ERRORS};
+pub use walk::{list_volume, walk_all, walk_volume, Summary, MAX_ERRORS};
 pub use xfs::Xfs;

@@ -1,11 +1,12 @@
-//! Visit everything: every partition, every directory entry, every file's data. For tests
-//! and fuzzing: on any input it must end, without a panic, with every problem in the summary.
+//! Visit everything: every partition, every directory entry, every file's data (for tests and
+//! fuzzing), or every entry's metadata only (for a file index). On any input it must end,
+//! without a panic, with every problem in the summary.
 
 use std::collections::HashSet;
 
 use crate::device::Device;
 use crate::error::Result;
-use crate::model::{FileKind, Filesystem, NodeId};
+use crate::model::{FileKind, Filesystem, Metadata, NodeId};
 use crate::volume::Volume;
 
 /// What [`walk_all`] saw.
@@ -56,6 +57,18 @@ pub fn walk_all(device: impl Device + 'static) -> Result<Summary> {
 
 /// [`walk_all`] on an open volume.
 pub fn walk_volume(volume: &Volume) -> Summary {
+    visit(volume, true, &mut |_, _| {})
+}
+
+/// Visits every node of every filesystem of `volume` without reading file data or link
+/// targets: `each` gets its path (`/1/etc/hosts`, raw bytes) and metadata, in the order of
+/// a depth-first walk (a directory before what it holds), a hard-linked file under each of
+/// its paths. What a file index records; problems are in the summary, never fatal.
+pub fn list_volume(volume: &Volume, each: &mut dyn FnMut(&[u8], &Metadata)) -> Summary {
+    visit(volume, false, each)
+}
+
+fn visit(volume: &Volume, read_data: bool, each: &mut dyn FnMut(&[u8], &Metadata)) -> Summary {
     let mut s = Summary {
         partitions: volume.partitions().len(),
         ..Summary::default()
@@ -66,20 +79,28 @@ pub fn walk_volume(volume: &Volume) -> Summary {
         }
         let Some(fs) = &p.fs else { continue };
         s.filesystems += 1;
-        walk_fs(fs.as_ref(), p.entry.number, &mut s);
+        visit_fs(fs.as_ref(), p.entry.number, read_data, each, &mut s);
     }
     s
 }
 
-fn walk_fs(fs: &dyn Filesystem, number: u32, s: &mut Summary) {
+fn visit_fs(
+    fs: &dyn Filesystem,
+    number: u32,
+    read_data: bool,
+    each: &mut dyn FnMut(&[u8], &Metadata),
+    s: &mut Summary,
+) {
     let mut dirs_seen: HashSet<NodeId> = HashSet::new();
     let mut files_seen: HashSet<NodeId> = HashSet::new();
-    let mut stack = vec![(fs.root(), format!("/{number}"))];
+    let mut stack = vec![(fs.root(), format!("/{number}").into_bytes())];
     let mut visited = 0u64;
+    let lossy = |path: &[u8]| String::from_utf8_lossy(path).into_owned();
     while let Some((dir, path)) = stack.pop() {
         if !dirs_seen.insert(dir) {
             s.error(format!(
-                "{path}: directory reached twice (a cycle or a hard-linked directory)"
+                "{}: directory reached twice (a cycle or a hard-linked directory)",
+                lossy(&path)
             ));
             continue;
         }
@@ -87,7 +108,7 @@ fn walk_fs(fs: &dyn Filesystem, number: u32, s: &mut Summary) {
         let entries = match fs.read_dir(dir) {
             Ok(e) => e,
             Err(e) => {
-                s.error(format!("{path}: {e}"));
+                s.error(format!("{}: {e}", lossy(&path)));
                 continue;
             }
         };
@@ -97,26 +118,34 @@ fn walk_fs(fs: &dyn Filesystem, number: u32, s: &mut Summary) {
                 s.error(format!("/{number}: more than {MAX_ENTRIES} entries; stopped"));
                 return;
             }
-            let child = format!("{path}/{}", e.name);
+            let mut child = Vec::with_capacity(path.len() + 1 + e.name.as_bytes().len());
+            child.extend_from_slice(&path);
+            child.push(b'/');
+            child.extend_from_slice(e.name.as_bytes());
             let md = match fs.metadata(e.node) {
                 Ok(m) => m,
                 Err(err) => {
-                    s.error(format!("{child}: {err}"));
+                    s.error(format!("{}: {err}", lossy(&child)));
                     continue;
                 }
             };
             if e.kind.is_some_and(|k| k != md.kind) {
                 s.error(format!(
-                    "{child}: the directory says {:?}, the inode {:?}",
-                    e.kind, md.kind
+                    "{}: the directory says {:?}, the inode {:?}",
+                    lossy(&child),
+                    e.kind,
+                    md.kind
                 ));
             }
+            each(&child, &md);
             match md.kind {
                 FileKind::Dir => stack.push((e.node, child)),
-                FileKind::Symlink => match fs.read_link(e.node) {
+                FileKind::Symlink if read_data => match fs.read_link(e.node) {
                     Ok(_) => s.symlinks += 1,
-                    Err(err) => s.error(format!("{child}: {err}")),
+                    Err(err) => s.error(format!("{}: {err}", lossy(&child))),
                 },
+                FileKind::Symlink => s.symlinks += 1,
+                FileKind::File if !read_data => s.files += 1,
                 FileKind::File => {
                     if files_seen.insert(e.node) {
                         match read_file(fs, e.node) {
@@ -124,7 +153,7 @@ fn walk_fs(fs: &dyn Filesystem, number: u32, s: &mut Summary) {
                                 s.files += 1;
                                 s.bytes += n;
                             }
-                            Err(err) => s.error(format!("{child}: {err}")),
+                            Err(err) => s.error(format!("{}: {err}", lossy(&child))),
                         }
                     }
                 }

@@ -10,6 +10,7 @@
 //! restorable on its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bulwark_repo::{
     Id, Lock, LockKind, Manifest, MapBuilder, Repository, Source, Stats, Writer, MANIFEST_VERSION,
@@ -19,6 +20,7 @@ use chrono::Utc;
 
 use crate::device::BlockSource;
 use crate::error::MoverError;
+use crate::file_index::index_files;
 use crate::parallel;
 use crate::progress::Progress;
 use crate::stream::{Collector, Feed, Work};
@@ -75,6 +77,7 @@ pub fn backup(
             volume_id,
             base,
             instance: None,
+            index_files: false,
         }],
         progress,
         threads,
@@ -97,6 +100,9 @@ pub struct VolumeSource<'a> {
     /// What the caller recorded of the instance the volume belongs to, kept with the restore
     /// point (the manifest's `instance`).
     pub instance: Option<&'a str>,
+    /// Whether the restore point gets a file index: its filesystems' paths, sizes and times,
+    /// for `bulwark files find` (read back from the new point as the backup ends).
+    pub index_files: bool,
 }
 
 /// What a backup of a volume builds on.
@@ -130,6 +136,8 @@ pub struct Volume<'a> {
     pub base: Base<'a>,
     /// What the caller recorded of the instance, as for [`VolumeSource`].
     pub instance: Option<&'a str>,
+    /// Whether the restore point gets a file index, as for [`VolumeSource`].
+    pub index_files: bool,
 }
 
 /// Backs up several volumes as one: every volume's blocks are stored first, and only when all
@@ -149,6 +157,7 @@ pub fn backup_all(
             volume_id: v.volume_id,
             base: v.changed.map_or(Base::Full, Base::ChangedSinceLatest),
             instance: v.instance,
+            index_files: v.index_files,
         })
         .collect();
     backup_volumes(repo, &volumes, progress, threads)
@@ -179,7 +188,7 @@ pub fn backup_volumes(
                 Some((latest, blocks))
             }
         };
-        let (mut manifest, retention) = store(repo, &lock, v.source, v.volume_id, parent, progress, threads)?;
+        let (mut manifest, retention) = store(repo, &lock, v, parent, progress, threads)?;
         manifest.instance = v.instance.map(str::to_owned);
         manifests.push((manifest, retention));
     }
@@ -217,18 +226,19 @@ fn parent_point(repo: &Repository, volume_id: &str, id: Id) -> Result<(Id, Manif
     Ok((id, manifest))
 }
 
-/// Stores the blocks of `source` and answers the manifest of its restore point, unwritten,
-/// and its retention (Object Lock), everything it needs retained as long already; with a
-/// parent, `source` holds the changed blocks only. The caller holds `lock`.
+/// Stores the blocks of `v.source` (and the file index, if asked) and answers the manifest
+/// of its restore point, unwritten, and its retention (Object Lock), everything it needs
+/// retained as long already; with a parent, only the changed blocks are read. The caller
+/// holds `lock`.
 fn store(
     repo: &Repository,
     lock: &Lock,
-    source: &dyn BlockSource,
-    volume_id: &str,
+    v: &Volume<'_>,
     parent: Option<((Id, Manifest), &[u64])>,
     progress: &Progress,
     threads: usize,
 ) -> Result<(Manifest, Option<ObjectRetention>), MoverError> {
+    let (source, volume_id) = (v.source, v.volume_id);
     let time = Utc::now();
     let size = source.size();
     let block_size = u64::from(repo.config().block_size);
@@ -306,7 +316,7 @@ fn store(
                 blocks_zero.fetch_add(1, Ordering::Relaxed);
             }
             for (chunk, bytes) in collector.deliver(seq, index, id, stop)? {
-                writer.store_map_chunk(&mut packer, chunk, &bytes)?;
+                writer.store_blob(&mut packer, chunk, &bytes)?;
             }
             progress.add(len as u64);
         }
@@ -316,18 +326,15 @@ fn store(
     let map = collector.into_map()?.finish()?;
     if let Some(packer) = packers.first_mut() {
         for (chunk, bytes) in map.ready {
-            writer.store_map_chunk(packer, chunk, &bytes)?;
+            writer.store_blob(packer, chunk, &bytes)?;
         }
     }
     for packer in &mut packers {
         writer.flush(packer)?;
     }
     let written = writer.finish()?;
-    if let (Some(retention), Some(used)) = (retention, &map.used_packs) {
-        repo.retain_for_point(&index, used, retention)?;
-    }
     let (kind, name) = source.describe();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         version: MANIFEST_VERSION,
         volume_id: volume_id.to_owned(),
         size,
@@ -344,6 +351,24 @@ fn store(
             bytes_stored: written.bytes_stored,
         },
         instance: None,
+        files: None,
     };
+    let mut used_packs = map.used_packs;
+    let mut index = index;
+    if v.index_files {
+        // The point is read back through an index that lists what this backup wrote.
+        for id in &written.index_files {
+            index.add(*id, &repo.read_index_file(id)?);
+        }
+    }
+    let index = Arc::new(index);
+    if v.index_files {
+        let indexed = index_files(repo, lock, retention, &index, &manifest, used_packs.as_mut())?;
+        manifest.stats.bytes_stored += indexed.bytes_stored;
+        manifest.files = Some(indexed.files);
+    }
+    if let (Some(retention), Some(used)) = (retention, &used_packs) {
+        repo.retain_for_point(&index, used, retention)?;
+    }
     Ok((manifest, retention))
 }

@@ -16,15 +16,17 @@ const CHUNKS_KEPT: usize = 16;
 /// One restore point of a repository, readable at any offset from many threads.
 pub struct PointDevice {
     repo: Repository,
-    index: Index,
+    index: Arc<Index>,
     manifest: Manifest,
-    point: Id,
+    /// The point, in errors: `restore point 1a2b3c4d`.
+    what: String,
     /// Decoded map chunks of a version 2 manifest, by position in `manifest.map`, least
     /// recently used first.
     chunks: Mutex<VecDeque<(usize, Arc<Vec<Run>>)>>,
     bytes_fetched: AtomicU64,
-    /// Held while the device lives: a prune must not remove the packs being read.
-    _lock: Lock,
+    /// Held while the device lives: a prune must not remove the packs being read (`None`
+    /// when the caller holds one).
+    _lock: Option<Lock>,
 }
 
 impl PointDevice {
@@ -32,16 +34,25 @@ impl PointDevice {
     pub fn open(repo: Repository, point: &Id) -> Result<Self, RepoError> {
         let lock = repo.lock(LockKind::Shared)?;
         let manifest = repo.read_point(point)?;
-        let index = repo.load_index()?;
-        Ok(PointDevice {
+        let index = Arc::new(repo.load_index()?);
+        let mut device = Self::unwritten(repo, index, manifest);
+        device.what = format!("restore point {}", point.short());
+        device._lock = Some(lock);
+        Ok(device)
+    }
+
+    /// The restore point `manifest` describes, before it is written: its blocks and map chunks
+    /// are stored and in `index`. The caller holds a lock on the repository.
+    pub(crate) fn unwritten(repo: Repository, index: Arc<Index>, manifest: Manifest) -> Self {
+        PointDevice {
+            what: format!("the new restore point of {}", manifest.volume_id),
             repo,
             index,
             manifest,
-            point: *point,
             chunks: Mutex::new(VecDeque::new()),
             bytes_fetched: AtomicU64::new(0),
-            _lock: lock,
-        })
+            _lock: None,
+        }
     }
 
     /// The restore point's manifest.
@@ -132,13 +143,7 @@ impl bulwark_fs::Device for PointDevice {
             let n = usize::try_from((block_size - within).min(end - at)).unwrap_or(usize::MAX);
             let within = usize::try_from(within).unwrap_or(0);
             self.read_block(at / block_size, within, &mut buf[done..done + n])
-                .map_err(|e| {
-                    io::Error::other(format!(
-                        "restore point {}, block {}: {e}",
-                        self.point.short(),
-                        at / block_size
-                    ))
-                })?;
+                .map_err(|e| io::Error::other(format!("{}, block {}: {e}", self.what, at / block_size)))?;
             at += n as u64;
             done += n;
         }

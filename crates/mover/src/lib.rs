@@ -13,6 +13,7 @@
 mod backup;
 mod device;
 mod error;
+mod file_index;
 mod files;
 mod parallel;
 mod progress;

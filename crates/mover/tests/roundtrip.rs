@@ -433,6 +433,7 @@ fn volume<'a>(
         volume_id,
         changed: None,
         instance: None,
+        index_files: false,
     }
 }
 

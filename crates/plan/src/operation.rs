@@ -102,6 +102,10 @@ pub enum Operation {
         /// Where workers run; `None` for the default (the backup account).
         #[serde(default)]
         workers: Option<Placement>,
+        /// Whether each restore point gets a file index (its files' paths, sizes and times,
+        /// for `bulwark files find`). It changes what the data path writes, not the plan.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        file_index: bool,
     },
     /// A snapshot replica in another region and/or account.
     Replicate {

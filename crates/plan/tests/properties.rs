@@ -228,7 +228,11 @@ fn build(g: &Gen) -> Option<(Estate, Operation)> {
     };
     let op = match kind {
         0 => Operation::Snapshot { instance },
-        1 => Operation::Backup { instance, workers },
+        1 => Operation::Backup {
+            instance,
+            workers,
+            file_index: false,
+        },
         2 => Operation::Replicate {
             instance,
             to_account,

@@ -280,6 +280,7 @@ fn op_backup(instance: &str, workers: Option<Placement>) -> Operation {
     Operation::Backup {
         instance: instance.parse().unwrap(),
         workers,
+        file_index: false,
     }
 }
 

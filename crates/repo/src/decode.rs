@@ -243,8 +243,16 @@ pub fn check_manifest(m: &Manifest, config: &Config) -> Result<(), String> {
             crate::format::MAX_INSTANCE_RECORD
         ));
     }
+    if let Some(files) = &m.files {
+        crate::file_index::check(files)?;
+    }
     check_runs(&m.blocks, m.block_count())?;
     crate::map::check_chunks(&m.map, m.block_count())
+}
+
+/// Decodes a chunk of a restore point's file index.
+pub fn file_index_chunk(bytes: &[u8]) -> Result<Vec<crate::file_index::FileEntry>, String> {
+    crate::file_index::decode_chunk(bytes)
 }
 
 /// Decodes a block map chunk listed as `start..end`.

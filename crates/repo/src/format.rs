@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::file_index::FileIndex;
 use crate::id::Id;
 use crate::map::MapChunk;
 use bulwark_storage::LockMode;
@@ -197,6 +198,9 @@ pub struct Manifest {
     /// [`MAX_INSTANCE_RECORD`] bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// The index of the volume's files, when the backup made one ([`crate::file_index`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FileIndex>,
 }
 
 /// The largest instance record a manifest holds, in bytes.
@@ -218,6 +222,13 @@ impl Manifest {
                 .enumerate()
                 .map(move |(i, id)| (run.start + i as u64, *id))
         })
+    }
+
+    /// The blobs a restore point uses besides its blocks: its block map chunks and its file
+    /// index chunks.
+    pub fn metadata_blobs(&self) -> impl Iterator<Item = &Id> + '_ {
+        let files = self.files.iter().flat_map(|f| &f.chunks);
+        self.map.iter().map(|c| &c.id).chain(files)
     }
 
     /// Builds the runs from (index, id) pairs sorted by index.
@@ -283,6 +294,7 @@ impl Manifest {
             map,
             stats: Stats::default(),
             instance: None,
+            files: None,
         }
     }
 }

@@ -133,7 +133,8 @@ impl Repository {
         }
     }
 
-    /// The packs (of `index`) holding the blocks and block map chunks of a restore point.
+    /// The packs (of `index`) holding the blocks, block map chunks and file index chunks of a
+    /// restore point.
     pub fn packs_of(&self, manifest: &Manifest, index: &Index) -> Result<HashSet<u32>, RepoError> {
         let mut packs = HashSet::new();
         let mut add = |id: &crate::id::Id| {
@@ -141,9 +142,7 @@ impl Repository {
                 packs.insert(loc.pack);
             }
         };
-        for chunk in &manifest.map {
-            add(&chunk.id);
-        }
+        manifest.metadata_blobs().for_each(&mut add);
         self.for_each_block(manifest, index, usize::MAX, |window| {
             window.iter().for_each(|(_, id)| add(id));
             Ok::<(), RepoError>(())

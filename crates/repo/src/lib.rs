@@ -16,6 +16,7 @@
 mod crypto;
 pub mod decode;
 mod error;
+pub mod file_index;
 mod format;
 mod id;
 mod immutable;
@@ -29,6 +30,7 @@ mod writer;
 
 pub use crypto::{Kdf, KeyFile, Secret};
 pub use error::RepoError;
+pub use file_index::{EntryKind, FileEntry, FileIndex, FileIndexBuilder};
 pub use format::{
     BlockEntry, Config, IndexFile, IndexPack, LockFile, Manifest, ObjectLock, PackHeader, Run, Source, Stats,
     BLOCK_SIZE, MANIFEST_VERSION, PACK_SIZE, VERSION,

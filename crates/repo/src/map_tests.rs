@@ -35,13 +35,13 @@ fn build(
     for &(i, change) in changes {
         builder.push(i, change).unwrap();
         for (cid, bytes) in builder.take_ready() {
-            writer.store_map_chunk(&mut packer, cid, &bytes).unwrap();
+            writer.store_blob(&mut packer, cid, &bytes).unwrap();
         }
     }
     let finished = builder.finish().unwrap();
     let map = finished.chunks;
     for (cid, bytes) in finished.ready {
-        writer.store_map_chunk(&mut packer, cid, &bytes).unwrap();
+        writer.store_blob(&mut packer, cid, &bytes).unwrap();
     }
     writer.flush(&mut packer).unwrap();
     writer.finish().unwrap();

@@ -123,7 +123,7 @@ pub fn prune_plan(repo: &Repository, index: &Index) -> Result<PrunePlan, RepoErr
             ))
         };
         let manifest = repo.read_point(&id).map_err(stop)?;
-        used.extend(manifest.map.iter().map(|c| c.id));
+        used.extend(manifest.metadata_blobs().copied());
         repo.for_each_block(&manifest, index, usize::MAX, |window| {
             used.extend(window.iter().map(|(_, b)| *b));
             Ok::<(), RepoError>(())

@@ -320,6 +320,11 @@ fn point_damage(
             return Some(reason);
         }
     }
+    for (n, id) in manifest.files.iter().flat_map(|f| f.chunks.iter().enumerate()) {
+        if let Some(reason) = check(format!("its file index chunk {n}"), id) {
+            return Some(reason);
+        }
+    }
     let walk = repo.for_each_block(manifest, index, usize::MAX, |window| {
         for (i, block) in window {
             if let Some(reason) = check(format!("block {i}"), block) {

@@ -120,9 +120,9 @@ impl<'r> Writer<'r> {
         Ok(Some(id))
     }
 
-    /// Stores a chunk of a block map (which is never zeros), like a block but not counted as
-    /// one; `id` is its keyed hash.
-    pub fn store_map_chunk(&self, packer: &mut Packer, id: Id, chunk: &[u8]) -> Result<(), RepoError> {
+    /// Stores a blob that is not a block of the volume (a chunk of a block map or of a file
+    /// index, never zeros), like a block but not counted as one; `id` is its keyed hash.
+    pub fn store_blob(&self, packer: &mut Packer, id: Id, chunk: &[u8]) -> Result<(), RepoError> {
         self.add(packer, id, chunk).map(drop)
     }
 

@@ -75,7 +75,7 @@ fn write_fuzz_seeds() {
         },
     ]);
     let chunk_id = repo.keys().block_id(&chunk);
-    writer.store_map_chunk(&mut packer, chunk_id, &chunk).unwrap();
+    writer.store_blob(&mut packer, chunk_id, &chunk).unwrap();
     writer.flush(&mut packer).unwrap();
     writer.finish().unwrap();
     let (pack, _) = backend.list(FileKind::Pack).unwrap().remove(0);

@@ -1,7 +1,9 @@
 //! Files of a restore point, without restoring a volume: a listing of a path of one of its
 //! volumes, and a tar download of paths (`bulwark_engine::files`). A snapshot is read through
-//! the EBS direct APIs as its account's backup role, a backup from the repository.
+//! the EBS direct APIs as its account's backup role, a backup from the repository. And a
+//! search of an instance's file indexes (`bulwark_engine::find`).
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use axum::body::{Body, Bytes};
@@ -10,8 +12,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bulwark_engine::files::{FileEntry, FileSource, Files};
+use bulwark_engine::find::{FindQuery, FindReport};
 use bulwark_engine::EngineError;
 use bulwark_fs::FsError;
+use bulwark_model::InstanceId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
@@ -232,21 +236,120 @@ async fn source_of(app: &App, id: &str, volume: Option<&str>) -> Result<(String,
     }
 }
 
+/// What to search for.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FindParams {
+    /// A name (`hosts`, `*.conf`), a path anywhere (`etc/*.conf`) or a whole path
+    /// (`/1/etc/hosts`); `**` crosses directories.
+    pattern: String,
+    /// Only this volume's restore points.
+    volume: Option<String>,
+    /// Match regardless of case (NTFS and FAT volumes).
+    #[serde(default)]
+    ignore_case: bool,
+    /// Most paths to answer (default 1000).
+    #[serde(default)]
+    limit: usize,
+}
+
+/// Which restore points of an instance hold the files a pattern matches.
+#[derive(Serialize, ToSchema)]
+pub struct FindAnswer {
+    /// The instance.
+    instance: String,
+    /// The paths found with their versions, the repository's restore points searched and not
+    /// searched (without a file index), and what their indexes could not cover.
+    #[schema(value_type = Object)]
+    report: FindReport,
+    /// The appliance's restore point (`GET /api/v1/restore-points`) of each repository restore
+    /// point the report names, where the appliance keeps it.
+    restore_points: BTreeMap<String, String>,
+}
+
+/// Searches the file indexes of an instance's backups: which restore points hold a file, and
+/// in what version, without reading any volume. Only backups made with a policy's
+/// `file_index` (or `bulwark run backup --file-index`) have one.
+#[utoipa::path(get, path = "/api/v1/instances/{id}/files", params(("id" = String, Path), FindParams),
+    responses((status = 200, body = FindAnswer), (status = 400, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
+pub async fn find(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<FindParams>,
+) -> Result<Json<FindAnswer>, ApiError> {
+    caller.needs(Role::Viewer)?;
+    // An instance that is gone still has its restore points: it need not be in the estate.
+    let instance: InstanceId = id.parse().map_err(|e| {
+        ApiError::bad_request(
+            format!("instance {id:?}: {e}"),
+            "give an instance id like i-0123456789abcdef0",
+        )
+    })?;
+    let query = PointQuery {
+        instance: Some(&id),
+        policy: None,
+        expired: false,
+    };
+    let restore_points: BTreeMap<String, String> = app
+        .db
+        .points(query)
+        .await?
+        .into_iter()
+        .flat_map(|p| p.backups.into_iter().map(move |b| (b.point, p.id.clone())))
+        .collect();
+    let query = FindQuery {
+        pattern: q.pattern,
+        instance: Some(instance),
+        volume: q.volume,
+        ignore_case: q.ignore_case,
+        limit: q.limit,
+    };
+    query.check().map_err(|e| match e {
+        EngineError::Browse { message, remedy } => {
+            ApiError::bad_request(format!("query pattern: {message}"), remedy)
+        }
+        other => engine_error(other),
+    })?;
+    let engine_app = app.clone();
+    let report = blocking(move || {
+        engine_app
+            .engine(engine_app.estate.clone())
+            .find_files(&query)
+            .map_err(engine_error)
+    })
+    .await?;
+    let named = report.searched.iter().chain(&report.unindexed);
+    let restore_points = named
+        .filter_map(|p| restore_points.get(&p.id).map(|r| (p.id.clone(), r.clone())))
+        .collect();
+    Ok(Json(FindAnswer {
+        instance: id,
+        report,
+        restore_points,
+    }))
+}
+
 /// Opens a source with an engine on the appliance's estate.
 fn open(app: &App, source: &FileSource) -> Result<Files, ApiError> {
     app.engine(app.estate.clone())
         .open_files(source)
-        .map_err(|e| match e {
-            EngineError::Browse { message, remedy } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "browse-failed", message, remedy)
-            }
-            other => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &other.code(),
-                other.to_string(),
-                other.remedy(),
-            ),
-        })
+        .map_err(engine_error)
+}
+
+/// What the engine answered a file request, as the API answers it.
+fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Browse { message, remedy } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "browse-failed", message, remedy)
+        }
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &other.code(),
+            other.to_string(),
+            other.remedy(),
+        ),
+    }
 }
 
 /// What a filesystem answered, as the API answers it: a path that names nothing is 404, a bad

@@ -40,6 +40,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/accounts", get(estate::accounts))
         .route("/api/v1/instances", get(estate::instances))
+        .route("/api/v1/instances/{id}/files", get(files::find))
         .route("/api/v1/discovery", post(estate::discover))
         .route("/api/v1/restore-points", get(estate::restore_points))
         .route("/api/v1/restore-points/{id}/files", get(files::list))
@@ -74,7 +75,7 @@ pub fn router(app: App) -> Router {
     paths(
         health, openapi,
         estate::accounts, estate::instances, estate::discover, estate::restore_points, estate::protection,
-        files::list, files::tar,
+        files::list, files::tar, files::find,
         policies::list, policies::create, policies::validate, policies::one, policies::update, policies::delete, policies::run,
         repository::show, repository::check,
         restores::validate, restores::create,

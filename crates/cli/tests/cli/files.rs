@@ -28,10 +28,15 @@ fn tool(name: &str, args: &[&str]) {
 /// A tree with a file of random bytes, a small file, a symbolic link and a directory of many
 /// entries; and an 80 MiB GPT disk whose partition 1 is an ext4 filesystem made from it.
 fn disk(dir: &Path) -> (PathBuf, PathBuf) {
+    disk_with_hosts(dir, "127.0.0.1 localhost\n")
+}
+
+/// [`disk`] with `hosts` as /etc/hosts.
+fn disk_with_hosts(dir: &Path, hosts: &str) -> (PathBuf, PathBuf) {
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("etc")).unwrap();
     std::fs::create_dir_all(tree.join("home/u/many")).unwrap();
-    std::fs::write(tree.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    std::fs::write(tree.join("etc/hosts"), hosts).unwrap();
     let big: Vec<u8> = (0..3_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
@@ -310,4 +315,161 @@ fn files_come_back_from_a_snapshot_a_backup_and_a_local_repository() {
         std::fs::read_to_string(unpacked.join("hosts")).unwrap(),
         "127.0.0.1 localhost\n"
     );
+}
+
+/// The restore point of the web root volume that `bulwark run backup ARGS --json` reports.
+fn backup_root(data: &str, args: &[&str]) -> String {
+    let mut rest = vec!["--data-dir", data, "--instance", WEB, "--json"];
+    rest.extend(args);
+    let report = bulwark_json(&with_estate(&["run", "backup"], &rest), EXIT_OK);
+    array(&report, "restore_points", "backup report")
+        .iter()
+        .find(|p| p["volume"] == "vol-0aaaaaaaaaaaaaaaa")
+        .and_then(|p| p["point"].as_str())
+        .unwrap_or_else(|| panic!("no restore point of vol-0aaaaaaaaaaaaaaaa in {report}"))
+        .to_owned()
+}
+
+/// Ids of the restore points a version of a found path is in.
+fn points_of(version: &Value) -> Vec<String> {
+    array(version, "points", "version")
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn files_find_says_which_restore_points_hold_a_file_and_in_what_version() {
+    let dir = DataDir::new("files-find");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let (_, disk) = disk(&dir.0);
+    let data = dir.0.join("cloud");
+    let data = data.to_str().unwrap();
+    let write_disk = |disk: &Path| {
+        let (code, _, stderr) = bulwark(&[
+            "embedded",
+            "write",
+            "--data-dir",
+            data,
+            "--volume",
+            "vol-0aaaaaaaaaaaaaaaa",
+            "--file",
+            disk.to_str().unwrap(),
+        ]);
+        assert_eq!(code, EXIT_OK, "{stderr}");
+    };
+    let (code, _, stderr) = bulwark(&[
+        "embedded",
+        "init",
+        "--estate",
+        estate_path(),
+        "--data-dir",
+        data,
+        "--data-mib",
+        "1",
+    ]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    write_disk(&disk);
+
+    // Indexed by the appliance (EBS direct) and by a worker, then /etc/hosts changes and an
+    // incremental backup indexes the new version; a last backup has no index.
+    let first = backup_root(data, &["--workers", "none", "--file-index"]);
+    let by_worker = backup_root(data, &["--workers", "production-account", "--file-index"]);
+    let (_, changed) = disk_with_hosts(&dir.0.join("v2"), "127.0.0.1 localhost\n10.0.0.1 db\n");
+    write_disk(&changed);
+    let second = backup_root(data, &["--workers", "none", "--file-index"]);
+    let unindexed = backup_root(data, &["--workers", "none"]);
+
+    let estate = estate_path();
+    let find = |args: &[&str], code: i32| {
+        let mut all = vec!["files", "find", "--estate", estate, "--data-dir", data, "--json"];
+        all.extend(args);
+        bulwark_json(&all, code)
+    };
+    let report = find(&["--instance", WEB, "hosts"], EXIT_OK);
+    let found = array(&report, "found", "find report");
+    assert_eq!(found.len(), 1, "{report}");
+    assert_eq!(found[0]["path"], "/1/etc/hosts");
+    let versions = array(&found[0], "versions", "found");
+    assert_eq!(versions.len(), 2, "{report}");
+    assert_eq!(versions[0]["kind"], "file");
+    assert_eq!(versions[0]["size"], 20);
+    assert_eq!(points_of(&versions[0]), [first.clone(), by_worker]);
+    assert_eq!(versions[1]["size"], 32);
+    assert_eq!(points_of(&versions[1]), [second]);
+    let unsearched: Vec<&str> = array(&report, "unindexed", "find report")
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert!(unsearched.contains(&unindexed.as_str()), "{report}");
+    // The volumes without a filesystem say so; the root volume has no problem.
+    let problems = array(&report, "problems", "find report");
+    assert!(
+        !problems.iter().any(|p| p.as_str().unwrap().contains(&first[..8])),
+        "{report}"
+    );
+
+    // Paths anywhere, globs and the limit; the same without an instance filter.
+    let report = find(&["--instance", WEB, "many/f1*"], EXIT_OK);
+    assert_eq!(array(&report, "found", "find report").len(), 100, "{report}");
+    assert_eq!(report["truncated"], false);
+    let report = find(&["**/many/*", "--limit", "10"], EXIT_OK);
+    assert_eq!(array(&report, "found", "find report").len(), 10);
+    assert_eq!(report["truncated"], true);
+    let report = find(&["--instance", WEB, "/1/home/u/big.bin"], EXIT_OK);
+    let big = &array(&report, "found", "find report")[0]["versions"][0];
+    assert_eq!(big["size"], 3_000_000);
+    assert_eq!(big["mode"], "0600");
+    assert_eq!(
+        big["mtime"].as_str().unwrap(),
+        chrono::DateTime::from_timestamp(MTIME, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    );
+    let report = find(&["--instance", DB, "hosts"], EXIT_OK);
+    assert!(array(&report, "found", "find report").is_empty(), "{report}");
+
+    // Bad input says what is wrong.
+    let (code, _, stderr) = bulwark(&["files", "find", "--estate", estate, "--data-dir", data, "[a"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("unclosed character class"), "{stderr}");
+    let (code, _, stderr) = bulwark(&[
+        "files",
+        "find",
+        "--estate",
+        estate,
+        "--data-dir",
+        data,
+        "--instance",
+        "web",
+        "hosts",
+    ]);
+    assert_ne!(code, EXIT_OK, "{stderr}");
+    assert!(stderr.contains("--instance web"), "{stderr}");
+
+    // A local repository, in words.
+    let repo = dir.0.join("repo");
+    let repo = repo.to_str().unwrap();
+    let (code, _, stderr) = bulwark(&["repo", "init", "--repo", repo, "--no-encryption"]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    let (code, stdout, stderr) = bulwark(&[
+        "image",
+        "backup",
+        "--repo",
+        repo,
+        "--source",
+        disk.to_str().unwrap(),
+        "--volume-id",
+        "disk",
+        "--file-index",
+    ]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    assert!(stdout.contains("file index: 308 entries"), "{stdout}");
+    let (code, stdout, stderr) = bulwark(&["files", "find", "--repo", repo, "hosts"]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+    assert!(
+        stdout.starts_with("/1/etc/hosts\n  version 1: file 0644"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("searched 1 restore point"), "{stderr}");
 }

@@ -165,6 +165,7 @@ pub fn backup(instance: &str, workers: Placement) -> Operation {
     Operation::Backup {
         instance: instance.parse().expect("instance"),
         workers: Some(workers),
+        file_index: false,
     }
 }
 

@@ -251,6 +251,8 @@ pub struct SnapshotVolume<'a> {
     pub volume_id: &'a str,
     /// The instance's record, kept with the restore point (`InstanceRecord`'s JSON).
     pub instance: Option<&'a str>,
+    /// Whether the restore point gets a file index.
+    pub index_files: bool,
 }
 
 /// Backs up the completed snapshots of several volumes as one (all restore points or none,
@@ -283,6 +285,7 @@ pub fn backup_snapshots(
             volume_id: v.volume_id,
             changed: changed.as_deref(),
             instance: v.instance,
+            index_files: v.index_files,
         })
         .collect();
     with_helpers(
@@ -325,6 +328,7 @@ pub fn backup_snapshot(
         parent,
         volume_id,
         instance: None,
+        index_files: false,
     };
     let mut outcomes = backup_snapshots(cloud, who, region, &[volume], repo, progress)?;
     outcomes

@@ -101,6 +101,7 @@ impl<'e> Session<'e> {
                 parent: r.parent.as_ref(),
                 volume_id: &r.volume,
                 instance: record.as_deref(),
+                index_files: self.indexes_files(),
             })
             .collect();
         let engine = self.engine;

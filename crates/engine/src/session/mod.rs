@@ -255,6 +255,14 @@ impl<'e> Session<'e> {
         }
     }
 
+    /// Whether the operation asks for file indexes with its restore points.
+    fn indexes_files(&self) -> bool {
+        matches!(
+            self.plan.operation,
+            bulwark_plan::Operation::Backup { file_index: true, .. }
+        )
+    }
+
     /// The session's id.
     fn id(&self) -> &SessionId {
         self.control.id()

@@ -374,6 +374,7 @@ impl Session<'_> {
                 TaskKind::Backup => self.record.as_ref().map(crate::record::InstanceRecord::to_json),
                 TaskKind::Restore => None,
             },
+            index_files: kind == TaskKind::Backup && self.indexes_files(),
         })
     }
 
