@@ -550,3 +550,25 @@ pub fn read_estate(path: &Path) -> Result<Estate, InputError> {
     })?;
     Ok(Estate::parse(&name, &text)?)
 }
+
+/// Reads a file holding a secret (a passphrase, a key, a webhook secret), refused when others
+/// than its owner may read it: a secret readable by the group is not one. The mode is checked
+/// on the file opened, so that the file checked is the file read. What is read is wiped from
+/// memory when dropped.
+pub fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let reading = |e: std::io::Error| anyhow::anyhow!("reading the {what} {shown}: {e}");
+    let mut file = std::fs::File::open(path).map_err(reading)?;
+    let mode = file.metadata().map_err(reading)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "the {what} {shown} may be read by others than its owner (mode {:04o}); run `chmod 600 {shown}`",
+            mode & 0o7777
+        );
+    }
+    let mut secret = zeroize::Zeroizing::new(Vec::new());
+    file.read_to_end(&mut secret).map_err(reading)?;
+    Ok(secret)
+}

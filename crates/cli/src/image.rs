@@ -14,6 +14,7 @@ use bulwark_storage::{Backend, LocalBackend};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::args::read_secret_file;
 use crate::render::pretty;
 
 /// Where the repository is and how to open it; every repository command takes these.
@@ -196,8 +197,9 @@ impl RepoArgs {
 
     fn secret(&self) -> anyhow::Result<Secret> {
         if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the password file {}", path.display()))?;
+            let bytes = read_secret_file(path, "password file")?;
+            let text = std::str::from_utf8(&bytes)
+                .with_context(|| format!("the password file {} is not UTF-8 text", path.display()))?;
             let line = text.lines().next().unwrap_or("");
             if line.is_empty() {
                 bail!("the password file {} is empty", path.display());
@@ -205,8 +207,7 @@ impl RepoArgs {
             return Ok(Secret::Passphrase(line.to_owned()));
         }
         if let Some(path) = &self.key_file {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading the key file {}", path.display()))?;
+            let bytes = read_secret_file(path, "key file")?;
             return Ok(Secret::from_key_file(&bytes, &path.display().to_string())?);
         }
         Ok(Secret::None)

@@ -207,18 +207,8 @@ async fn stopped() {
 /// `--webhook-secret-file`: the key of the secret in the file (its trailing newline left out),
 /// refused if others than its owner may read it.
 fn webhook_key(path: &str) -> Result<bulwark_appliance::webhook::WebhookKey, String> {
-    use std::io::Read;
-    use std::os::unix::fs::PermissionsExt;
-    let reading = |e: std::io::Error| format!("reading {path}: {e}");
-    // The mode is checked on the file opened, not on the path, so the two are the same file.
-    let mut file = std::fs::File::open(path).map_err(reading)?;
-    if file.metadata().map_err(reading)?.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "{path} may be read by others than its owner; run `chmod 600 {path}`"
-        ));
-    }
-    let mut secret = Vec::new();
-    file.read_to_end(&mut secret).map_err(reading)?;
+    let secret = crate::args::read_secret_file(std::path::Path::new(path), "webhook secret file")
+        .map_err(|e| e.to_string())?;
     let secret = secret.strip_suffix(b"\n").unwrap_or(&secret);
     bulwark_appliance::webhook::WebhookKey::new(secret).map_err(|e| format!("{path}: {e}"))
 }

@@ -168,12 +168,12 @@ pub(crate) fn engines(
             let aws = bulwark_aws::AwsCloud::new(options, crate::io_runtime()?);
             let who = aws.appliance_credentials()?;
             let key = match &cloud.key_file {
-                Some(path) => Some(
-                    std::fs::read_to_string(path)
-                        .with_context(|| format!("reading the key file {}", path.display()))?
-                        .trim()
-                        .to_owned(),
-                ),
+                Some(path) => {
+                    let bytes = crate::args::read_secret_file(path, "key file")?;
+                    let text = std::str::from_utf8(&bytes)
+                        .with_context(|| format!("the key file {} is not 64 hex digits", path.display()))?;
+                    Some(text.trim().to_owned())
+                }
                 None => None,
             };
             let cloud_of = Cloud::of(Arc::new(aws));

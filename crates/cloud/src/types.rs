@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Credentials a call is signed with: long-term keys, or the temporary ones of an assumed
 /// role or an instance profile.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
     /// Access key id.
     pub access_key_id: String,
@@ -13,6 +13,17 @@ pub struct Credentials {
     pub secret_access_key: String,
     /// Session token of temporary credentials.
     pub session_token: Option<String>,
+}
+
+/// The access key id only: logs and panics never show the secret or the session token.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"..")
+            .field("session_token", &self.session_token.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 /// Credentials that can be replaced while they are in use: a repository opened with the

@@ -263,13 +263,10 @@ impl Embedded {
         }
         // The repository, created by the bucket owner.
         let mut key = [0u8; 32];
-        key.copy_from_slice(
-            &blake3::hash(format!("{:?}{}", std::time::SystemTime::now(), dir.display()).as_bytes())
-                .as_bytes()[..32],
-        );
+        bulwark_repo::random(&mut key).map_err(EmbeddedError::Repository)?;
         let repository_key = hex::encode(key);
         let key_path = dir.join(KEY_FILE);
-        std::fs::write(&key_path, &repository_key).map_err(|error| EmbeddedError::Io {
+        write_private(&key_path, repository_key.as_bytes()).map_err(|error| EmbeddedError::Io {
             path: key_path,
             error,
         })?;
@@ -365,4 +362,19 @@ fn customer_keys(estate: &Estate) -> BTreeSet<KeyRef> {
     );
     keys.retain(|k| !k.is_aws_managed());
     keys
+}
+
+/// Writes a file only its owner may read (a key): created 0600, or made so if it was there.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

@@ -139,7 +139,7 @@ pub struct TaskVolume {
 }
 
 /// The repository and the short-lived credentials to reach it (the repository role's).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepositoryAccess {
     /// Bucket.
     pub bucket: String,
@@ -154,6 +154,20 @@ pub struct RepositoryAccess {
     /// How often the appliance sends new credentials (seconds); `None`: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_seconds: Option<u64>,
+}
+
+/// Never the key: logs and panics show where the repository is, not what opens it.
+impl std::fmt::Debug for RepositoryAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepositoryAccess")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("credentials", &self.credentials)
+            .field("key", &self.key.as_ref().map(|_| ".."))
+            .field("renewal_seconds", &self.renewal_seconds)
+            .finish()
+    }
 }
 
 impl RepositoryAccess {
@@ -623,6 +637,50 @@ impl BlockTarget for DeviceVolume {
 #[cfg(test)]
 mod tests {
     use super::{parse_user_data, shell_words, user_data, ProtocolError, WorkerMessage, PROTOCOL};
+
+    /// A task (and a credential renewal) printed for a log or a panic shows no secret: not
+    /// the repository key, not the role session's secret key or token.
+    #[test]
+    fn no_debug_output_shows_a_secret() {
+        let credentials = bulwark_cloud::Credentials {
+            access_key_id: "ASIAEXAMPLEKEYID".into(),
+            secret_access_key: "wJalrXUtnFEMI-secret".into(),
+            session_token: Some("FwoGZXIvYXdz-token".into()),
+        };
+        let task = WorkerMessage::Task(super::Task {
+            kind: super::TaskKind::Backup,
+            volumes: Vec::new(),
+            repository: super::RepositoryAccess {
+                bucket: "b".into(),
+                prefix: "p".into(),
+                region: "us-east-1".parse().unwrap(),
+                credentials: credentials.clone(),
+                key: Some("a1b2c3d4".repeat(8)),
+                renewal_seconds: Some(900),
+            },
+            instance: None,
+            index_files: false,
+        });
+        let secret = bulwark_repo::Secret::Passphrase("correct horse battery".into());
+        for printed in [
+            format!("{task:?}"),
+            format!("{credentials:#?}"),
+            format!("{secret:?}"),
+        ] {
+            for hidden in [
+                "wJalrXUtnFEMI-secret",
+                "FwoGZXIvYXdz-token",
+                "a1b2c3d4a1b2",
+                "correct horse",
+            ] {
+                assert!(!printed.contains(hidden), "{hidden} in {printed}");
+            }
+        }
+        assert!(
+            format!("{task:?}").contains("ASIAEXAMPLEKEYID"),
+            "the key id is shown"
+        );
+    }
 
     #[test]
     fn messages_carry_their_protocol_version_and_another_release_is_refused() {

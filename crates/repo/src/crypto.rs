@@ -15,6 +15,7 @@
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::RepoError;
 use crate::id::Id;
@@ -45,8 +46,9 @@ pub enum Keys {
     Encrypted {
         /// AES-256-GCM key for blocks and metadata.
         data: std::sync::Arc<LessSafeKey>,
-        /// Key of the keyed BLAKE3 that names blocks.
-        id: [u8; 32],
+        /// Key of the keyed BLAKE3 that names blocks (wiped when dropped; ring wipes the AES
+        /// key's schedule itself).
+        id: Zeroizing<[u8; 32]>,
     },
     /// Not encrypted (chosen explicitly at init).
     None,
@@ -66,7 +68,7 @@ impl Keys {
     /// Keys from the 64 bytes of a repository key.
     pub fn from_master(master: &[u8; 64]) -> Result<Self, RepoError> {
         let unbound = UnboundKey::new(&AES_256_GCM, &master[..32]).map_err(|_| RepoError::Random)?;
-        let mut id = [0u8; 32];
+        let mut id = Zeroizing::new([0u8; 32]);
         id.copy_from_slice(&master[32..]);
         Ok(Keys::Encrypted {
             data: std::sync::Arc::new(LessSafeKey::new(unbound)),
@@ -234,6 +236,17 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A passphrase or key is wiped from memory when the secret is dropped.
+impl Drop for Secret {
+    fn drop(&mut self) {
+        match self {
+            Secret::Passphrase(p) => p.zeroize(),
+            Secret::KeyFile(k) => k.zeroize(),
+            Secret::None => {}
+        }
+    }
+}
+
 impl Secret {
     /// Reads a key file: 64 hex digits (whitespace around them ignored), or exactly 32 bytes.
     pub fn from_key_file(content: &[u8], path: &str) -> Result<Self, RepoError> {
@@ -289,13 +302,13 @@ fn kek_cipher(kek: &[u8; 32]) -> Result<LessSafeKey, RepoError> {
 
 /// The key-encryption key of a passphrase. The parameters come from a key file, which
 /// [`crate::decode::key_file`] has bounded.
-fn argon2(passphrase: &str, kdf: &Kdf) -> Result<[u8; 32], RepoError> {
+fn argon2(passphrase: &str, kdf: &Kdf) -> Result<Zeroizing<[u8; 32]>, RepoError> {
     let salt = hex::decode(&kdf.salt).map_err(|_| RepoError::Corrupt("key file: bad salt".into()))?;
     let params = argon2::Params::new(kdf.memory_kib, kdf.passes, kdf.lanes, Some(32))
         .map_err(|e| RepoError::Corrupt(format!("key file: bad argon2 parameters: {e}")))?;
-    let mut kek = [0u8; 32];
+    let mut kek = Zeroizing::new([0u8; 32]);
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-        .hash_password_into(passphrase.as_bytes(), &salt, &mut kek)
+        .hash_password_into(passphrase.as_bytes(), &salt, &mut *kek)
         .map_err(|e| RepoError::Corrupt(format!("argon2: {e}")))?;
     Ok(kek)
 }
@@ -316,17 +329,21 @@ pub fn wrap(master: &[u8; 64], secret: &Secret) -> Result<KeyFile, RepoError> {
             let kek = argon2(p, &kdf)?;
             ("passphrase", Some(kdf), kek)
         }
-        Secret::KeyFile(k) => ("key-file", None, *k),
+        Secret::KeyFile(k) => ("key-file", None, Zeroizing::new(*k)),
         Secret::None => return Err(RepoError::NoSecret),
     };
     let mut nonce = [0u8; NONCE_LEN];
     random(&mut nonce)?;
-    let mut buf = master.to_vec();
+    let mut buf = Zeroizing::new(master.to_vec());
     kek_cipher(&kek)?
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(WRAP_AAD), &mut buf)
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(WRAP_AAD),
+            &mut *buf,
+        )
         .map_err(|_| RepoError::Random)?;
     let mut wrapped = nonce.to_vec();
-    wrapped.extend(buf);
+    wrapped.extend(buf.iter());
     Ok(KeyFile {
         kind: kind.into(),
         kdf,
@@ -335,10 +352,10 @@ pub fn wrap(master: &[u8; 64], secret: &Secret) -> Result<KeyFile, RepoError> {
 }
 
 /// Unwraps a stored key with `secret`; `None` if the secret does not open it.
-pub fn unwrap(file: &KeyFile, secret: &Secret) -> Result<Option<[u8; 64]>, RepoError> {
+pub fn unwrap(file: &KeyFile, secret: &Secret) -> Result<Option<Zeroizing<[u8; 64]>>, RepoError> {
     let kek = match (secret, &file.kdf) {
         (Secret::Passphrase(p), Some(kdf)) if file.kind == "passphrase" => argon2(p, kdf)?,
-        (Secret::KeyFile(k), _) if file.kind == "key-file" => *k,
+        (Secret::KeyFile(k), _) if file.kind == "key-file" => Zeroizing::new(*k),
         _ => return Ok(None),
     };
     let wrapped = hex::decode(&file.wrapped).map_err(|_| RepoError::Corrupt("key file: bad hex".into()))?;
@@ -348,11 +365,11 @@ pub fn unwrap(file: &KeyFile, secret: &Secret) -> Result<Option<[u8; 64]>, RepoE
     let (nonce, rest) = wrapped.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce)
         .map_err(|_| RepoError::Corrupt("key file: bad nonce".into()))?;
-    let mut buf = rest.to_vec();
+    let mut buf = Zeroizing::new(rest.to_vec());
     let Ok(plain) = kek_cipher(&kek)?.open_in_place(nonce, Aad::from(WRAP_AAD), &mut buf) else {
         return Ok(None);
     };
-    let mut master = [0u8; 64];
+    let mut master = Zeroizing::new([0u8; 64]);
     if plain.len() != 64 {
         return Err(RepoError::Corrupt("key file: wrong key length".into()));
     }
@@ -434,12 +451,15 @@ mod tests {
         let file = wrap(&master, &Secret::Passphrase("correct horse".into())).unwrap();
         assert_eq!(
             unwrap(&file, &Secret::Passphrase("correct horse".into())).unwrap(),
-            Some(master)
+            Some(Zeroizing::new(master))
         );
         assert_eq!(unwrap(&file, &Secret::Passphrase("wrong".into())).unwrap(), None);
         assert_eq!(unwrap(&file, &Secret::KeyFile([0; 32])).unwrap(), None);
         let file = wrap(&master, &Secret::KeyFile([9; 32])).unwrap();
-        assert_eq!(unwrap(&file, &Secret::KeyFile([9; 32])).unwrap(), Some(master));
+        assert_eq!(
+            unwrap(&file, &Secret::KeyFile([9; 32])).unwrap(),
+            Some(Zeroizing::new(master))
+        );
         assert_eq!(unwrap(&file, &Secret::KeyFile([8; 32])).unwrap(), None);
     }
 

@@ -28,7 +28,7 @@ mod retention;
 mod verify;
 mod writer;
 
-pub use crypto::{Kdf, KeyFile, Secret};
+pub use crypto::{random, Kdf, KeyFile, Secret};
 pub use error::RepoError;
 pub use file_index::{EntryKind, FileEntry, FileIndex, FileIndexBuilder};
 pub use format::{

@@ -149,8 +149,8 @@ impl Repository {
             Self::new(backend.clone(), config.clone(), Keys::None).point_retention(chrono::Utc::now())?;
         let mut key_name = None;
         let keys = if encrypted {
-            let mut master = [0u8; 64];
-            crypto::random(&mut master)?;
+            let mut master = zeroize::Zeroizing::new([0u8; 64]);
+            crypto::random(&mut *master)?;
             let keys = Keys::from_master(&master)?;
             let key_file = serde_json::to_vec_pretty(&crypto::wrap(&master, secret)?)
                 .map_err(|e| RepoError::Corrupt(e.to_string()))?;

@@ -14,6 +14,7 @@
 
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -168,10 +169,15 @@ impl Backend for LocalBackend {
         create_dirs_durably(dir).map_err(io_err(dir))?;
         // Write beside the target, make it durable, then link it to its name, which fails if
         // the name exists: the check above is only a shortcut. Temporary names start with '.'
-        // and are never listed.
+        // and are never listed. Readable by the owner only: the repository's key files are
+        // among what it writes, and the rest is no one else's either.
         let tmp = dir.join(temporary_name(name));
         let write = || -> io::Result<()> {
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             fs::hard_link(&tmp, &path)?;
@@ -339,6 +345,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bulwark-local-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn what_it_writes_only_its_owner_may_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp("private");
+        let backend = LocalBackend::new(&dir);
+        backend.put(FileKind::Key, "k1", b"wrapped key").unwrap();
+        backend.put(FileKind::Pack, "ab01", b"pack").unwrap();
+        for (kind, name) in [(FileKind::Key, "k1"), (FileKind::Pack, "ab01")] {
+            let mode = fs::metadata(dir.join(kind.path(name)))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{kind:?} {name}");
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `bulwark repo` and `bulwark image`: whole cycles through the binary, a backup killed at
 //! random moments, and prune racing a running backup.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ impl Scratch {
         let dir = std::env::temp_dir().join(format!("bulwark-cli-image-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("pw"), "correct horse battery staple\n").unwrap();
+        secret_file(&dir.join("pw"), "correct horse battery staple\n");
         Scratch(dir)
     }
     fn path(&self, name: &str) -> String {
@@ -150,7 +151,7 @@ fn backup_list_restore_verify_through_the_binary() {
 fn wrong_or_missing_secrets_are_clear_errors() {
     let s = Scratch::new("secrets");
     s.ok(&["repo", "init"]);
-    std::fs::write(s.path("wrong"), "not it\n").unwrap();
+    secret_file(Path::new(&s.path("wrong")), "not it\n");
     let (code, _, err) = bulwark(&[
         "image",
         "list",
@@ -164,6 +165,25 @@ fn wrong_or_missing_secrets_are_clear_errors() {
     let (code, _, err) = bulwark(&["image", "list", "--repo", &s.path("repo")]);
     assert_eq!(code, 1);
     assert!(err.contains("--password-file"), "{err}");
+    // A secret others may read is refused, with the command that fixes it.
+    std::fs::write(s.path("open"), "correct horse battery staple\n").unwrap();
+    std::fs::set_permissions(s.path("open"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    for option in ["--password-file", "--key-file"] {
+        let (code, _, err) = bulwark(&[
+            "image",
+            "list",
+            "--repo",
+            &s.path("repo"),
+            option,
+            &s.path("open"),
+        ]);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains("may be read by others than its owner (mode 0644)")
+                && err.contains(&format!("chmod 600 {}", s.path("open"))),
+            "{err}"
+        );
+    }
     let (code, _, err) = bulwark(&[
         "image",
         "list",
@@ -567,4 +587,10 @@ fn stray_files_are_warnings() {
             "{stray}: {report}"
         );
     }
+}
+
+/// Writes a secret file readable by its owner only, as the CLI requires.
+fn secret_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
