@@ -1,8 +1,8 @@
 //! An LRU cache of aligned chunks in front of a slow device (a snapshot read block by block
 //! over the network): filesystem metadata is read in small pieces, often the same ones again,
 //! and file data sequentially, which the cache detects and reads ahead of: in one larger read
-//! at first, then, once a stream reads whole windows, two windows ahead in the background, so
-//! that the device below is never idle while the reader copies what came.
+//! at first, then, once a stream reads whole windows, two windows ahead in the background,
+//! chunk by chunk, so that the device below is never idle while the reader copies what came.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -224,9 +224,11 @@ impl<D: Device + 'static> Shared<D> {
         (count, ahead)
     }
 
-    /// Reads the window of [`Shared::max_ahead`] chunks from `start` on a thread of its own
-    /// (the chunks not cached nor being read, up to the first that is). A failure is
-    /// forgotten: the reader, missing the chunk, reads it itself and gets the error.
+    /// Reads the window of [`Shared::max_ahead`] chunks from `start` in the background (the
+    /// chunks not cached nor being read, up to the first that is), each chunk on a thread of
+    /// its own and cached as soon as it comes: no chunk waits for the slowest of its window, so
+    /// a device whose reads wait on a network (a snapshot) always has reads in flight. A
+    /// failure is forgotten: the reader, missing the chunk, reads it itself and gets the error.
     fn read_behind(self: &Arc<Self>, st: &mut State, start: u64, chunks_total: u64) {
         let mut count = 0;
         while count < self.max_ahead
@@ -243,17 +245,30 @@ impl<D: Device + 'static> Shared<D> {
             st.reading.insert(i);
         }
         let shared = self.clone();
+        // One thread starts the window's readers, so that the caller, which holds the lock,
+        // does not wait for a thread per chunk to be made.
         let spawned = std::thread::Builder::new()
             .name("read-ahead".into())
             .spawn(move || {
-                let read = shared.read_chunks(start, count);
-                let mut st = shared.lock();
-                let _ = shared.land(&mut st, start, count, read);
-                drop(st);
-                shared.landed.notify_all();
+                std::thread::scope(|scope| {
+                    for index in start..start + count {
+                        let shared = &shared;
+                        let read_one = move || {
+                            let read = shared.read_chunks(index, 1);
+                            let mut st = shared.lock();
+                            let _ = shared.land(&mut st, index, 1, read);
+                            drop(st);
+                            shared.landed.notify_all();
+                        };
+                        if std::thread::Builder::new().spawn_scoped(scope, read_one).is_err() {
+                            // No thread to spare: the reader reads it when it gets there.
+                            shared.lock().reading.remove(&index);
+                            shared.landed.notify_all();
+                        }
+                    }
+                });
             });
         if spawned.is_err() {
-            // No thread to spare: the reader reads them when it gets there.
             for i in start..start + count {
                 st.reading.remove(&i);
             }
@@ -357,16 +372,24 @@ mod tests {
             pos += n as u64;
         }
         assert_eq!(c.bytes_read(), data.len() as u64);
-        // 21 chunks in reads of 1, 2, 4, 8, 6 chunks.
-        assert!(c.reads() <= 6, "{} reads", c.reads());
+        // 21 chunks: reads of 1, 2, 4 and 8 chunks, then the rest chunk by chunk in the
+        // background.
+        assert!(c.reads() <= 4 + 6, "{} reads", c.reads());
         // Everything cached now: no more reads.
         c.read_at(5, &mut buf).unwrap();
         assert_eq!(c.bytes_read(), data.len() as u64);
         assert!(c.read_at(data.len() as u64 - 10, &mut buf).is_err());
     }
 
-    /// A device that takes a while per read, as a network does.
-    struct Slow(MemDevice);
+    /// A device that takes a while per read, as a network does, and notes each read's size
+    /// in chunks.
+    struct Slow(MemDevice, Mutex<Vec<u64>>);
+
+    impl Slow {
+        fn new(data: Vec<u8>) -> Self {
+            Slow(MemDevice(data), Mutex::default())
+        }
+    }
 
     impl Device for Slow {
         fn size(&self) -> u64 {
@@ -374,6 +397,10 @@ mod tests {
         }
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
             std::thread::sleep(std::time::Duration::from_millis(3));
+            self.1
+                .lock()
+                .unwrap()
+                .push((buf.len() as u64).div_ceil(CHUNK_SIZE));
             self.0.read_at(offset, buf)
         }
     }
@@ -382,7 +409,7 @@ mod tests {
     fn a_stream_is_read_ahead_in_the_background_and_no_chunk_is_read_twice() {
         let size = 200 * CHUNK_SIZE + 77;
         let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
-        let c = Cached::new(Slow(MemDevice(data.clone()))).with_read_ahead(16);
+        let c = Cached::new(Slow::new(data.clone())).with_read_ahead(16);
         let mut buf = vec![0u8; 300_000];
         let mut pos = 0u64;
         while pos < size {
@@ -394,15 +421,18 @@ mod tests {
         // Every chunk once: the reader waited for the windows coming in the background
         // instead of reading them again, and nothing past the end was asked for.
         assert_eq!(c.bytes_read(), size);
-        // 1 + 2 + 4 + 8 chunks, then windows of 16.
-        assert!(c.reads() <= 4 + 201 / 16 + 2, "{} reads", c.reads());
+        // Reads of 1, 2, 4, 8 and 16 chunks by the reader, then windows of 16 in the
+        // background, chunk by chunk (none waits for the slowest of its window).
+        let sizes = c.inner().1.lock().unwrap().clone();
+        assert_eq!(sizes[..4], [1, 2, 4, 8], "{sizes:?}");
+        assert!(sizes[4..].iter().filter(|n| **n > 1).count() <= 1, "{sizes:?}");
     }
 
     #[test]
     fn threads_reading_the_same_chunks_read_each_once() {
         let size = 64 * CHUNK_SIZE;
         let data: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
-        let c = Arc::new(Cached::new(Slow(MemDevice(data.clone()))).with_read_ahead(8));
+        let c = Arc::new(Cached::new(Slow::new(data.clone())).with_read_ahead(8));
         let readers: Vec<_> = (0..4)
             .map(|_| {
                 let (c, data) = (c.clone(), data.clone());
