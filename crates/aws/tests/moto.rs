@@ -532,7 +532,40 @@ fn kms_keys_policies_and_data_keys() {
 fn sqs_session_queue() {
     let Some(m) = moto() else { return };
     let region = us();
-    let url = m.cloud.create_queue(&m.who, &region, &unique("bulwark")).unwrap();
+    let url = m
+        .cloud
+        .create_queue(&m.who, &region, &unique("bulwark"), Duration::from_secs(7200))
+        .unwrap();
+    // Encrypted at rest, and keeping a message two hours at most.
+    let attributes = m.runtime.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(bulwark_s3::http_client())
+            .endpoint_url(&m.endpoint)
+            .region(aws_config::Region::from_static("us-east-1"))
+            .load()
+            .await;
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        sqs.get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .cloned()
+            .unwrap_or_default()
+    });
+    use aws_sdk_sqs::types::QueueAttributeName as Name;
+    assert_eq!(
+        attributes.get(&Name::SqsManagedSseEnabled).map(String::as_str),
+        Some("true"),
+        "{attributes:?}"
+    );
+    assert_eq!(
+        attributes.get(&Name::MessageRetentionPeriod).map(String::as_str),
+        Some("7200"),
+        "{attributes:?}"
+    );
     let me = m.cloud.caller_identity(&m.who).unwrap();
     let policy = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{}:root"}},"Action":"sqs:SendMessage","Resource":"*"}}]}}"#,
@@ -891,7 +924,7 @@ const PROBES: &[(&str, Probe)] = &[
             .map(drop)
     }),
     ("send to a deleted queue", |c, who, r, name| {
-        let url = c.sqs.create_queue(who, r, name)?;
+        let url = c.sqs.create_queue(who, r, name, Duration::from_secs(3600))?;
         c.sqs.delete_queue(who, r, &url)?;
         c.sqs.send_message(who, r, &url, "{}")
     }),

@@ -22,6 +22,7 @@
 //! It depends on the cloud traits, not on any cloud: no AWS SDK and no embedded cloud here.
 #![deny(missing_docs)]
 
+pub mod channel;
 pub mod check;
 mod cleanup;
 pub mod direct;

@@ -14,6 +14,8 @@ use bulwark_host::{Device, InstanceHost};
 use bulwark_model::{Region, VolumeId};
 use bulwark_mover::{BlockSource, BlockTarget, MoverError, Progress, VolumeSource};
 use bulwark_repo::{Repository, Secret};
+
+use crate::channel::{Channel, SessionKey, Side};
 use serde::{Deserialize, Serialize};
 
 /// How long a worker waits for its task before it gives up.
@@ -22,8 +24,9 @@ const TASK_WAIT: Duration = Duration::from_secs(120);
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 
 /// The version of the queue protocol. A worker and an appliance of different releases refuse
-/// each other's messages by this number instead of misreading them.
-pub const PROTOCOL: u32 = 1;
+/// each other's messages by this number instead of misreading them. Version 2: every message
+/// sealed with the session's key ([`crate::channel`]).
+pub const PROTOCOL: u32 = 2;
 
 /// A message that is not one this release can read.
 #[derive(Debug, thiserror::Error)]
@@ -41,41 +44,13 @@ pub enum ProtocolError {
     /// Not a worker message at all.
     #[error("not a Bulwark worker message: {0}")]
     Malformed(String),
-}
-
-/// A message as it travels: the protocol version beside it.
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    protocol: u32,
-    #[serde(flatten)]
-    message: WorkerMessage,
-}
-
-impl WorkerMessage {
-    /// The message's body on the queue.
-    pub fn encode(&self) -> Result<String, ProtocolError> {
-        serde_json::to_string(&Envelope {
-            protocol: PROTOCOL,
-            message: self.clone(),
-        })
-        .map_err(|e| ProtocolError::Malformed(e.to_string()))
-    }
-
-    /// Reads a body off the queue, refusing another release's.
-    pub fn decode(body: &str) -> Result<WorkerMessage, ProtocolError> {
-        let value: serde_json::Value =
-            serde_json::from_str(body).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
-        let found = value
-            .get("protocol")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
-        if found != u64::from(PROTOCOL) {
-            return Err(ProtocolError::Version { found });
-        }
-        serde_json::from_value::<Envelope>(value)
-            .map(|e| e.message)
-            .map_err(|e| ProtocolError::Malformed(e.to_string()))
-    }
+    /// A message that does not open with the session's key: not written by the session's
+    /// appliance or worker (someone who can write the queue), or altered on the way.
+    #[error(
+        "a message on the session queue that does not open with the session's key: not written by this \
+         session's appliance or worker, or altered; it is ignored"
+    )]
+    Forged,
 }
 
 /// A message on the session queue.
@@ -229,31 +204,45 @@ pub struct Task {
 }
 
 /// The user data that starts a worker on the session queue: a shell script, which cloud-init
-/// runs at the instance's first boot (its output goes to `/var/log/cloud-init-output.log`).
-pub fn user_data(queue: &str) -> String {
-    format!("#!/bin/sh\nexec bulwark worker --queue {}\n", shell_quote(queue))
+/// runs at the instance's first boot (its output goes to `/var/log/cloud-init-output.log`). It
+/// carries the session's key, in the environment of the worker only (not on its command line,
+/// which every process of the instance may read).
+pub fn user_data(queue: &str, key: &SessionKey) -> String {
+    format!(
+        "#!/bin/sh\n{SESSION_KEY_VAR}={} exec bulwark worker --queue {}\n",
+        key.to_hex().as_str(),
+        shell_quote(queue)
+    )
 }
+
+/// The variable of the session's key in the worker's environment.
+pub const SESSION_KEY_VAR: &str = "BULWARK_SESSION_KEY";
 
 /// `s` as one word of a POSIX shell: single-quoted, a single quote written as `'\''`.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The queue URL of user data: the script of [`user_data`], or the bare words
-/// `bulwark worker --queue URL`. Finds `worker --queue URL` after a word naming `bulwark`
-/// (a path to it too), on any line that is not a comment.
-fn parse_user_data(user_data: &str) -> Option<String> {
+/// The queue URL and session key of user data: the script of [`user_data`], or the bare words
+/// `[BULWARK_SESSION_KEY=HEX] bulwark worker --queue URL`. Finds `worker --queue URL` after a
+/// word naming `bulwark` (a path to it too), on any line that is not a comment, and the key
+/// among the assignments before it.
+fn parse_user_data(user_data: &str) -> Option<(String, Option<SessionKey>)> {
     user_data
         .lines()
         .map(str::trim)
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| {
             let words = shell_words(line)?;
-            words.windows(4).find_map(|w| {
+            let at = words.windows(4).position(|w| {
                 let program = w[0].rsplit('/').next().unwrap_or_default();
-                (program == "bulwark" && w[1] == "worker" && w[2] == "--queue" && !w[3].is_empty())
-                    .then(|| w[3].clone())
-            })
+                program == "bulwark" && w[1] == "worker" && w[2] == "--queue" && !w[3].is_empty()
+            })?;
+            let key = words[..at]
+                .iter()
+                .find_map(|w| w.strip_prefix(SESSION_KEY_VAR)?.strip_prefix('='))
+                .and_then(SessionKey::from_hex);
+            Some((words[at + 3].clone(), key))
         })
 }
 
@@ -307,15 +296,20 @@ fn shell_words(line: &str) -> Option<Vec<String>> {
 /// The worker program as the embedded cloud's machine image runs it: [`serve`] on the queue its
 /// user data names. It has no one to tell how it ended but the appliance, which `serve` does.
 pub fn boot(host: Arc<dyn InstanceHost>, user_data: String) {
-    if let Some(queue) = parse_user_data(&user_data) {
-        let _ = serve(host, &queue);
+    // Without its key a worker cannot read its task, nor say so: the appliance notices.
+    if let Some((queue, Some(key))) = parse_user_data(&user_data) {
+        let _ = serve(host, &queue, &key);
     }
 }
 
 /// The worker program: takes its task from the session queue, runs it, and reports how it
 /// ended to the appliance. Answers the restore points written or restored per volume
 /// (production volume id, restore point id), or why it failed, for the caller to show too.
-pub fn serve(host: Arc<dyn InstanceHost>, queue: &str) -> Result<Vec<(String, String)>, String> {
+pub fn serve(
+    host: Arc<dyn InstanceHost>,
+    queue: &str,
+    key: &SessionKey,
+) -> Result<Vec<(String, String)>, String> {
     // Without credentials it cannot even say that it failed; the appliance notices the
     // silence and the instance's state.
     let credentials = host
@@ -327,6 +321,7 @@ pub fn serve(host: Arc<dyn InstanceHost>, queue: &str) -> Result<Vec<(String, St
         credentials: Mutex::new((credentials, Instant::now())),
         region: host.region().clone(),
         queue: queue.to_owned(),
+        channel: Channel::new(key, Side::Worker),
     };
     let task = match link.wait_for_task(&*host) {
         Ok(Some(task)) => task,
@@ -383,6 +378,8 @@ struct Link {
     credentials: Mutex<(Credentials, Instant)>,
     region: Region,
     queue: String,
+    /// The session's sealed channel.
+    channel: Channel,
 }
 
 impl Link {
@@ -399,7 +396,7 @@ impl Link {
     }
 
     fn send(&self, message: &WorkerMessage) -> Result<(), String> {
-        let body = message.encode().map_err(|e| e.to_string())?;
+        let body = self.channel.seal(message).map_err(|e| e.to_string())?;
         self.cloud
             .sqs
             .send_message(&self.credentials(), &self.region, &self.queue, &body)
@@ -418,15 +415,15 @@ impl Link {
             .ok()?;
         let mut renewed = None;
         for m in messages {
-            match WorkerMessage::decode(&m.body) {
-                Ok(WorkerMessage::Credentials { credentials }) => {
+            match self.channel.open(&m.body) {
+                Ok((Side::Worker, WorkerMessage::Credentials { credentials })) => {
                     let _ = self
                         .cloud
                         .sqs
                         .delete_message(&who, &self.region, &self.queue, &m.receipt);
                     renewed = Some(credentials);
                 }
-                Ok(WorkerMessage::Progress { .. }) => {
+                Ok((Side::Appliance, WorkerMessage::Progress { .. })) => {
                     let _ = self
                         .cloud
                         .sqs
@@ -462,8 +459,8 @@ impl Link {
                     self.cloud
                         .sqs
                         .delete_message(&self.credentials(), &self.region, &self.queue, &m.receipt);
-                match WorkerMessage::decode(&m.body) {
-                    Ok(WorkerMessage::Task(task)) => {
+                match self.channel.open(&m.body) {
+                    Ok((Side::Worker, WorkerMessage::Task(task))) => {
                         // SQS delivers at least once: a task left on the queue comes back after
                         // its visibility timeout, so a worker that cannot remove it must not run it.
                         deleted.map_err(|e| format!("cannot remove its task from the session queue: {e}"))?;
@@ -637,6 +634,7 @@ impl BlockTarget for DeviceVolume {
 #[cfg(test)]
 mod tests {
     use super::{parse_user_data, shell_words, user_data, ProtocolError, WorkerMessage, PROTOCOL};
+    use crate::channel::{Channel, SessionKey, Side};
 
     /// A task (and a credential renewal) printed for a log or a panic shows no secret: not
     /// the repository key, not the role session's secret key or token.
@@ -684,36 +682,50 @@ mod tests {
 
     #[test]
     fn messages_carry_their_protocol_version_and_another_release_is_refused() {
-        let message = WorkerMessage::Progress { done: 3, total: 7 };
-        let body = message.encode().unwrap();
-        assert!(body.contains(&format!("\"protocol\":{PROTOCOL}")), "{body}");
-        assert_eq!(WorkerMessage::decode(&body).unwrap(), message);
-
-        // Before versions, and after this one: refused by number, never misread.
-        let old = r#"{"type":"progress","done":3,"total":7}"#;
-        assert!(matches!(
-            WorkerMessage::decode(old),
-            Err(ProtocolError::Version { found: 0 })
-        ));
-        let newer = body.replace(&format!("\"protocol\":{PROTOCOL}"), "\"protocol\":99");
-        let refused = WorkerMessage::decode(&newer).unwrap_err();
-        assert!(matches!(refused, ProtocolError::Version { found: 99 }));
-        let text = refused.to_string();
-        assert!(
-            text.contains("version 99") && text.contains("what to do"),
-            "{text}"
+        let key = SessionKey::generate().unwrap();
+        let (appliance, worker) = (
+            Channel::new(&key, Side::Appliance),
+            Channel::new(&key, Side::Worker),
         );
+        let message = WorkerMessage::Progress { done: 3, total: 7 };
+        let body = worker.seal(&message).unwrap();
+        assert!(body.contains(&format!("\"protocol\":{PROTOCOL}")), "{body}");
+        assert_eq!(appliance.open(&body).unwrap(), (Side::Appliance, message));
 
+        // Before versions, version 1 (in the clear), and after this one: refused by number,
+        // never misread.
+        for (old, found) in [
+            (r#"{"type":"progress","done":3,"total":7}"#.to_owned(), 0),
+            (
+                r#"{"protocol":1,"type":"progress","done":3,"total":7}"#.to_owned(),
+                1,
+            ),
+            (
+                body.replace(&format!("\"protocol\":{PROTOCOL}"), "\"protocol\":99"),
+                99,
+            ),
+        ] {
+            let refused = appliance.open(&old).unwrap_err();
+            assert!(
+                matches!(refused, ProtocolError::Version { found: f } if f == found),
+                "{old}"
+            );
+            let text = refused.to_string();
+            assert!(
+                text.contains(&format!("version {found}")) && text.contains("what to do"),
+                "{text}"
+            );
+        }
         for bad in [
             "",
             "[]",
-            "{\"protocol\":1}",
-            "{\"protocol\":1,\"type\":\"unknown\"}",
+            "{\"protocol\":2",
+            "{\"protocol\":2,\"type\":\"unknown\"}",
         ] {
             assert!(
                 matches!(
-                    WorkerMessage::decode(bad),
-                    Err(ProtocolError::Malformed(_) | ProtocolError::Version { .. })
+                    appliance.open(bad),
+                    Err(ProtocolError::Malformed(_) | ProtocolError::Forged | ProtocolError::Version { .. })
                 ),
                 "{bad}"
             );
@@ -722,33 +734,50 @@ mod tests {
 
     const QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/111111111111/bulwark-0123";
 
+    /// The queue a script names, and whether it carries `key`.
+    fn parsed(script: &str, key: &SessionKey) -> Option<(String, bool)> {
+        parse_user_data(script).map(|(q, k)| (q, k.is_some_and(|k| k.to_hex() == key.to_hex())))
+    }
+
     #[test]
-    fn user_data_is_a_shell_script_that_parses_back_to_its_queue() {
-        let script = user_data(QUEUE);
+    fn user_data_is_a_shell_script_that_parses_back_to_its_queue_and_key() {
+        let key = SessionKey::generate().unwrap();
+        let script = user_data(QUEUE, &key);
         assert_eq!(
             script,
-            format!("#!/bin/sh\nexec bulwark worker --queue '{QUEUE}'\n")
+            format!(
+                "#!/bin/sh\nBULWARK_SESSION_KEY={} exec bulwark worker --queue '{QUEUE}'\n",
+                key.to_hex().as_str()
+            )
         );
-        assert_eq!(parse_user_data(&script).as_deref(), Some(QUEUE));
+        assert_eq!(parsed(&script, &key), Some((QUEUE.to_owned(), true)));
         // Whatever the URL holds, the shell gets it as one word, and so does the parser.
         for queue in [
             "http://127.0.0.1:5000/q it's; rm -rf / $(x) `y` \"z\" \\",
             "a'b''c",
             "'",
         ] {
-            let script = user_data(queue);
-            assert_eq!(parse_user_data(&script).as_deref(), Some(queue), "{script}");
+            let script = user_data(queue, &key);
+            assert_eq!(parsed(&script, &key), Some((queue.to_owned(), true)), "{script}");
             let line = script.lines().nth(1).unwrap_or_default();
-            assert_eq!(shell_words(line).unwrap_or_default().len(), 5, "{line}");
+            assert_eq!(shell_words(line).unwrap_or_default().len(), 6, "{line}");
         }
     }
 
     #[test]
     fn the_bare_form_and_variants_of_the_script_parse() {
+        let key = SessionKey::generate().unwrap();
         let bare = format!("bulwark worker --queue {QUEUE}");
-        assert_eq!(parse_user_data(&bare).as_deref(), Some(QUEUE));
-        let script = format!("#!/bin/bash\n# bulwark worker --queue nope\nset -e\n/usr/local/bin/bulwark worker --queue \"{QUEUE}\" >>/var/log/bulwark.log 2>&1\n");
-        assert_eq!(parse_user_data(&script).as_deref(), Some(QUEUE));
+        assert_eq!(
+            parsed(&bare, &key),
+            Some((QUEUE.to_owned(), false)),
+            "no key: found, without one"
+        );
+        let script = format!(
+            "#!/bin/bash\n# bulwark worker --queue nope\nset -e\nBULWARK_SESSION_KEY='{}' /usr/local/bin/bulwark worker --queue \"{QUEUE}\" >>/var/log/bulwark.log 2>&1\n",
+            key.to_hex().as_str()
+        );
+        assert_eq!(parsed(&script, &key), Some((QUEUE.to_owned(), true)));
         for wrong in [
             "",
             "bulwark worker --queue",
@@ -757,7 +786,7 @@ mod tests {
             "notbulwark worker --queue x",
             "bulwark worker --queue 'unterminated",
         ] {
-            assert_eq!(parse_user_data(wrong), None, "{wrong}");
+            assert!(parse_user_data(wrong).is_none(), "{wrong}");
         }
     }
 }

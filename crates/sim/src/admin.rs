@@ -532,6 +532,24 @@ impl Sim {
         })
     }
 
+    /// Every message body sent on any queue so far, with its queue's URL: what someone who can
+    /// read the queues sees.
+    pub fn sent_messages(&self) -> Vec<(String, String)> {
+        crate::lock(&self.inner.wiretap).sent.clone()
+    }
+
+    /// Every queue created so far (deleted ones too): its URL, whether it is encrypted at
+    /// rest, and how many seconds it keeps a message.
+    pub fn created_queues(&self) -> Vec<(String, bool, u64)> {
+        crate::lock(&self.inner.wiretap).created.clone()
+    }
+
+    /// Puts `body` on the next queue a message is sent to, just before that message, as
+    /// someone who can write the queues would (a forged task or report).
+    pub fn plant_message(&self, body: &str) {
+        crate::lock(&self.inner.wiretap).planted.push(body.to_owned());
+    }
+
     /// Every resource that a session could leave behind: volumes, snapshots, their share
     /// permissions, instances not terminated, roles, instance profiles, queues, KMS grants.
     pub fn inventory(&self) -> Inventory {

@@ -29,6 +29,7 @@ mod store;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bulwark_cloud::{CloudError, Credentials, ErrorKind};
 use bulwark_host::Boot;
@@ -133,8 +134,25 @@ pub(crate) struct Inner {
     /// Running instances' process-local state.
     machines: Mutex<BTreeMap<InstanceId, Arc<devices::Machine>>>,
     /// Queue messages (not persisted: a queue lives as long as its session's process).
-    queues: Mutex<BTreeMap<String, VecDeque<(u64, String)>>>,
+    /// The messages of each queue, by URL.
+    queues: Mutex<BTreeMap<String, VecDeque<QueuedMessage>>>,
     queue_signal: Condvar,
+    /// For tests: every message body sent, as someone who can read the queues sees them, and
+    /// bodies to put on a queue before the next message sent to it, as someone who can write
+    /// them would.
+    wiretap: Mutex<Wiretap>,
+}
+
+/// A message on a queue: its id, its body, and when the queue's retention drops it.
+type QueuedMessage = (u64, String, Instant);
+
+/// What [`Sim::sent_messages`] and [`Sim::plant_message`] keep.
+#[derive(Default)]
+pub(crate) struct Wiretap {
+    pub sent: Vec<(String, String)>,
+    pub planted: Vec<String>,
+    /// Each queue created: its URL, whether it is encrypted, its retention in seconds.
+    pub created: Vec<(String, bool, u64)>,
 }
 
 impl Sim {
@@ -155,6 +173,7 @@ impl Sim {
                 machines: Mutex::new(BTreeMap::new()),
                 queues: Mutex::new(BTreeMap::new()),
                 queue_signal: Condvar::new(),
+                wiretap: Mutex::default(),
             }),
         })
     }

@@ -241,4 +241,10 @@ pub(crate) struct Image {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Queue {
     pub policy: Option<String>,
+    /// Encrypted at rest with SQS-managed keys (queues made before this was modelled: no).
+    #[serde(default)]
+    pub encrypted: bool,
+    /// How long a message is kept, in seconds (0: SQS's default, 4 days).
+    #[serde(default)]
+    pub retention_seconds: u64,
 }

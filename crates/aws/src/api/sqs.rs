@@ -4,14 +4,24 @@
 use super::*;
 
 impl Sqs for AwsCloud {
-    fn create_queue(&self, who: &Credentials, region: &Region, name: &str) -> Result<String> {
+    fn create_queue(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        name: &str,
+        retention: Duration,
+    ) -> Result<String> {
+        use aws_sdk_sqs::types::QueueAttributeName;
         let a = Action::SqsCreateQueue;
         let c = self.clients(who, Some(region));
+        let seconds = retention.as_secs().clamp(60, 14 * 24 * 3600);
         self.run(async {
             let out = c
                 .sqs
                 .create_queue()
                 .queue_name(name)
+                .attributes(QueueAttributeName::SqsManagedSseEnabled, "true")
+                .attributes(QueueAttributeName::MessageRetentionPeriod, seconds.to_string())
                 .send()
                 .await
                 .map_err(|e| map(a, e))?;

@@ -6,8 +6,16 @@ use crate::{Credentials, Message, Result};
 
 /// SQS: the queues over which the appliance and its workers talk.
 pub trait Sqs: Send + Sync {
-    /// `sqs:CreateQueue`; returns its URL.
-    fn create_queue(&self, who: &Credentials, region: &Region, name: &str) -> Result<String>;
+    /// `sqs:CreateQueue`: a queue encrypted at rest with SQS-managed keys
+    /// (`SqsManagedSseEnabled`) that keeps a message `retention` at most
+    /// (`MessageRetentionPeriod`: 60 s to 14 days, AWS's bounds); returns its URL.
+    fn create_queue(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        name: &str,
+        retention: Duration,
+    ) -> Result<String>;
     /// `sqs:GetQueueUrl`: the URL of the caller's queue `name`, `None` if there is none.
     fn queue_url(&self, who: &Credentials, region: &Region, name: &str) -> Result<Option<String>>;
     /// `sqs:SetQueueAttributes` with the queue's access policy.

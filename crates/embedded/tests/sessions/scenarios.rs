@@ -414,3 +414,59 @@ instance_type = "m7i.2xlarge"
         ("m7i.2xlarge", None)
     );
 }
+
+/// Someone who can read the session queue sees sealed messages only: not the repository key,
+/// not the repository role's credentials, not even which message is which. Someone who can
+/// write it cannot end the session with a forged report: the session's restore points are
+/// the worker's, and the forgeries are ignored.
+#[test]
+fn the_session_queue_shows_no_secret_and_takes_no_forged_report() {
+    let world = World::new();
+    let sim = &world.embedded.sim;
+    let forged = [
+        // A `Done` in the clear, as before messages were sealed.
+        r#"{"protocol":2,"type":"done","points":[["vol-0aaaaaaaaaaaaaaaa","0000"]]}"#.to_owned(),
+        // One sealed with a key that is not the session's.
+        format!(
+            r#"{{"protocol":2,"to":"appliance","sealed":"{}"}}"#,
+            "QUJD".repeat(40)
+        ),
+        // A task for the worker, in the clear.
+        r#"{"protocol":2,"to":"worker","type":"task"}"#.to_owned(),
+    ];
+    for body in &forged {
+        sim.plant_message(body);
+    }
+    let report = world
+        .embedded
+        .engine()
+        .run_operation(&backup(DB, Placement::BackupAccount))
+        .expect("backup session");
+    assert_eq!(report.points.len(), 2, "{:?}", report.points);
+    assert!(
+        report.points.iter().all(|(_, p)| p.len() == 64),
+        "{:?}",
+        report.points
+    );
+    assert_eq!(assert_repository_intact(&world), 2);
+
+    // The queue is encrypted at rest and keeps messages no longer than a worker may take.
+    let queues = sim.created_queues();
+    assert_eq!(queues.len(), 1, "{queues:?}");
+    assert!(queues[0].1, "not encrypted: {queues:?}");
+    assert!((60..=7 * 3600).contains(&queues[0].2), "{queues:?}");
+
+    let sent = sim.sent_messages();
+    assert!(sent.len() >= 3, "a task, reports and an end: {sent:?}");
+    let key = &world.embedded.repository_key;
+    for (queue, body) in &sent {
+        assert!(
+            !body.contains(key.as_str()),
+            "the repository key on {queue}: {body}"
+        );
+        let fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(body).expect("a JSON message");
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        assert_eq!(names, ["protocol", "sealed", "to"], "{body}");
+    }
+}

@@ -223,6 +223,9 @@ pub(crate) struct Session<'e> {
     record: Option<InstanceRecord>,
     /// The devices of the restored instance's image, and the production volume each holds.
     image_devices: BTreeMap<String, VolumeId>,
+    /// The key of the session queue's sealed channel, drawn when the session starts and
+    /// never written down: its worker gets it in its user data.
+    session_key: Option<crate::channel::SessionKey>,
 }
 
 impl<'e> Session<'e> {
@@ -252,6 +255,7 @@ impl<'e> Session<'e> {
             direct_reads: Vec::new(),
             record: None,
             image_devices: BTreeMap::new(),
+            session_key: crate::channel::SessionKey::generate().ok(),
         }
     }
 

@@ -11,6 +11,7 @@ use bulwark_plan::{
 };
 
 use super::{Failure, Session, StepResult};
+use crate::channel::{Channel, SessionKey, Side};
 use crate::journal::{Ec2Kind, Finder, Target};
 use crate::worker::{self, RepositoryAccess, Task, TaskKind, TaskVolume, WorkerMessage};
 use crate::{EngineError, Event};
@@ -118,6 +119,9 @@ impl Session<'_> {
         let name = format!("{NAME_PREFIX}-{}", self.id());
         let engine = self.engine;
         let sqs = &engine.cloud.sqs;
+        // Messages are kept as long as a worker may take, and no longer: a task (sealed as it
+        // is) does not outlive its session on the queue.
+        let retention = engine.worker_timeout + Duration::from_secs(600);
         let resource = Resource::Queue(queue.clone());
         let finder = Finder::Queue {
             region: queue.region.clone(),
@@ -127,7 +131,7 @@ impl Session<'_> {
             step,
             finder,
             &resource,
-            || sqs.create_queue(&who, &queue.region, &name),
+            || sqs.create_queue(&who, &queue.region, &name, retention),
             || sqs.queue_url(&who, &queue.region, &name),
             |session, url| session.created(&resource, Target::Queue(queue.region.clone(), url), step.kept),
         )
@@ -222,7 +226,7 @@ impl Session<'_> {
                 &worker.region,
                 served,
             ),
-            user_data: worker::user_data(&url),
+            user_data: worker::user_data(&url, self.session_key()?),
             tags,
             subnet: settings.subnet.clone(),
             security_groups: settings.security_groups.clone(),
@@ -291,11 +295,26 @@ impl Session<'_> {
         })
     }
 
+    /// The key of the session queue's channel.
+    fn session_key(&self) -> Result<&SessionKey, Failure> {
+        self.session_key.as_ref().ok_or_else(|| {
+            Failure::Engine(EngineError::Internal(
+                "the operating system gave no random numbers for the session's key".into(),
+            ))
+        })
+    }
+
+    /// The appliance's end of the session queue's channel.
+    fn channel(&self) -> Result<Channel, Failure> {
+        Ok(Channel::new(self.session_key()?, Side::Appliance))
+    }
+
     pub(super) fn send_task(&mut self, step: &Step, queue: &QueueRef) -> StepResult {
         let url = self.queue_url(queue)?;
         let task = self.task()?;
-        let body = WorkerMessage::Task(task)
-            .encode()
+        let body = self
+            .channel()?
+            .seal(&WorkerMessage::Task(task))
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         let who = self.who(step)?;
         let sqs = &self.engine.cloud.sqs;
@@ -423,6 +442,7 @@ impl Session<'_> {
         let started = Instant::now();
         let mut last_heard = Instant::now();
         let renewer = self.renewer()?;
+        let channel = self.channel()?;
         let worker_failed = |message: String, remedy: &str| {
             Failure::Engine(EngineError::Worker {
                 instance: worker.to_string(),
@@ -437,8 +457,8 @@ impl Session<'_> {
                 }));
             }
             if let Some(credentials) = renewer.due()? {
-                let body = WorkerMessage::Credentials { credentials }
-                    .encode()
+                let body = channel
+                    .seal(&WorkerMessage::Credentials { credentials })
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
                 self.retried(Action::SqsSendMessage, || {
                     sqs.send_message(&who, region, &url, &body)
@@ -451,22 +471,22 @@ impl Session<'_> {
                 self.retried(Action::SqsDeleteMessage, || {
                     sqs.delete_message(&who, region, &url, &m.receipt)
                 })?;
-                match WorkerMessage::decode(&m.body) {
+                match channel.open(&m.body) {
                     // Our own task or credentials, not yet taken by the worker: put them back.
-                    Ok(WorkerMessage::Task(_) | WorkerMessage::Credentials { .. }) => {
+                    Ok((Side::Worker, _)) => {
                         self.retried(Action::SqsSendMessage, || sqs.send_message(&who, region, &url, &m.body))?;
                         std::thread::sleep(Duration::from_millis(50));
                     }
-                    Ok(WorkerMessage::Progress { done, total }) => {
+                    Ok((_, WorkerMessage::Progress { done, total })) => {
                         last_heard = Instant::now();
                         self.engine.emit(self.id(), &Event::Transfer { done, total });
                     }
-                    Ok(WorkerMessage::Done { points, instance }) => {
+                    Ok((_, WorkerMessage::Done { points, instance })) => {
                         self.points = points;
                         self.adopt_record(instance.as_deref());
                         return Ok(());
                     }
-                    Ok(WorkerMessage::Failed { error }) => {
+                    Ok((_, WorkerMessage::Failed { error })) => {
                         return Err(worker_failed(
                             error,
                             "the worker's error says what failed; a failed backup writes no restore point (the blocks it stored are removed by the next prune)",
@@ -479,8 +499,13 @@ impl Session<'_> {
                             "boot workers from an image of the appliance's release",
                         ))
                     }
+                    // Not the worker's: someone who can write the queue. Dropped, and said.
+                    Err(e @ crate::worker::ProtocolError::Forged) => {
+                        tracing::warn!(session = %self.id(), queue = %url, "{e}");
+                    }
                     // Not ours (the queue is the session's own, so this is noise): dropped.
-                    Err(crate::worker::ProtocolError::Malformed(_)) => {}
+                    Err(crate::worker::ProtocolError::Malformed(_))
+                    | Ok((_, WorkerMessage::Task(_) | WorkerMessage::Credentials { .. })) => {}
                 }
             }
             if last_heard.elapsed() > self.engine.worker_silence {

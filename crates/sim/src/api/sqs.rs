@@ -4,7 +4,13 @@
 use super::*;
 
 impl Sqs for Sim {
-    fn create_queue(&self, who: &Credentials, region: &Region, name: &str) -> Result<String> {
+    fn create_queue(
+        &self,
+        who: &Credentials,
+        region: &Region,
+        name: &str,
+        retention: Duration,
+    ) -> Result<String> {
         self.call(Action::SqsCreateQueue, who, |c, w| {
             let account = c.account().clone();
             if name.is_empty()
@@ -19,12 +25,26 @@ impl Sqs for Sim {
                     format!("queue name '{name}': 1 to 80 letters, digits, - and _"),
                 ));
             }
+            let seconds = retention.as_secs();
+            if !(60..=14 * 24 * 3600).contains(&seconds) {
+                return Err(CloudError::invalid(
+                    c.action,
+                    "InvalidAttributeValue",
+                    format!("MessageRetentionPeriod {seconds}: 60 to 1209600 seconds"),
+                ));
+            }
             c.check(w, c.action, &queue_arn(region, &account, name), &[], None)?;
-            region_mut(w, &account, region)
+            let q = region_mut(w, &account, region)
                 .queues
                 .entry(name.to_owned())
                 .or_default();
-            Ok(queue_url(region, &account, name))
+            q.encrypted = true;
+            q.retention_seconds = seconds;
+            let url = queue_url(region, &account, name);
+            lock(&self.inner.wiretap)
+                .created
+                .push((url.clone(), true, seconds));
+            Ok(url)
         })
     }
 
@@ -63,10 +83,16 @@ impl Sqs for Sim {
 
     fn send_message(&self, who: &Credentials, region: &Region, queue: &str, body: &str) -> Result<()> {
         self.call(Action::SqsSendMessage, who, |c, w| {
-            let (_, r, _) = check_queue(w, c, queue)?;
+            let (account, r, name) = check_queue(w, c, queue)?;
             if &r != region {
                 return Err(no_queue(c.action, queue));
             }
+            let retention = region_of(w, &account, region)
+                .and_then(|r| r.queues.get(&name))
+                .map_or(0, |q| q.retention_seconds);
+            // SQS's default retention: 4 days.
+            let expires =
+                Instant::now() + Duration::from_secs(if retention == 0 { 4 * 86_400 } else { retention });
             if body.len() > 256 * 1024 {
                 return Err(CloudError::invalid(
                     c.action,
@@ -74,11 +100,18 @@ impl Sqs for Sim {
                     "a message is at most 256 KiB",
                 ));
             }
-            w.next_id += 1;
-            lock(&self.inner.queues)
-                .entry(queue.to_owned())
-                .or_default()
-                .push_back((w.next_id, body.to_owned()));
+            let planted = {
+                let mut tap = lock(&self.inner.wiretap);
+                tap.sent.push((queue.to_owned(), body.to_owned()));
+                std::mem::take(&mut tap.planted)
+            };
+            let mut queues = lock(&self.inner.queues);
+            let messages = queues.entry(queue.to_owned()).or_default();
+            for body in planted.into_iter().chain([body.to_owned()]) {
+                w.next_id += 1;
+                messages.push_back((w.next_id, body, expires));
+            }
+            drop(queues);
             self.inner.queue_signal.notify_all();
             Ok(())
         })
@@ -102,11 +135,14 @@ impl Sqs for Sim {
         let mut queues = lock(&self.inner.queues);
         loop {
             if let Some(q) = queues.get_mut(queue) {
+                // What the queue's retention period has passed is gone.
+                let now = Instant::now();
+                q.retain(|(_, _, expires)| *expires > now);
                 if !q.is_empty() {
                     // Received messages are handed out once: a session's queue has one reader.
                     return Ok(q
                         .drain(..q.len().min(10))
-                        .map(|(id, body)| Message {
+                        .map(|(id, body, _)| Message {
                             receipt: id.to_string(),
                             body,
                         })
