@@ -43,12 +43,7 @@ fn moto() -> Option<Moto> {
     let runtime = bulwark_s3::io_runtime().unwrap();
     let us: Region = "us-east-1".parse().unwrap();
     let image = runtime.block_on(async {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(bulwark_s3::http_client())
-            .endpoint_url(&endpoint)
-            .region(aws_config::Region::from_static("us-east-1"))
-            .load()
-            .await;
+        let conf = sdk_config(&endpoint, "us-east-1").await;
         let ec2 = aws_sdk_ec2::Client::new(&conf);
         let images = ec2.describe_images().send().await.unwrap();
         images.images()[0].image_id().unwrap().to_owned()
@@ -65,6 +60,17 @@ fn moto() -> Option<Moto> {
         endpoint,
         runtime,
     })
+}
+
+/// The AWS SDK's configuration for moto at `endpoint`, in `region`: for what the tests check
+/// beside the provider.
+async fn sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(bulwark_s3::http_client())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_owned()))
+        .load()
+        .await
 }
 
 /// A name no other test (or earlier run against the same moto) uses.
@@ -271,12 +277,7 @@ fn ec2_volumes_snapshots_copies_shares_and_instances() {
     // A worker in a subnet of another zone, with a security group: it runs in the subnet's
     // zone, where its volumes are created too.
     let (subnet, zone, group) = m.runtime.block_on(async {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(bulwark_s3::http_client())
-            .endpoint_url(&m.endpoint)
-            .region(aws_config::Region::new(region.to_string()))
-            .load()
-            .await;
+        let conf = sdk_config(&m.endpoint, &region.to_string()).await;
         let ec2 = aws_sdk_ec2::Client::new(&conf);
         let subnets = ec2.describe_subnets().send().await.unwrap();
         let subnet = subnets
@@ -491,12 +492,7 @@ fn kms_keys_policies_and_data_keys() {
     let Some(m) = moto() else { return };
     let region = us();
     let key = m.runtime.block_on(async {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(bulwark_s3::http_client())
-            .endpoint_url(&m.endpoint)
-            .region(aws_config::Region::from_static("us-east-1"))
-            .load()
-            .await;
+        let conf = sdk_config(&m.endpoint, "us-east-1").await;
         let kms = aws_sdk_kms::Client::new(&conf);
         kms.create_key()
             .send()
@@ -538,12 +534,7 @@ fn sqs_session_queue() {
         .unwrap();
     // Encrypted at rest, and keeping a message two hours at most.
     let attributes = m.runtime.block_on(async {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(bulwark_s3::http_client())
-            .endpoint_url(&m.endpoint)
-            .region(aws_config::Region::from_static("us-east-1"))
-            .load()
-            .await;
+        let conf = sdk_config(&m.endpoint, "us-east-1").await;
         let sqs = aws_sdk_sqs::Client::new(&conf);
         sqs.get_queue_attributes()
             .queue_url(&url)
@@ -646,12 +637,7 @@ fn s3_repository_with_explicit_credentials() {
     let Some(m) = moto() else { return };
     let bucket = unique("repo").to_lowercase();
     m.runtime.block_on(async {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(bulwark_s3::http_client())
-            .endpoint_url(&m.endpoint)
-            .region(aws_config::Region::from_static("us-east-1"))
-            .load()
-            .await;
+        let conf = sdk_config(&m.endpoint, "us-east-1").await;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&conf)
                 .force_path_style(true)

@@ -96,6 +96,36 @@ fn disk_with_hosts(dir: &Path, hosts: &str) -> (PathBuf, PathBuf) {
     (tree, disk)
 }
 
+/// The estate in a new embedded cloud in `data`.
+fn init_embedded(data: &str) {
+    let (code, _, stderr) = bulwark(&[
+        "embedded",
+        "init",
+        "--estate",
+        estate_path(),
+        "--data-dir",
+        data,
+        "--data-mib",
+        "1",
+    ]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+}
+
+/// `disk` written over the web instance's root volume, as a program on it would.
+fn write_root(data: &str, disk: &Path) {
+    let (code, _, stderr) = bulwark(&[
+        "embedded",
+        "write",
+        "--data-dir",
+        data,
+        "--volume",
+        "vol-0aaaaaaaaaaaaaaaa",
+        "--file",
+        disk.to_str().unwrap(),
+    ]);
+    assert_eq!(code, EXIT_OK, "{stderr}");
+}
+
 /// Runs `bulwark files ARGS --json` and parses the listing.
 fn ls(args: &[&str]) -> Vec<Value> {
     let mut all = vec!["files", "ls", "--json"];
@@ -185,28 +215,8 @@ fn files_come_back_from_a_snapshot_a_backup_and_a_local_repository() {
     let (tree, disk) = disk(&dir.0);
     let data = dir.0.join("cloud");
     let data = data.to_str().unwrap();
-    let (code, _, stderr) = bulwark(&[
-        "embedded",
-        "init",
-        "--estate",
-        estate_path(),
-        "--data-dir",
-        data,
-        "--data-mib",
-        "1",
-    ]);
-    assert_eq!(code, EXIT_OK, "{stderr}");
-    let (code, _, stderr) = bulwark(&[
-        "embedded",
-        "write",
-        "--data-dir",
-        data,
-        "--volume",
-        "vol-0aaaaaaaaaaaaaaaa",
-        "--file",
-        disk.to_str().unwrap(),
-    ]);
-    assert_eq!(code, EXIT_OK, "{stderr}");
+    init_embedded(data);
+    write_root(data, &disk);
 
     // A snapshot, read through the EBS direct APIs (its volume is under a customer key).
     let report = bulwark_json(
@@ -345,38 +355,15 @@ fn files_find_says_which_restore_points_hold_a_file_and_in_what_version() {
     let (_, disk) = disk(&dir.0);
     let data = dir.0.join("cloud");
     let data = data.to_str().unwrap();
-    let write_disk = |disk: &Path| {
-        let (code, _, stderr) = bulwark(&[
-            "embedded",
-            "write",
-            "--data-dir",
-            data,
-            "--volume",
-            "vol-0aaaaaaaaaaaaaaaa",
-            "--file",
-            disk.to_str().unwrap(),
-        ]);
-        assert_eq!(code, EXIT_OK, "{stderr}");
-    };
-    let (code, _, stderr) = bulwark(&[
-        "embedded",
-        "init",
-        "--estate",
-        estate_path(),
-        "--data-dir",
-        data,
-        "--data-mib",
-        "1",
-    ]);
-    assert_eq!(code, EXIT_OK, "{stderr}");
-    write_disk(&disk);
+    init_embedded(data);
+    write_root(data, &disk);
 
     // Indexed by the appliance (EBS direct) and by a worker, then /etc/hosts changes and an
     // incremental backup indexes the new version; a last backup has no index.
     let first = backup_root(data, &["--workers", "none", "--file-index"]);
     let by_worker = backup_root(data, &["--workers", "production-account", "--file-index"]);
     let (_, changed) = disk_with_hosts(&dir.0.join("v2"), "127.0.0.1 localhost\n10.0.0.1 db\n");
-    write_disk(&changed);
+    write_root(data, &changed);
     let second = backup_root(data, &["--workers", "none", "--file-index"]);
     let unindexed = backup_root(data, &["--workers", "none"]);
 
