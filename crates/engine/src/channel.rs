@@ -271,6 +271,40 @@ mod tests {
         ));
     }
 
+    /// Writes the seeds of the `worker_message` fuzz target: messages sealed with its fixed
+    /// key, each way. Run by hand: `cargo test -p bulwark-engine write_worker_message_seeds --
+    /// --ignored`.
+    #[test]
+    #[ignore = "writes the fuzz seeds; run by hand when the protocol changes"]
+    fn write_worker_message_seeds() {
+        let key = SessionKey::from_hex(&"42".repeat(32)).unwrap();
+        let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
+            .join("../../fuzz/seeds/worker_message");
+        std::fs::create_dir_all(&dir).unwrap();
+        let done = WorkerMessage::Done {
+            points: vec![("vol-0aaaaaaaaaaaaaaaa".into(), "ab".repeat(32))],
+            instance: Some(r#"{"version":1,"instance":"i-0123456789abcdef0","account":"222222222222","region":"us-east-1","security_groups":[],"boot":{},"tags":[],"volumes":[]}"#.into()),
+        };
+        let progress = WorkerMessage::Progress { done: 1, total: 2 };
+        std::fs::write(
+            dir.join("done"),
+            Channel::new(&key, Side::Worker).seal(&done).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("progress"),
+            Channel::new(&key, Side::Worker).seal(&progress).unwrap(),
+        )
+        .unwrap();
+        if let WorkerMessage::Done {
+            instance: Some(record),
+            ..
+        } = done
+        {
+            std::fs::write(dir.join("instance-record"), record).unwrap();
+        }
+    }
+
     #[test]
     fn the_sealed_body_shows_nothing_of_the_message() {
         let (appliance, _) = pair();
