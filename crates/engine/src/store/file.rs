@@ -71,18 +71,29 @@ impl FileStore {
 
     fn lease(&self, session: &SessionId, create: bool) -> Result<Option<FileJournal>, EngineError> {
         let path = self.journal_path(session);
+        // A new journal is made and locked under a name no one lists, then linked to its own
+        // name: another process (a `recover` listing unfinished sessions) never finds it
+        // unlocked, and so never takes it over from the session that is starting.
+        let opened = if create {
+            path.with_extension("journal.new")
+        } else {
+            path.clone()
+        };
         let file = OpenOptions::new()
             .create_new(create)
             .read(true)
             .append(true)
-            .open(&path)
-            .map_err(|e| error(&path, e))?;
+            .open(&opened)
+            .map_err(|e| error(&opened, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(e)) => return Err(error(&path, e)),
+            Err(TryLockError::Error(e)) => return Err(error(&opened, e)),
         }
         if create {
+            let linked = fs::hard_link(&opened, &path);
+            let _ = fs::remove_file(&opened);
+            linked.map_err(|e| error(&path, e))?;
             sync_dir(&self.sessions())?;
         }
         Ok(Some(FileJournal {
@@ -241,6 +252,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         (dir, store)
+    }
+
+    /// A process that takes over every unfinished session it finds, as `recover` does, never
+    /// gets between a new session and its journal's lock.
+    #[test]
+    fn a_new_journal_is_never_found_unlocked() {
+        let (_dir, store) = store();
+        let store = std::sync::Arc::new(store);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let recover = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut taken = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for session in store.unfinished().unwrap_or_default() {
+                        if let Ok(Some(journal)) = store.take_over(&session) {
+                            drop(journal);
+                            taken += 1;
+                        }
+                    }
+                }
+                taken
+            })
+        };
+        let mut held = Vec::new();
+        for _ in 0..200 {
+            held.push(store.begin(&SessionId::new()).expect("a new session's journal"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            recover.join().unwrap(),
+            0,
+            "a journal held by its session was taken over"
+        );
+        let names: Vec<String> = fs::read_dir(store.sessions())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| n.ends_with(".journal")), "{names:?}");
+        drop(held);
     }
 
     fn created(name: &str) -> Entry {
