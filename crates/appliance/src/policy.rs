@@ -134,6 +134,15 @@ pub struct Backups {
     /// reading any volume.
     #[serde(default)]
     pub file_index: bool,
+    /// No restore point younger than this many days is forgotten, whatever the `keep_*` rules
+    /// say (AWS Backup Vault Lock's minimum retention).
+    #[serde(default)]
+    pub min_retention_days: Option<u32>,
+    /// Every restore point older than this many days is forgotten, whatever the `keep_*`
+    /// rules say, the newest too (Vault Lock's maximum retention). A point the repository's
+    /// Object Lock still retains is forgotten once it may be.
+    #[serde(default)]
+    pub max_retention_days: Option<u32>,
 }
 
 fn backup_account() -> Placement {
@@ -279,6 +288,21 @@ impl Policy {
                 "the backups keep nothing: every keep_* is 0".into(),
                 "give keep_last, keep_daily, keep_weekly, keep_monthly or keep_yearly (at least 1)",
             ));
+        }
+        if let Some(b) = &self.backups {
+            match (b.min_retention_days, b.max_retention_days) {
+                (_, Some(0)) => problems.push(field(
+                    "backups.max_retention_days",
+                    "max_retention_days is 0: every backup would be forgotten at once".into(),
+                    "give at least 1 day, or leave it out",
+                )),
+                (Some(min), Some(max)) if min > max => problems.push(field(
+                    "backups.min_retention_days",
+                    format!("min_retention_days ({min}) is more than max_retention_days ({max})"),
+                    "make the minimum at most the maximum",
+                )),
+                _ => {}
+            }
         }
         if self.snapshots.as_ref().is_some_and(|k| k.keep == 0) {
             problems.push(field(

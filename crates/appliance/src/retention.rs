@@ -205,9 +205,10 @@ pub fn expired(policy: &Policy, points: &[RestorePoint], now: DateTime<Utc>) -> 
 /// The backups the policy's rules forget: each instance's restore points are one group, as
 /// a volume's are for `bulwark image forget`.
 fn expired_backups(policy: &Policy, points: &[&RestorePoint], now: DateTime<Utc>) -> Vec<RestorePoint> {
-    let Some(rules) = policy.backups.as_ref().map(|b| b.retention()) else {
+    let Some(backups) = &policy.backups else {
         return Vec::new();
     };
+    let rules = backups.retention();
     let infos: Vec<bulwark_repo::PointInfo> = points
         .iter()
         .map(|p| bulwark_repo::PointInfo {
@@ -220,10 +221,18 @@ fn expired_backups(policy: &Policy, points: &[&RestorePoint], now: DateTime<Utc>
     let Ok(decisions) = bulwark_repo::apply_retention(&infos, &rules, now) else {
         return Vec::new();
     };
+    // The bounds of the policy come before its rules: a point younger than the minimum stays,
+    // one older than the maximum goes.
+    let age = |p: &RestorePoint| now.timestamp_millis().saturating_sub(p.created_at);
+    let days = |n: u32| i64::from(n) * 86_400_000;
     points
         .iter()
         .zip(decisions)
-        .filter(|(_, d)| !d.keep)
+        .filter(|(p, d)| {
+            let too_old = backups.max_retention_days.is_some_and(|n| age(p) > days(n));
+            let too_young = backups.min_retention_days.is_some_and(|n| age(p) < days(n));
+            too_old || (!d.keep && !too_young)
+        })
         .map(|(p, _)| (*p).clone())
         .collect()
 }
@@ -323,6 +332,8 @@ mod tests {
             keep_monthly: 0,
             keep_yearly: 0,
             file_index: false,
+            min_retention_days: None,
+            max_retention_days: None,
         });
         // Two a day on days 10, 11 and 12: the newest of days 12 and 11 stay.
         let mut points = Vec::new();
@@ -353,5 +364,64 @@ mod tests {
         // A policy that no longer makes backups keeps those it made.
         p.backups = None;
         assert!(ids(expired(&p, &points, now())).is_empty());
+    }
+
+    /// Vault-Lock-style bounds: the minimum keeps what the rules would forget, the maximum
+    /// forgets what they would keep, the newest point too.
+    #[test]
+    fn minimum_and_maximum_retention_come_before_the_rules() {
+        let mut p = policy(None, None);
+        let mut backups = Backups {
+            workers: bulwark_plan::Placement::NoWorker,
+            keep_last: 1,
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+            keep_yearly: 0,
+            file_index: false,
+            min_retention_days: Some(7),
+            max_retention_days: None,
+        };
+        p.backups = Some(backups.clone());
+        // One a day over the last ten days (now is day 400).
+        let points: Vec<RestorePoint> = (0..10)
+            .map(|d| point(&format!("d{d}"), PointKind::Backup, "us-east-1", (390 + d) * DAY))
+            .collect();
+        // keep_last 1 alone forgets nine; the minimum of 7 days keeps those of days 394 to 399
+        // (day 393's is exactly 7 days old).
+        assert_eq!(ids(expired(&p, &points, now())), ["d0", "d1", "d2", "d3"]);
+        backups.keep_last = 100;
+        backups.min_retention_days = None;
+        backups.max_retention_days = Some(3);
+        p.backups = Some(backups.clone());
+        // keep_last 100 keeps all; the maximum of 3 days forgets what is older.
+        assert_eq!(
+            ids(expired(&p, &points, now())),
+            ["d0", "d1", "d2", "d3", "d4", "d5", "d6"]
+        );
+        // The newest too, once it is older than the maximum.
+        let old = vec![point("old", PointKind::Backup, "us-east-1", 300 * DAY)];
+        assert_eq!(ids(expired(&p, &old, now())), ["old"]);
+        // Bounds that contradict each other are refused.
+        let estate = bulwark_model::Estate::parse(
+            "test.toml",
+            "[appliance]\naccount = \"111111111111\"\nworker_deployment_role = \"arn:aws:iam::111111111111:role/Deploy\"\n",
+        )
+        .unwrap();
+        backups.min_retention_days = Some(10);
+        p.backups = Some(backups.clone());
+        let problems = p.validate(&estate);
+        assert!(
+            problems.iter().any(|x| x.at == "backups.min_retention_days"),
+            "{problems:?}"
+        );
+        backups.max_retention_days = Some(0);
+        backups.min_retention_days = None;
+        p.backups = Some(backups);
+        let problems = p.validate(&estate);
+        assert!(
+            problems.iter().any(|x| x.at == "backups.max_retention_days"),
+            "{problems:?}"
+        );
     }
 }
