@@ -254,27 +254,7 @@ fn files_come_back_from_a_snapshot_a_backup_and_a_local_repository() {
     assert!(stderr.contains("is not a restore point Bulwark made"), "{stderr}");
 
     // A backup without workers, read from the estate's repository as the repository role.
-    let report = bulwark_json(
-        &with_estate(
-            &["run", "backup"],
-            &[
-                "--data-dir",
-                data,
-                "--instance",
-                WEB,
-                "--workers",
-                "none",
-                "--json",
-            ],
-        ),
-        EXIT_OK,
-    );
-    let point = array(&report, "restore_points", "backup report")
-        .iter()
-        .find(|p| p["volume"] == "vol-0aaaaaaaaaaaaaaaa")
-        .and_then(|p| p["point"].as_str())
-        .unwrap_or_else(|| panic!("no restore point of vol-0aaaaaaaaaaaaaaaa in {report}"))
-        .to_owned();
+    let point = backup_root(data, &["--workers", "none"]);
     check_source(
         &["--estate", estate, "--data-dir", data, "--point", &point[..12]],
         &tree,
