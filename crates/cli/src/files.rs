@@ -129,22 +129,20 @@ pub struct SourceArgs {
 
 impl SourceArgs {
     fn open(&self) -> anyhow::Result<Files> {
-        if let Some(url) = &self.repo {
-            let point = self.point.as_deref().context("--repo needs --point")?;
-            let repo = RepoArgs {
-                repo: url.clone(),
-                password_file: self.password_file.clone(),
-                key_file: self.cloud.key_file.clone(),
-                endpoint_url: self.cloud.endpoint_url.clone(),
-            };
-            return Ok(bulwark_engine::files::open_point(repo.open()?, point)?);
-        }
-        let Some(estate) = &self.estate else {
-            bail!("say where to read from: --repo URL --point ID, --estate FILE --point ID, or --estate FILE --snapshot SNAP-ID");
+        let missing = "say where to read from: --repo URL --point ID, --estate FILE --point ID, or --estate FILE --snapshot SNAP-ID";
+        let engine = match open_repository(
+            &self.repo,
+            &self.password_file,
+            &self.estate,
+            &self.cloud,
+            missing,
+        )? {
+            Opened::Repository(repo) => {
+                let point = self.point.as_deref().context("--repo needs --point")?;
+                return Ok(bulwark_engine::files::open_point(repo, point)?);
+            }
+            Opened::Estate(engine) => engine,
         };
-        let estate = read_estate(estate)?;
-        let (engines, _world) = crate::sessions::engines(&self.cloud, &estate)?;
-        let engine = engines(estate);
         let source = match (&self.point, &self.snapshot) {
             (Some(point), _) => FileSource::Backup(point.clone()),
             (None, Some(snapshot)) => FileSource::Snapshot(
@@ -156,6 +154,38 @@ impl SourceArgs {
         };
         Ok(engine.open_files(&source)?)
     }
+}
+
+/// A repository as `--repo` names it, or the estate's, behind the engine of `--estate`.
+// One value per command, opened and used at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Opened {
+    Repository(bulwark_repo::Repository),
+    Estate(bulwark_engine::Engine),
+}
+
+/// Opens `--repo` (with its passphrase or key file) or the estate of `--estate`; `missing`
+/// says what to give when neither is.
+fn open_repository(
+    repo: &Option<String>,
+    password_file: &Option<PathBuf>,
+    estate: &Option<PathBuf>,
+    cloud: &CloudArgs,
+    missing: &str,
+) -> anyhow::Result<Opened> {
+    if let Some(url) = repo {
+        let repo = RepoArgs {
+            repo: url.clone(),
+            password_file: password_file.clone(),
+            key_file: cloud.key_file.clone(),
+            endpoint_url: cloud.endpoint_url.clone(),
+        };
+        return Ok(Opened::Repository(repo.open()?));
+    }
+    let estate = estate.as_ref().context(missing.to_owned())?;
+    let estate = read_estate(estate)?;
+    let (engines, _world) = crate::sessions::engines(cloud, &estate)?;
+    Ok(Opened::Estate(engines(estate)))
 }
 
 pub fn run(cmd: &FilesCommand) -> anyhow::Result<ExitCode> {
@@ -254,19 +284,19 @@ pub fn run(cmd: &FilesCommand) -> anyhow::Result<ExitCode> {
 
 impl RepositoryArgs {
     fn find(&self, query: &FindQuery) -> anyhow::Result<FindReport> {
-        if let Some(url) = &self.repo {
-            let repo = RepoArgs {
-                repo: url.clone(),
-                password_file: self.password_file.clone(),
-                key_file: self.cloud.key_file.clone(),
-                endpoint_url: self.cloud.endpoint_url.clone(),
-            };
-            return Ok(bulwark_engine::find::find_files(&repo.open()?, query)?);
-        }
-        let estate = self.estate.as_ref().context("give --estate FILE or --repo URL")?;
-        let estate = read_estate(estate)?;
-        let (engines, _world) = crate::sessions::engines(&self.cloud, &estate)?;
-        Ok(engines(estate).find_files(query)?)
+        let missing = "give --estate FILE or --repo URL";
+        Ok(
+            match open_repository(
+                &self.repo,
+                &self.password_file,
+                &self.estate,
+                &self.cloud,
+                missing,
+            )? {
+                Opened::Repository(repo) => bulwark_engine::find::find_files(&repo, query)?,
+                Opened::Estate(engine) => engine.find_files(query)?,
+            },
+        )
     }
 }
 
