@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for side in [Side::Appliance, Side::Worker] {
-        let _ = Channel::new(&key, side).open(text);
+        if let Ok(channel) = Channel::new(&key, side) {
+            let _ = channel.open(text);
+        }
     }
     let _ = InstanceRecord::parse(text);
 });

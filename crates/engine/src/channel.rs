@@ -112,12 +112,12 @@ impl std::fmt::Debug for Channel {
 
 impl Channel {
     /// The channel of `key`, as `me` speaks it.
-    pub fn new(key: &SessionKey, me: Side) -> Channel {
-        Channel {
+    pub fn new(key: &SessionKey, me: Side) -> Result<Channel, ProtocolError> {
+        Ok(Channel {
             me,
-            to_worker: direction_key(key, Side::Worker),
-            to_appliance: direction_key(key, Side::Appliance),
-        }
+            to_worker: direction_key(key, Side::Worker)?,
+            to_appliance: direction_key(key, Side::Appliance)?,
+        })
     }
 
     /// `message`, sealed for the other side.
@@ -189,24 +189,13 @@ impl Channel {
 }
 
 /// The AES-256-GCM key of messages to `to`: HKDF-SHA256 of the session key.
-fn direction_key(key: &SessionKey, to: Side) -> LessSafeKey {
+fn direction_key(key: &SessionKey, to: Side) -> Result<LessSafeKey, ProtocolError> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"bulwark session queue").extract(&*key.0);
     let info = [to.aad()];
-    let mut bytes = Zeroizing::new([0u8; 32]);
-    // Neither can fail for a 32-byte output of SHA-256's HKDF.
-    let _ = prk
+    let okm = prk
         .expand(&info, &AES_256_GCM)
-        .and_then(|okm| okm.fill(&mut *bytes));
-    let unbound = UnboundKey::new(&AES_256_GCM, &*bytes).unwrap_or_else(|_| unreachable_key());
-    LessSafeKey::new(unbound)
-}
-
-/// AES-256-GCM takes any 32 bytes: `UnboundKey::new` cannot refuse them.
-#[cold]
-fn unreachable_key() -> UnboundKey {
-    // A fixed, useless key rather than a panic: a message sealed with it opens nowhere.
-    #[allow(clippy::unwrap_used)]
-    UnboundKey::new(&AES_256_GCM, &[0u8; 32]).unwrap()
+        .map_err(|_| ProtocolError::Malformed("the session key cannot be expanded".into()))?;
+    Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
 #[cfg(test)]
@@ -216,8 +205,8 @@ mod tests {
     fn pair() -> (Channel, Channel) {
         let key = SessionKey::generate().unwrap();
         (
-            Channel::new(&key, Side::Appliance),
-            Channel::new(&key, Side::Worker),
+            Channel::new(&key, Side::Appliance).unwrap(),
+            Channel::new(&key, Side::Worker).unwrap(),
         )
     }
 
@@ -288,12 +277,12 @@ mod tests {
         let progress = WorkerMessage::Progress { done: 1, total: 2 };
         std::fs::write(
             dir.join("done"),
-            Channel::new(&key, Side::Worker).seal(&done).unwrap(),
+            Channel::new(&key, Side::Worker).unwrap().seal(&done).unwrap(),
         )
         .unwrap();
         std::fs::write(
             dir.join("progress"),
-            Channel::new(&key, Side::Worker).seal(&progress).unwrap(),
+            Channel::new(&key, Side::Worker).unwrap().seal(&progress).unwrap(),
         )
         .unwrap();
         if let WorkerMessage::Done {

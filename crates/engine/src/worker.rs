@@ -321,7 +321,7 @@ pub fn serve(
         credentials: Mutex::new((credentials, Instant::now())),
         region: host.region().clone(),
         queue: queue.to_owned(),
-        channel: Channel::new(key, Side::Worker),
+        channel: Channel::new(key, Side::Worker).map_err(|e| e.to_string())?,
     };
     let task = match link.wait_for_task(&*host) {
         Ok(Some(task)) => task,
@@ -684,8 +684,8 @@ mod tests {
     fn messages_carry_their_protocol_version_and_another_release_is_refused() {
         let key = SessionKey::generate().unwrap();
         let (appliance, worker) = (
-            Channel::new(&key, Side::Appliance),
-            Channel::new(&key, Side::Worker),
+            Channel::new(&key, Side::Appliance).unwrap(),
+            Channel::new(&key, Side::Worker).unwrap(),
         );
         let message = WorkerMessage::Progress { done: 3, total: 7 };
         let body = worker.seal(&message).unwrap();

@@ -306,7 +306,8 @@ impl Session<'_> {
 
     /// The appliance's end of the session queue's channel.
     fn channel(&self) -> Result<Channel, Failure> {
-        Ok(Channel::new(self.session_key()?, Side::Appliance))
+        Channel::new(self.session_key()?, Side::Appliance)
+            .map_err(|e| Failure::Engine(EngineError::Internal(e.to_string())))
     }
 
     pub(super) fn send_task(&mut self, step: &Step, queue: &QueueRef) -> StepResult {
