@@ -532,13 +532,20 @@ impl Sim {
         })
     }
 
-    /// Every message body sent on any queue so far, with its queue's URL: what someone who can
-    /// read the queues sees.
+    /// From now on, records every message sent and every queue created, for
+    /// [`Sim::sent_messages`] and [`Sim::created_queues`] (tests: what someone who can read the
+    /// queues sees).
+    pub fn tap_queues(&self) {
+        crate::lock(&self.inner.wiretap).on = true;
+    }
+
+    /// Every message body sent on any queue since [`Sim::tap_queues`], with its queue's URL:
+    /// what someone who can read the queues sees.
     pub fn sent_messages(&self) -> Vec<(String, String)> {
         crate::lock(&self.inner.wiretap).sent.clone()
     }
 
-    /// Every queue created so far (deleted ones too): its URL, whether it is encrypted at
+    /// Every queue created since [`Sim::tap_queues`] (deleted ones too): its URL, whether it is encrypted at
     /// rest, and how many seconds it keeps a message.
     pub fn created_queues(&self) -> Vec<(String, bool, u64)> {
         crate::lock(&self.inner.wiretap).created.clone()

@@ -149,6 +149,9 @@ type QueuedMessage = (u64, String, Instant);
 /// What [`Sim::sent_messages`] and [`Sim::plant_message`] keep.
 #[derive(Default)]
 pub(crate) struct Wiretap {
+    /// Whether messages and queues are recorded ([`Sim::tap_queues`]): not by default, so that
+    /// an appliance running for months on the embedded cloud does not keep every message.
+    pub on: bool,
     pub sent: Vec<(String, String)>,
     pub planted: Vec<String>,
     /// Each queue created: its URL, whether it is encrypted, its retention in seconds.

@@ -423,6 +423,7 @@ instance_type = "m7i.2xlarge"
 fn the_session_queue_shows_no_secret_and_takes_no_forged_report() {
     let world = World::new();
     let sim = &world.embedded.sim;
+    sim.tap_queues();
     let forged = [
         // A `Done` in the clear, as before messages were sealed.
         r#"{"protocol":2,"type":"done","points":[["vol-0aaaaaaaaaaaaaaaa","0000"]]}"#.to_owned(),

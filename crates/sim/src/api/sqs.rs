@@ -41,9 +41,11 @@ impl Sqs for Sim {
             q.encrypted = true;
             q.retention_seconds = seconds;
             let url = queue_url(region, &account, name);
-            lock(&self.inner.wiretap)
-                .created
-                .push((url.clone(), true, seconds));
+            let mut tap = lock(&self.inner.wiretap);
+            if tap.on {
+                tap.created.push((url.clone(), true, seconds));
+            }
+            drop(tap);
             Ok(url)
         })
     }
@@ -102,7 +104,9 @@ impl Sqs for Sim {
             }
             let planted = {
                 let mut tap = lock(&self.inner.wiretap);
-                tap.sent.push((queue.to_owned(), body.to_owned()));
+                if tap.on {
+                    tap.sent.push((queue.to_owned(), body.to_owned()));
+                }
                 std::mem::take(&mut tap.planted)
             };
             let mut queues = lock(&self.inner.queues);
