@@ -46,8 +46,8 @@ pub enum Keys {
     Encrypted {
         /// AES-256-GCM key for blocks and metadata.
         data: std::sync::Arc<LessSafeKey>,
-        /// Key of the keyed BLAKE3 that names blocks (wiped when dropped; ring wipes the AES
-        /// key's schedule itself).
+        /// Key of the keyed BLAKE3 that names blocks (wiped when dropped; the AES key lives in
+        /// ring's key schedule, which this crate cannot wipe).
         id: Zeroizing<[u8; 32]>,
     },
     /// Not encrypted (chosen explicitly at init).
