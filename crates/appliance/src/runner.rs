@@ -81,6 +81,7 @@ impl Run {
                         .db
                         .progress(&run.session, done, total, run.app.lease_until()));
                 }
+                Event::Note { message } => run.log("info", message),
                 Event::Cleanup { name } => run.log("info", &format!("removing {name}")),
             }))
     }

@@ -4,8 +4,10 @@
 //! as a session: snapshots, image-level backups with workers in the backup account (the
 //! `aws/ebs` instance is refused before anything runs) and in the production account, a
 //! cross-account cross-region replica, restores from a snapshot and from a backup into another
-//! account. Finally every restored volume and replica is compared with its source, byte for
-//! byte, and the cloud is checked for anything a session left behind.
+//! account, and a second backup of db after a write, whose worker reads only the changed
+//! blocks. As each session ends, every snapshot, replica and restored volume it kept is
+//! compared with its source, byte for byte; at the end the cloud is checked for anything a
+//! session left behind.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -34,6 +36,18 @@ const EU: &str = "eu-west-1";
 enum Expect {
     Success,
     Refused,
+}
+
+/// Bytes a program on db writes into its data volume before a scenario: 1 MiB at 3 MiB.
+const CHANGE: (u64, usize) = (3 << 20, 1 << 20);
+
+/// One session of the demo.
+struct Scenario {
+    title: String,
+    op: Operation,
+    expect: Expect,
+    /// Whether db's data volume changes first ([`CHANGE`]).
+    change_db: bool,
 }
 
 pub fn run(data_dir: Option<&Path>, data_mib: u32) -> anyhow::Result<ExitCode> {
@@ -69,8 +83,17 @@ pub fn run(data_dir: Option<&Path>, data_mib: u32) -> anyhow::Result<ExitCode> {
         "session", "result", "time", "steps"
     );
     let mut reports = Vec::new();
-    let mut failures = 0;
-    for (n, (title, op, expect)) in scenarios()?.into_iter().enumerate() {
+    let (mut failures, mut identical) = (0, 0);
+    for (n, scenario) in scenarios()?.into_iter().enumerate() {
+        let Scenario {
+            title,
+            op,
+            expect,
+            change_db,
+        } = scenario;
+        if change_db {
+            change_db_data(&world)?;
+        }
         let t = Instant::now();
         let outcome = engine.run_operation(&op);
         let secs = format!("{:.1} s", t.elapsed().as_secs_f64());
@@ -82,6 +105,11 @@ pub fn run(data_dir: Option<&Path>, data_mib: u32) -> anyhow::Result<ExitCode> {
                     "ok",
                     report.steps
                 );
+                print_reads(&report);
+                // Compared now: a later scenario changes db's data.
+                let (same, differ) = check_bytes(&world, &title, &report);
+                identical += same;
+                failures += differ;
                 reports.push((title, report));
             }
             (Err(EngineError::Refused(r)), Expect::Refused) => {
@@ -101,7 +129,9 @@ pub fn run(data_dir: Option<&Path>, data_mib: u32) -> anyhow::Result<ExitCode> {
     }
 
     println!("\nChecks");
-    failures += check_bytes(&world, &reports);
+    println!(
+        "  {identical} snapshots, replicas and restored volumes compared with their sources as each session ended: {identical} identical"
+    );
     failures += check_leftovers(&world, &before, &reports);
     if failures == 0 {
         println!("\nAll sessions ended as expected; every copy is byte-identical to its source; nothing was left behind.");
@@ -112,7 +142,7 @@ pub fn run(data_dir: Option<&Path>, data_mib: u32) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
+fn scenarios() -> anyhow::Result<Vec<Scenario>> {
     let id = |s: &str| s.parse().context("a built-in id");
     let account = |s: &str| -> anyhow::Result<AccountId> { s.parse().context("a built-in account") };
     let region = |s: &str| -> anyhow::Result<Region> { s.parse().context("a built-in region") };
@@ -128,17 +158,17 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
         })
     };
     Ok(vec![
-        (
+        Scenario::new(
             "snapshots of web".into(),
             Operation::Snapshot { instance: id(WEB)? },
             Expect::Success,
         ),
-        (
+        Scenario::new(
             "snapshots of db".into(),
             Operation::Snapshot { instance: id(DB)? },
             Expect::Success,
         ),
-        (
+        Scenario::new(
             "image backup of db, workers in the backup account".into(),
             Operation::Backup {
                 instance: id(DB)?,
@@ -147,7 +177,7 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             },
             Expect::Success,
         ),
-        (
+        Scenario::new(
             "image backup of web, workers in the backup account (one volume under aws/ebs)".into(),
             Operation::Backup {
                 instance: id(WEB)?,
@@ -156,7 +186,7 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             },
             Expect::Refused,
         ),
-        (
+        Scenario::new(
             "image backup of web, workers in the production account".into(),
             Operation::Backup {
                 instance: id(WEB)?,
@@ -165,7 +195,7 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             },
             Expect::Success,
         ),
-        (
+        Scenario::new(
             format!("snapshot replica of db into {DR}/{EU}"),
             Operation::Replicate {
                 instance: id(DB)?,
@@ -175,17 +205,17 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             },
             Expect::Success,
         ),
-        (
+        Scenario::new(
             format!("restore of db from snapshots into {DR}/{EU}"),
             restore(DB, RestoreSource::Snapshot, DR, EU, None)?,
             Expect::Success,
         ),
-        (
+        Scenario::new(
             format!("restore of db from backup into {DR}/{EU}, workers in the backup account"),
             restore(DB, RestoreSource::Backup, DR, EU, Some(Placement::BackupAccount))?,
             Expect::Success,
         ),
-        (
+        Scenario::new(
             format!("restore of web from backup into {PROD}/{US}, workers in its own account"),
             restore(
                 WEB,
@@ -196,7 +226,7 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             )?,
             Expect::Success,
         ),
-        (
+        Scenario::new(
             "image backup of web without workers (EBS direct APIs, in its own account)".into(),
             Operation::Backup {
                 instance: id(WEB)?,
@@ -205,12 +235,67 @@ fn scenarios() -> anyhow::Result<Vec<(String, Operation, Expect)>> {
             },
             Expect::Success,
         ),
-        (
+        Scenario::new(
             format!("restore of web from backup into {DR}/{EU} without workers (aws/ebs data included)"),
             restore(WEB, RestoreSource::Backup, DR, EU, Some(Placement::NoWorker))?,
             Expect::Success,
         ),
+        Scenario {
+            change_db: true,
+            ..Scenario::new(
+                "image backup of db again, after 1 MiB of writes: its worker reads only the changes".into(),
+                Operation::Backup {
+                    instance: id(DB)?,
+                    workers: Some(Placement::BackupAccount),
+                    file_index: false,
+                },
+                Expect::Success,
+            )
+        },
+        Scenario::new(
+            format!("restore of db from that backup into {DR}/{EU}, workers in the backup account"),
+            restore(DB, RestoreSource::Backup, DR, EU, Some(Placement::BackupAccount))?,
+            Expect::Success,
+        ),
     ])
+}
+
+impl Scenario {
+    fn new(title: String, op: Operation, expect: Expect) -> Scenario {
+        Scenario {
+            title,
+            op,
+            expect,
+            change_db: false,
+        }
+    }
+}
+
+/// Writes [`CHANGE`] into db's data volume, as a program on db would.
+fn change_db_data(world: &Embedded) -> anyhow::Result<()> {
+    let db: bulwark_model::InstanceId = DB.parse().context("a built-in id")?;
+    let instance = world
+        .estate
+        .instance(&db)
+        .context("db is in the example estate")?;
+    let volume = instance.volumes.last().context("db has volumes")?;
+    let (offset, len) = CHANGE;
+    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
+    world
+        .sim
+        .write_volume(&instance.account, &instance.region, &volume.id, offset, &data)
+        .context("writing into db's data volume")
+}
+
+/// What each volume's backup read, under the session's row.
+fn print_reads(report: &SessionReport) {
+    for b in &report.backups {
+        let read = match (&b.why, b.blocks_changed) {
+            (None, Some(changed)) => format!("{changed} changed blocks read"),
+            _ => format!("read in full, {} blocks", b.blocks_read),
+        };
+        println!("      {}: {read}", b.volume);
+    }
 }
 
 /// The production volume a kept resource holds, from its plan name ("restored volume of
@@ -222,49 +307,44 @@ fn source_of(name: &str) -> Option<VolumeId> {
         .ok()
 }
 
-/// Compares every kept snapshot, replica and restored volume with its source volume.
-fn check_bytes(world: &Embedded, reports: &[(String, SessionReport)]) -> usize {
+/// Compares every snapshot, replica and restored volume a session kept with its source
+/// volume as it is now; answers how many are identical and how many differ.
+fn check_bytes(world: &Embedded, title: &str, report: &SessionReport) -> (usize, usize) {
     let (mut same, mut differ) = (0, 0);
-    for (title, report) in reports {
-        for (name, target) in &report.kept {
-            let Some(volume) = source_of(name) else { continue };
-            let Some(instance) = world
-                .estate
-                .instances
-                .iter()
-                .find(|i| i.volumes.iter().any(|v| v.id == volume))
-            else {
-                continue;
-            };
-            let Some((_, source)) = world
-                .sim
-                .volume_digest(&instance.account, &instance.region, &volume)
-            else {
-                continue;
-            };
-            let copy = match target {
-                Target::Snapshot(region, id) => world.sim.snapshot_digest(region, id).map(|(_, d, _)| d),
-                Target::Volume(region, id) => {
-                    let owner = report_account(name);
-                    owner
-                        .and_then(|a| world.sim.volume_digest(&a, region, id))
-                        .map(|(_, d)| d)
-                }
-                _ => continue,
-            };
-            if copy.as_deref() == Some(source.as_str()) {
-                same += 1;
-            } else {
-                differ += 1;
-                println!("  DIFFERS: {name} ({title}) is not identical to {volume}");
+    for (name, target) in &report.kept {
+        let Some(volume) = source_of(name) else { continue };
+        let Some(instance) = world
+            .estate
+            .instances
+            .iter()
+            .find(|i| i.volumes.iter().any(|v| v.id == volume))
+        else {
+            continue;
+        };
+        let Some((_, source)) = world
+            .sim
+            .volume_digest(&instance.account, &instance.region, &volume)
+        else {
+            continue;
+        };
+        let copy = match target {
+            Target::Snapshot(region, id) => world.sim.snapshot_digest(region, id).map(|(_, d, _)| d),
+            Target::Volume(region, id) => {
+                let owner = report_account(name);
+                owner
+                    .and_then(|a| world.sim.volume_digest(&a, region, id))
+                    .map(|(_, d)| d)
             }
+            _ => continue,
+        };
+        if copy.as_deref() == Some(source.as_str()) {
+            same += 1;
+        } else {
+            differ += 1;
+            println!("  DIFFERS: {name} ({title}) is not identical to {volume}");
         }
     }
-    println!(
-        "  {same} snapshots, replicas and restored volumes compared with their sources: {} identical",
-        same
-    );
-    differ
+    (same, differ)
 }
 
 /// The account in a plan name's "(ACCOUNT, REGION)".

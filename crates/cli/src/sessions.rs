@@ -301,6 +301,11 @@ pub fn listener(quiet: bool) -> Listener {
                 b.set_position(*done);
             }
             Event::Transfer { .. } => {}
+            Event::Note { message } => {
+                if !quiet {
+                    eprintln!("        {message}");
+                }
+            }
             Event::Cleanup { name } => {
                 if !quiet {
                     eprintln!("  cleanup: {name}");
@@ -316,13 +321,13 @@ pub fn run(cmd: &RunCommand) -> ExitCode {
         Ok(r) => r,
         Err(e) => return crate::input_error(&e, json),
     };
+    let started = Instant::now();
     let result = (|| -> anyhow::Result<Result<SessionReport, EngineError>> {
         let appliance = appliance(&cmd.cloud, &resolved.estate)?;
         let engine = appliance.engine.on_event(listener(json));
         report_recovery(&engine)?;
         Ok(engine.run_operation(&resolved.operation))
     })();
-    let started = Instant::now();
     match result {
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -361,7 +366,18 @@ fn report_json(report: &SessionReport) -> serde_json::Value {
         "summary": report.summary,
         "steps": report.steps,
         "kept": report.kept.iter().map(|(name, target)| json!({"what": name, "id": target.resource_id()})).collect::<Vec<_>>(),
-        "restore_points": report.points.iter().map(|(v, p)| json!({"volume": v, "point": p})).collect::<Vec<_>>(),
+        "restore_points": report.points.iter().map(|(v, p)| {
+            let mut point = json!({"volume": v, "point": p});
+            // A backup's: what it read, and why in full.
+            if let Some(b) = report.backups.iter().find(|b| &b.volume == v && &b.point == p) {
+                point["read"] = json!(b.read);
+                point["why"] = json!(b.why);
+                point["blocks_read"] = json!(b.blocks_read);
+                point["blocks_changed"] = json!(b.blocks_changed);
+                point["bytes_stored"] = json!(b.bytes_stored);
+            }
+            point
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -376,7 +392,23 @@ fn render_report(report: &SessionReport, started: Instant) -> String {
         out.push_str(&format!("  kept: {name}: {target:?}\n"));
     }
     for (volume, point) in &report.points {
-        out.push_str(&format!("  restore point of {volume}: {point}\n"));
+        out.push_str(&format!("  restore point of {volume}: {point}"));
+        if let Some(b) = report
+            .backups
+            .iter()
+            .find(|b| &b.volume == volume && &b.point == point)
+        {
+            let read = match (&b.why, b.blocks_changed) {
+                (Some(why), _) => format!("read in full, {} blocks: {why}", b.blocks_read),
+                (None, Some(changed)) => format!("{changed} changed blocks read"),
+                (None, None) => format!("{} blocks read", b.blocks_read),
+            };
+            out.push_str(&format!(
+                " ({read}; {} stored)",
+                indicatif::HumanBytes(b.bytes_stored)
+            ));
+        }
+        out.push('\n');
     }
     out
 }

@@ -37,8 +37,12 @@
 //! - a permission the prerequisite session's plan also grants to the same role on the same
 //!   resource: it stays, as the prerequisite needs it;
 //! - `ebs:ListChangedBlocks` of a backup without workers: the first backup of a volume lists
-//!   every block, and only the next one lists the changes since it; the session test
-//!   `faults::a_direct_backup_without_list_changed_blocks_fails_and_keeps_the_previous_one`
+//!   every block, and only the next one lists the changes since it (the session test
+//!   `faults::a_refusal_at_any_step_of_a_backup_without_workers_keeps_the_previous_backup_and_its_base`
+//!   refuses it in a second backup);
+//! - `kms:Decrypt` of a backup role whose only decrypting step is the listing of changes of a
+//!   backup with workers: a first backup lists none; the session test
+//!   `incremental::the_listing_of_changes_needs_the_backup_role_to_decrypt_with_the_volume_key`
 //!   removes it before a second backup;
 //! - `ec2:DetachVolume` of a restore with a single volume, needed only to roll back an
 //!   attachment: the only attachment is the last step, so no injected failure can come after
@@ -460,18 +464,39 @@ fn key_holds(grants: &Grants, key: &str, principal: &str, action: &str) -> bool 
 }
 
 /// What is excluded, and why (see the module documentation).
-fn excluded(role: &str, trust: &Option<PolicyDocument>, action: &str) -> Option<&'static str> {
+fn excluded(plan: &Plan, role: &str, trust: &Option<PolicyDocument>, action: &str) -> Option<&'static str> {
     if role.contains(":role/bulwark/") {
         return Some("temporary worker role: the session writes its policy");
     }
     if action == "ebs:ListChangedBlocks" {
         return Some("ebs:ListChangedBlocks: a first direct backup lists every block (sessions::faults checks the next)");
     }
+    if action == "kms:Decrypt" && only_listing_decrypts(plan, role) {
+        return Some("kms:Decrypt for the listing of changes: a first backup lists none (sessions::incremental checks the next)");
+    }
     let worker = trust
         .as_ref()
         .is_some_and(|t| t.to_string().contains("ec2.amazonaws.com"));
     let used = ["sqs:ReceiveMessage", "sqs:SendMessage", "sqs:DeleteMessage"];
     (worker && !used.contains(&action)).then_some("worker role: vendor-documented, unused by the worker")
+}
+
+/// Whether the only steps of `role` that decrypt with a key are listings of changes, which a
+/// first backup with workers does not make.
+fn only_listing_decrypts(plan: &Plan, role: &str) -> bool {
+    let decrypting: Vec<&Step> = plan
+        .all_steps()
+        .filter(|s| actor_arn(plan, &s.actor) == role)
+        .filter(|s| {
+            s.keys
+                .iter()
+                .any(|k| k.usage.actions().contains(&bulwark_model::Action::KmsDecrypt))
+        })
+        .collect();
+    !decrypting.is_empty()
+        && decrypting
+            .iter()
+            .all(|s| matches!(s.call, bulwark_plan::Call::ListChangedBlocks { .. }))
 }
 
 /// The permissions the main plan needs beyond the prerequisite's, and how many were left out.
@@ -489,7 +514,7 @@ fn permissions(case: &Case) -> (Vec<Permission>, BTreeMap<&'static str, usize>) 
         for s in statements {
             let resources = self::resources(s);
             for action in actions(s) {
-                if let Some(why) = excluded(role, trust, &action) {
+                if let Some(why) = excluded(&case.plan, role, trust, &action) {
                     *skipped.entry(why).or_default() += 1;
                     continue;
                 }
@@ -709,7 +734,10 @@ fn refused_in(case: &Case, p: &Permission, message: &str) -> bool {
         .owner
         .split_once(":role/")
         .map(|(account, name)| format!("{}:assumed-role/{name}/", account.replace(":iam:", ":sts:")));
-    no_worker
+    // With workers, the appliance still reads the repository with its role, to choose what
+    // each volume's backup reads.
+    let appliance_reads = no_worker || (worker_side(case, p) && p.action.as_str().starts_with("s3:"));
+    appliance_reads
         && message.contains(&format!("perform: {}", p.action))
         && session.is_some_and(|s| message.contains(&s))
 }

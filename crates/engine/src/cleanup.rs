@@ -274,7 +274,10 @@ pub(crate) fn recover(engine: &Engine) -> Result<Vec<Recovery>, EngineError> {
             continue;
         };
         tracing::info!(session = %session, journal = %journal.location(), "recovering an unfinished session");
-        let before = journal::replay(&journal.entries()?).map_or(0, |l| l.left.len());
+        // What the cleanup will remove: not what a session that succeeded keeps.
+        let before = journal::replay(&journal.entries()?).map_or(0, |l| {
+            l.left.iter().filter(|left| !(left.kept() && l.succeeded)).count()
+        });
         let failed = clean(engine, journal.as_mut())?;
         out.push(Recovery {
             session,

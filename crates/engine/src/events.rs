@@ -96,6 +96,11 @@ pub enum Event {
         /// Bytes in total.
         total: u64,
     },
+    /// Something the session's log should say: why a volume is read in full.
+    Note {
+        /// What, in a sentence.
+        message: String,
+    },
     /// A resource is being removed.
     Cleanup {
         /// What.

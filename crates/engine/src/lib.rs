@@ -22,6 +22,7 @@
 //! It depends on the cloud traits, not on any cloud: no AWS SDK and no embedded cloud here.
 #![deny(missing_docs)]
 
+pub mod block_list;
 pub mod channel;
 pub mod check;
 mod cleanup;
@@ -32,6 +33,7 @@ mod events;
 pub mod files;
 pub mod find;
 mod identities;
+pub mod incremental;
 pub mod journal;
 mod maintain;
 pub mod record;
@@ -69,6 +71,10 @@ pub struct SessionReport {
     /// Snapshot restore points made (snapshots and replicas), as the catalog keeps them.
     #[serde(default)]
     pub snapshots: Vec<SnapshotPoint>,
+    /// Of an image-level backup, what each volume's restore point read: in full or only the
+    /// changes, why, and how much.
+    #[serde(default)]
+    pub backups: Vec<incremental::VolumeBackup>,
     /// How many steps ran.
     pub steps: usize,
 }

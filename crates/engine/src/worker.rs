@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bulwark_cloud::{Cloud, Credentials, SharedCredentials};
 use bulwark_host::{Device, InstanceHost};
 use bulwark_model::{Region, VolumeId};
-use bulwark_mover::{BlockSource, BlockTarget, MoverError, Progress, VolumeSource};
-use bulwark_repo::{Repository, Secret};
+use bulwark_mover::{Base, BlockSource, BlockTarget, MoverError, Progress, Volume};
+use bulwark_repo::{Id, Repository, Secret};
 
 use crate::channel::{Channel, SessionKey, Side};
 use serde::{Deserialize, Serialize};
@@ -111,6 +111,24 @@ pub struct TaskVolume {
     /// its block device where the device name is not what the instance sees (NVMe on Nitro).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_id: Option<VolumeId>,
+    /// For backups, the snapshot the attached volume was made from, which the restore point
+    /// records as its source: the base the next backup lists its changes since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// For backups, only these blocks changed since restore point `parent`'s data: the worker
+    /// reads them alone and builds the new point on it. `None` reads the whole volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
+}
+
+/// The blocks of a volume changed since a restore point.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    /// The restore point the changes apply to (its id, hex).
+    pub parent: String,
+    /// The changed blocks, in the repository's block size, sorted.
+    #[serde(with = "crate::block_list")]
+    pub blocks: Vec<u64>,
 }
 
 /// The repository and the short-lived credentials to reach it (the repository role's).
@@ -214,6 +232,9 @@ pub fn user_data(queue: &str, key: &SessionKey) -> String {
         shell_quote(queue)
     )
 }
+
+/// The largest message SQS takes (256 KiB): a task longer than that lists fewer changes.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// The variable of the session's key in the worker's environment.
 pub const SESSION_KEY_VAR: &str = "BULWARK_SESSION_KEY";
@@ -525,6 +546,7 @@ fn transfer(
             let volume = DeviceVolume {
                 device: device.clone(),
                 name: v.device.clone(),
+                snapshot: v.snapshot.clone(),
             };
             (v, volume)
         })
@@ -533,17 +555,28 @@ fn transfer(
         // All volumes of the instance or none: a backup that fails on any volume writes no
         // restore point.
         TaskKind::Backup => {
-            let sources: Vec<VolumeSource> = volumes
+            let changes: Vec<Option<(Id, &[u64])>> = volumes
                 .iter()
-                .map(|(v, volume)| VolumeSource {
+                .map(|(v, _)| {
+                    v.changes
+                        .as_ref()
+                        .map(|c| Ok::<_, MoverError>((repo.find_point(&c.parent)?, c.blocks.as_slice())))
+                        .transpose()
+                })
+                .collect::<Result<_, _>>()?;
+            let sources: Vec<Volume> = volumes
+                .iter()
+                .zip(&changes)
+                .map(|((v, volume), changes)| Volume {
                     source: volume as &dyn BlockSource,
                     volume_id: v.volume.as_str(),
-                    changed: None,
+                    // The parent the appliance checked is the parent used.
+                    base: changes.map_or(Base::Full, |(parent, blocks)| Base::Changed { parent, blocks }),
                     instance: task.instance.as_deref(),
                     index_files: task.index_files,
                 })
                 .collect();
-            let outcomes = bulwark_mover::backup_all(repo, &sources, progress, threads)?;
+            let outcomes = bulwark_mover::backup_volumes(repo, &sources, progress, threads)?;
             let points = volumes
                 .iter()
                 .zip(outcomes)
@@ -580,6 +613,9 @@ fn transfer(
 struct DeviceVolume {
     device: Arc<dyn Device>,
     name: String,
+    /// The snapshot it was made from, if the task named it: what its restore point is a
+    /// backup of.
+    snapshot: Option<String>,
 }
 
 impl BlockSource for DeviceVolume {
@@ -597,7 +633,10 @@ impl BlockSource for DeviceVolume {
     }
 
     fn describe(&self) -> (String, String) {
-        ("device".into(), self.name.clone())
+        match &self.snapshot {
+            Some(snapshot) => (crate::direct::SOURCE_KIND.into(), snapshot.clone()),
+            None => ("device".into(), self.name.clone()),
+        }
     }
 
     fn written_blocks(&self, block_size: u64) -> Option<Vec<u64>> {

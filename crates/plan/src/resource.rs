@@ -20,13 +20,14 @@ pub enum SnapshotOrigin {
     Copy,
     /// A snapshot of a volume a worker restored from the repository.
     Restored,
-    /// A snapshot of the production volume read through the EBS direct APIs and kept after
-    /// the backup, so that the next backup reads only the blocks changed since it
-    /// (ListChangedBlocks).
-    DirectBase,
-    /// The base snapshot of the previous direct backup, removed once the new backup is
-    /// written.
-    PreviousDirectBase,
+    /// A snapshot of the production volume an image-level backup reads (through the EBS
+    /// direct APIs, or a worker's volume made from it), kept after the backup so that the next
+    /// one reads only the blocks changed since it (ListChangedBlocks).
+    #[serde(alias = "direct-base")]
+    Base,
+    /// The base snapshot of the previous backup, removed once the new backup is written.
+    #[serde(alias = "previous-direct-base")]
+    PreviousBase,
     /// A new snapshot written from a restore point through the EBS direct APIs.
     Written,
     /// A snapshot of a restored volume, which the image that boots the restored instance is
@@ -343,8 +344,8 @@ impl fmt::Display for Resource {
                     SnapshotOrigin::Volume => "snapshot",
                     SnapshotOrigin::Copy => "snapshot copy",
                     SnapshotOrigin::Restored => "snapshot of the restored",
-                    SnapshotOrigin::DirectBase => "base snapshot",
-                    SnapshotOrigin::PreviousDirectBase => "previous base snapshot",
+                    SnapshotOrigin::Base => "base snapshot",
+                    SnapshotOrigin::PreviousBase => "previous base snapshot",
                     SnapshotOrigin::Written => "snapshot written from the backup",
                     SnapshotOrigin::Image => "image snapshot of the restored",
                 };

@@ -252,6 +252,12 @@ pub enum Call {
         /// The queue.
         queue: QueueRef,
     },
+    /// Lists the blocks of a snapshot changed since the previous backup's base snapshot
+    /// (`ebs:ListChangedBlocks`), for the worker to read only those.
+    ListChangedBlocks {
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
     /// Reads a snapshot's blocks through the EBS direct APIs (`ebs:GetSnapshotBlock`).
     ReadSnapshotBlocks {
         /// The snapshot.
@@ -430,6 +436,7 @@ impl Call {
             Call::KeepVolumesAsTheyWere { .. } => Action::Ec2ModifyInstanceAttribute,
             Call::SendTask { .. } | Call::WorkerReports { .. } => Action::SqsSendMessage,
             Call::WorkerTakesTask { .. } | Call::FollowWorker { .. } => Action::SqsReceiveMessage,
+            Call::ListChangedBlocks { .. } => Action::EbsListChangedBlocks,
             Call::ReadSnapshotBlocks { .. } => Action::EbsGetSnapshotBlock,
             Call::WriteBackup { .. } => Action::S3PutObject,
             Call::ReadBackup { .. } => Action::S3GetObject,
@@ -467,6 +474,7 @@ impl Call {
             | Call::KeepVolumesAsTheyWere { instance } => Resource::RestoredInstance(instance.clone()),
             Call::RegisterImage { image, .. } => Resource::Image(image.clone()),
             Call::ReadSnapshotBlocks { snapshot }
+            | Call::ListChangedBlocks { snapshot }
             | Call::WriteSnapshot { snapshot }
             | Call::ExpireSnapshot { snapshot, .. } => Resource::Snapshot(snapshot.clone()),
             Call::WriteBackup { repository, .. } | Call::ReadBackup { repository, .. } => {
@@ -506,6 +514,7 @@ impl Call {
             | Call::WorkerReports { .. }
             | Call::FollowWorker { .. }
             | Call::ReadSnapshotBlocks { .. }
+            | Call::ListChangedBlocks { .. }
             | Call::WriteBackup { .. }
             | Call::ReadBackup { .. }
             | Call::ExpireSnapshot { .. }

@@ -370,7 +370,7 @@ fn check_plan(estate: &Estate, plan: &Plan) -> Result<(), TestCaseError> {
     let temporary = created(false);
     // The one thing a plan removes without creating it: the base snapshot of the previous
     // direct backup, replaced by the new one.
-    let replaced = |s: &&Step| !matches!(&s.resource(), Resource::Snapshot(snap) if snap.origin == SnapshotOrigin::PreviousDirectBase);
+    let replaced = |s: &&Step| !matches!(&s.resource(), Resource::Snapshot(snap) if snap.origin == SnapshotOrigin::PreviousBase);
     // (A kept resource the operation itself removes, like a restored volume once the
     // restored instance has its own, is removed in the main steps and in the rollback.)
     let cleaned: BTreeMap<Resource, usize> =

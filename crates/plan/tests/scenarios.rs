@@ -366,7 +366,8 @@ fn backup_of_a_cmk_volume_with_the_worker_in_the_backup_account_shares_and_reenc
             steps: concat(&[
                 "Backup@P ec2:CreateSnapshots P/us-east-1
                  Backup@P kms:DescribeKey P/us-east-1
-                 Backup@P ec2:ModifySnapshotAttribute P/us-east-1",
+                 Backup@P ec2:ModifySnapshotAttribute P/us-east-1
+                 Backup@P ebs:ListChangedBlocks P/us-east-1",
                 WORKER_IN_B,
                 "
                  WorkerDeployment@B ec2:RunInstances B/us-east-1
@@ -374,9 +375,10 @@ fn backup_of_a_cmk_volume_with_the_worker_in_the_backup_account_shares_and_reenc
                  WorkerDeployment@B ec2:AttachVolume B/us-east-1
                  Repository@B s3:PutObject B/us-east-1",
             ]),
-            // Source key for the sharing role (checked before sharing); source key and the
-            // backup account's default key of the region for the worker deployment role.
-            grants: "Backup@P P_USE1 describe
+            // Source key for the sharing role (checked before sharing, and decrypted by the
+            // listing of changes); source key and the backup account's default key of the
+            // region for the worker deployment role.
+            grants: "Backup@P P_USE1 decrypt
                      WorkerDeployment@B P_USE1 ebs
                      WorkerDeployment@B B_USE1 ebs",
             cleanup: concat(&[
@@ -384,9 +386,10 @@ fn backup_of_a_cmk_volume_with_the_worker_in_the_backup_account_shares_and_reenc
                  WorkerDeployment@B ec2:DeleteVolume B/us-east-1
                  WorkerDeployment@B ec2:TerminateInstances B/us-east-1",
                 WORKER_IN_B_CLEANUP,
+                // The previous base snapshot, then the share of the new one.
                 "
-                 Backup@P ec2:ModifySnapshotAttribute P/us-east-1
-                 Backup@P ec2:DeleteSnapshot P/us-east-1",
+                 Backup@P ec2:DeleteSnapshot P/us-east-1
+                 Backup@P ec2:ModifySnapshotAttribute P/us-east-1",
             ]),
         },
     );
@@ -413,6 +416,7 @@ fn backup_of_an_aws_ebs_volume_with_the_worker_in_the_production_account_works()
         op_backup(EBS, Some(ProductionAccount)),
         Expect::Plan {
             steps: "Backup@P ec2:CreateSnapshots P/us-east-1
+                    Backup@P ebs:ListChangedBlocks P/us-east-1
                     Backup@P ec2:RunInstances P/us-east-1
                     Backup@P ec2:CreateVolume P/us-east-1
                     Backup@P ec2:AttachVolume P/us-east-1
@@ -434,6 +438,7 @@ fn backup_of_a_cmk_volume_with_the_worker_in_the_production_account_needs_the_so
         op_backup(CMK, Some(ProductionAccount)),
         Expect::Plan {
             steps: "Backup@P ec2:CreateSnapshots P/us-east-1
+                    Backup@P ebs:ListChangedBlocks P/us-east-1
                     Backup@P ec2:RunInstances P/us-east-1
                     Backup@P ec2:CreateVolume P/us-east-1
                     Backup@P ec2:AttachVolume P/us-east-1
@@ -455,7 +460,8 @@ fn backup_of_an_unencrypted_volume_across_accounts_needs_no_key() {
         Expect::Plan {
             steps: concat(&[
                 "Backup@P ec2:CreateSnapshots P/us-east-1
-                 Backup@P ec2:ModifySnapshotAttribute P/us-east-1",
+                 Backup@P ec2:ModifySnapshotAttribute P/us-east-1
+                 Backup@P ebs:ListChangedBlocks P/us-east-1",
                 WORKER_IN_B,
                 "
                  WorkerDeployment@B ec2:RunInstances B/us-east-1
@@ -469,9 +475,10 @@ fn backup_of_an_unencrypted_volume_across_accounts_needs_no_key() {
                  WorkerDeployment@B ec2:DeleteVolume B/us-east-1
                  WorkerDeployment@B ec2:TerminateInstances B/us-east-1",
                 WORKER_IN_B_CLEANUP,
+                // The previous base snapshot, then the share of the new one.
                 "
-                 Backup@P ec2:ModifySnapshotAttribute P/us-east-1
-                 Backup@P ec2:DeleteSnapshot P/us-east-1",
+                 Backup@P ec2:DeleteSnapshot P/us-east-1
+                 Backup@P ec2:ModifySnapshotAttribute P/us-east-1",
             ]),
         },
     );
@@ -484,7 +491,8 @@ fn backup_of_an_instance_of_the_backup_account_needs_no_sharing() {
         op_backup(IN_BACKUP_ACCOUNT, None),
         Expect::Plan {
             steps: concat(&[
-                "Backup@B ec2:CreateSnapshots B/us-east-1",
+                "Backup@B ec2:CreateSnapshots B/us-east-1
+                 Backup@B ebs:ListChangedBlocks B/us-east-1",
                 WORKER_IN_B,
                 "
                  WorkerDeployment@B ec2:RunInstances B/us-east-1
@@ -492,7 +500,8 @@ fn backup_of_an_instance_of_the_backup_account_needs_no_sharing() {
                  WorkerDeployment@B ec2:AttachVolume B/us-east-1
                  Repository@B s3:PutObject B/us-east-1",
             ]),
-            grants: "WorkerDeployment@B aws/ebs@B/us-east-1 ebs",
+            grants: "Backup@B aws/ebs@B/us-east-1 decrypt
+                     WorkerDeployment@B aws/ebs@B/us-east-1 ebs",
             cleanup: concat(&[
                 "WorkerDeployment@B ec2:DetachVolume B/us-east-1
                  WorkerDeployment@B ec2:DeleteVolume B/us-east-1

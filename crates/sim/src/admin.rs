@@ -432,6 +432,42 @@ impl Sim {
         })
     }
 
+    /// Grows a volume to `size_gib`, as ModifyVolume does (EBS volumes only grow): its blocks
+    /// stay, the new space reads as zeros.
+    pub fn grow_volume(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        volume: &VolumeId,
+        size_gib: u32,
+    ) -> Result<(), SimError> {
+        self.admin(|w| {
+            let v = region_mut(w, account, region)
+                .volumes
+                .get_mut(volume)
+                .ok_or_else(|| {
+                    CloudError::not_found(
+                        Action::Ec2DescribeVolumes,
+                        "InvalidVolume.NotFound",
+                        volume.as_str(),
+                    )
+                })?;
+            if size_gib <= v.size_gib || size_gib > bulwark_model::MAX_VOLUME_GIB {
+                return Err(CloudError::invalid(
+                    Action::Ec2DescribeVolumes,
+                    "InvalidParameterValue",
+                    format!(
+                        "{volume} has {} GiB: a volume grows, to at most {} GiB",
+                        v.size_gib,
+                        bulwark_model::MAX_VOLUME_GIB
+                    ),
+                ));
+            }
+            v.size_gib = size_gib;
+            Ok(())
+        })
+    }
+
     /// A digest of a volume's content: equal digests mean byte-identical volumes (zero blocks
     /// are never stored, so equal content means equal block maps).
     pub fn volume_digest(

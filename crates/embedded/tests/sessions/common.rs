@@ -198,6 +198,32 @@ pub fn restore(
     }
 }
 
+/// Rewrites the first `bytes` of every volume of `instance` with bytes they never held, so
+/// that its next backup has that much to read.
+pub fn change_volumes(world: &World, instance: &str, bytes: usize) {
+    static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let round = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = instance.parse().expect("instance id");
+    let instance = world.embedded.estate.instance(&id).expect("instance").clone();
+    for (n, volume) in instance.volumes.iter().enumerate() {
+        // A different byte string per round and volume: nothing deduplicates it.
+        let mut state = round.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (n as u64 + 1);
+        let data: Vec<u8> = (0..bytes)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        world
+            .embedded
+            .sim
+            .write_volume(&instance.account, &instance.region, &volume.id, 0, &data)
+            .expect("the volume is written");
+    }
+}
+
 /// Asserts that the world holds exactly what it held before.
 pub fn assert_unchanged(before: &Inventory, after: &Inventory, what: &str) {
     let added = after.added_since(before);

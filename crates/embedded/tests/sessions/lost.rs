@@ -66,6 +66,9 @@ fn change(world: &World, op: &Operation, listener: Option<Listener>, what: &str)
 /// whose answers were lost.
 fn lose_each_answer(world: &World, op: &Operation) -> Vec<&'static str> {
     let plan = bulwark_plan::plan(&world.embedded.estate, op).expect("the operation plans");
+    // The first run of a backup only adds its base snapshots; every later one also removes
+    // the previous ones: the runs below are later ones.
+    change(world, op, None, &plan.summary);
     let clean = change(world, op, None, &plan.summary);
     let mut lost = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {

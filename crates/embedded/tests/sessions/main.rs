@@ -3,6 +3,7 @@
 
 mod common;
 mod faults;
+mod incremental;
 mod instances;
 mod lost;
 mod scenarios;

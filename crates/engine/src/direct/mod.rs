@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use bulwark_cloud::{Cloud, CloudError, Credentials, ErrorKind, StartSnapshot, Tag, EBS_BLOCK_SIZE};
 use bulwark_model::{Action, Region, SnapshotId, MAX_VOLUME_GIB};
-use bulwark_mover::{BackupOutcome, MoverError, Progress, VolumeSource};
+use bulwark_mover::{BackupOutcome, Base, MoverError, Progress, Volume};
 use bulwark_repo::{Id, RepoError, Repository};
 
 pub use device::SnapshotDevice;
@@ -265,25 +265,36 @@ pub fn backup_snapshots(
     repo: &Repository,
     progress: &Progress,
 ) -> Result<Vec<BackupOutcome>, DirectError> {
-    for v in volumes {
-        if let Some(parent) = v.parent {
-            check_parent(repo, v.volume_id, parent, v.snapshot)?;
-        }
-    }
+    // The parent checked is the parent used, whatever another backup of a volume commits
+    // meanwhile.
+    let parents = volumes
+        .iter()
+        .map(|v| {
+            v.parent
+                .map(|parent| check_parent(repo, v.volume_id, parent, v.snapshot))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let sources = volumes
         .iter()
         .map(|v| SnapshotSource::open(cloud, who, region, v.snapshot, v.parent))
         .collect::<Result<Vec<_>, _>>()?;
     let block_size = u64::from(repo.config().block_size);
     let changed: Vec<Option<Vec<u64>>> = sources.iter().map(|s| s.changed_blocks(block_size)).collect();
-    let mover_volumes: Vec<VolumeSource> = sources
+    let mover_volumes: Vec<Volume> = sources
         .iter()
         .zip(volumes)
-        .zip(&changed)
-        .map(|((source, v), changed)| VolumeSource {
+        .zip(changed.iter().zip(&parents))
+        .map(|((source, v), (changed, parent))| Volume {
             source,
             volume_id: v.volume_id,
-            changed: changed.as_deref(),
+            base: match (parent, changed) {
+                (Some(parent), Some(blocks)) => Base::Changed {
+                    parent: *parent,
+                    blocks,
+                },
+                _ => Base::Full,
+            },
             instance: v.instance,
             index_files: v.index_files,
         })
@@ -299,7 +310,7 @@ pub fn backup_snapshots(
             }
         },
         || sources.iter().for_each(SnapshotSource::stop),
-        || bulwark_mover::backup_all(repo, &mover_volumes, progress, mover_threads()),
+        || bulwark_mover::backup_volumes(repo, &mover_volumes, progress, mover_threads()),
     )
     .map_err(|e| {
         sources
@@ -336,28 +347,34 @@ pub fn backup_snapshot(
         .ok_or_else(|| DirectError::Mover(MoverError::ChangedBlocks("no restore point was written".into())))
 }
 
-/// The snapshot the volume's latest restore point was read from by this data path, if any:
-/// the parent to give the next backup of the volume, if the snapshot still exists.
-pub fn latest_source_snapshot(repo: &Repository, volume_id: &str) -> Result<Option<SnapshotId>, DirectError> {
-    Ok(repo
-        .latest_point(volume_id)?
-        .filter(|(_, m)| m.source.kind == SOURCE_KIND)
-        .and_then(|(_, m)| m.source.name.parse().ok()))
+/// The indexes of the `block_size` blocks of `snapshot` changed since `base`, a snapshot of the
+/// same lineage (ListChangedBlocks, every page), in order: what a worker reads of a volume made
+/// from `snapshot` when its latest restore point was read from `base`.
+pub fn changed_blocks(
+    cloud: &Cloud,
+    who: &Credentials,
+    region: &Region,
+    snapshot: &SnapshotId,
+    base: &SnapshotId,
+    block_size: u64,
+) -> Result<Vec<u64>, DirectError> {
+    let (listed, _) = source::list_blocks(cloud, who, region, snapshot, Some(base))?;
+    Ok(source::blocks_of(listed.into_keys(), block_size))
 }
 
-/// The changes since `parent` apply only to the restore point read from it.
+/// The changes since `parent` apply only to the restore point read from it: the volume's
+/// latest, whose id this answers.
 fn check_parent(
     repo: &Repository,
     volume_id: &str,
     parent: &SnapshotId,
     snapshot: &SnapshotId,
-) -> Result<(), DirectError> {
+) -> Result<Id, DirectError> {
     let latest = repo.latest_point(volume_id)?;
-    let from_parent = latest
-        .as_ref()
-        .is_some_and(|(_, m)| m.source.kind == SOURCE_KIND && m.source.name == parent.as_str());
-    if from_parent {
-        return Ok(());
+    if let Some((id, m)) = &latest {
+        if m.source.kind == SOURCE_KIND && m.source.name == parent.as_str() {
+            return Ok(*id);
+        }
     }
     Err(DirectError::ParentMismatch {
         volume: volume_id.to_owned(),

@@ -117,23 +117,8 @@ impl<'a> SnapshotSource<'a> {
     /// For a listing against a parent, the indexes of the `block_size` blocks that changed,
     /// in order: the list to give the mover's `backup`. `None` for a full listing.
     pub(super) fn changed_blocks(&self, block_size: u64) -> Option<Vec<u64>> {
-        self.incremental.then(|| self.blocks_of(block_size))
-    }
-
-    /// The indexes of the `block_size` blocks that overlap a listed EBS block.
-    fn blocks_of(&self, block_size: u64) -> Vec<u64> {
-        let mut out: Vec<u64> = Vec::with_capacity(self.tokens.len());
-        for &index in self.tokens.keys() {
-            let start = index * EBS_BLOCK_SIZE;
-            let first = start / block_size;
-            let last = (start + EBS_BLOCK_SIZE - 1) / block_size;
-            for b in first..=last {
-                if out.last() != Some(&b) {
-                    out.push(b);
-                }
-            }
-        }
-        out
+        self.incremental
+            .then(|| blocks_of(self.tokens.keys().copied(), block_size))
     }
 
     /// Fetches blocks ahead of the mover until the transfer stops or every block is
@@ -307,6 +292,23 @@ pub(super) fn list_blocks(
     }
 }
 
+/// The indexes of the `block_size` blocks that overlap the EBS blocks `ebs_blocks` (in
+/// increasing order), in order.
+pub(super) fn blocks_of(ebs_blocks: impl Iterator<Item = u64>, block_size: u64) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::new();
+    for index in ebs_blocks {
+        let start = index.saturating_mul(EBS_BLOCK_SIZE);
+        let first = start / block_size;
+        let last = start.saturating_add(EBS_BLOCK_SIZE - 1) / block_size;
+        for b in first..=last {
+            if out.last() != Some(&b) {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
 /// One listed EBS block of `snapshot`, fetched at the pace `limiter` keeps and checked
 /// against the checksum EBS sends with it.
 pub(super) fn fetch_block(
@@ -363,6 +365,6 @@ impl BlockSource for SnapshotSource<'_> {
 
     /// Only the listed blocks: a snapshot's listing leaves out what was never written.
     fn written_blocks(&self, block_size: u64) -> Option<Vec<u64>> {
-        Some(self.blocks_of(block_size))
+        Some(blocks_of(self.tokens.keys().copied(), block_size))
     }
 }

@@ -5,30 +5,19 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use bulwark_cloud::{Credentials, ErrorKind, SharedCredentials, Tag};
-use bulwark_model::{KeyRef, Region, RoleArn, SnapshotId};
-use bulwark_plan::{Resource, Snapshot, SnapshotOrigin, Step};
+use bulwark_cloud::{Credentials, SharedCredentials, Tag};
+use bulwark_model::{KeyRef, RoleArn};
+use bulwark_plan::{Resource, Snapshot, Step};
 use bulwark_repo::Repository;
 
 use super::{Failure, Session, StepResult};
 use crate::direct::{self, DirectError};
+use crate::incremental::Read;
 use crate::journal::{Ec2Kind, Finder, Target};
 use crate::{worker, Engine, EngineError, Event};
 
-/// A snapshot to read through the EBS direct APIs.
-pub(super) struct DirectRead {
-    who: Credentials,
-    region: Region,
-    snapshot: SnapshotId,
-    /// The snapshot the volume's latest restore point was read from, if it still exists.
-    parent: Option<SnapshotId>,
-    volume: String,
-    /// The previous base snapshot (the parent), which the new one replaces.
-    replaces: Option<(Resource, Target)>,
-}
-
 /// What the session's direct-data-path steps met, for [`Failure`].
-fn direct_failure(step: &Step, error: DirectError) -> Failure {
+pub(super) fn direct_failure(step: &Step, error: DirectError) -> Failure {
     match error {
         // The step's own call: reported as the step's failure, with AWS's answer.
         DirectError::Cloud(e) if e.action == step.action() => Failure::Cloud(e),
@@ -37,50 +26,11 @@ fn direct_failure(step: &Step, error: DirectError) -> Failure {
 }
 
 impl<'e> Session<'e> {
-    /// Notes a snapshot to read, with the snapshot its volume's latest restore point was
-    /// read from as parent if it still exists; that one is then the previous base snapshot
-    /// the plan removes once the new restore points are written.
+    /// Notes a snapshot to read: only its changes since the previous backup's base snapshot,
+    /// or in full.
     pub(super) fn plan_direct_read(&mut self, step: &Step, snapshot: &Snapshot) -> StepResult {
-        let who = self.who(step)?;
-        let (region, id) = self.snapshot_id(snapshot)?;
-        let volume = snapshot.volume.to_string();
-        let latest =
-            direct::latest_source_snapshot(self.repository()?, &volume).map_err(EngineError::from)?;
-        let mut parent = None;
-        if let Some(previous) = latest.filter(|p| *p != id) {
-            let ec2 = &self.engine.cloud.ec2;
-            let found = self
-                .engine
-                .retry
-                .run(step.action(), None, || {
-                    ec2.describe_snapshots(&who, &region, std::slice::from_ref(&previous))
-                })
-                .map_err(crate::retry::Gave::error);
-            match found {
-                Ok(infos) if infos.iter().any(|i| i.id == previous && i.state == "completed") => {
-                    parent = Some(previous);
-                }
-                // Gone (deleted by hand, or by a failed cleanup): read every block.
-                Ok(_) => {}
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(Failure::Cloud(e)),
-            }
-        }
-        let replaces = parent.clone().map(|previous| {
-            let base = Resource::Snapshot(Snapshot {
-                origin: SnapshotOrigin::PreviousDirectBase,
-                ..snapshot.clone()
-            });
-            (base, Target::Snapshot(region.clone(), previous))
-        });
-        self.direct_reads.push(DirectRead {
-            who,
-            region,
-            snapshot: id,
-            parent,
-            volume,
-            replaces,
-        });
+        let read = self.choose_read(step, snapshot)?;
+        self.reads.push(read);
         Ok(())
     }
 
@@ -88,20 +38,24 @@ impl<'e> Session<'e> {
     /// none. Then the previous base snapshots are journaled for the cleanup to remove (not
     /// before: a failed backup keeps them as the base of the next one).
     pub(super) fn read_direct(&mut self, step: &Step) -> StepResult {
-        let reads = std::mem::take(&mut self.direct_reads);
-        let Some(first) = reads.first() else {
+        let Some(first) = self.reads.first() else {
             return Ok(());
         };
         let (who, region) = (first.who.clone(), first.region.clone());
         let record = self.record.as_ref().map(crate::record::InstanceRecord::to_json);
+        let index_files = self.indexes_files();
+        let reads = std::mem::take(&mut self.reads);
         let volumes: Vec<direct::SnapshotVolume> = reads
             .iter()
             .map(|r| direct::SnapshotVolume {
                 snapshot: &r.snapshot,
-                parent: r.parent.as_ref(),
+                parent: match r.read {
+                    Read::Incremental { .. } => r.base.as_ref(),
+                    Read::Full { .. } => None,
+                },
                 volume_id: &r.volume,
                 instance: record.as_deref(),
-                index_files: self.indexes_files(),
+                index_files,
             })
             .collect();
         let engine = self.engine;
@@ -110,13 +64,18 @@ impl<'e> Session<'e> {
                 direct::backup_snapshots(&engine.cloud, &who, &region, &volumes, repo, progress)
             })?
             .map_err(|e| direct_failure(step, e))?;
-        for (read, outcome) in reads.iter().zip(outcomes) {
-            self.points.push((read.volume.clone(), outcome.id.to_hex()));
-            if let Some((base, target)) = &read.replaces {
-                self.created(base, target.clone(), false)?;
-            }
-        }
-        Ok(())
+        let written: Vec<_> = reads
+            .iter()
+            .zip(outcomes)
+            .map(|(read, outcome)| (read.volume.clone(), outcome.id, outcome.manifest))
+            .collect();
+        self.points.extend(
+            written
+                .iter()
+                .map(|(volume, id, _)| (volume.clone(), id.to_hex())),
+        );
+        drop(volumes);
+        self.backed_up(&reads, &written)
     }
 
     /// Writes the latest restore point of a volume into a new snapshot (journaled as soon as
@@ -178,7 +137,7 @@ impl<'e> Session<'e> {
 
     /// The repository, opened with the repository role's credentials (for the data path
     /// without workers).
-    fn repository(&mut self) -> Result<&Repository, Failure> {
+    pub(super) fn repository(&mut self) -> Result<&Repository, Failure> {
         Ok(&self.open_repository()?.0)
     }
 

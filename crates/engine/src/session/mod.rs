@@ -3,9 +3,11 @@
 //!
 //! [`Session::run_step`] is the one dispatch of a step's [`Call`]; each kind of step is run by
 //! a method of its own, in the module of its concern: `snapshots`, `volumes`, `workers`,
-//! `instances` (the restored instance), `direct` (the data path without workers).
+//! `instances` (the restored instance), `direct` (the data path without workers),
+//! `incremental` (how each volume of a backup is read: its changes, or in full and why).
 
 mod direct;
+mod incremental;
 mod instances;
 mod proof;
 mod snapshots;
@@ -135,6 +137,7 @@ pub(crate) fn run(
         summary: plan.summary.clone(),
         kept: session.kept,
         points: session.points,
+        backups: session.backups,
         snapshots,
         steps: total,
     })
@@ -216,8 +219,11 @@ pub(crate) struct Session<'e> {
     /// Without workers: the repository, opened by the appliance with a session of the
     /// repository role that the transfers renew.
     repository: Option<(Repository, SharedCredentials)>,
-    /// Without workers: the snapshots to read into the repository, all at once.
-    direct_reads: Vec<direct::DirectRead>,
+    /// How each snapshot of a backup is read, noted before the transfer: all at once without
+    /// workers, in the worker's task with them.
+    reads: Vec<incremental::VolumeRead>,
+    /// What each volume's backup read, for the report.
+    backups: Vec<crate::incremental::VolumeBackup>,
     /// The instance's record: as a session that snapshots it found it, for its restore
     /// points; as a restore launches it.
     record: Option<InstanceRecord>,
@@ -252,7 +258,8 @@ impl<'e> Session<'e> {
                 _ => None,
             },
             repository: None,
-            direct_reads: Vec::new(),
+            reads: Vec::new(),
+            backups: Vec::new(),
             record: None,
             image_devices: BTreeMap::new(),
             session_key: crate::channel::SessionKey::generate().ok(),
@@ -314,6 +321,7 @@ impl<'e> Session<'e> {
             // Without workers: reads are gathered, then made all at once as the repository
             // takes them (every volume's restore point, or none).
             Call::ReadSnapshotBlocks { snapshot } => self.plan_direct_read(step, snapshot)?,
+            Call::ListChangedBlocks { snapshot } => self.list_changes(step, snapshot)?,
             Call::WriteBackup {
                 by: DataPath::Appliance,
                 ..

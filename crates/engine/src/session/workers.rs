@@ -12,8 +12,9 @@ use bulwark_plan::{
 
 use super::{Failure, Session, StepResult};
 use crate::channel::{Channel, SessionKey, Side};
+use crate::incremental::Read;
 use crate::journal::{Ec2Kind, Finder, Target};
-use crate::worker::{self, RepositoryAccess, Task, TaskKind, TaskVolume, WorkerMessage};
+use crate::worker::{self, Changes, RepositoryAccess, Task, TaskKind, TaskVolume, WorkerMessage};
 use crate::{EngineError, Event};
 
 /// The name of the inline policy of temporary worker roles.
@@ -312,16 +313,44 @@ impl Session<'_> {
 
     pub(super) fn send_task(&mut self, step: &Step, queue: &QueueRef) -> StepResult {
         let url = self.queue_url(queue)?;
-        let task = self.task()?;
-        let body = self
-            .channel()?
-            .seal(&WorkerMessage::Task(task))
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let mut task = self.task()?;
+        let channel = self.channel()?;
+        let body = loop {
+            let body = channel
+                .seal(&WorkerMessage::Task(task.clone()))
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            if body.len() <= worker::MAX_MESSAGE_BYTES || !self.shorten_task(&mut task) {
+                break body;
+            }
+        };
         let who = self.who(step)?;
         let sqs = &self.engine.cloud.sqs;
         self.retried(step.action(), || {
             sqs.send_message(&who, &queue.region, &url, &body)
         })
+    }
+
+    /// Makes a task too long for one message shorter: the volume with the longest list of
+    /// changes is read in full instead. `false` if no volume has a list left.
+    fn shorten_task(&mut self, task: &mut Task) -> bool {
+        let Some(longest) = task
+            .volumes
+            .iter_mut()
+            .filter(|v| v.changes.is_some())
+            .max_by_key(|v| v.changes.as_ref().map_or(0, |c| c.blocks.len()))
+        else {
+            return false;
+        };
+        let blocks = longest.changes.take().map_or(0, |c| c.blocks.len());
+        if let Some(read) = self.reads.iter_mut().find(|r| r.volume == longest.volume) {
+            read.read_in_full(format!(
+                "its {blocks} changed blocks are too many to list in one message to the worker"
+            ));
+        }
+        if let Some(read) = self.reads.iter().find(|r| r.volume == longest.volume) {
+            self.say_how(read);
+        }
+        true
     }
 
     fn temporary_role(&self, identity: &WorkerIdentity) -> Result<RoleArn, Failure> {
@@ -375,12 +404,21 @@ impl Session<'_> {
                 TaskKind::Restore => matches!(v.origin, VolumeOrigin::Empty | VolumeOrigin::Restored),
             };
             if let (true, Some(Target::Volume(_, id))) = (for_worker, self.ids.get(volume)) {
+                let read = self.reads.iter().find(|r| r.volume == v.of.to_string());
                 volumes.push(TaskVolume {
                     device: device.clone(),
                     volume: v.of.to_string(),
                     point: None,
                     // The volume itself, for the worker to find its NVMe device by.
                     volume_id: Some(id.clone()),
+                    snapshot: read.map(|r| r.snapshot.to_string()),
+                    changes: read.and_then(|r| match (&r.read, &r.blocks) {
+                        (Read::Incremental { parent }, Some(blocks)) => Some(Changes {
+                            parent: parent.to_hex(),
+                            blocks: blocks.clone(),
+                        }),
+                        _ => None,
+                    }),
                 });
             }
         }
@@ -483,8 +521,13 @@ impl Session<'_> {
                         self.engine.emit(self.id(), &Event::Transfer { done, total });
                     }
                     Ok((_, WorkerMessage::Done { points, instance })) => {
-                        self.points = points;
                         self.adopt_record(instance.as_deref());
+                        if !self.reads.is_empty() {
+                            let written = self.read_points(&points)?;
+                            let reads = std::mem::take(&mut self.reads);
+                            self.backed_up(&reads, &written)?;
+                        }
+                        self.points = points;
                         return Ok(());
                     }
                     Ok((_, WorkerMessage::Failed { error })) => {

@@ -1,5 +1,6 @@
-//! Moving image data without workers: the appliance reads snapshots, or writes new ones,
-//! through the EBS direct APIs, in the account that owns them.
+//! The EBS direct APIs, in the account that owns the snapshots: moving image data without
+//! workers (the appliance reads snapshots, or writes new ones), and the lists of changed
+//! blocks a worker's backup reads by.
 
 use bulwark_model::{Action, Instance, KeyRef, Region, Repository, RoleArn};
 
@@ -10,8 +11,7 @@ use crate::step::{Actor, Call, DataPath, KeyUse, Removal};
 impl Builder<'_> {
     /// `role` (the owner of `snapshots`) reads their blocks through the EBS direct APIs and
     /// the appliance stores them in the repository, all volumes or none; then the cleanup
-    /// removes the base snapshots of the previous direct backup, the new ones taking their
-    /// place.
+    /// removes the base snapshots of the previous backup, the new ones taking their place.
     pub fn read_direct(&mut self, role: &RoleArn, snapshots: &[Snapshot], repository: &Repository) {
         let p = self.estate.partition();
         let actor = Actor::Role(role.clone());
@@ -40,21 +40,7 @@ impl Builder<'_> {
                 .also(Action::EbsListSnapshotBlocks, arns.clone())
                 .also(Action::EbsListChangedBlocks, arns)
                 .also(Action::Ec2DescribeSnapshots, vec!["*".into()]);
-            // The previous base snapshot is handed to the cleanup once the new restore points
-            // are written, and only then: a failed backup keeps it as the base of the next.
-            let previous = Snapshot {
-                origin: SnapshotOrigin::PreviousDirectBase,
-                ..snapshot.clone()
-            };
-            let replace = self.step(
-                &actor,
-                Some(&snapshot.region),
-                Call::Remove {
-                    removal: Removal::DeleteSnapshot { snapshot: previous },
-                },
-                "remove the base snapshot of the previous direct backup, if there is one, once the \
-                 new restore points are written: the new base snapshot replaces it",
-            );
+            let replace = self.replace_previous_base(&actor, snapshot);
             self.push(step, vec![replace]);
         }
         self.repository_access(
@@ -64,6 +50,58 @@ impl Builder<'_> {
             "the appliance stores the new blocks, compressed and encrypted, in packs, then the \
              index, then the restore points of all the volumes at once",
         );
+    }
+
+    /// `role` (the owner of `snapshots`) lists the blocks changed in each since the base
+    /// snapshot of the volume's latest restore point (ListChangedBlocks), for the worker to
+    /// read only those; then the cleanup removes those previous base snapshots, the new ones
+    /// taking their place. A volume without a usable base is read in full, and the session
+    /// says why.
+    pub fn list_changes(&mut self, role: &RoleArn, snapshots: &[Snapshot], repository: &Repository) {
+        let actor = Actor::Role(role.clone());
+        // The repository role's credentials, to find the previous backup.
+        self.assume(&repository.role);
+        for snapshot in snapshots {
+            let step = self
+                .step(
+                    &actor,
+                    Some(&snapshot.region),
+                    Call::ListChangedBlocks {
+                        snapshot: snapshot.clone(),
+                    },
+                    "list the blocks changed since the previous base snapshot, when it still exists, is \
+                     of the same size and the volume's latest restore point was read from it: the \
+                     worker reads only those; else it reads the whole volume",
+                )
+                .using_key(
+                    snapshot.key.as_ref(),
+                    KeyUse::DirectRead,
+                    "The EBS direct APIs list the blocks of an encrypted snapshot only for a caller \
+                     that may decrypt it.",
+                )
+                .also(Action::Ec2DescribeSnapshots, vec!["*".into()]);
+            let replace = self.replace_previous_base(&actor, snapshot);
+            self.push(step, vec![replace]);
+        }
+    }
+
+    /// The removal of the base snapshot of `snapshot`'s previous backup, which the engine hands
+    /// to the cleanup once the new restore points are written, and only then: a failed backup
+    /// keeps it as the base of the next.
+    fn replace_previous_base(&self, actor: &Actor, snapshot: &Snapshot) -> crate::Step {
+        let previous = Snapshot {
+            origin: SnapshotOrigin::PreviousBase,
+            ..snapshot.clone()
+        };
+        self.step(
+            actor,
+            Some(&snapshot.region),
+            Call::Remove {
+                removal: Removal::DeleteSnapshot { snapshot: previous },
+            },
+            "remove the base snapshot of the previous backup, if there is one, once the new restore \
+             points are written: the new base snapshot replaces it",
+        )
     }
 
     /// `role` writes the latest restore point of each volume of `instance` into a new snapshot

@@ -13,10 +13,9 @@ use crate::step::{Actor, Call, KeyUse, Removal, Step};
 pub(crate) enum SnapshotPurpose {
     /// Cloud-native restore points, kept.
     RestorePoint,
-    /// The source of a worker's volumes, deleted at the end of the session.
-    WorkerSource,
-    /// Read through the EBS direct APIs, and kept as the base of the next backup's changes.
-    DirectBase,
+    /// The source of an image-level backup (read through the EBS direct APIs, or by a worker
+    /// from volumes made of it), kept as the base of the next backup's changes.
+    Base,
 }
 
 impl Builder<'_> {
@@ -31,16 +30,11 @@ impl Builder<'_> {
     ) -> Vec<Snapshot> {
         let (origin, kept, purpose) = match purpose {
             SnapshotPurpose::RestorePoint => (SnapshotOrigin::Volume, true, "the cloud-native restore point"),
-            SnapshotPurpose::WorkerSource => (
-                SnapshotOrigin::Volume,
-                false,
-                "a temporary source for the worker, deleted when the session ends",
-            ),
-            SnapshotPurpose::DirectBase => (
-                SnapshotOrigin::DirectBase,
+            SnapshotPurpose::Base => (
+                SnapshotOrigin::Base,
                 true,
-                "read through the EBS direct APIs, then kept until the next backup, which reads \
-                 only the blocks changed since it",
+                "the source of the backup, kept until the next backup, which reads only the blocks \
+                 changed since it",
             ),
         };
         let actor = Actor::Role(role.clone());

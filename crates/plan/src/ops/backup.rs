@@ -14,8 +14,12 @@
 //!
 //! Without workers (`--workers none`), the backup role reads the snapshots itself through the
 //! EBS direct APIs, in the instance's account: no volume, no sharing, and `aws/ebs` is no
-//! obstacle. It needs `kms:Decrypt` on the volume keys. The snapshots are kept until the next
-//! backup, which reads only the blocks changed since them.
+//! obstacle. It needs `kms:Decrypt` on the volume keys.
+//!
+//! Either way the snapshots are kept until the next backup, which reads only the blocks changed
+//! since them: with workers, the backup role lists them (ListChangedBlocks, which needs
+//! `kms:Decrypt` on the volume keys too) in the instance's account and hands the list to the
+//! worker with its task.
 
 use bulwark_model::Instance;
 
@@ -40,7 +44,7 @@ pub(crate) fn plan(
         WorkerAccount::Production => (backup_role.clone(), instance.account.clone()),
     };
 
-    let snapshots = b.snapshot_instance(&backup_role, instance, SnapshotPurpose::WorkerSource);
+    let snapshots = b.snapshot_instance(&backup_role, instance, SnapshotPurpose::Base);
     if worker_account != instance.account {
         let remedy = format!(
             "deploy the workers in the production account (`--workers production-account`, with a \
@@ -53,6 +57,9 @@ pub(crate) fn plan(
             b.share(&backup_role, snapshot, &worker_account, &remedy)?;
         }
     }
+    // The changes are listed in the snapshots' own account, whoever reads them: a volume made
+    // from a shared snapshot holds the same blocks.
+    b.list_changes(&backup_role, &snapshots, repository);
     let worker = b.deploy_worker(placement, &deployer, &instance.region, instance)?;
     let mut volumes = Vec::new();
     for snapshot in &snapshots {
@@ -84,7 +91,7 @@ pub(crate) fn plan(
 pub(crate) fn direct(b: &mut Builder, instance: &Instance) -> Result<String, Refusal> {
     let repository = b.repository()?;
     let backup_role = b.backup_role(&instance.account)?;
-    let snapshots = b.snapshot_instance(&backup_role, instance, SnapshotPurpose::DirectBase);
+    let snapshots = b.snapshot_instance(&backup_role, instance, SnapshotPurpose::Base);
     b.read_direct(&backup_role, &snapshots, repository);
     Ok(format!(
         "image-level backup of {} ({}/{}) into s3://{}/{} through the EBS direct APIs, no worker",

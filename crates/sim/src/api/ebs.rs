@@ -14,6 +14,9 @@ impl Ebs for Sim {
         self.call(Action::EbsListSnapshotBlocks, who, |c, w| {
             c.check(w, c.action, &snapshot_arn(region, snapshot), &[], None)?;
             let (_, s) = readable_snapshot(w, c, region, snapshot)?;
+            if let Some(k) = &s.key {
+                direct_key_use(w, c, k, &[Action::KmsDecrypt])?;
+            }
             let indexes: Vec<u64> = s.blocks.keys().copied().collect();
             page(c.action, snapshot, &indexes, s.size_gib, next_token)
         })
@@ -32,6 +35,10 @@ impl Ebs for Sim {
             c.check(w, c.action, &snapshot_arn(region, second), &[], None)?;
             let (_, a) = readable_snapshot(w, c, region, first)?;
             let (_, b) = readable_snapshot(w, c, region, second)?;
+            // The listing of an encrypted snapshot is for a caller that may decrypt it.
+            for k in [&a.key, &b.key].into_iter().flatten() {
+                direct_key_use(w, c, k, &[Action::KmsDecrypt])?;
+            }
             if a.lineage != b.lineage {
                 return Err(validation(
                     c.action,
