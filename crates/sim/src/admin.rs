@@ -399,17 +399,7 @@ impl Sim {
             hashes.push((index, self.inner.store.put(&whole).map_err(io)?));
         }
         self.admin(|w| {
-            let v = region_mut(w, account, region)
-                .volumes
-                .get_mut(volume)
-                .ok_or_else(|| {
-                    // Administration, not an API call: reported as DescribeVolumes would.
-                    CloudError::not_found(
-                        Action::Ec2DescribeVolumes,
-                        "InvalidVolume.NotFound",
-                        volume.as_str(),
-                    )
-                })?;
+            let v = volume_mut(w, account, region, volume)?;
             if end > u64::from(v.size_gib) << 30 {
                 return Err(CloudError::new(
                     Action::Ec2DescribeVolumes,
@@ -442,16 +432,7 @@ impl Sim {
         size_gib: u32,
     ) -> Result<(), SimError> {
         self.admin(|w| {
-            let v = region_mut(w, account, region)
-                .volumes
-                .get_mut(volume)
-                .ok_or_else(|| {
-                    CloudError::not_found(
-                        Action::Ec2DescribeVolumes,
-                        "InvalidVolume.NotFound",
-                        volume.as_str(),
-                    )
-                })?;
+            let v = volume_mut(w, account, region, volume)?;
             if size_gib <= v.size_gib || size_gib > bulwark_model::MAX_VOLUME_GIB {
                 return Err(CloudError::invalid(
                     Action::Ec2DescribeVolumes,
@@ -720,4 +701,24 @@ fn volume_in<'w>(
     volume: &VolumeId,
 ) -> Option<&'w Volume> {
     w.accounts.get(account)?.regions.get(region)?.volumes.get(volume)
+}
+
+/// A volume changed by administration, not an API call: a missing one is reported as
+/// DescribeVolumes would.
+fn volume_mut<'w>(
+    w: &'w mut crate::state::World,
+    account: &AccountId,
+    region: &Region,
+    volume: &VolumeId,
+) -> Result<&'w mut crate::state::Volume, CloudError> {
+    region_mut(w, account, region)
+        .volumes
+        .get_mut(volume)
+        .ok_or_else(|| {
+            CloudError::not_found(
+                Action::Ec2DescribeVolumes,
+                "InvalidVolume.NotFound",
+                volume.as_str(),
+            )
+        })
 }
