@@ -157,6 +157,13 @@ fn scenarios() -> anyhow::Result<Vec<Scenario>> {
             launch: Default::default(),
         })
     };
+    let backup = |instance: &str, workers| -> anyhow::Result<Operation> {
+        Ok(Operation::Backup {
+            instance: id(instance)?,
+            workers: Some(workers),
+            file_index: false,
+        })
+    };
     Ok(vec![
         Scenario::new(
             "snapshots of web".into(),
@@ -170,29 +177,17 @@ fn scenarios() -> anyhow::Result<Vec<Scenario>> {
         ),
         Scenario::new(
             "image backup of db, workers in the backup account".into(),
-            Operation::Backup {
-                instance: id(DB)?,
-                workers: Some(Placement::BackupAccount),
-                file_index: false,
-            },
+            backup(DB, Placement::BackupAccount)?,
             Expect::Success,
         ),
         Scenario::new(
             "image backup of web, workers in the backup account (one volume under aws/ebs)".into(),
-            Operation::Backup {
-                instance: id(WEB)?,
-                workers: Some(Placement::BackupAccount),
-                file_index: false,
-            },
+            backup(WEB, Placement::BackupAccount)?,
             Expect::Refused,
         ),
         Scenario::new(
             "image backup of web, workers in the production account".into(),
-            Operation::Backup {
-                instance: id(WEB)?,
-                workers: Some(Placement::ProductionAccount),
-                file_index: false,
-            },
+            backup(WEB, Placement::ProductionAccount)?,
             Expect::Success,
         ),
         Scenario::new(
@@ -228,11 +223,7 @@ fn scenarios() -> anyhow::Result<Vec<Scenario>> {
         ),
         Scenario::new(
             "image backup of web without workers (EBS direct APIs, in its own account)".into(),
-            Operation::Backup {
-                instance: id(WEB)?,
-                workers: Some(Placement::NoWorker),
-                file_index: false,
-            },
+            backup(WEB, Placement::NoWorker)?,
             Expect::Success,
         ),
         Scenario::new(
@@ -244,11 +235,7 @@ fn scenarios() -> anyhow::Result<Vec<Scenario>> {
             change_db: true,
             ..Scenario::new(
                 "image backup of db again, after 1 MiB of writes: its worker reads only the changes".into(),
-                Operation::Backup {
-                    instance: id(DB)?,
-                    workers: Some(Placement::BackupAccount),
-                    file_index: false,
-                },
+                backup(DB, Placement::BackupAccount)?,
                 Expect::Success,
             )
         },
